@@ -1,0 +1,1 @@
+"""rootstream's click command line (installed as ``rootstream_cli``)."""

@@ -1,0 +1,3 @@
+from rootstream_cli.main import main
+
+main()

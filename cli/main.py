@@ -1,0 +1,51 @@
+"""The ``rootstream`` command: parses options and calls the library."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rootstream import __version__
+from rootstream.errors import RootStreamError
+
+
+class RootStreamGroup(click.Group):
+    """Turns library errors into one plain sentence and a hint.
+
+    A traceback is shown only with ``--debug``; every RootStreamError exits 2,
+    anything else (a bug) exits 3.
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RootStreamError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"rootstream: {exc}", err=True)
+            for line in exc.details:
+                click.echo(f"  {line}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+
+@click.group(cls=RootStreamGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(__version__, prog_name="rootstream")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """rootstream: stream a Linux machine's screen, sound and input over a LAN.
+
+    Run `rootstream host` on the machine to share and
+    `rootstream connect HOST` on the machine you play on.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

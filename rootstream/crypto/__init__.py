@@ -1,0 +1,1 @@
+"""rootstream.crypto"""

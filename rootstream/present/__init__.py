@@ -1,0 +1,1 @@
+"""rootstream.present"""

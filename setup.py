@@ -1,0 +1,23 @@
+"""Native parts of rootstream; everything else is declared in pyproject.toml.
+
+setup.py exists only because C extensions and cffi build scripts are still
+declared here in setuptools.
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    packages=[
+        "rootstream",
+        "rootstream.protocol",
+        "rootstream.capture",
+        "rootstream.present",
+        "rootstream.input",
+        "rootstream.net",
+        "rootstream.crypto",
+        "rootstream.audio",
+        "rootstream._native",
+        "rootstream_cli",
+    ],
+    ext_modules=[],
+)

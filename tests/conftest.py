@@ -1,0 +1,105 @@
+"""Shared fixtures: real Xvfb displays, free UDP ports, the hardware marker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `hardware` tests unless ROOTSTREAM_HARDWARE=1 says the device exists."""
+    if os.environ.get("ROOTSTREAM_HARDWARE") == "1":
+        return
+    for item in items:
+        marker = item.get_closest_marker("hardware")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"hardware: {reason or 'needs a real device'}"))
+
+
+class Xvfb:
+    """A real Xvfb server on a free display number, stopped on close()."""
+
+    def __init__(self, width: int = 1280, height: int = 720, depth: int = 24):
+        if shutil.which("Xvfb") is None:
+            raise RuntimeError("Xvfb is not installed (apt-get install xvfb)")
+        self.width, self.height = width, height
+        for number in range(90, 190):
+            if not Path(f"/tmp/.X{number}-lock").exists() and not Path(
+                f"/tmp/.X11-unix/X{number}"
+            ).exists():
+                break
+        else:
+            raise RuntimeError("no free X display number")
+        self.display = f":{number}"
+        self.proc = subprocess.Popen(
+            ["Xvfb", self.display, "-screen", "0", f"{width}x{height}x{depth}",
+             "-nolisten", "tcp", "-noreset", "+extension", "DAMAGE", "+extension", "XTEST"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        socket_path = Path(f"/tmp/.X11-unix/X{number}")
+        deadline = time.monotonic() + 10
+        while not socket_path.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"Xvfb {self.display} did not start")
+            time.sleep(0.02)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env["DISPLAY"] = self.display
+        env.update(extra)
+        return env
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def xvfb():
+    """A fresh 1280x720 Xvfb display for one test."""
+    server = Xvfb()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def xvfb_factory():
+    """Start several displays of chosen sizes: ``xvfb_factory(640, 480)``."""
+    servers: list[Xvfb] = []
+
+    def start(width: int = 1280, height: int = 720) -> Xvfb:
+        server = Xvfb(width, height)
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.close()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def udp_port() -> int:
+    return free_udp_port()
