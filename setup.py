@@ -19,5 +19,7 @@ setup(
         "rootstream._native",
         "rootstream_cli",
     ],
-    ext_modules=[],
+    ext_modules=[
+        Extension("rootstream._native._crc16", ["rootstream/_native/crc16.c"], extra_compile_args=["-O3"]),
+    ],
 )

@@ -1,0 +1,82 @@
+/*
+ * CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, xorout 0)
+ * for the ROOT header checksum.
+ *
+ * Why native: binascii.crc_hqx computes the same CRC one byte at a time
+ * (about 330 MB/s here), which alone would cap the protocol layer near
+ * 2.6 Gbit/s.  Slicing by eight tables processes eight bytes per step.
+ *
+ * The GIL is kept: a datagram is at most 1400 bytes, far cheaper to
+ * checksum than releasing and re-acquiring the GIL.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+static uint16_t table[8][256];
+
+static void build_tables(void)
+{
+    for (int v = 0; v < 256; v++) {
+        uint16_t crc = (uint16_t)(v << 8);
+        for (int bit = 0; bit < 8; bit++)
+            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+        table[0][v] = crc;
+    }
+    /* table[k][v]: the CRC contribution of byte v followed by k zero bytes. */
+    for (int k = 1; k < 8; k++)
+        for (int v = 0; v < 256; v++) {
+            uint16_t prev = table[k - 1][v];
+            table[k][v] = (uint16_t)((prev << 8) ^ table[0][prev >> 8]);
+        }
+}
+
+static uint16_t crc16_update(uint16_t crc, const uint8_t *p, Py_ssize_t n)
+{
+    while (n >= 8) {
+        uint16_t x = (uint16_t)(crc ^ ((p[0] << 8) | p[1]));
+        crc = table[7][x >> 8] ^ table[6][x & 0xFF] ^ table[5][p[2]] ^ table[4][p[3]]
+            ^ table[3][p[4]] ^ table[2][p[5]] ^ table[1][p[6]] ^ table[0][p[7]];
+        p += 8;
+        n -= 8;
+    }
+    while (n-- > 0)
+        crc = (uint16_t)((crc << 8) ^ table[0][(crc >> 8) ^ *p++]);
+    return crc;
+}
+
+PyDoc_STRVAR(crc16_doc,
+"crc16(data, value=0xFFFF, /) -> int\n\n"
+"CRC-16/CCITT-FALSE of a bytes-like object, continuing from value\n"
+"(the same result as binascii.crc_hqx(data, value)).");
+
+static PyObject *py_crc16(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    unsigned int value = 0xFFFF;
+    if (!PyArg_ParseTuple(args, "y*|I:crc16", &view, &value))
+        return NULL;
+    if (value > 0xFFFF) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "crc16: value must fit in 16 bits");
+        return NULL;
+    }
+    uint16_t crc = crc16_update((uint16_t)value, (const uint8_t *)view.buf, view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(crc);
+}
+
+static PyMethodDef methods[] = {
+    {"crc16", py_crc16, METH_VARARGS, crc16_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_crc16", "CRC-16/CCITT-FALSE for the ROOT header.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__crc16(void)
+{
+    build_tables();
+    return PyModule_Create(&module);
+}
