@@ -1,0 +1,302 @@
+"""CONTROL messages (docs/PROTOCOL.md §4).
+
+A CONTROL payload is one message: a kind byte, then that kind's fields in
+network byte order.  Versioning rule: within protocol version 1, a message
+only ever grows by appending fields; a parser reads the fields it knows and
+ignores trailing bytes, so a newer peer can add fields without breaking an
+older one.  An unknown kind raises ProtocolError (the receiver counts and
+drops it).  Strings are a u8 length then UTF-8, at most 64 bytes.
+
+Kinds 0x20-0x2F are reserved for pairing and the session handshake, whose
+bodies the crypto layer defines (docs/SECURITY.md); they travel here as
+opaque bytes (``CryptoMessage``).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rootstream.errors import ProtocolError
+from rootstream.protocol.header import VERSION
+
+MAX_STRING = 64
+
+
+class ControlKind(enum.IntEnum):
+    HELLO = 0x01
+    CONFIG = 0x02
+    KEEPALIVE = 0x03
+    IDR_REQUEST = 0x04
+    STATS = 0x05
+    BYE = 0x06
+    PING = 0x07
+    PONG = 0x08
+    BITRATE = 0x09
+
+
+CRYPTO_KINDS = range(0x20, 0x30)
+
+
+class Capability(enum.IntFlag):
+    H264 = 0x0001
+    HEVC = 0x0002
+    FEC = 0x0004
+    AUDIO = 0x0008
+    INPUT = 0x0010
+    ENCRYPTION = 0x0020
+
+
+class Codec(enum.IntEnum):
+    H264 = 1
+    HEVC = 2
+
+
+class ByeReason(enum.IntEnum):
+    NORMAL = 0
+    TIMEOUT = 1
+    REPLACED = 2
+    ERROR = 3
+    REFUSED = 4
+    BUSY = 5
+
+
+class IdrReason(enum.IntEnum):
+    STARTUP = 0
+    FRAME_LOST = 1
+    DECODE_ERROR = 2
+
+
+def _pack_string(text: str) -> bytes:
+    raw = text.encode("utf-8")[:MAX_STRING]
+    # Never cut a multi-byte character in half.
+    raw = raw.decode("utf-8", "ignore").encode("utf-8")
+    return bytes([len(raw)]) + raw
+
+
+def _unpack_string(body: memoryview, offset: int, kind: str) -> tuple[str, int]:
+    if offset >= len(body):
+        raise ProtocolError(f"{kind} message is truncated")
+    length = body[offset]
+    end = offset + 1 + length
+    if length > MAX_STRING:
+        raise ProtocolError(f"{kind} message has an over-long string")
+    if end > len(body):
+        raise ProtocolError(f"{kind} message is truncated")
+    try:
+        return bytes(body[offset + 1:end]).decode("utf-8"), end
+    except UnicodeDecodeError:
+        raise ProtocolError(f"{kind} message has a string that is not UTF-8") from None
+
+
+class _Fixed:
+    """A message whose fields are one fixed struct (plus ignored trailing bytes)."""
+
+    KIND: ClassVar[ControlKind]
+    STRUCT: ClassVar[struct.Struct]
+    NAME: ClassVar[str]
+
+    def pack(self) -> bytes:
+        return bytes([self.KIND]) + self.STRUCT.pack(*self._values())
+
+    def __bytes__(self) -> bytes:
+        return self.pack()
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, f) for f in self.__slots__)  # type: ignore[attr-defined]
+
+    @classmethod
+    def parse_body(cls, body: memoryview):
+        if len(body) < cls.STRUCT.size:
+            raise ProtocolError(f"{cls.NAME} message is truncated")
+        return cls(*cls.STRUCT.unpack_from(body))
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Client -> host: the first message of a session."""
+
+    protocol_version: int = VERSION
+    capabilities: int = 0
+    max_width: int = 0  # 0: no preference
+    max_height: int = 0
+    client_name: str = ""
+
+    KIND: ClassVar[ControlKind] = ControlKind.HELLO
+    _HEAD: ClassVar[struct.Struct] = struct.Struct("!BIHH")
+
+    def pack(self) -> bytes:
+        return (bytes([self.KIND])
+                + self._HEAD.pack(self.protocol_version, self.capabilities,
+                                  self.max_width, self.max_height)
+                + _pack_string(self.client_name))
+
+    __bytes__ = pack
+
+    @classmethod
+    def parse_body(cls, body: memoryview) -> Hello:
+        if len(body) < cls._HEAD.size:
+            raise ProtocolError("hello message is truncated")
+        version, caps, width, height = cls._HEAD.unpack_from(body)
+        name, _ = _unpack_string(body, cls._HEAD.size, "hello")
+        return cls(version, caps, width, height, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Host -> client: the answer to a hello, describing the stream."""
+
+    protocol_version: int = VERSION
+    codec: int = Codec.H264
+    width: int = 0
+    height: int = 0
+    fps: int = 60
+    bitrate_kbps: int = 0
+    capabilities: int = 0
+    session_id: int = 0
+    host_name: str = ""
+
+    KIND: ClassVar[ControlKind] = ControlKind.CONFIG
+    _HEAD: ClassVar[struct.Struct] = struct.Struct("!BBHHHIII")
+
+    def pack(self) -> bytes:
+        return (bytes([self.KIND])
+                + self._HEAD.pack(self.protocol_version, self.codec, self.width, self.height,
+                                  self.fps, self.bitrate_kbps, self.capabilities, self.session_id)
+                + _pack_string(self.host_name))
+
+    __bytes__ = pack
+
+    @classmethod
+    def parse_body(cls, body: memoryview) -> Config:
+        if len(body) < cls._HEAD.size:
+            raise ProtocolError("config message is truncated")
+        fields = cls._HEAD.unpack_from(body)
+        name, _ = _unpack_string(body, cls._HEAD.size, "config")
+        return cls(*fields, host_name=name)
+
+
+@dataclass(frozen=True, slots=True)
+class Keepalive(_Fixed):
+    """Either way, when nothing else was sent for a while."""
+
+    sent_ms: int = 0
+    KIND: ClassVar[ControlKind] = ControlKind.KEEPALIVE
+    STRUCT: ClassVar[struct.Struct] = struct.Struct("!I")
+    NAME: ClassVar[str] = "keepalive"
+
+
+@dataclass(frozen=True, slots=True)
+class IdrRequest(_Fixed):
+    """Client -> host: send a keyframe now."""
+
+    reason: int = IdrReason.FRAME_LOST
+    last_frame_id: int = 0  # the newest frame the client decoded
+    KIND: ClassVar[ControlKind] = ControlKind.IDR_REQUEST
+    STRUCT: ClassVar[struct.Struct] = struct.Struct("!BI")
+    NAME: ClassVar[str] = "idr request"
+
+
+@dataclass(frozen=True, slots=True)
+class StatsReport(_Fixed):
+    """Client -> host, every second or so: what arrived and how fast."""
+
+    interval_ms: int = 0
+    frames_received: int = 0
+    frames_presented: int = 0
+    frames_lost: int = 0
+    frames_recovered: int = 0
+    datagrams_received: int = 0
+    datagrams_lost: int = 0  # estimated from sequence gaps
+    receive_kbps: int = 0
+    client_p50_us: int = 0  # first datagram -> presented
+    client_p99_us: int = 0
+    KIND: ClassVar[ControlKind] = ControlKind.STATS
+    STRUCT: ClassVar[struct.Struct] = struct.Struct("!HIIIIIIIII")
+    NAME: ClassVar[str] = "stats"
+
+
+@dataclass(frozen=True, slots=True)
+class Bye(_Fixed):
+    """Either way: the session ends now."""
+
+    reason: int = ByeReason.NORMAL
+    KIND: ClassVar[ControlKind] = ControlKind.BYE
+    STRUCT: ClassVar[struct.Struct] = struct.Struct("!B")
+    NAME: ClassVar[str] = "bye"
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(_Fixed):
+    """Clock probe: t0 is the sender's monotonic clock in ns."""
+
+    probe_id: int = 0
+    t0_ns: int = 0
+    KIND: ClassVar[ControlKind] = ControlKind.PING
+    STRUCT: ClassVar[struct.Struct] = struct.Struct("!IQ")
+    NAME: ClassVar[str] = "ping"
+
+
+@dataclass(frozen=True, slots=True)
+class Pong(_Fixed):
+    """Answer to a ping: t1 when it arrived, t2 when this left (answerer's clock)."""
+
+    probe_id: int = 0
+    t0_ns: int = 0
+    t1_ns: int = 0
+    t2_ns: int = 0
+    KIND: ClassVar[ControlKind] = ControlKind.PONG
+    STRUCT: ClassVar[struct.Struct] = struct.Struct("!IQQQ")
+    NAME: ClassVar[str] = "pong"
+
+
+@dataclass(frozen=True, slots=True)
+class Bitrate(_Fixed):
+    """Host -> client: the encoder now runs at this bitrate."""
+
+    bitrate_kbps: int = 0
+    KIND: ClassVar[ControlKind] = ControlKind.BITRATE
+    STRUCT: ClassVar[struct.Struct] = struct.Struct("!I")
+    NAME: ClassVar[str] = "bitrate"
+
+
+@dataclass(frozen=True, slots=True)
+class CryptoMessage:
+    """Pairing/handshake message: kind 0x20-0x2F with a body the crypto layer parses."""
+
+    kind: int
+    body: bytes
+
+    def pack(self) -> bytes:
+        if self.kind not in CRYPTO_KINDS:
+            raise ValueError(f"crypto message kind {self.kind:#x} is outside 0x20-0x2f")
+        return bytes([self.kind]) + self.body
+
+    __bytes__ = pack
+
+
+ControlMessage = (Hello | Config | Keepalive | IdrRequest | StatsReport | Bye | Ping | Pong
+                  | Bitrate | CryptoMessage)
+
+_BY_KIND = {cls.KIND: cls for cls in (Hello, Config, Keepalive, IdrRequest, StatsReport, Bye,
+                                       Ping, Pong, Bitrate)}
+
+
+def encode_control(message: ControlMessage) -> bytes:
+    return message.pack()
+
+
+def decode_control(payload: bytes | memoryview) -> ControlMessage:
+    """Parse one CONTROL payload; raises ProtocolError only."""
+    body = memoryview(payload)
+    if len(body) == 0:
+        raise ProtocolError("control message is empty")
+    kind = body[0]
+    if kind in CRYPTO_KINDS:
+        return CryptoMessage(kind, bytes(body[1:]))
+    cls = _BY_KIND.get(kind)
+    if cls is None:
+        raise ProtocolError("control message has an unknown kind")
+    return cls.parse_body(body[1:])

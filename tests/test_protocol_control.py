@@ -1,0 +1,93 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rootstream.protocol import (
+    Bitrate,
+    Bye,
+    ByeReason,
+    Capability,
+    Codec,
+    Config,
+    CryptoMessage,
+    Hello,
+    IdrReason,
+    IdrRequest,
+    Keepalive,
+    Ping,
+    Pong,
+    ProtocolError,
+    StatsReport,
+    decode_control,
+    encode_control,
+)
+
+MESSAGES = [
+    Hello(1, Capability.H264 | Capability.FEC, 1920, 1080, "living-room"),
+    Hello(),
+    Config(1, Codec.H264, 1280, 720, 60, 10_000, Capability.H264, 0xDEADBEEF, "rig"),
+    Keepalive(123),
+    IdrRequest(IdrReason.FRAME_LOST, 41),
+    StatsReport(1000, 60, 59, 1, 0, 1000, 2, 20_000, 2500, 4100),
+    Bye(ByeReason.TIMEOUT),
+    Ping(7, 123456789),
+    Pong(7, 1, 2, 3),
+    Bitrate(8000),
+    CryptoMessage(0x21, b"opaque"),
+]
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_round_trip(message):
+    data = encode_control(message)
+    assert bytes(message) == data
+    assert decode_control(data) == message
+
+
+@pytest.mark.parametrize("message", [m for m in MESSAGES if not isinstance(m, CryptoMessage)],
+                         ids=lambda m: type(m).__name__)
+def test_every_truncation_is_rejected(message):
+    data = encode_control(message)
+    for cut in range(len(data)):
+        with pytest.raises(ProtocolError):
+            decode_control(data[:cut])
+
+
+@pytest.mark.parametrize("message", [m for m in MESSAGES if not isinstance(m, CryptoMessage)],
+                         ids=lambda m: type(m).__name__)
+def test_fields_appended_by_a_newer_peer_are_ignored(message):
+    assert decode_control(encode_control(message) + b"\x01\x02future") == message
+
+
+def test_unknown_kind_and_empty_payload():
+    with pytest.raises(ProtocolError, match="control message has an unknown kind"):
+        decode_control(b"\x7f")
+    with pytest.raises(ProtocolError, match="control message is empty"):
+        decode_control(b"")
+
+
+def test_string_rules():
+    long_name = Hello(client_name="é" * 40)  # 80 bytes of UTF-8, cut to 64 on a char boundary
+    parsed = decode_control(encode_control(long_name))
+    assert parsed.client_name == "é" * 32
+    bad_utf8 = bytes([0x01, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0xC3, 0x28])
+    with pytest.raises(ProtocolError, match="not UTF-8"):
+        decode_control(bad_utf8)
+    too_long = bytes([0x01, 1, 0, 0, 0, 0, 0, 0, 0, 0, 65]) + b"a" * 65
+    with pytest.raises(ProtocolError, match="over-long string"):
+        decode_control(too_long)
+
+
+def test_crypto_kind_range_is_enforced_when_sending():
+    with pytest.raises(ValueError):
+        CryptoMessage(0x30, b"").pack()
+
+
+@given(st.binary(max_size=300))
+def test_random_payloads_raise_only_protocol_error(data):
+    try:
+        message = decode_control(data)
+    except ProtocolError:
+        return
+    # Whatever parsed must re-encode to a prefix of the input (trailing bytes ignored).
+    assert data.startswith(encode_control(message)) or isinstance(message, (Hello, Config))
