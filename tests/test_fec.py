@@ -151,7 +151,9 @@ VECTORS = [
     (1, 2, [b"\x01\x02\x03\x04"], ["01020304", "01020304"]),
     (3, 2, [b"ROOT", b"fec!", b"\x00\xff\x10\x80"], ["1e85ed19", "4d206609"]),
     (
-        4, 3, [bytes(range(8)), bytes(range(8, 16)), bytes(range(16, 24)), bytes(range(24, 32))],
+        4,
+        3,
+        [bytes(range(8)), bytes(range(8, 16)), bytes(range(16, 24)), bytes(range(24, 32))],
         ["0d0c0f0e09080b0a", "48494a4b4c4d4e4f", "9c9d9e9f98999a9b"],
     ),
 ]
@@ -218,18 +220,16 @@ def test_round_trip_from_any_k_shards(k, m, length, seed, data):
     code = ErasureCode(k, m)
     original = make_shards(k, length, seed)
     shards = all_shards(code, original)
-    kept = data.draw(st.lists(st.sampled_from(range(k + m)), min_size=k, max_size=k + m, unique=True))
+    kept = data.draw(
+        st.lists(st.sampled_from(range(k + m)), min_size=k, max_size=k + m, unique=True)
+    )
     if len(kept) < k:
         return
     assert code.decode({i: shards[i] for i in kept}) == original
 
 
 @settings(max_examples=80, deadline=None)
-@given(
-    shards=st.dictionaries(
-        st.integers(-3, 20), st.binary(min_size=0, max_size=8), max_size=12
-    )
-)
+@given(shards=st.dictionaries(st.integers(-3, 20), st.binary(min_size=0, max_size=8), max_size=12))
 def test_decode_never_fails_with_anything_but_protocol_error(shards):
     code = ErasureCode(5, 3)
     try:

@@ -89,7 +89,9 @@ def gf_matrix_inverse(rows: Sequence[Sequence[int]]) -> list[list[int]]:
     every k rows of the systematic matrix are independent.
     """
     size = len(rows)
-    work = [list(row) + [int(col == index) for col in range(size)] for index, row in enumerate(rows)]
+    work = [
+        list(row) + [int(col == index) for col in range(size)] for index, row in enumerate(rows)
+    ]
     for col in range(size):
         pivot = next((r for r in range(col, size) if work[r][col]), None)
         if pivot is None:
@@ -101,7 +103,7 @@ def gf_matrix_inverse(rows: Sequence[Sequence[int]]) -> list[list[int]]:
         for r in range(size):
             factor = work[r][col]
             if r != col and factor:
-                work[r] = [v ^ gf_mul(factor, p) for v, p in zip(work[r], pivot_row)]
+                work[r] = [v ^ gf_mul(factor, p) for v, p in zip(work[r], pivot_row, strict=False)]
     return [row[size:] for row in work]
 
 
@@ -174,7 +176,8 @@ class ErasureCode:
         """The m parity shards for exactly k equal-length data shards."""
         if len(data_shards) != self.k:
             raise ProtocolError(
-                "wrong number of FEC data shards", details=[f"expected {self.k}, got {len(data_shards)}"]
+                "wrong number of FEC data shards",
+                details=[f"expected {self.k}, got {len(data_shards)}"],
             )
         _common_length(data_shards)
         if self.m == 0:
@@ -188,7 +191,9 @@ class ErasureCode:
         """
         for index in shards:
             if not isinstance(index, int) or not 0 <= index < self.n:
-                raise ProtocolError("FEC shard index out of range", details=[f"index={index!r} n={self.n}"])
+                raise ProtocolError(
+                    "FEC shard index out of range", details=[f"index={index!r} n={self.n}"]
+                )
         if len(shards) < self.k:
             raise ProtocolError(
                 "not enough FEC shards", details=[f"have {len(shards)}, need {self.k} of {self.n}"]
@@ -237,7 +242,9 @@ def parity_count(k: int, share: float = DEFAULT_SHARE, minimum: int = DEFAULT_MI
 
 def _check_policy(share: float, minimum: int) -> None:
     if not 0.0 <= share <= 1.0 or minimum < 0:
-        raise ProtocolError("FEC policy is invalid", details=[f"share={share!r} minimum={minimum!r}"])
+        raise ProtocolError(
+            "FEC policy is invalid", details=[f"share={share!r} minimum={minimum!r}"]
+        )
 
 
 def plan_groups(
