@@ -15,6 +15,7 @@ vectors.  Primitives: X25519 and ChaCha20-Poly1305-IETF from libsodium
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import os
@@ -169,16 +170,21 @@ class NoiseIK:
         return self._e.public + ss.encrypt_and_hash(payload)
 
     def read_message_2(self, message: bytes) -> bytes:
-        self._advance(1, True)
+        if self._step != 1 or not self.initiator:
+            raise CryptoError("handshake message out of order")
         if len(message) < MSG2_OVERHEAD:
             raise CryptoError("handshake message is truncated")
-        ss = self._ss
+        # Work on a copy and commit only if the message authenticates, so a
+        # forged reply injected by a third party cannot spoil the handshake
+        # before the genuine one arrives.
+        ss = copy.copy(self._ss)
         re = message[:DH_LEN]
-        self.remote_ephemeral = re
         ss.mix_hash(re)
         ss.mix_key(x25519(self._e.secret, re))
         ss.mix_key(self.static.dh(re))
-        return ss.decrypt_and_hash(message[DH_LEN:])
+        payload = ss.decrypt_and_hash(message[DH_LEN:])
+        self._ss, self.remote_ephemeral, self._step = ss, re, 2
+        return payload
 
     def split(self) -> tuple[bytes, bytes]:
         if self._step != 2:
