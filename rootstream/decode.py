@@ -1,0 +1,223 @@
+"""Video decoders: one access unit in, its picture out, with no frame delay.
+
+Backends, tried by ``auto`` in this order:
+
+``vaapi``     FFmpeg's native decoder with the VA-API hwaccel (PyAV ``HWAccel``),
+              pictures downloaded to NV12 in system memory.
+``nvdec``     the same with the CUDA hwaccel (NVDEC).
+``software``  FFmpeg's native decoder on the CPU (yuv420p out).
+
+A hardware backend is used only if it decodes a real test access unit on the
+hardware (no silent software fallback); the reasons the others were skipped
+are kept in ``decoder.fallbacks`` and returned by ``probe_decoders()``.
+
+Low delay: the codec is opened with AV_CODEC_FLAG_LOW_DELAY and slice
+threading only.  Frame threading would hold one frame per thread before the
+first picture comes out; the host's streams have no B-frames, so nothing needs
+reordering and every ``decode()`` returns the picture of the packet it was
+given.
+
+Bad bitstreams: FFmpeg conceals what it can; what it rejects becomes a
+DecodeError (counted in ``errors``) and the decoder stays usable.  The client's
+answer to either is to ask the host for an IDR.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import glob
+
+import av
+import av.logging
+from av.codec.context import CodecContext, Flags
+from av.codec.hwaccel import HWAccel, hwdevices_available
+
+from rootstream.encode import BackendProbe
+from rootstream.errors import DecodeError, EncodeError
+
+__all__ = ["VideoDecoder", "DECODERS", "open_decoder", "probe_decoders"]
+
+CODECS = ("h264", "hevc")
+
+# hwaccel device type per hardware backend; None is the CPU.  ``auto`` order.
+DECODERS: dict[str, str | None] = {
+    "vaapi": "vaapi",
+    "nvdec": "cuda",
+    "software": None,
+}
+
+
+class VideoDecoder:
+    """A PyAV decoder for one H.264 or HEVC stream; one thread feeds it."""
+
+    def __init__(self, name: str = "software", codec: str = "h264", *, device: str | None = None):
+        if name not in DECODERS:
+            raise DecodeError(f"unknown decoder {name!r}",
+                              details=[f"known: auto, {', '.join(DECODERS)}"])
+        if codec not in CODECS:
+            raise DecodeError(f"unknown video codec {codec!r}",
+                              details=[f"known: {', '.join(CODECS)}"])
+        self.name, self.codec = name, codec
+        self.fallbacks: list[BackendProbe] = []  # filled by open_decoder("auto")
+        self.frames_decoded = 0
+        self.errors = 0  # access units FFmpeg rejected
+        device_type = DECODERS[name]
+        hwaccel = None
+        if device_type is not None:
+            reason = _hw_unavailable_reason(device_type)
+            if reason:
+                raise DecodeError(f"the {name} decoder is unavailable", details=[reason])
+            hwaccel = HWAccel(device_type, device=device, allow_software_fallback=False)
+        try:
+            ctx = CodecContext.create(codec, "r", hwaccel=hwaccel)
+        except av.error.FFmpegError as exc:
+            raise DecodeError(f"the {name} decoder could not be opened",
+                              details=[f"{type(exc).__name__}: {exc}"]) from exc
+        if hwaccel is not None and not ctx.is_hwaccel:
+            offered = [str(c.device_type.name) for c in ctx.codec.hardware_configs]
+            raise DecodeError(
+                f"the {name} decoder is unavailable",
+                details=[f"FFmpeg's {codec} decoder has no {device_type} hwaccel in this build "
+                         f"(it offers: {', '.join(offered) or 'none'})"],
+            )
+        ctx.flags |= Flags.low_delay
+        ctx.thread_type = "SLICE"
+        ctx.thread_count = 0  # one per core, all working on slices of the same frame
+        try:
+            ctx.open()
+        except av.error.FFmpegError as exc:
+            raise DecodeError(f"the {name} decoder could not be opened",
+                              details=[f"{type(exc).__name__}: {exc}"]) from exc
+        self._ctx = ctx
+
+    @property
+    def is_hardware(self) -> bool:
+        return DECODERS[self.name] is not None
+
+    def decode(self, data: bytes) -> list[av.VideoFrame]:
+        """Decode one access unit (Annex B); returns its picture, or [] if the
+        decoder needs more (e.g. a P-frame before any keyframe)."""
+        if not data:
+            # An empty packet would mean "end of stream" to FFmpeg.
+            self.errors += 1
+            raise DecodeError("empty video access unit")
+        try:
+            frames = self._ctx.decode(av.Packet(data))
+        except av.error.FFmpegError as exc:
+            self.errors += 1
+            raise DecodeError("the video bitstream could not be decoded",
+                              details=[f"{type(exc).__name__}: {exc}"]) from exc
+        self.frames_decoded += len(frames)
+        return frames
+
+    def flush(self) -> list[av.VideoFrame]:
+        """Drain whatever the decoder still holds and reset it for a new stream
+        (after a resolution change or a long gap); the next access unit must be
+        a keyframe."""
+        try:
+            frames = self._ctx.decode(None)
+        except av.error.FFmpegError:
+            frames = []
+        self._ctx.flush_buffers()
+        self.frames_decoded += len(frames)
+        return frames
+
+    def close(self) -> None:
+        self._ctx = None
+
+    def __enter__(self) -> VideoDecoder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _hw_unavailable_reason(device_type: str) -> str:
+    reasons = []
+    if device_type not in hwdevices_available():
+        reasons.append(f"this FFmpeg build has no {device_type} device type (it has: "
+                       f"{', '.join(hwdevices_available()) or 'none'})")
+    if device_type == "vaapi" and not glob.glob("/dev/dri/renderD*"):
+        reasons.append("no /dev/dri/renderD* render node (no GPU, or not passed through)")
+    if device_type == "cuda" and ctypes.util.find_library("cuda") is None:
+        reasons.append("libcuda.so.1 not found: no NVIDIA driver on this machine")
+    return "; ".join(reasons)
+
+
+_test_units: dict[str, bytes] = {}
+
+
+def _test_access_unit(codec: str) -> bytes:
+    """One real keyframe to prove a decoder with, made once by the software encoder."""
+    if codec not in _test_units:
+        from rootstream.encode import open_encoder, pattern_nv12
+
+        software = "x264" if codec == "h264" else "x265"
+        with open_encoder(software, width=320, height=192, codec=codec) as encoder:
+            units = encoder.encode(pattern_nv12(320, 192), force_keyframe=True)
+        _test_units[codec] = units[0].data
+    return _test_units[codec]
+
+
+def _open_proven(name: str, codec: str, device: str | None) -> VideoDecoder:
+    decoder = VideoDecoder(name, codec, device=device)
+    try:
+        unit = _test_access_unit(codec)
+    except EncodeError as exc:
+        if not decoder.is_hardware:
+            return decoder  # nothing to prove the CPU decoder with; it opened
+        raise DecodeError(f"the {name} decoder could not be tested",
+                          details=[str(exc), *exc.details]) from exc
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture() as log:
+            frames = decoder.decode(unit)
+            frames += decoder.flush()
+    except DecodeError as exc:
+        exc.details += [f"ffmpeg: {str(m).strip()}" for _l, _n, m in log[-1:]]
+        raise
+    finally:
+        av.logging.set_level(level)
+    if not frames:
+        raise DecodeError(f"the {name} decoder returned no picture for a test keyframe")
+    decoder.frames_decoded = 0
+    return decoder
+
+
+def open_decoder(name: str = "auto", codec: str = "h264", *,
+                 device: str | None = None) -> VideoDecoder:
+    """Open a decoder by backend name, or the first that decodes a test
+    keyframe (``auto``); ``decoder.fallbacks`` says why earlier ones did not."""
+    if name != "auto":
+        return _open_proven(name, codec, device)
+    failed: list[BackendProbe] = []
+    for candidate in DECODERS:
+        outcome = _attempt(candidate, codec, device)
+        if isinstance(outcome, BackendProbe):
+            failed.append(outcome)
+            continue
+        outcome.fallbacks = failed
+        return outcome
+    raise DecodeError(f"no {codec} decoder works on this machine",
+                      details=[f"{p.name}: {p.reason}" for p in failed])
+
+
+def probe_decoders(codec: str = "h264") -> list[BackendProbe]:
+    """Every decoder backend in ``auto`` order, each tried on a real keyframe."""
+    results = []
+    for name in DECODERS:
+        outcome = _attempt(name, codec, None)
+        if isinstance(outcome, VideoDecoder):
+            outcome.close()
+            outcome = BackendProbe(name, True, f"decoded a {codec} test keyframe")
+        results.append(outcome)
+    return results
+
+
+def _attempt(name: str, codec: str, device: str | None) -> VideoDecoder | BackendProbe:
+    """The proven decoder, or the record of why it failed."""
+    try:
+        return _open_proven(name, codec, device)
+    except DecodeError as exc:
+        return BackendProbe(name, False, "; ".join([str(exc), *exc.details]))
