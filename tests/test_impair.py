@@ -212,6 +212,8 @@ def test_relay_forwards_both_ways_and_stops_cleanly(endpoints):
     assert threading.active_count() == threads_before
     assert open_fds() == fds_before
     relay.stop()  # a second stop is harmless
+    with pytest.raises(NetworkError, match="^a relay starts once$"):
+        relay.start()
 
 
 def test_relay_applies_each_direction_separately(endpoints):

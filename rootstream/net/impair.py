@@ -294,8 +294,8 @@ class LossyRelay:
         return {"to_host": self.to_host.counters, "to_client": self.to_client.counters}
 
     def start(self) -> LossyRelay:
-        if self._thread is not None:
-            raise NetworkError("the relay is already started")
+        if self._thread is not None or self._stopping.is_set():
+            raise NetworkError("a relay starts once", hint="make a new LossyRelay")
         self._thread = threading.Thread(target=self._run, name="lossy-relay", daemon=True)
         self._thread.start()
         return self
