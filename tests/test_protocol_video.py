@@ -56,7 +56,7 @@ def test_fec_rebuilds_lost_fragments():
     data = os.urandom(100_000)
     payloads = VideoFragmenter(fec_share=0.2).fragment(data, keyframe=True)
     header = FragmentHeader.parse(payloads[0])
-    assert header.parity_count == 15 and header.fec_groups == 1
+    assert header.parity_count == 15 and header.fec_groups == 3  # 74 data fragments
     survivors = payloads[5:]  # the first five data fragments are lost
     reassembler = Reassembler()
     (frame,) = _feed(reassembler, survivors)
@@ -65,8 +65,16 @@ def test_fec_rebuilds_lost_fragments():
 
 
 def test_fec_groups_interleave_so_a_burst_spreads_across_them():
-    assert plan_fec_groups(200, 40) == 1
-    assert plan_fec_groups(760, 152) == 4
+    assert plan_fec_groups(20, 2) == 1
+    assert plan_fec_groups(200, 40) == 7  # groups of at most 32 data fragments
+    assert plan_fec_groups(100, 2) == 4
+    assert plan_fec_groups(8000, 300) == 250
+    assert plan_fec_groups(65535, 13107) == 0  # beyond what a u8 group count can carry
+    assert plan_fec_groups(5, 0) == 0
+    # Every group gets parity: with a tiny share the parity count rises to the group count.
+    payloads = VideoFragmenter(fec_share=0.01).fragment(bytes(200_000), keyframe=False)
+    head = FragmentHeader.parse(payloads[0])
+    assert head.fec_groups == 5 and head.parity_count == 5
     data = os.urandom(1_000_000)  # ~734 data fragments, several groups
     payloads = VideoFragmenter(fec_share=0.2).fragment(data, keyframe=True)
     header = FragmentHeader.parse(payloads[0])

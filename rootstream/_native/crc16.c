@@ -66,8 +66,34 @@ static PyObject *py_crc16(PyObject *self, PyObject *args)
     return PyLong_FromUnsignedLong(crc);
 }
 
+PyDoc_STRVAR(datagram_crc_doc,
+"datagram_crc(datagram, /) -> int\n\n"
+"The ROOT header checksum of a whole datagram: CRC-16/CCITT-FALSE over\n"
+"bytes 0-13, two zero bytes in place of the checksum field, then the rest.\n"
+"One call instead of three keeps the receive path's per-datagram cost low.");
+
+static PyObject *py_datagram_crc(PyObject *self, PyObject *arg)
+{
+    Py_buffer view;
+    static const uint8_t zero[2] = {0, 0};
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (view.len < 16) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "datagram_crc: shorter than the 16-byte header");
+        return NULL;
+    }
+    const uint8_t *p = (const uint8_t *)view.buf;
+    uint16_t crc = crc16_update(0xFFFF, p, 14);
+    crc = crc16_update(crc, zero, 2);
+    crc = crc16_update(crc, p + 16, view.len - 16);
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(crc);
+}
+
 static PyMethodDef methods[] = {
     {"crc16", py_crc16, METH_VARARGS, crc16_doc},
+    {"datagram_crc", py_datagram_crc, METH_O, datagram_crc_doc},
     {NULL, NULL, 0, NULL},
 };
 
