@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Shared set-up for scripts/test.sh and scripts/run.sh, on a fresh Debian or
+# Ubuntu machine: the Debian packages the tests and the demo use, then a
+# virtual environment in .venv with rootstream installed in editable mode
+# (which also compiles rootstream/_native).  Safe to run again: it installs
+# only what is missing.
+set -euo pipefail
+
+# xvfb, xdotool, x11-utils, x11-xserver-utils: real X displays for capture,
+#   presentation and input tests.
+# libdrm-dev, linux-libc-dev, gcc: the DRM tests compile the kernel UAPI
+#   headers to check the hand-declared structures against them.
+# libyuv0: the colour-conversion benchmark's baseline.
+# pulseaudio, pulseaudio-utils: a null-sink sound server for the audio tests.
+# iproute2, nftables: network namespaces, tc rate caps and random drops.
+APT_PACKAGES=(
+  python3-venv python3-dev gcc
+  xvfb xdotool x11-utils x11-xserver-utils
+  libx11-6 libxext6 libxdamage1 libxtst6 libxrandr2
+  libdrm-dev linux-libc-dev libyuv0
+  pulseaudio pulseaudio-utils
+  iproute2 nftables
+)
+EXTRAS="${ROOTSTREAM_EXTRAS:-test}"
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+echo "setup: installing rootstream[$EXTRAS] into .venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]"
