@@ -1,0 +1,147 @@
+"""One registry shape for every pluggable stage (capture, encode, present, inject).
+
+A stage declares its backends once, as ``name -> "module:Class"`` in the order
+``auto`` tries them, and gets from :class:`BackendRegistry`:
+
+- ``open(name, **opts)``: import that one backend lazily and construct it, so a
+  missing native library only matters when its backend is chosen;
+- ``open_first(names, **opts)``: the first backend that opens, or one error
+  whose ``details`` has a line per backend tried and why it failed;
+- ``probe(**opts)``: open and close each backend and say how it went, as
+  :class:`BackendProbe` records for ``rootstream doctor``.
+
+An unknown name is an error listing the known ones.  Under ``auto``, options
+are passed to each backend only if its constructor takes them (``display=``
+means nothing to a test pattern), so one set of options serves every backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import RootStreamError
+
+
+@dataclass(frozen=True, slots=True)
+class BackendProbe:
+    """How opening one backend went: ``reason`` says why not, or what it found."""
+
+    name: str
+    ok: bool
+    reason: str
+
+
+# Failures that mean "this backend cannot work here", as opposed to a bug in
+# it: our own errors, a module or shared library that cannot be loaded, and a
+# device or socket the OS refused.  Anything else propagates.
+EXPECTED_FAILURES = (RootStreamError, ImportError, OSError)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a failed backend, with the hint when there is one."""
+    if isinstance(exc, RootStreamError):
+        text = str(exc)
+        if exc.details:
+            text += f" ({'; '.join(exc.details)})"
+        return f"{text}; {exc.hint}" if exc.hint else text
+    return f"{type(exc).__name__}: {exc}"
+
+
+class BackendRegistry:
+    """Lazily imported backends of one stage, named in ``auto`` order."""
+
+    def __init__(self, kind: str, table: Mapping[str, str], error: type[RootStreamError]):
+        self.kind = kind  # "capture", "encoder", ... used in messages
+        self.table = dict(table)
+        self.error = error
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.table)
+
+    def load(self, name: str) -> type:
+        """The backend class for ``name``; imports its module on first use."""
+        try:
+            target = self.table[name]
+        except KeyError:
+            known = ", ".join(self.names)
+            raise self.error(
+                f"unknown {self.kind} backend {name!r}",
+                hint=f"choose one of: auto, {known}",
+                details=[f"known {self.kind} backends: {known}"],
+            ) from None
+        module_name, _, class_name = target.partition(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+    def open(self, name: str = "auto", **opts: Any):
+        """Construct backend ``name`` with ``opts``; ``auto`` means :meth:`open_first`.
+
+        A backend chosen by name must take every option given a value: asking
+        the test pattern for ``region=`` is a mistake worth saying.
+        """
+        if name == "auto":
+            return self.open_first(self.names, **opts)
+        backend_class = self.load(name)
+        accepted = accepted_options(backend_class, opts)
+        refused = sorted(key for key, value in opts.items()
+                         if key not in accepted and value is not None)
+        if refused:
+            raise self.error(
+                f"the {name} {self.kind} backend does not take {', '.join(refused)}",
+                hint=f"drop {', '.join(refused)} or choose another {self.kind} backend",
+            )
+        return backend_class(**accepted)
+
+    def try_open(self, names: Iterable[str], **opts: Any) -> tuple[Any, list[tuple[str, str]]]:
+        """(the first backend that opens or None, (name, why) for each that failed)."""
+        failures: list[tuple[str, str]] = []
+        for name in names:
+            try:
+                backend_class = self.load(name)
+                return backend_class(**accepted_options(backend_class, opts)), failures
+            except EXPECTED_FAILURES as exc:
+                failures.append((name, describe_failure(exc)))
+        return None, failures
+
+    def open_first(self, names: Iterable[str], **opts: Any):
+        names = tuple(names)
+        backend, failures = self.try_open(names, **opts)
+        if backend is None:
+            raise self.failed(names, failures)
+        return backend
+
+    def failed(self, names: Iterable[str], failures: Iterable[tuple[str, str]],
+               hint: str = "") -> RootStreamError:
+        """The one error for "none of ``names`` opened", a details line per failure."""
+        return self.error(
+            f"no {self.kind} backend could be opened (tried {', '.join(names)})",
+            hint=hint or f"fix one of the reasons below, or choose a {self.kind} backend by name",
+            details=[f"{name}: {why}" for name, why in failures],
+        )
+
+    def probe(self, names: Iterable[str] | None = None, **opts: Any) -> list[BackendProbe]:
+        """Open and close each backend (all of them, in auto order, by default)."""
+        results = []
+        for name in self.names if names is None else names:
+            backend, failures = self.try_open((name,), **opts)
+            if backend is None:
+                results.append(BackendProbe(name, False, failures[0][1]))
+                continue
+            try:
+                summary = getattr(backend, "describe", lambda: "ok")()
+            finally:
+                backend.close()
+            results.append(BackendProbe(name, True, summary))
+        return results
+
+
+def accepted_options(backend_class: type, opts: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of ``opts`` that ``backend_class(...)`` takes by keyword."""
+    parameters = inspect.signature(backend_class).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(opts)
+    return {key: value for key, value in opts.items() if key in parameters}

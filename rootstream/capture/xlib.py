@@ -1,0 +1,314 @@
+"""Xlib, MIT-SHM, XDAMAGE and XRandR declarations for cffi's ABI mode.
+
+Nothing here is compiled: the shared libraries are opened with ``dlopen`` the
+first time a display is opened, so installing rootstream needs no X headers and
+a machine without libX11 only loses the x11 backend.  In ABI mode cffi cannot
+check structure layouts against headers, so every struct below is declared
+field for field, in order, exactly as in Xlib.h / XShm.h / Xdamage.h /
+Xrandr.h (the tests compare what the libraries write into them with what the
+X server reports).
+
+Xlib's default error handlers print and call ``exit()``.  A capture stage must
+never take the host down, so the first ``load()`` installs handlers that only
+record: protocol errors per display (``take_errors``), and a lost connection
+as a flag (``connection_lost``) checked after every round trip.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from cffi import FFI
+
+from ..errors import CaptureError
+
+ffi = FFI()
+ffi.cdef(
+    """
+    typedef unsigned long XID;
+    typedef XID Window;
+    typedef XID Drawable;
+    typedef XID Pixmap;
+    typedef XID Atom;
+    typedef XID Damage;
+    typedef XID XserverRegion;
+    typedef XID RROutput;
+    typedef unsigned long Time;
+    typedef unsigned long ShmSeg;
+    typedef int Bool;
+    typedef int Status;
+    typedef char *XPointer;
+    typedef struct _XDisplay Display;
+    typedef struct _Visual Visual;
+    typedef struct _XGC *GC;
+
+    typedef struct {
+        int type;
+        Display *display;
+        XID resourceid;
+        unsigned long serial;
+        unsigned char error_code;
+        unsigned char request_code;
+        unsigned char minor_code;
+    } XErrorEvent;
+
+    typedef union _XEvent {
+        int type;
+        long pad[24];
+    } XEvent;
+
+    typedef struct {
+        short x, y;
+        unsigned short width, height;
+    } XRectangle;
+
+    typedef struct {
+        int type;
+        unsigned long serial;
+        Bool send_event;
+        Display *display;
+        Drawable drawable;
+        Damage damage;
+        int level;
+        Bool more;
+        Time timestamp;
+        XRectangle area;
+        XRectangle geometry;
+    } XDamageNotifyEvent;
+
+    typedef struct _XImage {
+        int width, height;
+        int xoffset;
+        int format;
+        char *data;
+        int byte_order;
+        int bitmap_unit;
+        int bitmap_bit_order;
+        int bitmap_pad;
+        int depth;
+        int bytes_per_line;
+        int bits_per_pixel;
+        unsigned long red_mask;
+        unsigned long green_mask;
+        unsigned long blue_mask;
+        XPointer obdata;
+        struct {
+            void *create_image;
+            void *destroy_image;
+            void *get_pixel;
+            void *put_pixel;
+            void *sub_image;
+            void *add_pixel;
+        } f;
+    } XImage;
+
+    typedef struct {
+        ShmSeg shmseg;
+        int shmid;
+        char *shmaddr;
+        Bool readOnly;
+    } XShmSegmentInfo;
+
+    typedef struct {
+        Atom name;
+        Bool primary;
+        Bool automatic;
+        int noutput;
+        int x;
+        int y;
+        int width;
+        int height;
+        int mwidth;
+        int mheight;
+        RROutput *outputs;
+    } XRRMonitorInfo;
+
+    typedef int (*XErrorHandler)(Display *, XErrorEvent *);
+    typedef int (*XIOErrorHandler)(Display *);
+    typedef void (*XIOErrorExitHandler)(Display *, void *);
+
+    Status XInitThreads(void);
+    Display *XOpenDisplay(const char *name);
+    int XCloseDisplay(Display *dpy);
+    int XConnectionNumber(Display *dpy);
+    int XDefaultScreen(Display *dpy);
+    Window XRootWindow(Display *dpy, int screen);
+    Visual *XDefaultVisual(Display *dpy, int screen);
+    int XDefaultDepth(Display *dpy, int screen);
+    int XDisplayWidth(Display *dpy, int screen);
+    int XDisplayHeight(Display *dpy, int screen);
+    int XPending(Display *dpy);
+    int XNextEvent(Display *dpy, XEvent *event);
+    int XSync(Display *dpy, Bool discard);
+    int XFlush(Display *dpy);
+    int XFree(void *data);
+    char *XGetAtomName(Display *dpy, Atom atom);
+    Atom XInternAtom(Display *dpy, const char *name, Bool only_if_exists);
+    XErrorHandler XSetErrorHandler(XErrorHandler handler);
+    XIOErrorHandler XSetIOErrorHandler(XIOErrorHandler handler);
+    void XSetIOErrorExitHandler(Display *dpy, XIOErrorExitHandler handler, void *data);
+    XImage *XGetImage(Display *dpy, Drawable d, int x, int y, unsigned int width,
+                      unsigned int height, unsigned long plane_mask, int format);
+    int XDestroyImage(XImage *image);
+
+    /* Drawing, for clients that put pictures on a display: the tests, and a
+       glass-to-glass probe that shows the marker and watches for it. */
+    XImage *XCreateImage(Display *dpy, Visual *visual, unsigned int depth, int format,
+                         int offset, char *data, unsigned int width, unsigned int height,
+                         int bitmap_pad, int bytes_per_line);
+    int XPutImage(Display *dpy, Drawable d, GC gc, XImage *image, int src_x, int src_y,
+                  int dest_x, int dest_y, unsigned int width, unsigned int height);
+    GC XCreateGC(Display *dpy, Drawable d, unsigned long valuemask, void *values);
+    int XFreeGC(Display *dpy, GC gc);
+    int XSetForeground(Display *dpy, GC gc, unsigned long pixel);
+    int XFillRectangle(Display *dpy, Drawable d, GC gc, int x, int y, unsigned int width,
+                       unsigned int height);
+    Window XCreateSimpleWindow(Display *dpy, Window parent, int x, int y, unsigned int width,
+                               unsigned int height, unsigned int border_width,
+                               unsigned long border, unsigned long background);
+    int XMapRaised(Display *dpy, Window w);
+    int XDestroyWindow(Display *dpy, Window w);
+
+    Bool XShmQueryExtension(Display *dpy);
+    XImage *XShmCreateImage(Display *dpy, Visual *visual, unsigned int depth, int format,
+                            char *data, XShmSegmentInfo *shminfo, unsigned int width,
+                            unsigned int height);
+    Bool XShmAttach(Display *dpy, XShmSegmentInfo *shminfo);
+    Bool XShmDetach(Display *dpy, XShmSegmentInfo *shminfo);
+    Bool XShmGetImage(Display *dpy, Drawable d, XImage *image, int x, int y,
+                      unsigned long plane_mask);
+
+    Bool XDamageQueryExtension(Display *dpy, int *event_base, int *error_base);
+    Damage XDamageCreate(Display *dpy, Drawable drawable, int level);
+    void XDamageDestroy(Display *dpy, Damage damage);
+    void XDamageSubtract(Display *dpy, Damage damage, XserverRegion repair,
+                         XserverRegion parts);
+
+    XRRMonitorInfo *XRRGetMonitors(Display *dpy, Window window, Bool get_active,
+                                   int *nmonitors);
+    void XRRFreeMonitors(XRRMonitorInfo *monitors);
+    XRRMonitorInfo *XRRAllocateMonitor(Display *dpy, int noutput);
+    void XRRSetMonitor(Display *dpy, Window window, XRRMonitorInfo *monitor);
+
+    int shmget(int key, size_t size, int shmflg);
+    void *shmat(int shmid, const void *shmaddr, int shmflg);
+    int shmdt(const void *shmaddr);
+    int shmctl(int shmid, int cmd, void *buf);
+    """
+)
+
+ZPIXMAP = 2
+LSB_FIRST = 0
+ALL_PLANES = 0xFFFFFFFF
+XDAMAGE_REPORT_BOUNDING_BOX = 2
+XDAMAGE_NOTIFY = 0  # added to the extension's event base
+IPC_PRIVATE = 0
+IPC_CREAT = 0o1000
+IPC_RMID = 0
+
+
+@dataclass(frozen=True)
+class Libraries:
+    """The opened shared libraries; ``xdamage``/``xrandr`` are None when absent."""
+
+    x11: object
+    xext: object
+    xdamage: object | None
+    xrandr: object | None
+    libc: object
+    missing: tuple[str, ...]  # "libXdamage.so.1: <why>" for each optional library
+
+
+_lock = threading.Lock()
+_libraries: Libraries | None = None
+_errors: dict[int, list[str]] = {}  # display address -> recorded X errors
+_lost: set[int] = set()  # display addresses whose connection broke
+_callbacks: list[object] = []  # keeps the C callbacks alive for the process
+
+
+def _address(display) -> int:
+    return int(ffi.cast("uintptr_t", display))
+
+
+def _record_error(display, event) -> int:
+    # Called by Xlib in the thread that made the failing request; the
+    # request is already lost, so recording is all that is left to do.
+    _errors.setdefault(_address(display), []).append(
+        f"X error {event.error_code} (request {event.request_code}.{event.minor_code},"
+        f" resource 0x{event.resourceid:x})"
+    )
+    return 0
+
+
+def _record_io_error(display) -> int:
+    _lost.add(_address(display))
+    return 0
+
+
+def _io_exit(display, _data) -> None:
+    # Returning (instead of exit()) leaves the Display marked dead: every
+    # later request fails at once, which the caller turns into a CaptureError.
+    _lost.add(_address(display))
+
+
+def _open_optional(name: str, missing: list[str]):
+    try:
+        return ffi.dlopen(name)
+    except OSError as exc:
+        missing.append(f"{name}: {exc}")
+        return None
+
+
+def load() -> Libraries:
+    """Open libX11, libXext (required) and libXdamage, libXrandr (optional)."""
+    global _libraries
+    with _lock:
+        if _libraries is not None:
+            return _libraries
+        try:
+            x11 = ffi.dlopen("libX11.so.6")
+            xext = ffi.dlopen("libXext.so.6")
+        except OSError as exc:
+            raise CaptureError(
+                "the X11 client libraries are not installed",
+                hint="install libx11-6 and libxext6 (apt-get install libx11-6 libxext6)",
+                details=[str(exc)],
+            ) from exc
+        missing: list[str] = []
+        xdamage = _open_optional("libXdamage.so.1", missing)
+        xrandr = _open_optional("libXrandr.so.2", missing)
+        libc = ffi.dlopen(None)
+        x11.XInitThreads()
+        handlers = (
+            ffi.callback("XErrorHandler", _record_error),
+            ffi.callback("XIOErrorHandler", _record_io_error),
+            ffi.callback("XIOErrorExitHandler", _io_exit),
+        )
+        _callbacks.extend(handlers)
+        x11.XSetErrorHandler(handlers[0])
+        x11.XSetIOErrorHandler(handlers[1])
+        _libraries = Libraries(x11, xext, xdamage, xrandr, libc, tuple(missing))
+        return _libraries
+
+
+def watch(display) -> None:
+    """Make a lost connection on ``display`` a recorded flag instead of exit()."""
+    load().x11.XSetIOErrorExitHandler(display, _callbacks[2], ffi.NULL)
+    forget(display)
+
+
+def take_errors(display) -> list[str]:
+    """The X errors recorded for ``display`` since the last call."""
+    return _errors.pop(_address(display), [])
+
+
+def connection_lost(display) -> bool:
+    return _address(display) in _lost
+
+
+def forget(display) -> None:
+    """Drop the records of a display that is being closed (addresses get reused)."""
+    address = _address(display)
+    _errors.pop(address, None)
+    _lost.discard(address)

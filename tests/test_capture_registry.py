@@ -1,0 +1,138 @@
+"""The generic backend registry (rootstream.backends) and the capture factory on top of it."""
+
+from __future__ import annotations
+
+import pytest
+
+from rootstream.backends import BackendProbe, BackendRegistry, accepted_options, describe_failure
+from rootstream.capture import CAPTURES, open_capture, probe_captures, screen_evidence
+from rootstream.capture.test_pattern import TestPatternCapture
+from rootstream.errors import CaptureError, EncodeError
+
+
+class RefusesToOpen:
+    """A backend whose device is never there."""
+
+    def __init__(self, fps: int = 60):
+        raise EncodeError("no such device", hint="plug it in", details=["/dev/nothing"])
+
+
+class Buggy:
+    def __init__(self):
+        self.ratio = 1 / 0  # a bug, not a missing device
+
+
+class Opens:
+    def __init__(self, fps: int = 60):
+        self.fps = fps
+        self.closed = False
+
+    def describe(self) -> str:
+        return f"{self.fps} fps"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def registry() -> BackendRegistry:
+    return BackendRegistry("encoder", {
+        "absent": "rootstream.no_such_module:Nothing",
+        "refuses": f"{__name__}:RefusesToOpen",
+        "opens": f"{__name__}:Opens",
+    }, EncodeError)
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(EncodeError, match="unknown encoder backend 'nope'") as info:
+        registry().open("nope")
+    assert info.value.hint == "choose one of: auto, absent, refuses, opens"
+
+
+def test_auto_takes_the_first_that_opens_and_passes_options():
+    backend = registry().open("auto", fps=30)
+    assert isinstance(backend, Opens) and backend.fps == 30
+
+
+def test_auto_failure_lists_every_backend_and_why():
+    with pytest.raises(EncodeError, match=r"no encoder backend could be opened \(tried absent, "
+                                          r"refuses\)") as info:
+        registry().open_first(("absent", "refuses"))
+    assert info.value.details == [
+        "absent: ModuleNotFoundError: No module named 'rootstream.no_such_module'",
+        "refuses: no such device (/dev/nothing); plug it in",
+    ]
+
+
+def test_a_bug_in_a_backend_is_not_mistaken_for_absence():
+    buggy = BackendRegistry("encoder", {"buggy": f"{__name__}:Buggy"}, EncodeError)
+    with pytest.raises(ZeroDivisionError):
+        buggy.open("auto")
+
+
+def test_probe_reports_each_backend_and_closes_what_it_opened():
+    probes = registry().probe(fps=24)
+    assert probes == [
+        BackendProbe("absent", False,
+                     "ModuleNotFoundError: No module named 'rootstream.no_such_module'"),
+        BackendProbe("refuses", False, "no such device (/dev/nothing); plug it in"),
+        BackendProbe("opens", True, "24 fps"),
+    ]
+
+
+def test_explicit_backend_refuses_options_it_does_not_take():
+    with pytest.raises(CaptureError, match="the test capture backend does not take region"):
+        open_capture("test", region=(0, 0, 10, 10))
+    # An option left unset (None) is not a request.
+    with open_capture("test", display=None, width=640, height=480) as capture:
+        assert (capture.width, capture.height) == (640, 480)
+
+
+def test_accepted_options_follow_the_constructor_signature():
+    assert accepted_options(TestPatternCapture, {"fps": 30, "display": ":1"}) == {"fps": 30}
+
+
+def test_describe_failure_of_a_plain_exception():
+    assert describe_failure(OSError(13, "Permission denied")) == (
+        "PermissionError: [Errno 13] Permission denied")
+
+
+def test_capture_table_is_in_auto_order():
+    assert CAPTURES.names == ("kms", "x11", "test")
+    with pytest.raises(CaptureError, match="unknown capture backend 'vnc'") as info:
+        open_capture("vnc")
+    assert "kms, x11, test" in info.value.hint
+
+
+def test_auto_uses_the_test_pattern_only_without_a_screen(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    if screen_evidence() is not None:
+        pytest.skip(f"this machine has a screen: {screen_evidence()}")
+    with open_capture("auto", width=640, height=480) as capture:
+        assert capture.name == "test"
+        assert capture.grab(timeout=1).width == 640
+
+
+def test_auto_with_a_dead_display_raises_instead_of_a_test_pattern(monkeypatch):
+    monkeypatch.setenv("DISPLAY", ":189")  # named, but no server behind it
+    with pytest.raises(CaptureError, match=r"tried kms, x11") as info:
+        open_capture("auto")
+    lines = info.value.details
+    assert lines[0].startswith("kms: ")
+    assert lines[1].startswith("x11: no X display: set DISPLAY or use --source test")
+    assert lines[2] == "test: not used: X display ':189' is named, so there is a screen to fix"
+    assert "--source test" in info.value.hint
+
+
+def test_auto_picks_x11_when_the_display_works(xvfb, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xvfb.display)
+    with open_capture("auto") as capture:
+        assert capture.name == "x11"
+        assert (capture.width, capture.height) == (xvfb.width, xvfb.height)
+
+
+def test_probe_captures_lists_all_three_in_order(xvfb):
+    probes = probe_captures(display=xvfb.display, width=640, height=480)
+    assert [p.name for p in probes] == ["kms", "x11", "test"]
+    by_name = {p.name: p for p in probes}
+    assert by_name["x11"].ok and "MIT-SHM" in by_name["x11"].reason
+    assert by_name["test"] == BackendProbe("test", True, "640x480 BGRX, 60 fps scrolling pattern")
