@@ -32,7 +32,7 @@ import av.logging
 from av.codec.context import CodecContext, Flags
 from av.codec.hwaccel import HWAccel, hwdevices_available
 
-from rootstream.encode import BackendProbe
+from rootstream.backends import BackendProbe
 from rootstream.errors import DecodeError, EncodeError
 
 __all__ = ["VideoDecoder", "DECODERS", "open_decoder", "probe_decoders"]

@@ -38,17 +38,8 @@ from av.codec.context import CodecContext
 from av.codec.hwaccel import HWAccel, hwdevices_available
 from av.video.frame import PictureType
 
+from rootstream.backends import BackendProbe
 from rootstream.errors import EncodeError
-
-try:
-    from rootstream.backends import BackendProbe
-except ImportError:  # until the shared registry module is in the tree
-    from typing import NamedTuple
-
-    class BackendProbe(NamedTuple):  # type: ignore[no-redef]
-        name: str
-        ok: bool
-        reason: str
 
 __all__ = [
     "BackendProbe",

@@ -1,1 +1,87 @@
-"""rootstream.present"""
+"""Presenters: where decoded pictures become light.
+
+``open_presenter(name, ...)`` picks a backend; each is imported only when
+chosen, so a missing SDL library fails only for ``sdl``.
+
+``auto`` tries ``sdl`` (a window under X11/Wayland, or whatever
+SDL_VIDEODRIVER names), then ``kms`` (straight to the display, for a client
+booted without a desktop: SDL gets no display server there).  ``null`` is
+never chosen by ``auto``: a client that silently shows nothing would look like
+a network fault; ask for it with ``--present null``.
+"""
+
+from __future__ import annotations
+
+from rootstream.backends import EXPECTED_FAILURES, BackendProbe, BackendRegistry, accepted_options
+from rootstream.errors import PresentError
+from rootstream.present.base import Presenter, PresenterEvent, Rect, letterbox, map_to_stream
+
+__all__ = [
+    "AUTO_ORDER",
+    "PRESENTERS",
+    "Presenter",
+    "PresenterEvent",
+    "Rect",
+    "letterbox",
+    "map_to_stream",
+    "open_presenter",
+    "probe_presenters",
+]
+
+# name -> "module:Class"; the one place a presenter backend is listed.
+PRESENTERS = {
+    "sdl": "rootstream.present.sdl:SdlPresenter",
+    "kms": "rootstream.present.kms:KmsPresenter",
+    "null": "rootstream.present.null:NullPresenter",
+}
+AUTO_ORDER = ("sdl", "kms")
+HINT = "run with --present null"
+
+_registry = BackendRegistry("presenter", PRESENTERS, PresentError)
+
+
+def _load(name: str) -> type[Presenter]:
+    try:
+        return _registry.load(name)
+    except (ImportError, AttributeError, OSError) as exc:
+        # OSError: pysdl2 raises it when no SDL2 library can be loaded.
+        raise PresentError(f"the {name} presenter is not available", hint=HINT,
+                           details=[f"{type(exc).__name__}: {exc}"]) from exc
+
+
+def open_presenter(name: str = "auto", *, width: int, height: int, title: str = "rootstream",
+                   fullscreen: bool = False, vsync: bool = False, **opts) -> Presenter:
+    """Open a presenter by name, or the first of ``AUTO_ORDER`` that opens.
+
+    Each backend gets the options its constructor takes (``title`` means
+    nothing to ``kms``), e.g. ``renderer="software"`` or
+    ``window_size=(640, 360)`` for ``sdl``.  ``presenter.fallbacks`` lists
+    what ``auto`` tried first and why it failed.
+    """
+    common = dict(width=width, height=height, title=title, fullscreen=fullscreen,
+                  vsync=vsync, **opts)
+    if name != "auto":
+        cls = _load(name)
+        return cls(**accepted_options(cls, common))
+    presenter, failures = _registry.try_open(AUTO_ORDER, **common)
+    if presenter is None:
+        raise _registry.failed(AUTO_ORDER, failures, hint=HINT)
+    presenter.fallbacks = [BackendProbe(n, False, why) for n, why in failures]
+    return presenter
+
+
+def probe_presenters() -> list[BackendProbe]:
+    """Each presenter and whether it could work here, without showing a window:
+    a backend's ``probe()`` classmethod checks what it needs ("" = usable)."""
+    results = []
+    for name in PRESENTERS:
+        try:
+            cls = _load(name)
+            if hasattr(cls, "probe"):
+                reason, found = cls.probe(), "usable"
+            else:
+                reason, found = "", "its module loads (it has no probe() to check further)"
+        except EXPECTED_FAILURES as exc:
+            reason = "; ".join([str(exc), *getattr(exc, "details", [])])
+        results.append(BackendProbe(name, not reason, reason or found))
+    return results
