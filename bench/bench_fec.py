@@ -115,17 +115,25 @@ def record(benchmark, frame: str, coder: str, op: str) -> None:
 def summary(request):
     yield
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is None or not _results:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or not _results:
         return
-    reporter.write_line("")
-    reporter.write_line("FEC per frame (20 % parity, shards of 1350 bytes; XOR = 1 parity/group)")
+    # Output of a fixture's teardown is captured like a test's; the summary
+    # is the point of the run, so write it past the capture.
+    with capture.global_and_fixture_disabled():
+        for line in summary_lines():
+            reporter.write_line(line)
+
+
+def summary_lines() -> list[str]:
+    lines = ["", "FEC per frame (20 % parity, shards of 1350 bytes; XOR = 1 parity/group)"]
     for frame in FRAMES:
         for op in ("encode", "decode"):
             rs = _results.get((frame, "rs", op))
             xor = _results.get((frame, "xor", op))
             if rs is None or xor is None:
                 continue
-            reporter.write_line(
+            lines.append(
                 f"  {frame:12} {op}: RS median {rs[0] * 1e6:8.1f} us p99 {rs[1] * 1e6:8.1f} us"
                 f" | XOR median {xor[0] * 1e6:7.1f} us p99 {xor[1] * 1e6:7.1f} us"
                 f" | RS/XOR {rs[0] / xor[0]:5.1f}x"
@@ -134,41 +142,34 @@ def summary(request):
         if frame.startswith("k="):
             median, p99 = _results[(frame, coder, op)]
             k = int(frame.split()[0][2:])
-            reporter.write_line(
+            lines.append(
                 f"  {frame:12} {op}: median {median * 1e6:8.1f} us p99 {p99 * 1e6:8.1f} us,"
                 f" {k * SHARD / median / 1e6:6.0f} MB/s of data"
             )
+    return lines
 
 
+@pytest.mark.parametrize("op", ["encode", "decode"])
 @pytest.mark.parametrize("frame_name", FRAMES)
 @pytest.mark.parametrize("coder", ["rs", "xor"])
-def test_encode_frame(benchmark, frame_name, coder):
+def test_frame(benchmark, frame_name, coder, op):
+    """One whole frame: split, then parity for every group or repair of every group."""
     size, max_data = FRAMES[frame_name]
     frame = os.urandom(size)
     plan = plan_groups(len(split(frame)), max_data=max_data)
-    benchmark.group = f"fec-encode-{frame_name}"
-    if coder == "rs":
-        parity = benchmark(rs_encode, frame, plan)
-        assert len(parity) == sum(m for _, _, m in plan)
+    benchmark.group = f"fec-{op}-{frame_name}"
+    if op == "encode":
+        coder_encode = rs_encode if coder == "rs" else xor_encode
+        parity = benchmark(coder_encode, frame, plan)
+        wanted = sum(m for _, _, m in plan) if coder == "rs" else len(plan)
+        assert len(parity) == wanted
     else:
-        parity = benchmark(xor_encode, frame, plan)
-        assert len(parity) == len(plan)
-    record(benchmark, frame_name, coder, "encode")
-
-
-@pytest.mark.parametrize("frame_name", FRAMES)
-@pytest.mark.parametrize("coder", ["rs", "xor"])
-def test_decode_frame(benchmark, frame_name, coder):
-    size, max_data = FRAMES[frame_name]
-    frame = os.urandom(size)
-    plan = plan_groups(len(split(frame)), max_data=max_data)
-    benchmark.group = f"fec-decode-{frame_name}"
-    if coder == "rs":
-        data = benchmark(rs_decode, rs_received(frame, plan), plan)
-    else:
-        data = benchmark(xor_decode, xor_received(frame, plan))
-    assert b"".join(data)[: len(frame)] == frame
-    record(benchmark, frame_name, coder, "decode")
+        if coder == "rs":
+            data = benchmark(rs_decode, rs_received(frame, plan), plan)
+        else:
+            data = benchmark(xor_decode, xor_received(frame, plan))
+        assert b"".join(data)[: len(frame)] == frame
+    record(benchmark, frame_name, coder, op)
 
 
 @pytest.mark.parametrize("op", ["encode", "decode"])
