@@ -317,6 +317,11 @@ CLIENT_SCALAR = nacl.bindings.crypto_core_ed25519_scalar_reduce(bytes(range(64))
 HOST_SCALAR = nacl.bindings.crypto_core_ed25519_scalar_reduce(bytes(range(64, 128)))
 VECTORS = {
     "generator": "259ca3fb5a5169784caf7111936c484a70907dae1f1da92b90e3b57d459bbfa8",
+    "K": "f4ee0fce811bc642f85a2aa45334646729e5b7b2edb6e6703035c969f32c03c6",
+    "ISK": "c1f916760be749080a82e447e42a13cc58374dfa4581245f4e2acfb0a68e72e5"
+           "17ddc051106b375a8fd0f297818f5a0beb8b8bf333cc7d6c8c49bbfb82509283",
+    "host_to_client": "e4d832d13ba03370f12b4d336b5c67301de4e96a53312c1c12c48a83aa82df69",
+    "client_to_host": "5e862513cbbf19d3305d9160bf0a6bc58ed9c2ca2d9bc82819aaebbadc3eb3e5",
     "START": "0101404142434445464748494a4b4c4d4e4f5773577d925081e70347e1f1b1fd4c1b094cf28644"
              "21a6bb4426c74af50e16e6",
     "REPLY": "0102404142434445464748494a4b4c4d4e4f3c76620e7b48546475d051426b2b9b97d1589e5a86"
@@ -331,7 +336,16 @@ VECTORS = {
 def test_byte_exact_pairing_vectors():
     assert CLIENT_SCALAR.hex() == (
         "7a3c6282f02d37a05023b60d5428e6cc5961d4c31221937adae0b574e4d07205")
-    assert cpace.generator(b"123456", SID).hex() == VECTORS["generator"]
+    g = cpace.generator(b"123456", SID)
+    assert g.hex() == VECTORS["generator"]
+    ya, yb = cpace.public_share(CLIENT_SCALAR, g), cpace.public_share(HOST_SCALAR, g)
+    k = cpace.shared_point(CLIENT_SCALAR, yb)
+    assert k == cpace.shared_point(HOST_SCALAR, ya) and k.hex() == VECTORS["K"]
+    isk = cpace.intermediate_session_key(SID, k, ya, yb)
+    assert isk.hex() == VECTORS["ISK"]
+    keys = _derive_keys(isk)
+    assert keys.host_to_client.hex() == VECTORS["host_to_client"]
+    assert keys.client_to_host.hex() == VECTORS["client_to_host"]
     client = PairingClient(CLIENT, "123 456", name="laptop", _sid=SID, _scalar=CLIENT_SCALAR)
     host = PairingHost(HOST, "123456", 0.0, name="den-pc", _scalar=HOST_SCALAR)
     start = client.start()
