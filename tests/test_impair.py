@@ -8,6 +8,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rootstream.errors import NetworkError
 from rootstream.net.impair import GilbertElliott, Impairment, ImpairmentModel, LossyRelay
@@ -138,6 +140,13 @@ def test_rate_cap_paces_and_tail_drops_when_its_queue_is_full():
     assert model.process(bytes(1000), later) == [(later + MS, bytes(1000))]
 
 
+def test_rate_cap_without_a_buffer_still_sends_on_an_idle_link():
+    model = ImpairmentModel(Impairment(rate_bps=8_000_000, queue_bytes=0))
+    assert model.process(bytes(1000), 0) == [(MS, bytes(1000))]
+    assert model.process(bytes(1000), MS // 2) == []
+    assert model.process(bytes(1000), MS) == [(2 * MS, bytes(1000))]
+
+
 def test_rate_cap_with_steady_traffic_below_the_rate_adds_no_queueing():
     model = ImpairmentModel(Impairment(rate_bps=8_000_000))
     for now, out in feed(model, 100, gap_ns=2 * MS, size=1000):
@@ -165,6 +174,50 @@ def test_loss_and_burst_together_is_an_error():
         Impairment(loss=0.1, burst=GilbertElliott(0.1, 0.5))
     with pytest.raises(NetworkError, match="^impairment setting is out of range$"):
         GilbertElliott(0.1, 0.0)
+
+
+probability = st.floats(0.0, 1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    loss=probability,
+    reorder=probability,
+    duplicate=probability,
+    delay_ms=st.floats(0, 50),
+    jitter_ms=st.floats(0, 50),
+    rate_bps=st.none() | st.integers(10_000, 10**9),
+    queue_bytes=st.integers(0, 100_000),
+    arrivals=st.lists(st.tuples(st.integers(0, 5 * MS), st.integers(0, 1500)), max_size=60),
+    seed=st.integers(0, 1000),
+)
+def test_any_settings_keep_counters_consistent_and_never_release_early(
+    loss, reorder, duplicate, delay_ms, jitter_ms, rate_bps, queue_bytes, arrivals, seed
+):
+    model = ImpairmentModel(
+        Impairment(
+            loss=loss,
+            reorder=reorder,
+            duplicate=duplicate,
+            delay_ms=delay_ms,
+            jitter_ms=jitter_ms,
+            rate_bps=rate_bps,
+            queue_bytes=queue_bytes,
+        ),
+        seed=seed,
+    )
+    now = 0
+    released = 0
+    for gap, size in arrivals:
+        now += gap
+        datagram = bytes(size)
+        out = model.process(datagram, now)
+        assert all(release >= now and copy is datagram for release, copy in out)
+        released += len(out)
+    counters = model.counters
+    assert counters.received == len(arrivals)
+    assert counters.forwarded == released
+    assert counters.received == counters.forwarded - counters.duplicated + counters.dropped
 
 
 # --- the relay on real sockets ------------------------------------------------
@@ -262,6 +315,19 @@ def test_relay_loses_about_the_set_share_with_a_seed(endpoints):
         counters = relay.counters["to_host"]
     assert len(received) == counters.forwarded == 400 - counters.lost
     assert 0.18 < counters.lost / 400 < 0.32
+
+
+def test_relay_paces_to_its_rate_cap(endpoints):
+    client, host = endpoints
+    # 8 Mbit/s: 1000-byte datagrams leave 1 ms apart, so 40 take at least 40 ms.
+    with LossyRelay(upstream=host.getsockname(), rate_bps=8_000_000) as relay:
+        sent = time.monotonic()
+        for _ in range(40):
+            client.sendto(bytes(1000), relay.address)
+        for _ in range(40):
+            host.recvfrom(2048)
+        assert time.monotonic() - sent >= 0.04
+        assert relay.counters["to_host"].forwarded == 40
 
 
 def test_relay_ignores_strangers_on_the_host_side(endpoints):

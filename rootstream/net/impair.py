@@ -196,7 +196,8 @@ class ImpairmentModel:
         rate = self.settings.rate_bps
         waiting_ns = max(0, self._link_free_at - now)
         waiting_bytes = waiting_ns * rate // (8 * _NS_PER_S)
-        if waiting_bytes + size > self.settings.queue_bytes:
+        # An idle link sends at once whatever the buffer size, as a router does.
+        if waiting_ns and waiting_bytes + size > self.settings.queue_bytes:
             return None
         start = max(now, self._link_free_at)
         self._link_free_at = start + -(-size * 8 * _NS_PER_S // rate)
