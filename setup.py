@@ -4,22 +4,22 @@ setup.py exists only because C extensions and cffi build scripts are still
 declared here in setuptools.
 """
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 setup(
-    packages=[
-        "rootstream",
-        "rootstream.protocol",
-        "rootstream.capture",
-        "rootstream.present",
-        "rootstream.input",
-        "rootstream.net",
-        "rootstream.crypto",
-        "rootstream.audio",
-        "rootstream._native",
-        "rootstream_cli",
-    ],
+    # rootstream and every subpackage, plus the command line from cli/ under
+    # its own import name (package-dir in pyproject.toml maps it).
+    packages=find_packages(include=["rootstream", "rootstream.*"]) + ["rootstream_cli"],
     ext_modules=[
         Extension("rootstream._native._crc16", ["rootstream/_native/crc16.c"], extra_compile_args=["-O3"]),
+        Extension(
+            "rootstream._native._nv12",
+            [
+                "rootstream/_native/nv12_module.c",
+                "rootstream/_native/nv12_scalar.c",
+                "rootstream/_native/nv12_x86.c",
+            ],
+            depends=["rootstream/_native/nv12.h"],
+        ),
     ],
 )

@@ -1,0 +1,381 @@
+"""The NV12/I420 converter: every native path bit-identical to the numpy model,
+arguments checked, the GIL released, and PyAV frames the encoder accepts."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_convert_reference import COMBOS, coefficients, reference, reference_nv12
+
+from rootstream._native import _nv12
+from rootstream.convert import (
+    NV12Converter,
+    auto_path,
+    available_paths,
+    color_properties,
+    to_nv12,
+)
+from rootstream.frame import CapturedFrame
+
+PATHS = available_paths()
+GUARD = 0xA5  # fills padding and guard bytes: any change is an out-of-bounds write
+
+
+def random_frame(rng, width, height, pad=0):
+    """(height, stride) uint8 pixels with `pad` junk bytes after each row."""
+    return rng.integers(0, 256, (height, width * 4 + pad), dtype=np.uint8)
+
+
+def pixels_of(src, width):
+    return src[:, :width * 4].reshape(src.shape[0], width, 4)
+
+
+def nv12_planes(width, height, y_pad=0, uv_pad=0):
+    cw, ch = (width + 1) // 2, (height + 1) // 2
+    return (np.full((height, width + y_pad), GUARD, np.uint8),
+            np.full((ch, 2 * cw + uv_pad), GUARD, np.uint8))
+
+
+def run_nv12(src, width, height, y, uv, **options):
+    _nv12.nv12(src, width, height, src.strides[0], y, y.strides[0], uv, uv.strides[0], **options)
+
+
+def assert_nv12(src, width, height, y, uv, pixel_format="BGRX", matrix="bt709",
+                full_range=False):
+    want_y, want_uv = reference_nv12(pixels_of(src, width), pixel_format, matrix, full_range)
+    np.testing.assert_array_equal(y[:, :width], want_y)
+    np.testing.assert_array_equal(uv[:, :want_uv.shape[1]], want_uv)
+    assert (y[:, width:] == GUARD).all(), "wrote into the Y row padding"
+    assert (uv[:, want_uv.shape[1]:] == GUARD).all(), "wrote into the UV row padding"
+
+
+def test_paths_and_auto_choice():
+    assert PATHS[0] == "scalar"
+    assert auto_path() == PATHS[-1]
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and " avx2 " in cpuinfo.read_text():
+        assert auto_path() == "avx2"
+
+
+@pytest.mark.parametrize("matrix", ["bt601", "bt709"])
+@pytest.mark.parametrize("full_range", [False, True])
+def test_native_table_is_the_documented_derivation(matrix, full_range):
+    assert _nv12.coefficients(matrix, full_range) == coefficients(matrix, full_range)
+
+
+# Sizes cover the SIMD block widths (8, 16), their remainders and odd edges.
+SIZES = [(1, 1), (2, 2), (1, 5), (3, 1), (7, 3), (8, 2), (15, 4), (16, 1), (17, 9), (33, 7),
+         (48, 6), (63, 5)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("pixel_format,matrix,full_range", COMBOS)
+def test_every_path_matches_the_model(path, pixel_format, matrix, full_range):
+    rng = np.random.default_rng(hash((path, pixel_format, matrix, full_range)) & 0xFFFF)
+    for width, height in SIZES:
+        src = random_frame(rng, width, height, pad=12)
+        y, uv = nv12_planes(width, height, y_pad=5, uv_pad=3)
+        run_nv12(src, width, height, y, uv, pixel_format=pixel_format, matrix=matrix,
+                 full_range=full_range, path=path)
+        assert_nv12(src, width, height, y, uv, pixel_format, matrix, full_range)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("threads", [2, 3, 7])
+def test_threads_split_rows_identically(path, threads):
+    rng = np.random.default_rng(threads)
+    for width, height in [(129, 37), (64, 2), (31, 1), (200, 101)]:
+        src = random_frame(rng, width, height, pad=4)
+        y, uv = nv12_planes(width, height, y_pad=1)
+        run_nv12(src, width, height, y, uv, path=path, threads=threads)
+        assert_nv12(src, width, height, y, uv)
+
+
+def test_auto_threads_on_a_large_frame():
+    rng = np.random.default_rng(3)
+    src = random_frame(rng, 1280, 723)
+    y, uv = nv12_planes(1280, 723)
+    run_nv12(src, 1280, 723, y, uv, threads=0, matrix="bt601")
+    assert_nv12(src, 1280, 723, y, uv, matrix="bt601")
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("pixel_format,matrix,full_range", COMBOS[::3])
+def test_i420_matches_the_model(path, pixel_format, matrix, full_range):
+    rng = np.random.default_rng(11)
+    for width, height in [(1, 1), (17, 9), (40, 6), (35, 13)]:
+        src = random_frame(rng, width, height, pad=8)
+        cw, ch = (width + 1) // 2, (height + 1) // 2
+        y = np.full((height, width + 3), GUARD, np.uint8)
+        u = np.full((ch, cw + 1), GUARD, np.uint8)
+        v = np.full((ch, cw + 2), GUARD, np.uint8)
+        _nv12.i420(src, width, height, src.strides[0], y, y.strides[0], u, u.strides[0], v,
+                   v.strides[0], pixel_format=pixel_format, matrix=matrix,
+                   full_range=full_range, path=path, threads=2)
+        want = reference(pixels_of(src, width), pixel_format, matrix, full_range)
+        for got, expected, plane_width in zip((y, u, v), want, (width, cw, cw), strict=True):
+            np.testing.assert_array_equal(got[:, :plane_width], expected)
+            assert (got[:, plane_width:] == GUARD).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(width=st.integers(1, 70), height=st.integers(1, 24), src_pad=st.integers(0, 37),
+       y_pad=st.integers(0, 9), uv_pad=st.integers(0, 9), path=st.sampled_from(PATHS),
+       threads=st.integers(1, 4), combo=st.sampled_from(COMBOS), seed=st.integers(0, 2**16))
+def test_any_size_and_strides(width, height, src_pad, y_pad, uv_pad, path, threads, combo, seed):
+    pixel_format, matrix, full_range = combo
+    src = random_frame(np.random.default_rng(seed), width, height, pad=src_pad)
+    y, uv = nv12_planes(width, height, y_pad, uv_pad)
+    run_nv12(src, width, height, y, uv, pixel_format=pixel_format, matrix=matrix,
+             full_range=full_range, path=path, threads=threads)
+    assert_nv12(src, width, height, y, uv, pixel_format, matrix, full_range)
+
+
+def test_minimal_buffers_need_no_trailing_padding():
+    # The last row of each plane needs only its own bytes, not a whole stride.
+    width, height, stride = 5, 3, 64
+    rng = np.random.default_rng(5)
+    full = random_frame(rng, 16, height)  # 64-byte rows
+    src = full.reshape(-1)[:stride * (height - 1) + width * 4].copy()
+    y = np.full(10 * (height - 1) + width, GUARD, np.uint8)
+    uv = np.full(8 + 6, GUARD, np.uint8)
+    _nv12.nv12(src, width, height, stride, y, 10, uv, 8)
+    want_y, want_uv = reference_nv12(full[:, :width * 4].reshape(height, width, 4))
+    got_y = np.stack([y[r * 10:r * 10 + width] for r in range(height)])
+    np.testing.assert_array_equal(got_y, want_y)
+    np.testing.assert_array_equal(np.stack([uv[0:6], uv[8:14]]), want_uv)
+
+
+# ----------------------------------------------------------------- arguments
+
+def nv12_args(**change):
+    """Valid arguments for an 8x4 conversion, with some replaced."""
+    args = {"src": bytearray(128), "width": 8, "height": 4, "src_stride": 32,
+            "y": bytearray(32), "y_stride": 8, "uv": bytearray(16), "uv_stride": 8}
+    args.update(change)
+    return args
+
+
+BAD_ARGUMENTS = [
+    ({"width": 0}, ValueError, "width and height must be between 1 and 32768"),
+    ({"height": -3}, ValueError, "width and height must be between 1 and 32768"),
+    ({"width": 40000}, ValueError, "width and height must be between 1 and 32768"),
+    ({"pixel_format": "XRGB"}, ValueError, "unknown pixel_format 'XRGB'; known: BGRX"),
+    ({"matrix": "bt2020"}, ValueError, "unknown matrix 'bt2020'; known: bt601, bt709"),
+    ({"path": "neon"}, ValueError, "unknown path 'neon'"),
+    ({"threads": -1}, ValueError, "threads must be between 0 (auto) and 64"),
+    ({"threads": 65}, ValueError, "threads must be between 0 (auto) and 64"),
+    ({"src_stride": 31}, ValueError, "src_stride must be at least 32 bytes, got 31"),
+    ({"src_stride": -32}, ValueError, "src_stride must be at least 32 bytes"),
+    ({"src": bytearray(127)}, ValueError, "src buffer is too small: 4 rows of 32 bytes at a "
+                                          "stride of 32 need 128 bytes, got 127"),
+    ({"src_stride": 2**62}, ValueError, "src_stride of 4611686018427387904 bytes is too large"),
+    ({"y": bytearray(31)}, ValueError, "y buffer is too small"),
+    ({"y_stride": 7}, ValueError, "y_stride must be at least 8 bytes, got 7"),
+    ({"uv": bytearray(15)}, ValueError, "uv buffer is too small"),
+    ({"uv_stride": 6}, ValueError, "uv_stride must be at least 8 bytes, got 6"),
+    ({"width": 7, "uv_stride": 7}, ValueError, "uv_stride must be at least 8 bytes, got 7"),
+    ({"src": [0] * 128}, TypeError, "src must be a contiguous buffer, got list"),
+    ({"src": None}, TypeError, "src must be a contiguous buffer, got NoneType"),
+    ({"y": bytes(32)}, TypeError, "y must be a writable contiguous buffer, got bytes"),
+    ({"uv": memoryview(bytearray(16)).toreadonly()}, TypeError,
+     "uv must be a writable contiguous buffer, got memoryview"),
+    ({"y": np.zeros((4, 16), np.uint8)[:, ::2]}, TypeError,
+     "y must be a writable contiguous buffer, got numpy.ndarray"),
+    ({"width": "8"}, TypeError, "integer"),
+]
+
+
+@pytest.mark.parametrize("change,error,message", BAD_ARGUMENTS)
+def test_bad_arguments_raise_clearly(change, error, message):
+    args = nv12_args(**change)
+    with pytest.raises(error) as info:
+        _nv12.nv12(**args)
+    assert message in str(info.value)
+
+
+def test_overlapping_buffers_are_refused():
+    shared = bytearray(32 * 4 + 64)
+    view = memoryview(shared)
+    with pytest.raises(ValueError, match="src and y buffers overlap"):
+        _nv12.nv12(view[:128], 8, 4, 32, view[100:132], 8, view[160:176], 8)
+    with pytest.raises(ValueError, match="y and uv buffers overlap"):
+        _nv12.nv12(bytes(128), 8, 4, 32, view[0:32], 8, view[16:32], 8)
+
+
+def test_i420_checks_each_plane():
+    src, y = bytes(4 * 4 * 3), bytearray(12)
+    with pytest.raises(ValueError, match="u_stride must be at least 2 bytes, got 1"):
+        _nv12.i420(src, 4, 3, 16, y, 4, bytearray(4), 1, bytearray(4), 2)
+    with pytest.raises(ValueError, match="v buffer is too small"):
+        _nv12.i420(src, 4, 3, 16, y, 4, bytearray(4), 2, bytearray(3), 2)
+
+
+def test_a_refused_call_writes_nothing():
+    args = nv12_args(y=bytearray([GUARD]) * 32, uv=bytearray(15))
+    with pytest.raises(ValueError):
+        _nv12.nv12(**args)
+    assert args["y"] == bytearray([GUARD]) * 32
+
+
+# ----------------------------------------------------------------------- GIL
+
+def test_gil_is_released_during_a_conversion():
+    """A Python thread keeps running while one long conversion is in C."""
+    width, height = 3840, 2160
+    src = np.zeros((height, width * 4), np.uint8)
+    y, uv = nv12_planes(width, height)
+    ticks: list[float] = []
+    stop = threading.Event()
+
+    def tick():
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    try:
+        time.sleep(0.01)
+        begin = time.perf_counter()
+        run_nv12(src, width, height, y, uv, path="scalar", threads=1)  # ~25 ms or more
+        end = time.perf_counter()
+    finally:
+        stop.set()
+        ticker.join()
+        sys.setswitchinterval(old_interval)
+    # Were the GIL held, the ticker would stop for the whole call: one gap as
+    # long as the conversion (it may tick briefly after `begin` and, while
+    # `end` waits for the GIL, after the call returned).  Released, it ticks on.
+    moments = [begin] + [t for t in ticks if begin < t < end] + [end]
+    longest_gap = max(b - a for a, b in zip(moments, moments[1:], strict=False))
+    assert end - begin > 0.015, "the conversion was too short to tell"
+    assert longest_gap < (end - begin) / 2
+
+
+# ---------------------------------------------------------------- PyAV frames
+
+def plane_rows(plane, rows):
+    return np.frombuffer(plane, np.uint8).reshape(rows, plane.line_size)
+
+
+@pytest.mark.parametrize("width,height", [(64, 48), (99, 37), (1, 1)])
+def test_to_nv12_writes_pyav_planes_respecting_line_size(width, height):
+    src = random_frame(np.random.default_rng(width), width, height, pad=20)
+    frame = av.VideoFrame(width, height, "nv12")
+    y_plane, uv_plane = frame.planes
+    ch = (height + 1) // 2
+    plane_rows(y_plane, height)[:] = GUARD
+    plane_rows(uv_plane, ch)[:] = GUARD
+    assert to_nv12(src, width, height, out=frame, matrix="bt601", full_range=True) is frame
+    y, uv = plane_rows(y_plane, height), plane_rows(uv_plane, ch)
+    assert_nv12(src, width, height, y, uv, matrix="bt601", full_range=True)
+    assert (frame.colorspace, frame.color_range) == (5, 2)
+
+
+def test_to_nv12_new_frame_and_numpy_planes():
+    width, height = 21, 10
+    src = random_frame(np.random.default_rng(1), width, height)
+    frame = to_nv12(src, width, height, pixel_format="RGBA")
+    assert (frame.format.name, frame.width, frame.height) == ("nv12", width, height)
+    assert (frame.colorspace, frame.color_range) == (1, 1)
+    y, uv = nv12_planes(width, height, y_pad=3)
+    assert to_nv12(src.tobytes(), width, height, pixel_format="RGBA", out=(y, uv)) == (y, uv)
+    assert_nv12(src, width, height, y, uv, pixel_format="RGBA")
+    np.testing.assert_array_equal(plane_rows(frame.planes[0], height)[:, :width], y[:, :width])
+
+
+def test_to_nv12_rejects_a_mismatched_out():
+    src = bytes(16 * 8 * 4)
+    with pytest.raises(ValueError, match="out frame must be nv12 16x8, got yuv420p 16x8"):
+        to_nv12(src, 16, 8, out=av.VideoFrame(16, 8, "yuv420p"))
+    with pytest.raises(TypeError, match="out must be None, an av.VideoFrame"):
+        to_nv12(src, 16, 8, out=bytearray(200))
+    with pytest.raises(TypeError, match="out uv plane must be a 2-D uint8 numpy array"):
+        to_nv12(src, 16, 8, out=(np.zeros((8, 16), np.uint8), bytearray(64)))
+
+
+def captured(pixels, width, height, pixel_format="BGRX", sequence=0):
+    return CapturedFrame(pixels=pixels, width=width, height=height, stride=pixels.shape[1],
+                         pixel_format=pixel_format, sequence=sequence)
+
+
+def test_converter_pool_rotates_and_stamps():
+    width, height = 34, 18
+    rng = np.random.default_rng(2)
+    converter = NV12Converter(width, height, "BGRA", pool_size=2)
+    assert converter.path == auto_path()
+    frames = []
+    for sequence in range(3):
+        grabbed = captured(random_frame(rng, width, height, pad=8), width, height, "BGRA",
+                           sequence)
+        before = time.monotonic_ns()
+        frame = converter.convert(grabbed)
+        assert before <= grabbed.stamps.converted <= time.monotonic_ns()
+        y = plane_rows(frame.planes[0], height)
+        uv = plane_rows(frame.planes[1], height // 2)
+        want_y, want_uv = reference_nv12(pixels_of(grabbed.pixels, width), "BGRA")
+        np.testing.assert_array_equal(y[:, :width], want_y)
+        np.testing.assert_array_equal(uv[:, :width], want_uv)
+        frames.append(frame)
+    assert frames[0] is frames[2] and frames[0] is not frames[1]
+
+
+def test_converter_refuses_other_frames_and_options():
+    converter = NV12Converter(16, 8)
+    with pytest.raises(ValueError, match="converter is set up for BGRX 16x8, got BGRX 16x10"):
+        converter.convert(captured(np.zeros((10, 64), np.uint8), 16, 10))
+    with pytest.raises(ValueError, match="unknown pixel_format 'ARGB'"):
+        NV12Converter(16, 8, "ARGB")
+    with pytest.raises(ValueError, match="unknown matrix 'bt2020'"):
+        NV12Converter(16, 8, matrix="bt2020")
+    with pytest.raises(ValueError, match="path 'sse4' is not available here"):
+        NV12Converter(16, 8, path="sse4")
+
+
+def test_a_pooled_frame_survives_the_next_conversions():
+    width, height = 16, 8
+    converter = NV12Converter(width, height, pool_size=3)
+    first = converter.convert(captured(np.full((height, 64), 255, np.uint8), width, height))
+    for _ in range(2):
+        converter.convert(captured(np.zeros((height, 64), np.uint8), width, height))
+    assert (plane_rows(first.planes[0], height)[:, :width] == 235).all()
+
+
+def test_libx264_encodes_converted_frames_with_the_tags():
+    """Real libx264 consumes pooled frames; the bitstream says BT.709 limited."""
+    width, height = 96, 64
+    converter = NV12Converter(width, height, "BGRX")
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "nv12"
+    encoder.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "12"}
+    for name, value in converter.color.items():
+        setattr(encoder, name, value)
+    # A horizontal gradient, moving one pixel per frame.
+    ramp = (np.arange(width + 8) * 255 // (width + 7)).astype(np.uint8)
+    packets, sources = [], []
+    for index in range(6):
+        pixels = np.zeros((height, width, 4), np.uint8)
+        pixels[:, :, 0] = pixels[:, :, 1] = pixels[:, :, 2] = ramp[index:index + width]
+        frame = converter.convert(captured(pixels.reshape(height, -1), width, height))
+        frame.pts = index
+        sources.append(plane_rows(frame.planes[0], height)[:, :width].copy())
+        packets += encoder.encode(frame)
+    packets += encoder.encode(None)
+    decoder = av.CodecContext.create("h264", "r")
+    decoded = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
+    assert len(decoded) == 6
+    for picture, source in zip(decoded, sources, strict=True):
+        assert (picture.colorspace, picture.color_range) == (1, 1)
+        luma = plane_rows(picture.planes[0], height)[:, :width].astype(int)
+        assert np.abs(luma - source).mean() < 1.5
+    assert color_properties() == converter.color
