@@ -179,33 +179,32 @@ def test_loss_and_burst_together_is_an_error():
 probability = st.floats(0.0, 1.0)
 
 
+def impairments(**loss_model):
+    return st.builds(
+        Impairment,
+        reorder=probability,
+        duplicate=probability,
+        delay_ms=st.floats(0, 50),
+        jitter_ms=st.floats(0, 50),
+        rate_bps=st.none() | st.integers(10_000, 10**9),
+        queue_bytes=st.integers(0, 100_000),
+        **loss_model,
+    )
+
+
+any_impairment = impairments(loss=probability) | impairments(
+    burst=st.builds(GilbertElliott, probability, st.floats(0.01, 1.0), probability, probability)
+)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
-    loss=probability,
-    reorder=probability,
-    duplicate=probability,
-    delay_ms=st.floats(0, 50),
-    jitter_ms=st.floats(0, 50),
-    rate_bps=st.none() | st.integers(10_000, 10**9),
-    queue_bytes=st.integers(0, 100_000),
+    impairment=any_impairment,
     arrivals=st.lists(st.tuples(st.integers(0, 5 * MS), st.integers(0, 1500)), max_size=60),
     seed=st.integers(0, 1000),
 )
-def test_any_settings_keep_counters_consistent_and_never_release_early(
-    loss, reorder, duplicate, delay_ms, jitter_ms, rate_bps, queue_bytes, arrivals, seed
-):
-    model = ImpairmentModel(
-        Impairment(
-            loss=loss,
-            reorder=reorder,
-            duplicate=duplicate,
-            delay_ms=delay_ms,
-            jitter_ms=jitter_ms,
-            rate_bps=rate_bps,
-            queue_bytes=queue_bytes,
-        ),
-        seed=seed,
-    )
+def test_any_settings_keep_counters_consistent_and_never_release_early(impairment, arrivals, seed):
+    model = ImpairmentModel(impairment, seed=seed)
     now = 0
     released = 0
     for gap, size in arrivals:
