@@ -99,7 +99,7 @@ def test_sender_frames_any_chunking_and_stamps_what_the_decoder_outputs():
         assert p.captured_ns == capture.captured_ns_at(i * 480) - lookahead_ns
     # Each payload repeats the previous frame, byte for byte.
     assert payloads[0].redundant == b""
-    for before, after in zip(payloads, payloads[1:]):
+    for before, after in zip(payloads[:-1], payloads[1:], strict=True):
         assert after.redundant == before.primary and after.redundant_samples == 480
         assert after.redundant_position == before.position
 
