@@ -174,30 +174,24 @@ class Injector(ABC):
             self.counters[reason] += 1
 
     def _set_key(self, code: int, down: bool) -> None:
-        if down == (code in self.held_keys):
-            # A duplicate or a snapshot that already applied it: pressing
-            # twice would look like auto-repeat to the host.
-            self.counters["key_unchanged"] += 1
-            return
-        if not self._key(code, down):
-            self.counters["key_unsupported"] += 1
-            return
-        if down:
-            self.held_keys.add(code)
-        else:
-            self.held_keys.discard(code)
+        self._set_held(self.held_keys, self._key, "key", code, down)
 
     def _set_button(self, code: int, down: bool) -> None:
-        if down == (code in self.held_buttons):
-            self.counters["button_unchanged"] += 1
+        self._set_held(self.held_buttons, self._button, "button", code, down)
+
+    def _set_held(self, held: set[int], primitive, what: str, code: int, down: bool) -> None:
+        if down == (code in held):
+            # A duplicate or a snapshot that already applied it: pressing
+            # twice would look like auto-repeat to the host.
+            self.counters[f"{what}_unchanged"] += 1
             return
-        if not self._button(code, down):
-            self.counters["button_unsupported"] += 1
+        if not primitive(code, down):
+            self.counters[f"{what}_unsupported"] += 1
             return
         if down:
-            self.held_buttons.add(code)
+            held.add(code)
         else:
-            self.held_buttons.discard(code)
+            held.discard(code)
 
     def reconcile(self, codes: Iterable[int]) -> None:
         """Make the held keys and buttons exactly ``codes`` (a client snapshot)."""

@@ -1,0 +1,370 @@
+"""The client's input: SDL events in, InputEvents out, sent the moment they happen.
+
+SdlInputCapture is fed every raw SDL event (the SDL presenter hands them to
+its event listeners, see ``attach``) and calls ``send(events)`` at once for
+each one that means something to the host -- never queued behind video.
+One ``send`` call is one INPUT datagram.
+
+- Keys go by physical scancode (rootstream.input.keymap), so the host's
+  layout decides the character.  SDL's key-repeat events are dropped: the
+  host's own key repeat runs while the key is held.
+- The pointer is absolute (window -> stream pixels through the presenter's
+  letterbox mapping) until the user captures it, then relative (raw xrel /
+  yrel, what games want).  Clicks on a letterbox bar are not sent.
+- Ctrl+Alt+Shift+Z captures/releases the pointer, +F toggles fullscreen, +S
+  the stats overlay.  Those key presses are consumed, not forwarded.
+- Every held key and button is tracked.  A HeldSnapshot goes out right after
+  each release and every ``snapshot_interval`` (``tick``), so a host that
+  lost a release heals; losing focus releases everything.
+- Game controllers are opened as SDL announces them and numbered 0..15;
+  their state is sent whole on every change and again with each periodic
+  snapshot.
+
+The object belongs to the thread that pumps SDL events (SDL requires it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Callable
+
+import sdl2
+
+from rootstream.input.keymap import MOUSE_BUTTON_TO_EVDEV, scancode_to_evdev
+from rootstream.protocol.input import (
+    GAMEPAD_BUTTONS,
+    MAX_GAMEPADS,
+    WHEEL_DETENT,
+    AbsoluteMotion,
+    ButtonEvent,
+    GamepadAdded,
+    GamepadRemoved,
+    GamepadState,
+    HeldSnapshot,
+    InputEvent,
+    KeyEvent,
+    RelativeMotion,
+    WheelEvent,
+)
+
+Send = Callable[[list[InputEvent]], None]
+WindowToStream = Callable[[float, float], "tuple[int, int] | None"]
+
+SNAPSHOT_INTERVAL_NS = 250_000_000
+_HOTKEY_MODS = (sdl2.KMOD_CTRL, sdl2.KMOD_ALT, sdl2.KMOD_SHIFT)
+_AXIS_FIELDS = ("lx", "ly", "rx", "ry", "lt", "rt")  # SDL_CONTROLLER_AXIS_* order
+_I16_MIN, _I16_MAX = -0x8000, 0x7FFF
+
+
+def _clamp16(value: int) -> int:
+    return max(_I16_MIN, min(_I16_MAX, value))
+
+
+class SdlInputCapture:
+    """Translate raw SDL events into InputEvents; see the module docstring.
+
+    ``window_to_stream(x, y)`` maps a window position to stream pixels or
+    None (a letterbox bar); ``stream_size()`` is the stream's (width, height).
+    ``on_toggle_fullscreen`` / ``on_toggle_stats`` run for their hotkeys.
+    """
+
+    def __init__(self, window_to_stream: WindowToStream, send: Send,
+                 stream_size: Callable[[], tuple[int, int]], *,
+                 on_toggle_fullscreen: Callable[[], object] | None = None,
+                 on_toggle_stats: Callable[[], object] | None = None,
+                 gamepads: bool = True,
+                 snapshot_interval_ns: int = SNAPSHOT_INTERVAL_NS) -> None:
+        self._window_to_stream = window_to_stream
+        self._send = send
+        self._stream_size = stream_size
+        self._on_toggle_fullscreen = on_toggle_fullscreen
+        self._on_toggle_stats = on_toggle_stats
+        self._snapshot_interval_ns = snapshot_interval_ns
+        self._last_snapshot_ns = time.monotonic_ns()
+        self.held_keys: set[int] = set()
+        self.held_buttons: set[int] = set()
+        self.pointer_captured = False
+        self.stats_visible = False
+        self.counters: Counter[str] = Counter()
+        self._consumed_scancodes: set[int] = set()  # hotkey presses whose release is ours too
+        self._wheel_rest = [0.0, 0.0]
+        self._controllers: dict[int, tuple[int, object]] = {}  # SDL instance id -> (index, handle)
+        self.gamepads: dict[int, GamepadState] = {}
+        self._gamepads_initialised = False
+        if gamepads:
+            if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_GAMECONTROLLER) == 0:
+                self._gamepads_initialised = True
+            else:
+                self.counters["gamepad_init_failed"] += 1
+        self._hotkeys = {
+            sdl2.SDL_SCANCODE_Z: self.toggle_pointer_capture,
+            sdl2.SDL_SCANCODE_F: self._toggle_fullscreen,
+            sdl2.SDL_SCANCODE_S: self._toggle_stats,
+        }
+        self._handlers = {
+            sdl2.SDL_KEYDOWN: self._key_down,
+            sdl2.SDL_KEYUP: self._key_up,
+            sdl2.SDL_MOUSEBUTTONDOWN: self._mouse_button,
+            sdl2.SDL_MOUSEBUTTONUP: self._mouse_button,
+            sdl2.SDL_MOUSEMOTION: self._mouse_motion,
+            sdl2.SDL_MOUSEWHEEL: self._mouse_wheel,
+            sdl2.SDL_WINDOWEVENT: self._window_event,
+            sdl2.SDL_CONTROLLERDEVICEADDED: self._controller_added,
+            sdl2.SDL_CONTROLLERDEVICEREMOVED: self._controller_removed,
+            sdl2.SDL_CONTROLLERBUTTONDOWN: self._controller_button,
+            sdl2.SDL_CONTROLLERBUTTONUP: self._controller_button,
+            sdl2.SDL_CONTROLLERAXISMOTION: self._controller_axis,
+        }
+
+    @classmethod
+    def attach(cls, presenter, send: Send, **options) -> SdlInputCapture:
+        """Wire a capture to an SDL presenter: its mapping, its fullscreen, its events."""
+        options.setdefault("on_toggle_fullscreen", presenter.toggle_fullscreen)
+        capture = cls(presenter.window_to_stream, send,
+                      lambda: (presenter.width, presenter.height), **options)
+        presenter.add_event_listener(capture.handle)
+        return capture
+
+    # -- public --------------------------------------------------------------
+
+    def handle(self, event) -> None:
+        """Translate one raw SDL_Event (valid only during this call)."""
+        handler = self._handlers.get(event.type)
+        if handler is not None:
+            handler(event)
+
+    def snapshot(self) -> HeldSnapshot:
+        return HeldSnapshot(tuple(sorted(self.held_keys | self.held_buttons)))
+
+    def tick(self, now_ns: int | None = None) -> bool:
+        """Send the periodic snapshot (and every controller's state) when one is due."""
+        now_ns = time.monotonic_ns() if now_ns is None else now_ns
+        if now_ns - self._last_snapshot_ns < self._snapshot_interval_ns:
+            return False
+        self._send_snapshot(now_ns, list(self.gamepads.values()))
+        return True
+
+    def release_all(self) -> None:
+        """Tell the host that nothing is held any more (focus loss, disconnect)."""
+        events: list[InputEvent] = [KeyEvent(code, False) for code in sorted(self.held_keys)]
+        events += [ButtonEvent(code, False) for code in sorted(self.held_buttons)]
+        self.held_keys.clear()
+        self.held_buttons.clear()
+        if events:
+            self._send(events)
+        self._send_snapshot()
+
+    def toggle_pointer_capture(self) -> None:
+        want = not self.pointer_captured
+        if sdl2.SDL_SetRelativeMouseMode(sdl2.SDL_TRUE if want else sdl2.SDL_FALSE) != 0:
+            self.counters["capture_failed"] += 1
+            return
+        self.pointer_captured = want
+
+    def close(self) -> None:
+        self.release_all()
+        if self.pointer_captured:
+            self.toggle_pointer_capture()
+        for _, handle in self._controllers.values():
+            sdl2.SDL_GameControllerClose(handle)
+        self._controllers.clear()
+        if self._gamepads_initialised:
+            self._gamepads_initialised = False
+            sdl2.SDL_QuitSubSystem(sdl2.SDL_INIT_GAMECONTROLLER)
+
+    # -- keyboard --------------------------------------------------------------
+
+    def _is_hotkey(self, keysym) -> bool:
+        return keysym.scancode in self._hotkeys and all(keysym.mod & m for m in _HOTKEY_MODS)
+
+    def _key_down(self, event) -> None:
+        if event.key.repeat:
+            self.counters["repeat_dropped"] += 1
+            return
+        keysym = event.key.keysym
+        if self._is_hotkey(keysym):
+            self._consumed_scancodes.add(keysym.scancode)
+            self._hotkeys[keysym.scancode]()
+            return
+        code = scancode_to_evdev(keysym.scancode)
+        if code is None:
+            self.counters["key_unmapped"] += 1
+            return
+        if code not in self.held_keys:
+            self.held_keys.add(code)
+            self._send([KeyEvent(code, True)])
+
+    def _key_up(self, event) -> None:
+        scancode = event.key.keysym.scancode
+        if scancode in self._consumed_scancodes:
+            self._consumed_scancodes.discard(scancode)
+            return
+        code = scancode_to_evdev(scancode)
+        if code in self.held_keys:
+            self.held_keys.discard(code)
+            self._send([KeyEvent(code, False)])
+            self._send_snapshot()
+
+    def _toggle_fullscreen(self) -> None:
+        if self._on_toggle_fullscreen is not None:
+            self._on_toggle_fullscreen()
+
+    def _toggle_stats(self) -> None:
+        self.stats_visible = not self.stats_visible
+        if self._on_toggle_stats is not None:
+            self._on_toggle_stats()
+
+    # -- mouse -----------------------------------------------------------------
+
+    def _absolute(self, x: int, y: int) -> AbsoluteMotion | None:
+        position = self._window_to_stream(x, y)
+        if position is None:
+            return None
+        width, height = self._stream_size()
+        return AbsoluteMotion(position[0], position[1], width, height)
+
+    def _mouse_button(self, event) -> None:
+        down = event.type == sdl2.SDL_MOUSEBUTTONDOWN
+        code = MOUSE_BUTTON_TO_EVDEV.get(event.button.button)
+        if code is None:
+            self.counters["button_unmapped"] += 1
+            return
+        if not down:
+            if code in self.held_buttons:
+                self.held_buttons.discard(code)
+                self._send([ButtonEvent(code, False)])
+                self._send_snapshot()
+            return
+        if code in self.held_buttons:
+            return
+        events: list[InputEvent] = []
+        if not self.pointer_captured:
+            # The click carries its own position: the motion before it may be lost.
+            where = self._absolute(event.button.x, event.button.y)
+            if where is None:
+                self.counters["click_outside_picture"] += 1
+                return
+            events.append(where)
+        events.append(ButtonEvent(code, True))
+        self.held_buttons.add(code)
+        self._send(events)
+
+    def _mouse_motion(self, event) -> None:
+        motion = event.motion
+        if self.pointer_captured:
+            dx, dy = motion.xrel, motion.yrel
+            events: list[InputEvent] = []
+            while dx or dy:  # a huge jump is cut into 16-bit steps
+                step_x, step_y = _clamp16(dx), _clamp16(dy)
+                events.append(RelativeMotion(step_x, step_y))
+                dx, dy = dx - step_x, dy - step_y
+            if events:
+                self._send(events)
+            return
+        where = self._absolute(motion.x, motion.y)
+        if where is not None:
+            self._send([where])
+
+    def _mouse_wheel(self, event) -> None:
+        wheel = event.wheel
+        sign = -1 if wheel.direction == sdl2.SDL_MOUSEWHEEL_FLIPPED else 1
+        # preciseY/X are notches as floats (SDL 2.0.18+); 1/120 units keep
+        # smooth scrolling smooth, with the sub-unit rest carried over.
+        units = []
+        for axis, precise in enumerate((wheel.preciseY, wheel.preciseX)):
+            total = self._wheel_rest[axis] + sign * precise * WHEEL_DETENT
+            whole = int(total)
+            self._wheel_rest[axis] = total - whole
+            units.append(_clamp16(whole))
+        if units[0] or units[1]:
+            self._send([WheelEvent(units[0], units[1])])
+
+    # -- window ----------------------------------------------------------------
+
+    def _window_event(self, event) -> None:
+        if event.window.event == sdl2.SDL_WINDOWEVENT_FOCUS_LOST:
+            # Keys released while another window has focus never reach us.
+            self.release_all()
+            self._consumed_scancodes.clear()
+            if self.pointer_captured:
+                self.toggle_pointer_capture()
+
+    def _send_snapshot(self, now_ns: int | None = None, extra: list | None = None) -> None:
+        self._last_snapshot_ns = time.monotonic_ns() if now_ns is None else now_ns
+        self._send([self.snapshot(), *(extra or ())])
+
+    # -- game controllers -------------------------------------------------------
+
+    def _controller_added(self, event) -> None:
+        handle = sdl2.SDL_GameControllerOpen(event.cdevice.which)  # a device index
+        if not handle:
+            self.counters["gamepad_open_failed"] += 1
+            return
+        instance = sdl2.SDL_JoystickInstanceID(sdl2.SDL_GameControllerGetJoystick(handle))
+        if instance in self._controllers:  # SDL announces a device once per subsystem init
+            sdl2.SDL_GameControllerClose(handle)
+            return
+        free = [i for i in range(MAX_GAMEPADS) if i not in self.gamepads]
+        if not free:
+            self.counters["gamepad_overflow"] += 1
+            sdl2.SDL_GameControllerClose(handle)
+            return
+        index = free[0]
+        self._controllers[instance] = (index, handle)
+        self.gamepads[index] = state = self._read_state(index, handle)
+        self._send([GamepadAdded(index), state])
+
+    def _read_state(self, index: int, handle) -> GamepadState:
+        buttons = 0
+        for button in range(len(GAMEPAD_BUTTONS)):
+            if sdl2.SDL_GameControllerGetButton(handle, button):
+                buttons |= 1 << button
+        axes = [sdl2.SDL_GameControllerGetAxis(handle, axis) for axis in range(6)]
+        axes[4], axes[5] = max(axes[4], 0), max(axes[5], 0)
+        return GamepadState(index, buttons, *axes)
+
+    def _controller_removed(self, event) -> None:
+        entry = self._controllers.pop(event.cdevice.which, None)  # an instance id
+        if entry is None:
+            return
+        index, handle = entry
+        sdl2.SDL_GameControllerClose(handle)
+        del self.gamepads[index]
+        self._send([GamepadRemoved(index)])
+
+    def _update_gamepad(self, instance: int, **changes) -> None:
+        entry = self._controllers.get(instance)
+        if entry is None:
+            return
+        index = entry[0]
+        old = self.gamepads[index]
+        new = dataclasses.replace(old, **changes)
+        if new != old:
+            self.gamepads[index] = new
+            self._send([new])
+
+    def _controller_button(self, event) -> None:
+        button = event.cbutton.button
+        if not 0 <= button < len(GAMEPAD_BUTTONS):  # newer SDL buttons have no wire bit
+            return
+        entry = self._controllers.get(event.cbutton.which)
+        if entry is None:
+            return
+        bit = 1 << button
+        buttons = self.gamepads[entry[0]].buttons
+        buttons = buttons | bit if event.type == sdl2.SDL_CONTROLLERBUTTONDOWN else buttons & ~bit
+        self._update_gamepad(event.cbutton.which, buttons=buttons)
+
+    def _controller_axis(self, event) -> None:
+        axis = event.caxis.axis
+        if not 0 <= axis < len(_AXIS_FIELDS):
+            return
+        value = event.caxis.value
+        if axis >= 4:
+            value = max(value, 0)  # triggers rest at 0; some drivers report -32768 at rest
+        self._update_gamepad(event.caxis.which, **{_AXIS_FIELDS[axis]: value})
+
+
+__all__ = ["SNAPSHOT_INTERVAL_NS", "SdlInputCapture"]
