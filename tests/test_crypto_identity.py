@@ -7,6 +7,8 @@ import os
 import stat
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rootstream.crypto._files import config_dir
 from rootstream.crypto.identity import Identity, fingerprint, normalise_fingerprint
@@ -150,3 +152,40 @@ def test_corrupt_trust_store(tmp_path, text):
     os.chmod(path, 0o600)
     with pytest.raises(CryptoError, match="trust store is corrupt"):
         TrustStore.open(tmp_path)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=70),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["version", "peers", "name", "public_key", "fingerprint", "paired_at"]),
+        inner, max_size=6),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.one_of(st.binary(max_size=80),
+                         st.binary(max_size=60).map(lambda b: b"rootstream-identity-v1 " + b)))
+def test_fuzz_identity_file_only_raises_crypto_error(tmp_path, content):
+    path = tmp_path / "identity.key"
+    path.write_bytes(content)
+    os.chmod(path, 0o600)
+    try:
+        Identity.load_or_create(tmp_path)
+    except CryptoError:
+        pass
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=st.one_of(_json_values, st.fixed_dictionaries(
+    {"version": st.just(1), "peers": st.lists(_json_values, max_size=2)})))
+def test_fuzz_trust_store_only_raises_crypto_error(tmp_path, doc):
+    path = tmp_path / "trusted_peers.json"
+    path.write_text(json.dumps(doc))
+    os.chmod(path, 0o600)
+    try:
+        TrustStore.open(tmp_path)
+    except CryptoError:
+        pass

@@ -393,11 +393,18 @@ def test_codes():
             normalise_code(bad)
 
 
+# Valid curve points, so fuzzing reaches past the point checks into the boxes.
+_points = st.binary(min_size=32, max_size=32).map(
+    nacl.bindings.crypto_core_ed25519_from_uniform)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(
     st.binary(max_size=200),
     st.tuples(st.sampled_from([1, 2, 3, 4, 5]), st.binary(max_size=160)).map(
         lambda t: bytes([VERSION, t[0]]) + SID + t[1]),
+    st.tuples(st.sampled_from([1, 2]), _points, st.binary(max_size=120)).map(
+        lambda t: bytes([VERSION, t[0]]) + SID + t[1] + t[2]),
 ))
 def test_fuzz_pairing_parsers_only_raise_pairing_error(data):
     host = new_host()

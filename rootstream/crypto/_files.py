@@ -26,6 +26,11 @@ def config_dir() -> Path:
     return root / "rootstream"
 
 
+def _os_error(message: str, path: Path, exc: OSError) -> CryptoError:
+    return CryptoError(message, hint=f"check the permissions of {path.parent}",
+                       details=[f"{path}: {exc.strerror or exc}"])
+
+
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` as 0700, or tighten it to 0700 if it already exists."""
     try:
@@ -33,11 +38,7 @@ def ensure_private_dir(path: Path) -> None:
         if stat.S_IMODE(path.stat().st_mode) != DIR_MODE:
             path.chmod(DIR_MODE)
     except OSError as exc:
-        raise CryptoError(
-            "cannot create the rootstream config directory",
-            hint=f"check the permissions of {path.parent}",
-            details=[f"{path}: {exc.strerror or exc}"],
-        ) from exc
+        raise _os_error("cannot create the rootstream config directory", path, exc) from exc
 
 
 def check_private_file(path: Path) -> None:
@@ -76,11 +77,7 @@ def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> b
         os.replace(tmp, path)
         return True
     except OSError as exc:
-        raise CryptoError(
-            "cannot write a rootstream key file",
-            hint=f"check the permissions of {path.parent}",
-            details=[f"{path}: {exc.strerror or exc}"],
-        ) from exc
+        raise _os_error("cannot write a rootstream key file", path, exc) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
