@@ -18,7 +18,7 @@ from rootstream.net.netns import (
 )
 
 _missing = [f"{name}: {reason}" for name, ok, reason in probe_netns() if not ok]
-pytestmark = pytest.mark.skipif(bool(_missing), reason="; ".join(_missing))
+needs_netns = pytest.mark.skipif(bool(_missing), reason="; ".join(_missing))
 
 PORT = 47000
 
@@ -37,6 +37,7 @@ def receiver(pair, port=PORT, buffer=1 << 22):
     return sock
 
 
+@needs_netns
 def test_a_datagram_crosses_the_veth_pair_and_stays_inside(pair):
     inbox = receiver(pair)
     sender = pair.a.socket()
@@ -97,6 +98,7 @@ def measure_throughput(pair, seconds: float, size: int = 1200) -> float:
     return sum(n for _, n in steady[1:]) * 8 / elapsed
 
 
+@needs_netns
 def test_tbf_caps_throughput(pair):
     pair.a.limit_rate("20mbit", burst="32kb", latency="50ms")
     rate = measure_throughput(pair, seconds=1.0)
@@ -104,6 +106,7 @@ def test_tbf_caps_throughput(pair):
     assert 0.75 * 20e6 * 1200 / 1242 < rate < 1.1 * 20e6
 
 
+@needs_netns
 def test_nft_drops_about_the_set_share(pair):
     pair.b.drop_randomly(30)
     inbox = receiver(pair)
@@ -143,11 +146,13 @@ def drain(sock, wait: float) -> int:
         got += 1
 
 
+@needs_netns
 def test_drop_percentage_is_checked(pair):
     with pytest.raises(NetworkError, match="^drop percentage is out of range$"):
         pair.a.drop_randomly(101)
 
 
+@needs_netns
 def test_close_removes_everything_even_after_an_error():
     pair = NamespacePair(subnet=8)
     with pytest.raises(RuntimeError), pair:
@@ -157,6 +162,7 @@ def test_close_removes_everything_even_after_an_error():
     assert pair.b.name not in list_namespaces()
 
 
+@needs_netns
 def test_cleanup_removes_leftovers_of_dead_runs_only(pair):
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -174,3 +180,10 @@ def test_cleanup_removes_leftovers_of_dead_runs_only(pair):
 def test_bad_subnet_is_rejected():
     with pytest.raises(NetworkError, match="^namespace subnet is out of range$"):
         NamespacePair(subnet=300)
+
+
+def test_probe_names_each_requirement_with_a_reason():
+    results = probe_netns()
+    assert [name for name, _, _ in results] == ["root", "ip", "tc", "nft"]
+    for _, ok, reason in results:
+        assert isinstance(ok, bool) and reason
