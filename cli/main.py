@@ -47,5 +47,17 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+def _register() -> None:
+    from rootstream_cli.connect import connect
+    from rootstream_cli.doctor import doctor
+    from rootstream_cli.host import host
+
+    for command in (host, connect, doctor):
+        main.add_command(command)
+
+
+_register()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

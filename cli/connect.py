@@ -1,0 +1,48 @@
+"""`rootstream connect HOST`: show a host's screen here."""
+
+from __future__ import annotations
+
+import signal
+
+import click
+
+
+@click.command()
+@click.argument("host_address", metavar="HOST[:PORT]")
+@click.option("--present", type=click.Choice(["auto", "sdl", "kms", "null"]), default="auto",
+              show_default=True,
+              help="How to show the picture. null decodes and counts without a window.")
+@click.option("--fullscreen", is_flag=True, help="Start fullscreen (F11 toggles).")
+@click.option("--frames", type=click.IntRange(1), default=None,
+              help="Exit after showing this many frames.")
+@click.option("--seconds", type=click.FloatRange(0.1), default=None,
+              help="Exit after this many seconds.")
+@click.option("--stats-interval", type=click.FloatRange(0.2, 3600), default=5.0,
+              show_default=True, help="Seconds between the one-line figures.")
+@click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Append each report to this file as one JSON object per line.")
+@click.option("--same-clock", is_flag=True,
+              help="The host runs on this machine: also report glass-to-glass latency read "
+                   "from the test pattern.")
+def connect(host_address, present, fullscreen, frames, seconds, stats_interval, stats_json,
+            same_clock):
+    """Connect to a rootstream host and show its screen.
+
+    HOST may be a name or an address, with an optional :PORT (default 47100).
+    Prints per-stage latency every few seconds; closing the window or Ctrl-C
+    ends the session.
+    """
+    from rootstream.client import Client, ClientOptions
+    from rootstream.net.udp import parse_address
+
+    options = ClientOptions(host=parse_address(host_address), present=present,
+                            fullscreen=fullscreen, frames=frames, seconds=seconds,
+                            stats_interval=stats_interval, stats_json=stats_json,
+                            same_clock=same_clock)
+    client = Client(options, log=lambda line: click.echo(line, err=True))
+    signal.signal(signal.SIGTERM, lambda *_: client.stop())
+    result = client.run()
+    click.echo(f"rootstream: {result.reason}; {result.frames_presented} frames shown, "
+               f"{result.frames_lost} lost", err=True)
+    if result.frames_presented == 0:
+        raise SystemExit(1)

@@ -1,0 +1,43 @@
+"""`rootstream doctor`: which backends work here, and why the others do not."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# (section title, "module:function") — each returns BackendProbe records or
+# (name, ok, reason) tuples.
+SECTIONS = (
+    ("capture", "rootstream.capture:probe_captures"),
+    ("encode", "rootstream.encode:probe_encoders"),
+    ("decode", "rootstream.decode:probe_decoders"),
+    ("present", "rootstream.present:probe_presenters"),
+    ("input injection", "rootstream.input:probe_injectors"),
+    ("audio capture", "rootstream.audio.capture:probe_audio_captures"),
+)
+
+
+def run_probes():
+    """Yield (section, [BackendProbe]) for every stage; a probe that crashes is a row too."""
+    from rootstream.backends import BackendProbe
+
+    for title, target in SECTIONS:
+        module_name, _, function = target.partition(":")
+        try:
+            probes = [p if isinstance(p, BackendProbe) else BackendProbe(*p)
+                      for p in getattr(importlib.import_module(module_name), function)()]
+        except Exception as exc:  # doctor must report, never die
+            probes = [BackendProbe("(all)", False, f"probe failed: {type(exc).__name__}: {exc}")]
+        yield title, probes
+
+
+@click.command()
+def doctor():
+    """List every capture, encode, decode, present, input and audio backend,
+    whether it works on this machine, and why not."""
+    for title, probes in run_probes():
+        click.echo(f"{title}:")
+        for probe in probes:
+            mark = "works" if probe.ok else "no"
+            click.echo(f"  {probe.name:8} {mark:5}  {probe.reason}")

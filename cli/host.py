@@ -1,0 +1,58 @@
+"""`rootstream host`: share this machine's screen."""
+
+from __future__ import annotations
+
+import signal
+
+import click
+
+from rootstream.net.udp import DEFAULT_PORT
+from rootstream_cli.options import parse_size
+
+
+@click.command()
+@click.option("--source", type=click.Choice(["auto", "kms", "x11", "test"]), default="auto",
+              show_default=True,
+              help="What to capture. auto: the screen (DRM/KMS, then X11), or the test "
+                   "pattern when this machine has no screen at all.")
+@click.option("--display", default=None, help="X display for --source x11 (default: $DISPLAY).")
+@click.option("--encoder", type=click.Choice(["auto", "vaapi", "nvenc", "x264"]),
+              default="auto", show_default=True,
+              help="Video encoder. auto tries VA-API, then NVENC, then x264.")
+@click.option("--codec", type=click.Choice(["h264", "hevc"]), default="h264", show_default=True)
+@click.option("--size", default="1280x720", show_default=True, callback=parse_size,
+              help="Test pattern size, WxH (a screen is streamed at its own size).")
+@click.option("--fps", type=click.IntRange(1, 240), default=60, show_default=True)
+@click.option("--bitrate", type=click.FloatRange(0.2, 500), default=10.0, show_default=True,
+              help="Video bitrate in Mbit/s.")
+@click.option("--fec", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Share of parity datagrams added to each frame (0 turns FEC off).")
+@click.option("--bind", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option("--stats-interval", type=click.FloatRange(0.2, 3600), default=5.0,
+              show_default=True, help="Seconds between the one-line figures.")
+@click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Append each report to this file as one JSON object per line.")
+@click.option("--sessions", type=click.IntRange(1), default=None,
+              help="Exit after serving this many clients (default: serve forever).")
+def host(source, display, encoder, codec, size, fps, bitrate, fec, bind, port,
+         stats_interval, stats_json, sessions):
+    """Share this machine's screen with one client at a time.
+
+    Waits for `rootstream connect` from another machine, streams to it, and
+    prints per-stage latency (p50/p95/p99) every few seconds. Ctrl-C stops.
+    """
+    from rootstream.host import Host, HostOptions
+
+    options = HostOptions(source=source, display=display, encoder=encoder, codec=codec,
+                          size=size, fps=fps, bitrate=int(bitrate * 1_000_000), fec_share=fec,
+                          bind=bind, port=port, stats_interval=stats_interval,
+                          stats_json=stats_json, max_sessions=sessions)
+    server = Host(options, log=lambda line: click.echo(line, err=True))
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()

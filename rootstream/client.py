@@ -1,0 +1,393 @@
+"""The client's session loop: ask for a stream, reassemble, decode, present.
+
+Threads, each owning one stage:
+
+- ``receive``: the socket: VIDEO fragments into the reassembler, CONTROL
+  messages, keepalives and stats out, liveness;
+- ``decode``: every complete frame in order (a P-frame needs its reference,
+  so the decoder may not skip), never a P-frame after a loss until a keyframe
+  arrives; decoded pictures go to a one-slot mailbox (latest picture wins);
+- the caller's thread (``run``): the presenter and its window events (SDL
+  wants the thread that made the window).
+
+Between receive and decode sits a short queue, not a mailbox: when it
+overflows the decoder is hopelessly behind, so it is emptied and a keyframe
+requested instead of decoding a backlog (moonlight does the same).
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rootstream.capture.marker import read_marker_y
+from rootstream.decode import open_decoder
+from rootstream.errors import DecodeError, NetworkError, RootStreamError
+from rootstream.frame import ClientStamps
+from rootstream.mailbox import Mailbox
+from rootstream.net.udp import UdpTransport
+from rootstream.present import open_presenter
+from rootstream.protocol import (
+    AssembledFrame,
+    Bye,
+    ByeReason,
+    Capability,
+    Codec,
+    Config,
+    Hello,
+    IdrReason,
+    IdrRequest,
+    Keepalive,
+    PacketType,
+    Ping,
+    ProtocolError,
+    Reassembler,
+    StatsReport,
+    decode_control,
+    encode_control,
+)
+from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
+
+PEER_TIMEOUT_S = 2.0
+HELLO_INTERVAL_S = 0.25
+CONNECT_TIMEOUT_S = 5.0
+KEEPALIVE_S = 0.5
+STATS_REPORT_S = 1.0
+IDR_RETRY_S = 0.1  # repeat a keyframe request this often until one arrives
+DECODE_QUEUE = 4
+CLIENT_STAGES = ("assemble", "decode", "present", "client", "host", "glass")
+
+
+@dataclass
+class ClientOptions:
+    host: tuple[str, int]
+    present: str = "auto"
+    fullscreen: bool = False
+    frames: int | None = None  # stop after presenting this many frames
+    seconds: float | None = None  # stop after this long
+    stats_interval: float = 5.0
+    stats_json: str | None = None
+    read_markers: bool = True  # read the test pattern's frame number and capture time
+    same_clock: bool = False  # host on this machine: marker capture time is on our clock
+    client_name: str = ""
+    decoder: str = "auto"
+
+
+@dataclass
+class ClientResult:
+    frames_presented: int = 0
+    frames_received: int = 0
+    frames_lost: int = 0
+    reason: str = ""
+    markers: list[int] = field(default_factory=list)  # frame numbers read, in order shown
+    config: Config | None = None
+
+
+@dataclass
+class _Decoded:
+    picture: object  # av.VideoFrame
+    frame: AssembledFrame
+    stamps: ClientStamps
+
+
+class Client:
+    """A rootstream client.  ``run()`` blocks until the stream ends."""
+
+    def __init__(self, options: ClientOptions, *, log: Callable[[str], None] = print):
+        self.options = options
+        self.log = log
+        self.stats = StatsCollector("client", CLIENT_STAGES)
+        self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
+        self.transport = UdpTransport(("0.0.0.0" if ":" not in options.host[0] else "::", 0))
+        self.result = ClientResult()
+        self._stop = threading.Event()
+        self._reason = ""
+        self._config: Config | None = None
+        self._configured = threading.Event()
+        self._decoder_ready = threading.Event()
+        self._reassembler = Reassembler()
+        self._decode_queue: queue.Queue[AssembledFrame] = queue.Queue(DECODE_QUEUE)
+        self._pictures: Mailbox[_Decoded] = Mailbox("present")
+        self._need_keyframe = threading.Event()
+        self._last_idr_request = 0.0
+        self._last_heard = time.monotonic()
+        self._last_sent = 0.0
+        self._decoded_frame_id = 0
+        self._present_ring: list[int] = []
+
+    # -- the caller's thread: connect, then present ------------------------------------------
+
+    def run(self) -> ClientResult:
+        receiver = threading.Thread(target=self._receive_loop, name="receive", daemon=True)
+        receiver.start()
+        presenter = None
+        decoder_thread = None
+        try:
+            config = self._connect()
+            self.result.config = config
+            codec = "hevc" if config.codec == Codec.HEVC else "h264"
+            decoder = open_decoder(self.options.decoder, codec=codec)
+            decoder_thread = threading.Thread(target=self._decode_loop, args=(decoder,),
+                                              name="decode", daemon=True)
+            decoder_thread.start()
+            presenter = open_presenter(self.options.present, width=config.width,
+                                       height=config.height,
+                                       title=f"rootstream: {config.host_name}",
+                                       fullscreen=self.options.fullscreen)
+            self.log(f"rootstream: connected to {config.host_name} "
+                     f"({config.width}x{config.height}@{config.fps}, "
+                     f"{config.bitrate_kbps / 1000:g} Mbit/s), showing with {presenter.name}")
+            self._present_loop(presenter)
+        except KeyboardInterrupt:
+            self._finish("interrupted")
+        finally:
+            if self._configured.is_set() and self._reason not in ("host said bye",):
+                self._send(Bye(ByeReason.NORMAL))
+            self._stop.set()
+            self._pictures.close()
+            receiver.join(timeout=2)
+            if decoder_thread is not None:
+                decoder_thread.join(timeout=2)
+            if presenter is not None:
+                presenter.close()
+            self._report()
+            self.transport.close()
+            if self._json:
+                self._json.close()
+        self.result.reason = self._reason
+        return self.result
+
+    def stop(self) -> None:
+        self._finish("stopped")
+
+    def _connect(self) -> Config:
+        hello = Hello(capabilities=Capability.H264 | Capability.HEVC | Capability.FEC,
+                      client_name=self.options.client_name or socket.gethostname())
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while not self._configured.is_set():
+            if self._stop.is_set():
+                raise NetworkError(f"the host refused the session: {self._reason}",
+                                   hint="another client may be connected")
+            if time.monotonic() > deadline:
+                raise NetworkError(
+                    f"no answer from {self.options.host[0]}:{self.options.host[1]} "
+                    f"within {CONNECT_TIMEOUT_S:g} s",
+                    hint="is `rootstream host` running there, and is UDP port "
+                         f"{self.options.host[1]} open?")
+            self._send(hello)
+            self._configured.wait(HELLO_INTERVAL_S)
+        assert self._config is not None
+        return self._config
+
+    def _present_loop(self, presenter) -> None:
+        start = time.monotonic()
+        next_report = start + self.options.stats_interval
+        while not self._stop.is_set():
+            for event in presenter.poll_events():
+                if event.kind == "quit":
+                    self._finish("window closed")
+                elif event.kind == "key" and event.pressed and event.key in ("F11",):
+                    presenter.toggle_fullscreen()
+            decoded = self._pictures.take(timeout=0.005)
+            now = time.monotonic()
+            if decoded is not None:
+                presenter.present(decoded.picture)
+                self._account(decoded)
+            if self.options.frames and self.result.frames_presented >= self.options.frames:
+                self._finish(f"showed {self.options.frames} frames")
+            if self.options.seconds and now - start >= self.options.seconds:
+                self._finish(f"ran {self.options.seconds:g} s")
+            if now >= next_report:
+                self._report()
+                next_report = now + self.options.stats_interval
+
+    def _account(self, decoded: _Decoded) -> None:
+        stamps = decoded.stamps
+        stamps.presented = time.monotonic_ns()
+        frame = decoded.frame
+        self.result.frames_presented += 1
+        self.stats.record("assemble", stamps.assembled - stamps.received)
+        self.stats.record("decode", stamps.decoded - stamps.assembled)
+        self.stats.record("present", stamps.presented - stamps.decoded)
+        client_ns = stamps.presented - stamps.received
+        self.stats.record("client", client_ns)
+        self.stats.record("host", frame.host_us * 1000)
+        self._present_ring.append(client_ns)
+        if self.options.read_markers:
+            marker = _read_marker(decoded.picture)
+            if marker is not None:
+                self.result.markers.append(marker.frame_number)
+                if self.options.same_clock:
+                    now_ms = stamps.presented // 1_000_000
+                    age = (now_ms - marker.capture_ms) & 0xFFFFFFFF
+                    if age < 10_000:
+                        self.stats.record("glass", age * 1_000_000)
+
+    def _finish(self, reason: str) -> None:
+        if not self._reason:
+            self._reason = reason
+        self._stop.set()
+
+    # -- the receive thread ------------------------------------------------------------------
+
+    def _receive_loop(self) -> None:
+        next_stats = time.monotonic() + STATS_REPORT_S
+        try:
+            while not self._stop.is_set():
+                received = self.transport.receive(timeout=0.05)
+                now = time.monotonic()
+                if received is not None:
+                    header, payload, address, received_ns = received
+                    if address[:2] != self.options.host[:2]:
+                        self.stats.count("dropped_foreign")
+                    else:
+                        self._last_heard = now
+                        self._on_datagram(header, payload, received_ns)
+                if not self._configured.is_set():
+                    continue
+                if now - self._last_heard > PEER_TIMEOUT_S:
+                    self.log(f"rootstream: the host went silent for {PEER_TIMEOUT_S:g} s")
+                    self._finish("host went silent")
+                    break
+                expired = self._reassembler.expire(time.monotonic_ns())
+                if expired:
+                    self._ask_keyframe(IdrReason.FRAME_LOST, now)
+                if self._need_keyframe.is_set() and now - self._last_idr_request > IDR_RETRY_S:
+                    self._ask_keyframe(IdrReason.FRAME_LOST, now)
+                if now >= next_stats:
+                    self._send_stats()
+                    next_stats = now + STATS_REPORT_S
+                elif now - self._last_sent > KEEPALIVE_S:
+                    self._send(Keepalive(int(now * 1000) & 0xFFFFFFFF))
+        except RootStreamError as exc:
+            self.log(f"rootstream: receiver stopped: {exc}")
+            self._finish(str(exc))
+
+    def _on_datagram(self, header, payload, received_ns: int) -> None:
+        if header.ptype == PacketType.VIDEO:
+            if not self._decoder_ready.is_set():
+                return  # the decode thread asks for a keyframe once it is ready
+            frame = self._reassembler.push(payload, header.timestamp_ms, received_ns)
+            if frame is None:
+                return
+            self.result.frames_received += 1
+            try:
+                self._decode_queue.put_nowait(frame)
+            except queue.Full:
+                # The decoder is hopelessly behind: drop the backlog and restart
+                # from a keyframe rather than show stale pictures late.
+                self._drain_decode_queue()
+                self.stats.count("decode_overflow")
+                self._need_keyframe.set()
+            return
+        if header.ptype != PacketType.CONTROL:
+            self.stats.count("dropped_unexpected")
+            return
+        try:
+            message = decode_control(payload)
+        except ProtocolError:
+            self.stats.count("dropped_malformed")
+            return
+        if isinstance(message, Config):
+            if not self._configured.is_set():
+                self._config = message
+                self._configured.set()
+        elif isinstance(message, Bye):
+            if not self._configured.is_set() and message.reason == ByeReason.BUSY:
+                self._finish("the host is busy with another client")
+            else:
+                self.log("rootstream: the host ended the session")
+                self._finish("host said bye")
+        elif isinstance(message, (Keepalive, Ping)):
+            pass  # liveness is any datagram at all
+
+    def _drain_decode_queue(self) -> None:
+        while True:
+            try:
+                self._decode_queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _ask_keyframe(self, reason: IdrReason, now: float) -> None:
+        self._need_keyframe.set()
+        self._last_idr_request = now
+        self._send(IdrRequest(reason, self._decoded_frame_id))
+        self.stats.count("idr_requests")
+
+    def _send(self, message) -> None:
+        self.transport.send(PacketType.CONTROL, encode_control(message), self.options.host)
+        self._last_sent = time.monotonic()
+
+    def _send_stats(self) -> None:
+        ring = np.array(self._present_ring[-1000:] or [0], dtype=np.int64)
+        self._present_ring = self._present_ring[-1000:]
+        p50, p99 = np.percentile(ring, [50, 99]) / 1000
+        r = self._reassembler.stats
+        lost = self.transport.counters.lost.get(PacketType.VIDEO, 0)
+        self._send(StatsReport(
+            interval_ms=int(STATS_REPORT_S * 1000),
+            frames_received=self.result.frames_received & 0xFFFFFFFF,
+            frames_presented=self.result.frames_presented & 0xFFFFFFFF,
+            frames_lost=r.frames_lost & 0xFFFFFFFF,
+            frames_recovered=r.frames_recovered & 0xFFFFFFFF,
+            datagrams_received=self.transport.counters.received & 0xFFFFFFFF,
+            datagrams_lost=lost & 0xFFFFFFFF,
+            receive_kbps=0,
+            client_p50_us=int(p50), client_p99_us=int(p99)))
+
+    # -- the decode thread -------------------------------------------------------------------
+
+    def _decode_loop(self, decoder) -> None:
+        self._need_keyframe.set()  # start from a keyframe: the receiver asks for one
+        self._decoder_ready.set()
+        while not self._stop.is_set():
+            try:
+                frame = self._decode_queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if frame.lost_before:
+                self._need_keyframe.set()
+            if self._need_keyframe.is_set():
+                if not frame.keyframe:
+                    self.stats.count("skipped_waiting_keyframe")
+                    continue
+                self._need_keyframe.clear()
+            stamps = ClientStamps(received=frame.first_ns, assembled=frame.assembled_ns)
+            try:
+                pictures = decoder.decode(bytes(frame.data))
+            except DecodeError:
+                self.stats.count("decode_errors")
+                self._need_keyframe.set()
+                continue
+            stamps.decoded = time.monotonic_ns()
+            self._decoded_frame_id = frame.frame_id
+            for picture in pictures:
+                self.stats.frame(len(frame.data))
+                self._pictures.put(_Decoded(picture, frame, stamps))
+        decoder.close()
+
+    def _report(self) -> None:
+        r = self._reassembler.stats
+        self.stats.set_total("frames_lost", r.frames_lost)
+        self.stats.set_total("dropped_pictures", self._pictures.dropped)
+        self.stats.set_total("frames_recovered", r.frames_recovered)
+        self.stats.set_total("datagrams_lost",
+                             self.transport.counters.lost.get(PacketType.VIDEO, 0))
+        self.stats.set_total("malformed", self.transport.counters.malformed + r.malformed)
+        self.result.frames_lost = r.frames_lost
+        report = self.stats.report()
+        self.log(format_report(report))
+        if self._json:
+            self._json.write(report)
+
+
+def _read_marker(picture):
+    plane = picture.planes[0]
+    y = np.frombuffer(plane, dtype=np.uint8).reshape(picture.height, plane.line_size)
+    return read_marker_y(y, picture.width, picture.height)

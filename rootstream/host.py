@@ -1,0 +1,327 @@
+"""The host's session loop: wait for a client, then stream to it.
+
+Threads, each owning one stage (rules of the road: latest frame wins):
+
+- ``capture``: grab -> convert to NV12 -> one-slot mailbox;
+- ``encode``: mailbox -> encode -> fragment -> send, stamping each frame;
+- the caller's thread (``serve``): the control channel: hello/config,
+  keepalives, IDR requests, stats, bye, liveness, and the periodic report.
+
+One client at a time.  A second client's hello gets one small ``bye (busy)``,
+never more bytes than it sent.  A client silent for ``PEER_TIMEOUT_S`` is
+dropped and the host waits for the next one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rootstream.capture import open_capture
+from rootstream.convert import NV12Converter
+from rootstream.encode import open_encoder
+from rootstream.errors import RootStreamError
+from rootstream.frame import CapturedFrame, HostStamps
+from rootstream.mailbox import Mailbox
+from rootstream.net.udp import DEFAULT_PORT, UdpTransport
+from rootstream.protocol import (
+    Bye,
+    ByeReason,
+    Capability,
+    Codec,
+    Config,
+    Hello,
+    IdrRequest,
+    Keepalive,
+    PacketType,
+    Ping,
+    Pong,
+    ProtocolError,
+    StatsReport,
+    VideoFragmenter,
+    decode_control,
+    encode_control,
+)
+from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
+
+PEER_TIMEOUT_S = 2.0
+KEEPALIVE_S = 0.5
+HOST_STAGES = ("convert", "encode", "send", "host")
+
+
+@dataclass
+class HostOptions:
+    source: str = "auto"
+    display: str | None = None
+    encoder: str = "auto"
+    size: tuple[int, int] = (1280, 720)  # the test pattern's size; a screen has its own
+    fps: int = 60
+    bitrate: int = 10_000_000
+    codec: str = "h264"
+    bind: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    fec_share: float = 0.2
+    stats_interval: float = 5.0
+    stats_json: str | None = None
+    max_sessions: int | None = None  # stop after this many sessions (tests, benchmarks)
+    host_name: str = ""
+
+
+@dataclass
+class _Session:
+    address: tuple
+    session_id: int
+    client_name: str
+    started: float
+    last_heard: float
+
+
+@dataclass
+class _PendingFrame:
+    frame: object  # av.VideoFrame from the converter's pool
+    stamps: HostStamps
+
+
+class Host:
+    """A rootstream host.  ``serve()`` blocks until ``stop()`` (or max_sessions)."""
+
+    def __init__(self, options: HostOptions, *, log: Callable[[str], None] = print):
+        self.options = options
+        self.log = log
+        self.stats = StatsCollector("host", HOST_STAGES)
+        self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
+        self._stop = threading.Event()
+        self._session: _Session | None = None
+        self._session_lock = threading.Lock()
+        self._idr = threading.Event()
+        self._mailbox: Mailbox[_PendingFrame] = Mailbox("encode")
+        self.sessions_served = 0
+        self.last_client_stats: StatsReport | None = None
+
+        opts = {"fps": options.fps}
+        if options.display:
+            opts["display"] = options.display
+        if options.source in ("test", "auto"):
+            opts["width"], opts["height"] = options.size
+        self.capture = open_capture(options.source, **opts)
+        try:
+            width, height = self.capture.width, self.capture.height
+            self.converter = NV12Converter(width, height, self.capture.pixel_format, pool_size=4)
+            self.encoder = open_encoder(options.encoder, width=width, height=height,
+                                        fps=options.fps, bitrate=options.bitrate,
+                                        codec=options.codec)
+            self.transport = UdpTransport((options.bind, options.port))
+        except BaseException:
+            self.capture.close()
+            raise
+        self.width, self.height = width, height
+        self.fragmenter = VideoFragmenter(fec_share=options.fec_share)
+        self.host_name = options.host_name or socket.gethostname()
+
+    # -- the control channel ---------------------------------------------------------------
+
+    def serve(self) -> None:
+        threads = [threading.Thread(target=self._capture_loop, name="capture", daemon=True),
+                   threading.Thread(target=self._encode_loop, name="encode", daemon=True)]
+        for thread in threads:
+            thread.start()
+        self.log(f"rootstream host: {self.capture.name} {self.width}x{self.height}@"
+                 f"{self.options.fps}, {self.encoder.name}, listening on "
+                 f"{self.transport.address[0]}:{self.transport.address[1]}")
+        next_report = time.monotonic() + self.options.stats_interval
+        next_keepalive = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                received = self.transport.receive(timeout=0.1)
+                now = time.monotonic()
+                if received is not None:
+                    header, payload, address, _ = received
+                    self._on_datagram(header.ptype, payload, address, now)
+                session = self._session
+                if session is not None:
+                    if now - session.last_heard > PEER_TIMEOUT_S:
+                        self.log(f"client {_fmt(session.address)} went silent; "
+                                 "waiting for the next one")
+                        self._end_session(ByeReason.TIMEOUT)
+                    elif now >= next_keepalive:
+                        self._send_control(Keepalive(_now_ms() & 0xFFFFFFFF), session.address)
+                        next_keepalive = now + KEEPALIVE_S
+                if now >= next_report:
+                    self._report()
+                    next_report = now + self.options.stats_interval
+        finally:
+            if self._session is not None:
+                self._end_session(ByeReason.NORMAL)
+            self._stop.set()
+            self._mailbox.close()
+            for thread in threads:
+                thread.join(timeout=2)
+            self._report()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.stop()
+        self.transport.close()
+        self.capture.close()
+        self.encoder.close()
+        if self._json:
+            self._json.close()
+
+    def _on_datagram(self, ptype: PacketType, payload, address, now: float) -> None:
+        session = self._session
+        if ptype != PacketType.CONTROL:
+            # Video and audio flow host -> client; input arrives with its issue.
+            self.stats.count("dropped_unexpected")
+            return
+        try:
+            message = decode_control(payload)
+        except ProtocolError:
+            self.stats.count("dropped_malformed")
+            return
+        if isinstance(message, Hello):
+            self._on_hello(message, address, now)
+            return
+        if session is None or address != session.address:
+            self.stats.count("dropped_foreign")
+            return
+        session.last_heard = now
+        if isinstance(message, IdrRequest):
+            self._idr.set()
+            self.stats.count("idr_requests")
+        elif isinstance(message, StatsReport):
+            self.last_client_stats = message
+        elif isinstance(message, Ping):
+            self._send_control(Pong(message.probe_id, message.t0_ns, time.monotonic_ns(),
+                                    time.monotonic_ns()), address)
+        elif isinstance(message, Bye):
+            self.log(f"client {_fmt(address)} said bye; waiting for the next one")
+            self._end_session(None)
+
+    def _on_hello(self, hello: Hello, address, now: float) -> None:
+        session = self._session
+        if session is not None and session.address != address:
+            # Busy: one refusal, smaller than the hello that caused it.
+            self._send_control(Bye(ByeReason.BUSY), address)
+            self.stats.count("refused_busy")
+            return
+        if session is None:
+            if self.options.max_sessions is not None and (
+                    self.sessions_served >= self.options.max_sessions):
+                return
+            session = _Session(address, secrets.randbits(32), hello.client_name, now, now)
+            with self._session_lock:
+                self._session = session
+            self.sessions_served += 1
+            self.log(f"client {_fmt(address)} ({hello.client_name or 'unnamed'}) connected")
+        session.last_heard = now
+        # (Re)send the configuration: the client repeats hello until it has it.
+        self._send_control(self._config(session), address)
+        self._idr.set()
+
+    def _config(self, session: _Session) -> Config:
+        caps = Capability.H264 if self.options.codec == "h264" else Capability.HEVC
+        if self.options.fec_share > 0:
+            caps |= Capability.FEC
+        return Config(codec=Codec.H264 if self.options.codec == "h264" else Codec.HEVC,
+                      width=self.width, height=self.height, fps=self.options.fps,
+                      bitrate_kbps=self.options.bitrate // 1000, capabilities=caps,
+                      session_id=session.session_id, host_name=self.host_name)
+
+    def _end_session(self, reason: ByeReason | None) -> None:
+        session = self._session
+        if session is None:
+            return
+        if reason is not None:
+            self._send_control(Bye(reason), session.address)
+        with self._session_lock:
+            self._session = None
+        self._mailbox.clear()
+        if self.options.max_sessions is not None and (
+                self.sessions_served >= self.options.max_sessions):
+            self._stop.set()
+
+    def _send_control(self, message, address) -> None:
+        self.transport.send(PacketType.CONTROL, encode_control(message), address)
+
+    def _report(self) -> None:
+        self.stats.set_total("dropped_frames", self._mailbox.dropped)
+        report = self.stats.report()
+        client = self.last_client_stats
+        if client is not None:
+            report["client"] = {"frames_presented": client.frames_presented,
+                                "frames_lost": client.frames_lost,
+                                "p50_ms": client.client_p50_us / 1000,
+                                "p99_ms": client.client_p99_us / 1000}
+        if self._session is not None or report["fps"] > 0:
+            self.log(format_report(report))
+        if self._json:
+            self._json.write(report)
+
+    # -- the pipeline threads ----------------------------------------------------------------
+
+    def _capture_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._session is None:
+                    time.sleep(0.02)
+                    continue
+                captured: CapturedFrame | None = self.capture.grab(timeout=0.1)
+                if captured is None:
+                    continue
+                frame = self.converter.convert(captured)
+                self._mailbox.put(_PendingFrame(frame, captured.stamps))
+        except RootStreamError as exc:
+            self.log(f"rootstream host: capture stopped: {exc}")
+            self._stop.set()
+
+    def _encode_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                pending = self._mailbox.take(timeout=0.1)
+                session = self._session
+                if pending is None or session is None:
+                    continue
+                force = self._idr.is_set()
+                if force:
+                    self._idr.clear()
+                units = self.encoder.encode(pending.frame, force_keyframe=force)
+                stamps = pending.stamps
+                stamps.encoded = time.monotonic_ns()
+                capture_ms = (stamps.captured // 1_000_000) & 0xFFFFFFFF
+                host_us = (stamps.encoded - stamps.captured) // 1000
+                size = 0
+                for unit in units:
+                    payloads = self.fragmenter.fragment(unit.data, keyframe=unit.keyframe,
+                                                        host_us=host_us)
+                    self.transport.send_many(PacketType.VIDEO, payloads, session.address,
+                                             capture_ms)
+                    size += len(unit.data)
+                stamps.sent = time.monotonic_ns()
+                if units:
+                    self.stats.frame(size)
+                    self.stats.record("convert", stamps.converted - stamps.captured)
+                    self.stats.record("encode", stamps.encoded - stamps.converted)
+                    self.stats.record("send", stamps.sent - stamps.encoded)
+                    self.stats.record("host", stamps.sent - stamps.captured)
+        except RootStreamError as exc:
+            self.log(f"rootstream host: encoder stopped: {exc}")
+            self._stop.set()
+
+
+def _now_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def _fmt(address) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def default_host_name() -> str:
+    return os.environ.get("ROOTSTREAM_NAME") or socket.gethostname()

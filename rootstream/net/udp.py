@@ -1,0 +1,204 @@
+"""The UDP transport both sides use: one socket, ROOT framing, counters.
+
+Networking is plain blocking sockets driven by threads (the host's sender
+and its control loop, the client's receiver); nothing here is asyncio.  The
+socket is tuned once: large buffers so a whole IDR (hundreds of datagrams)
+fits in the receive queue while the application is busy, and DSCP marks so a
+Wi-Fi access point can put video and input in its low-latency queue.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from rootstream.errors import NetworkError, ProtocolError
+from rootstream.protocol import Header, PacketType, decode_datagram, encode_datagram
+from rootstream.protocol.seqnum import seq16_diff
+
+DEFAULT_PORT = 47100
+SOCKET_BUFFER = 8 * 1024 * 1024
+# DSCP EF (46) for interactive traffic, as WMM maps it to the voice queue.
+DSCP_EF = 46 << 2
+
+
+@dataclass
+class TransportCounters:
+    sent: int = 0
+    sent_bytes: int = 0
+    received: int = 0
+    received_bytes: int = 0
+    malformed: int = 0
+    foreign: int = 0  # from an address other than the session's peer
+    lost: dict[int, int] = field(default_factory=dict)  # per type, from sequence gaps
+
+
+class _SequenceTracker:
+    """Estimates datagrams lost per type from gaps in the 16-bit sequence."""
+
+    def __init__(self) -> None:
+        self._highest: dict[int, int] = {}
+
+    def seen(self, ptype: int, seq: int) -> int:
+        """Record a sequence number; returns how many it shows as missing."""
+        last = self._highest.get(ptype)
+        if last is None:
+            self._highest[ptype] = seq
+            return 0
+        gap = seq16_diff(seq, last)
+        if gap <= 0:
+            return 0  # a reordered or duplicate datagram
+        self._highest[ptype] = seq
+        return gap - 1 if gap < 1024 else 0  # a huge jump is a restart, not a loss
+
+
+class UdpTransport:
+    """A bound UDP socket that sends and receives ROOT datagrams.
+
+    ``send`` numbers datagrams per type; ``receive`` verifies them and
+    returns ``(header, payload, address, received_ns)``, counting and
+    dropping anything malformed.  Thread-safe for one receiver and any number
+    of senders of different types.
+    """
+
+    def __init__(self, bind: tuple[str, int] = ("0.0.0.0", 0), *, buffer: int = SOCKET_BUFFER):
+        family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self._tune(buffer)
+            self.sock.bind(bind)
+        except OSError as exc:
+            self.sock.close()
+            raise NetworkError(
+                f"cannot bind UDP {bind[0]}:{bind[1]}: {exc.strerror or exc}",
+                hint="another rootstream may be running; choose another --port",
+            ) from exc
+        self.counters = TransportCounters()
+        self._seq = [0] * 256
+        self._seq_lock = threading.Lock()
+        self._tracker = _SequenceTracker()
+        self._closed = False
+
+    def _tune(self, buffer: int) -> None:
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, option, buffer)
+            except OSError:
+                pass  # capped by net.core.rmem_max; the kernel keeps what it can
+        if self.sock.family == socket.AF_INET:
+            try:
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, DSCP_EF)
+            except OSError:
+                pass
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.sock.getsockname()[:2]
+
+    def _next_seq(self, ptype: int) -> int:
+        with self._seq_lock:
+            seq = self._seq[ptype]
+            self._seq[ptype] = (seq + 1) & 0xFFFF
+            return seq
+
+    def send(self, ptype: PacketType, payload: bytes | memoryview, address,
+             timestamp_ms: int | None = None) -> None:
+        if timestamp_ms is None:
+            timestamp_ms = time.monotonic_ns() // 1_000_000
+        datagram = encode_datagram(ptype, self._next_seq(ptype), timestamp_ms, payload)
+        self._sendto(datagram, address)
+
+    def send_many(self, ptype: PacketType, payloads: list[bytes], address,
+                  timestamp_ms: int) -> None:
+        """Send the fragments of one frame back to back, in order."""
+        for payload in payloads:
+            self._sendto(encode_datagram(ptype, self._next_seq(ptype), timestamp_ms, payload),
+                         address)
+
+    def _sendto(self, datagram: bytes, address) -> None:
+        try:
+            self.sock.sendto(datagram, address)
+        except (BlockingIOError, ConnectionRefusedError):
+            # A full send buffer or an ICMP port-unreachable from a gone peer:
+            # UDP promises nothing, and the liveness check notices a dead peer.
+            return
+        except OSError as exc:
+            if self._closed:
+                return
+            raise NetworkError(f"cannot send to {address[0]}:{address[1]}: {exc}") from exc
+        self.counters.sent += 1
+        self.counters.sent_bytes += len(datagram)
+
+    def receive(self, timeout: float | None) -> tuple[Header, memoryview, tuple, int] | None:
+        """One verified datagram, or None when ``timeout`` passes first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._closed:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                ready, _, _ = select.select([self.sock], [], [], remaining)
+            except (OSError, ValueError):
+                return None  # closed under us
+            if not ready:
+                return None
+            try:
+                data, address = self.sock.recvfrom(2048)
+            except (BlockingIOError, ConnectionRefusedError, InterruptedError):
+                continue
+            except OSError:
+                return None
+            now = time.monotonic_ns()
+            self.counters.received += 1
+            self.counters.received_bytes += len(data)
+            try:
+                header, payload = decode_datagram(data)
+            except ProtocolError:
+                self.counters.malformed += 1
+                continue
+            lost = self._tracker.seen(header.ptype, header.sequence)
+            if lost:
+                self.counters.lost[header.ptype] = self.counters.lost.get(header.ptype, 0) + lost
+            return header, payload, address, now
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+        self.sock.close()
+
+    def __enter__(self) -> UdpTransport:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def parse_address(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """'host', 'host:port', '[v6]:port' -> (host, port), with a clear error."""
+    text = text.strip()
+    host, port = text, default_port
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise NetworkError(f"bad address {text!r}: missing ']'")
+        host, rest = text[1:end], text[end + 1:]
+        if rest.startswith(":"):
+            port = _port(rest[1:], text)
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+        port = _port(port_text, text)
+    if not host:
+        raise NetworkError(f"bad address {text!r}: no host name")
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise NetworkError(f"cannot resolve {host!r}: {exc.strerror}",
+                           hint="check the host name, or give an IP address") from exc
+    return info[0][4][0], port
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise NetworkError(f"bad address {whole!r}: the port must be 1-65535")
+    return int(text)
