@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import rootstream.capture as capture_package
 from rootstream.backends import BackendProbe, BackendRegistry, accepted_options, describe_failure
 from rootstream.capture import CAPTURES, open_capture, probe_captures, screen_evidence
 from rootstream.capture.test_pattern import TestPatternCapture
@@ -136,3 +137,18 @@ def test_probe_captures_lists_all_three_in_order(xvfb):
     by_name = {p.name: p for p in probes}
     assert by_name["x11"].ok and "MIT-SHM" in by_name["x11"].reason
     assert by_name["test"] == BackendProbe("test", True, "640x480 BGRX, 60 fps scrolling pattern")
+
+
+def test_a_connected_drm_connector_counts_as_a_screen(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setattr(capture_package, "DRM_SYSFS", tmp_path)  # a sysfs tree of our own
+    for connector, status in [("card0-HDMI-A-1", "disconnected\n"), ("card0-DP-2", "connected\n")]:
+        (tmp_path / connector).mkdir()
+        (tmp_path / connector / "status").write_text(status)
+    assert screen_evidence() == "DRM connector card0-DP-2 is connected"
+    with pytest.raises(CaptureError, match="tried kms, x11") as info:
+        open_capture("auto")
+    assert info.value.details[-1] == (
+        "test: not used: DRM connector card0-DP-2 is connected, so there is a screen to fix")
+    (tmp_path / "card0-DP-2" / "status").write_text("disconnected\n")
+    assert screen_evidence() is None

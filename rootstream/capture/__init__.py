@@ -40,10 +40,17 @@ def screen_evidence(display: str | None = None) -> str | None:
     if name:
         return f"X display {name!r} is named"
     connected = sorted(status.parent.name for status in DRM_SYSFS.glob("card*-*/status")
-                       if status.read_text().strip() == "connected")
+                       if _read_status(status) == "connected")
     if connected:
         return f"DRM connector {connected[0]} is connected"
     return None
+
+
+def _read_status(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:  # a connector unplugged while we look
+        return ""
 
 
 def open_capture(name: str = "auto", **opts: Any) -> CaptureBackend:

@@ -1,0 +1,148 @@
+"""Capture cost per frame: X11 MIT-SHM against XGetImage, and the test pattern.
+
+- ``x11-grab-1080p``: one grab of a 1920x1080 Xvfb screen.  The named
+  baseline, measured in the same run on the same server, is XGetImage (the
+  pixels cross the X socket, then one copy into our buffer), which is what the
+  backend falls back to without MIT-SHM.  Timer mode (no XDAMAGE) at 1000 fps,
+  so every call grabs and the pacer never sleeps once a grab takes over 1 ms.
+- ``x11-damage-wake``: a small draw by another client, then the grab it
+  wakes (draw round trip + damage event + MIT-SHM grab): the capture share of
+  glass-to-glass latency on a changing screen.
+- ``pattern-render-720p`` / ``-1080p``: drawing one test-pattern frame into
+  the reused buffer, against the floor for that: one plain copy of a frame of
+  the same size (``np.copyto``).
+- ``marker-read``: reading the marker from a decoded 720p luma plane, the
+  client's per-frame cost.
+
+Run: ``pytest bench/bench_capture.py --benchmark-only``; the summary at the
+end lists median and p99 per frame and the ratios against each baseline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from rootstream.capture import xlib
+from rootstream.capture.marker import draw_marker, read_marker_y
+from rootstream.capture.test_pattern import TestPatternCapture
+from rootstream.capture.x11 import X11Capture
+from rootstream.capture.xlib import ffi
+
+_results: dict[str, tuple[float, float]] = {}
+RATIOS = [
+    ("x11 grab 1080p", "mit-shm", "xgetimage"),
+    ("pattern render 720p", "pattern-720p", "copy-720p"),
+    ("pattern render 1080p", "pattern-1080p", "copy-1080p"),
+]
+
+
+@pytest.fixture(scope="module")
+def screen_1080p():
+    """A 1920x1080 Xvfb of our own; Xvfb picks a free display and tells us on a pipe."""
+    ready, announce = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(announce), "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
+        pass_fds=(announce,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(announce)
+    with os.fdopen(ready) as pipe:
+        display = ":" + pipe.readline().strip()
+    yield display
+    server.terminate()
+    server.wait(5)
+
+
+def record(benchmark, name: str) -> None:
+    timings = sorted(benchmark.stats.stats.data)
+    median = benchmark.stats.stats.median
+    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
+    _results[name] = (median, p99)
+    benchmark.extra_info["median_ms"] = round(median * 1e3, 3)
+    benchmark.extra_info["p99_ms"] = round(p99 * 1e3, 3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary(request):
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or not _results:
+        return
+    lines = ["", "capture per frame: median / p99"]
+    lines += [f"  {name:16} {median * 1e3:8.3f} ms / {p99 * 1e3:8.3f} ms"
+              for name, (median, p99) in _results.items()]
+    lines += [f"  {label}: {subject} takes {_results[subject][0] / _results[baseline][0]:.2f}x"
+              f" the median of {baseline}"
+              for label, subject, baseline in RATIOS
+              if subject in _results and baseline in _results]
+    # Teardown output is captured like a test's; this summary is for the terminal.
+    with capture.global_and_fixture_disabled():
+        for line in lines:
+            reporter.write_line(line)
+
+
+@pytest.mark.parametrize("method", ["mit-shm", "xgetimage"])
+def test_x11_grab_1080p(benchmark, screen_1080p, method):
+    benchmark.group = "x11-grab-1080p"
+    with X11Capture(screen_1080p, fps=1000, use_damage=False,
+                    use_shm=method == "mit-shm") as capture:
+        assert ("via MIT-SHM" in capture.describe()) == (method == "mit-shm")
+        frame = benchmark(capture.grab, timeout=5)
+        assert (frame.width, frame.height) == (1920, 1080)
+    record(benchmark, method)
+
+
+def test_x11_damage_wake(benchmark, screen_1080p):
+    benchmark.group = "x11-damage-wake"
+    libs = xlib.load()
+    painter = libs.x11.XOpenDisplay(screen_1080p.encode())
+    assert painter != ffi.NULL, f"cannot open {screen_1080p} for drawing"
+    root = libs.x11.XRootWindow(painter, 0)
+    gc = libs.x11.XCreateGC(painter, root, 0, ffi.NULL)
+    colours = itertools.cycle([0xFF0000, 0x00FF00])
+    capture = X11Capture(screen_1080p, fps=1000)
+    capture.grab(timeout=5)
+
+    def draw_then_grab():
+        libs.x11.XSetForeground(painter, gc, next(colours))
+        libs.x11.XFillRectangle(painter, root, gc, 10, 10, 32, 32)
+        libs.x11.XSync(painter, False)
+        return capture.grab(timeout=5)
+
+    try:
+        assert benchmark(draw_then_grab) is not None
+    finally:
+        capture.close()
+        libs.x11.XFreeGC(painter, gc)
+        libs.x11.XCloseDisplay(painter)
+    record(benchmark, "damage-wake")
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)], ids=["720p", "1080p"])
+@pytest.mark.parametrize("what", ["pattern", "copy"])
+def test_pattern_render(benchmark, size, what):
+    width, height = size
+    name = f"{what}-{height}p"
+    benchmark.group = f"pattern-render-{height}p"
+    numbers = itertools.count()
+    if what == "pattern":
+        pattern = TestPatternCapture(width, height)
+        benchmark(lambda: pattern.render(next(numbers), 0))
+    else:
+        source = np.full((height, width * 4), 7, np.uint8)
+        target = np.empty_like(source)
+        benchmark(np.copyto, target, source)
+    record(benchmark, name)
+
+
+def test_marker_read_720p(benchmark):
+    benchmark.group = "marker-read"
+    pixels = np.zeros((720, 1280 * 4), np.uint8)
+    draw_marker(pixels, 1280, 720, 1, 2)
+    luma = np.ascontiguousarray(pixels.reshape(720, 1280, 4)[..., 1])
+    assert benchmark(read_marker_y, luma, 1280, 720) is not None
+    record(benchmark, "marker-read")
