@@ -23,6 +23,7 @@ from rootstream.crypto.pairing import (
     PairingMessage,
     _derive_keys,
     _open,
+    default_peer_name,
     format_code,
     new_pairing_code,
     normalise_code,
@@ -381,6 +382,14 @@ def test_version_and_kind_are_checked():
         PairingMessage.parse(bytes(data))
     with pytest.raises(PairingError, match="malformed"):
         PairingMessage.parse(bytes([VERSION, KIND_REJECT]) + SID + b"\x09")
+
+
+def test_default_name_is_the_host_name():
+    host = PairingHost(HOST, CODE, 0.0)
+    client = PairingClient(CLIENT, CODE)
+    assert run(host, client) is None
+    assert client.result.name == default_peer_name() == host.result.name
+    assert 1 <= len(default_peer_name().encode()) <= 64
 
 
 def test_codes():

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import socket
 import struct
 from dataclasses import dataclass
 
@@ -93,6 +94,14 @@ class PairingFailed(PairingError):
 
 def _failed(reason: int, reply: bytes | None) -> PairingFailed:
     return PairingFailed(REASON_MESSAGES[reason], reply=reply, hint=REASON_HINTS[reason])
+
+
+def default_peer_name() -> str:
+    """This machine's host name, cut to fit, as the name the peer will store."""
+    name = "".join(ch for ch in socket.gethostname() if ch.isprintable()) or "rootstream"
+    while len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        name = name[:-1]
+    return name
 
 
 # -- the code ----------------------------------------------------------------
@@ -224,10 +233,10 @@ class PairingClient:
     """The side that types the code.  ``start()``, then feed each host message
     to ``receive()`` and send back what it returns, until ``result`` is set."""
 
-    def __init__(self, identity: Identity, code: str, *, name: str,
+    def __init__(self, identity: Identity, code: str, *, name: str | None = None,
                  _sid: bytes | None = None, _scalar: bytes | None = None):
         self.identity = identity
-        self.name = check_peer_name(name)
+        self.name = check_peer_name(name if name is not None else default_peer_name())
         self._code = normalise_code(code).encode("ascii")
         # _sid and _scalar are fixed only by the byte-exact test vectors.
         self.sid = _sid if _sid is not None else os.urandom(SID_SIZE)
@@ -321,12 +330,13 @@ class PairingHost:
 
     MAX_EXCHANGES = 8  # bounded memory: at most max_tries are ever answered
 
-    def __init__(self, identity: Identity, code: str, now: float, *, name: str,
+    def __init__(self, identity: Identity, code: str, now: float, *,
+                 name: str | None = None,
                  max_tries: int = 3, min_interval: float = 1.0, lifetime: float = 300.0,
                  _scalar: bytes | None = None):
         self.identity = identity
         self._fixed_scalar = _scalar  # test vectors only
-        self.name = check_peer_name(name)
+        self.name = check_peer_name(name if name is not None else default_peer_name())
         self._code = normalise_code(code).encode("ascii")
         self.created = now
         self.tries_left = max_tries
