@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import re
+import time
 from pathlib import Path
 
 import pytest
 import sdl2
 
+from rootstream.input.inject_xtest import XTestInjector
 from rootstream.input.keymap import (
     ALIASES,
     EVDEV_KEYS,
@@ -16,7 +19,7 @@ from rootstream.input.keymap import (
     TABLE,
     scancode_to_evdev,
 )
-from rootstream.protocol.input import is_key_code, is_mouse_button_code
+from rootstream.protocol.input import KeyEvent, is_key_code, is_mouse_button_code
 
 HEADER = Path("/usr/include/linux/input-event-codes.h")
 
@@ -90,3 +93,58 @@ def test_lookup_and_mouse_buttons():
     assert scancode_to_evdev(sdl2.SDL_SCANCODE_KP_MEMSTORE) is None
     assert MOUSE_BUTTON_TO_EVDEV[sdl2.SDL_BUTTON_RIGHT] == 0x111
     assert all(is_mouse_button_code(code) for code in MOUSE_BUTTON_TO_EVDEV.values())
+
+
+# X11 clients: SDL's x11 driver names a few keys by their keysym rather than
+# their keycode, so on Xvfb's evdev keymap these arrive as another scancode.
+_X11_KEYSYM_NAMED = {128: sdl2.SDL_SCANCODE_CANCEL,  # KEY_STOP carries the keysym Cancel
+                     121: sdl2.SDL_SCANCODE_KP_PERIOD}  # KEY_KPCOMMA carries KP_Decimal
+
+
+def test_every_key_typed_on_x_comes_back_to_its_evdev_code_through_sdl(xvfb, monkeypatch):
+    """evdev code -> XTEST -> Xvfb -> SDL scancode -> this table -> the same evdev code."""
+    monkeypatch.setenv("DISPLAY", xvfb.display)
+    monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+    assert sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_VIDEO) == 0
+    window = sdl2.SDL_CreateWindow(b"keymap", 0, 0, 320, 200, sdl2.SDL_WINDOW_SHOWN)
+    event = sdl2.SDL_Event()
+
+    def scancodes_until(sentinel: int, timeout: float = 3.0) -> list[int]:
+        got: list[int] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while sdl2.SDL_PollEvent(ctypes.byref(event)):
+                if event.type == sdl2.SDL_KEYDOWN:
+                    if event.key.keysym.scancode == sentinel:
+                        return got
+                    got.append(event.key.keysym.scancode)
+            time.sleep(0.001)
+        raise AssertionError("sentinel key never arrived")
+
+    try:
+        with XTestInjector(display=xvfb.display) as injector:
+            while not sdl2.SDL_GetWindowFlags(window) & sdl2.SDL_WINDOW_SHOWN:
+                sdl2.SDL_PollEvent(ctypes.byref(event))
+            sdl2.SDL_SetWindowInputFocus(window)
+            checked = 0
+            for _, _, key_name, code in TABLE:
+                if injector.keycode_for(code) is None:
+                    continue  # above X's 8-bit keycodes
+                sentinel_code, sentinel = (
+                    (97, sdl2.SDL_SCANCODE_RCTRL) if code != 97 else (29, sdl2.SDL_SCANCODE_LCTRL))
+                injector.inject_many([KeyEvent(code, True), KeyEvent(code, False),
+                                      KeyEvent(sentinel_code, True),
+                                      KeyEvent(sentinel_code, False)])
+                arrived = scancodes_until(sentinel)
+                if not arrived:
+                    continue  # no keysym on Xvfb and not in SDL's table: nothing to compare
+                assert len(arrived) == 1, key_name
+                if code in _X11_KEYSYM_NAMED:
+                    assert arrived[0] == _X11_KEYSYM_NAMED[code], key_name
+                else:  # the scancode SDL chose, or an alias of it, leads back to the key
+                    assert SCANCODE_TO_EVDEV.get(arrived[0]) == code, key_name
+                checked += 1
+            assert checked >= 150
+    finally:
+        sdl2.SDL_DestroyWindow(window)
+        sdl2.SDL_QuitSubSystem(sdl2.SDL_INIT_VIDEO)
