@@ -7,6 +7,8 @@ whole path on a GPU is in the `hardware` tests at the end.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import mmap
 import os
 import sys
@@ -17,8 +19,21 @@ import numpy as np
 import pytest
 
 from rootstream._native.drm_abi import DRM_FORMAT_XRGB8888, fourcc
+from rootstream._native.drm_device import DrmDevice, DrmIoctlError
 from rootstream._native.drm_map import Mapping, plane_view
-from rootstream._native.drm_parse import DrmError, Framebuffer, parse_fb2
+from rootstream._native.drm_parse import (
+    DrmError,
+    Framebuffer,
+    parse_card_res,
+    parse_connector,
+    parse_crtc,
+    parse_encoder,
+    parse_fb2,
+    parse_obj_properties,
+    parse_plane,
+    parse_plane_res,
+    parse_property,
+)
 from rootstream.capture.base import CaptureBackend
 from rootstream.capture.kms import (
     PRIVILEGE_MESSAGE,
@@ -289,3 +304,138 @@ def test_probe_on_real_hardware():
         print(f"{name}: {'ok' if ok else 'FAILED'}: {found}")
     assert all(ok for _, ok, _ in steps), steps
     assert [name for name, _, _ in steps][-1] == "grab"
+
+
+# --- the whole grab path over recorded replies -----------------------------
+
+class ReplayCard(DrmDevice):
+    """A DrmDevice whose ioctls are answered from the recorded card-hdmi images.
+
+    Its fd is a memfd holding the framebuffers' pixels, and PRIME export is
+    refused, so the capture takes its MAP_DUMB fallback and mmaps that memfd
+    at the offsets map_dumb hands out: real mappings of real memory.  Only
+    the kernel's answers are replayed; everything rootstream does with them
+    runs as on a GPU.
+    """
+
+    PITCH, WIDTH, HEIGHT = 7680, 1920, 1080
+    OFFSETS = {1: 0, 2: PITCH * HEIGHT, 4: PITCH * HEIGHT + 16384}  # GEM handle -> memfd offset
+
+    def __init__(self):
+        self.path, self.atomic, self._on_reply = "replay:card-hdmi", True, None
+        self.fd = os.memfd_create("replay-card")
+        os.ftruncate(self.fd, max(self.OFFSETS.values()) + self.PITCH * self.HEIGHT)
+        self.plane_fb = {31: 84, 40: 90}
+        self.handles_out: list[int] = []
+        self.handles_closed: list[int] = []
+
+    def _read(self, name):
+        return (CARD / f"{name}.bin").read_bytes()
+
+    def write(self, handle: int, data: bytes) -> None:
+        os.pwrite(self.fd, data, self.OFFSETS[handle])
+
+    def resources(self):
+        return parse_card_res(self._read("resources"))
+
+    def connector(self, connector_id):
+        return parse_connector(self._read(f"connector-{connector_id}"))
+
+    def encoder(self, encoder_id):
+        return parse_encoder(self._read(f"encoder-{encoder_id}"))
+
+    def crtc(self, crtc_id):
+        return parse_crtc(self._read(f"crtc-{crtc_id}"))
+
+    def plane_resources(self):
+        return parse_plane_res(self._read("plane-resources"))
+
+    def plane(self, plane_id, *, formats=True):
+        recorded = parse_plane(self._read(f"plane-{plane_id}"))
+        fb_id = self.plane_fb.get(plane_id, recorded.fb_id)
+        crtc_id = recorded.crtc_id if fb_id else 0
+        return dataclasses.replace(recorded, fb_id=fb_id, crtc_id=crtc_id)
+
+    def object_properties(self, obj_id, obj_type):
+        return parse_obj_properties(self._read(f"props-{obj_id}"))
+
+    def property(self, prop_id):
+        return parse_property(self._read(f"property-{prop_id}"))
+
+    def getfb2(self, fb_id):
+        if fb_id == 86:  # the compositor's second buffer, after a page flip
+            fb = dataclasses.replace(parse_fb2(self._read("fb-84")), id=86, handles=(4, 0, 0, 0))
+        else:
+            fb = parse_fb2(self._read({85: "fb-85-tiled"}.get(fb_id, f"fb-{fb_id}")))
+        self.handles_out.extend(h for h in fb.handles if h)
+        return fb
+
+    def gem_close(self, handle):
+        self.handles_closed.append(handle)
+
+    def prime_handle_to_fd(self, handle):
+        raise DrmIoctlError("DRM_IOCTL_PRIME_HANDLE_TO_FD failed: Operation not supported",
+                            errno=errno.EOPNOTSUPP)
+
+    def map_dumb(self, handle):
+        return self.OFFSETS[handle]
+
+
+def _screen(value: int) -> bytes:
+    return np.full((ReplayCard.HEIGHT, ReplayCard.PITCH), value, np.uint8).tobytes()
+
+
+@pytest.fixture
+def replay():
+    card = ReplayCard()
+    card.write(1, _screen(10))
+    card.write(4, _screen(20))
+    cursor = np.zeros((64, 64, 4), np.uint8)
+    cursor[5:9, 0:4] = (255, 255, 255, 255)  # rows 0-4 sit above the screen (CRTC_Y -5)
+    card.write(2, cursor.tobytes())
+    return card
+
+
+def test_grab_follows_page_flips_and_blends_the_cursor(replay):
+    with KmsCapture(device=replay, fps=1000) as capture:
+        assert (capture.width, capture.height, capture.pixel_format) == (1920, 1080, "BGRX")
+        first = capture.grab(timeout=1.0)
+        assert first.sequence == 0 and first.pixels.shape == (1080, 7680)
+        assert capture.cursor_note == "" and "MAP_DUMB" in capture.describe()
+        # The cursor at (800, -5): its rows 5-8 land on screen rows 0-3.
+        assert tuple(first.pixels[0, 800 * 4:800 * 4 + 4]) == (255, 255, 255, 10)
+        assert first.pixels[4, 800 * 4] == 10 and first.pixels[0, 804 * 4] == 10
+        replay.plane_fb[31] = 86  # the compositor flips to its other buffer
+        second = capture.grab(timeout=1.0)
+        assert second.sequence == 1 and second.pixels[500, 0] == 20
+        replay.plane_fb[40] = 0  # the cursor is hidden: a view, no copy
+        third = capture.grab(timeout=1.0)
+        assert capture.cursor_note == "cursor not shown: the cursor is hidden"
+        assert not third.pixels.flags.writeable and third.pixels[0, 800 * 4] == 20
+    assert sorted(replay.handles_closed) == sorted(replay.handles_out)
+
+
+def test_grab_without_cursor_is_a_view_of_the_mapping(replay):
+    with KmsCapture(device=replay, fps=1000, cursor=False) as capture:
+        frame = capture.grab(timeout=1.0)
+        assert not frame.pixels.flags.writeable and frame.pixels[0, 800 * 4] == 10
+        assert capture.cursor_note == "cursor not shown: disabled"
+        replay.plane_fb[31] = 0  # the display blanks: nothing to grab
+        assert capture.grab(timeout=0.5) is None
+    assert sorted(replay.handles_closed) == sorted(replay.handles_out)
+
+
+def test_tiled_flip_mid_stream_is_a_capture_error(replay):
+    with KmsCapture(device=replay, fps=1000, cursor=False) as capture:
+        capture.grab(timeout=1.0)
+        replay.plane_fb[31] = 85  # an X-tiled buffer
+        with pytest.raises(CaptureError, match="tiled or compressed"):
+            capture.grab(timeout=1.0)
+    assert sorted(replay.handles_closed) == sorted(replay.handles_out)
+
+
+def test_missing_privileges_are_reported_at_open(replay):
+    replay.getfb2 = lambda fb_id: parse_fb2((CARD / "fb-84-unprivileged.bin").read_bytes())
+    with pytest.raises(CaptureError, match="^KMS capture needs CAP_SYS_ADMIN"):
+        KmsCapture(device=replay)
+    assert replay.fd == -1  # closed on the way out

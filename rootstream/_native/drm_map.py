@@ -106,8 +106,14 @@ class BufferMapper:
             except DrmIoctlError as exc:
                 self.prime_failed = f"PRIME export failed ({exc}); using MAP_DUMB"
             else:
-                self.last_path = "dma-buf"
-                return self._map_dmabuf(fd)
+                try:
+                    mapping = self._map_dmabuf(fd)
+                except DrmError as exc:
+                    # Some drivers export dma-bufs that cannot be mmapped.
+                    self.prime_failed = f"dma-buf mapping failed ({exc}); using MAP_DUMB"
+                else:
+                    self.last_path = "dma-buf"
+                    return mapping
         self.last_path = "dumb"
         offset = self.device.map_dumb(handle)
         key = ("dumb", offset)

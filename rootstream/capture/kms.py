@@ -148,7 +148,8 @@ class CursorLayer:
 class KmsCapture(CaptureBackend):
     """Capture a display through DRM/KMS.
 
-    ``device``: "/dev/dri/card0", or None for the first card with outputs.
+    ``device``: "/dev/dri/card0", None for the first card with outputs, or a
+    DrmDevice already opened with ``open_card`` (the capture then owns it).
     ``connector``: "HDMI-A-1", or None for the first connected, lit one.
     ``cursor``: blend the hardware cursor into frames (costs one frame copy
     while it is visible).
@@ -156,31 +157,30 @@ class KmsCapture(CaptureBackend):
 
     name = "kms"
 
-    def __init__(self, device: str | None = None, connector: str | None = None,
+    def __init__(self, device: str | DrmDevice | None = None, connector: str | None = None,
                  fps: float = 60, cursor: bool = True):
         super().__init__()
         self._device: DrmDevice | None = None
         self._mapper: BufferMapper | None = None
         self._canvas: np.ndarray | None = None
         self.cursor_note = ""  # "cursor not shown: <why>", or "" when it is shown
+        self._pacer = Pacer(fps)
+        self._want_cursor = cursor
+        self._fb_size = (0, 0)
         try:
-            self._device = kms.open_card(device)
+            self._device = device if isinstance(device, DrmDevice) else kms.open_card(device)
             topology = kms.read_topology(self._device)
             self.output = kms.choose_capture_output(topology, connector)
+            self._mapper = BufferMapper(self._device)
+            self._set_viewport(self.output.crtc)
+            self._check_current()
         except DrmError as exc:
             self.close()
             raise capture_error(exc) from exc
-        self._pacer = Pacer(fps)
-        self._mapper = BufferMapper(self._device)
-        self._want_cursor = cursor
-        crtc = self.output.crtc
-        self._viewport = (crtc.x, crtc.y, crtc.mode.width, crtc.mode.height)
-        self.width, self.height = crtc.mode.width, crtc.mode.height
-        try:
-            self._check_current()
         except BaseException:
             self.close()
             raise
+        crtc = self.output.crtc
         if not cursor:
             self.cursor_note = "cursor not shown: disabled"
         elif self.output.cursor is None:
@@ -241,15 +241,20 @@ class KmsCapture(CaptureBackend):
         self._pacer.taken(slot, captured)
         return self._frame(view, captured)
 
+    def _set_viewport(self, crtc) -> None:
+        if crtc.mode is None:
+            raise DrmError(f"CRTC {crtc.id} was switched off")
+        self._viewport = (crtc.x, crtc.y, crtc.mode.width, crtc.mode.height)
+        self.width, self.height = crtc.mode.width, crtc.mode.height
+
     def _view(self, mapping, fb: Framebuffer) -> np.ndarray:
+        if (fb.width, fb.height) != self._fb_size:
+            # A framebuffer of another size means a mode change (or the first
+            # frame): the CRTC's corner and size are re-read, not assumed.
+            if self._fb_size != (0, 0):
+                self._set_viewport(self._device.crtc(self.output.crtc.id))
+            self._fb_size = (fb.width, fb.height)
         x, y, w, h = self._viewport
-        if x + w > fb.width or y + h > fb.height:
-            # A mode change: the CRTC now shows something else.  Re-read it.
-            crtc = self._device.crtc(self.output.crtc.id)
-            if crtc.mode is None:
-                raise DrmError(f"CRTC {crtc.id} was switched off")
-            self._viewport = x, y, w, h = crtc.x, crtc.y, crtc.mode.width, crtc.mode.height
-            self.width, self.height = w, h
         return plane_view(mapping, fb, x, y, w, h)
 
     # -- cursor ------------------------------------------------------------
