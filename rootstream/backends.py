@@ -11,8 +11,11 @@ A stage declares its backends once, as ``name -> "module:Class"`` in the order
   :class:`BackendProbe` records for ``rootstream doctor``.
 
 An unknown name is an error listing the known ones.  Under ``auto``, options
-are passed to each backend only if its constructor takes them (``display=``
-means nothing to a test pattern), so one set of options serves every backend.
+are passed to each backend only if its constructor takes them (``fps=`` goes
+to all, ``width=`` only to the test pattern), so one set of options serves
+every backend; but a backend that cannot take a *selecting* option that was
+given (``output=``, ``display=``) is passed over rather than left to pick
+something else.
 """
 
 from __future__ import annotations
@@ -54,10 +57,15 @@ def describe_failure(exc: BaseException) -> str:
 class BackendRegistry:
     """Lazily imported backends of one stage, named in ``auto`` order."""
 
-    def __init__(self, kind: str, table: Mapping[str, str], error: type[RootStreamError]):
+    def __init__(self, kind: str, table: Mapping[str, str], error: type[RootStreamError],
+                 selecting: Iterable[str] = ()):
         self.kind = kind  # "capture", "encoder", ... used in messages
         self.table = dict(table)
         self.error = error
+        # Options that choose *what* a backend works on (an output, a device).
+        # Under auto, a backend that cannot take one that was given is passed
+        # over: quietly dropping output="HDMI-1" would stream another screen.
+        self.selecting = frozenset(selecting)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -102,7 +110,13 @@ class BackendRegistry:
         for name in names:
             try:
                 backend_class = self.load(name)
-                return backend_class(**accepted_options(backend_class, opts)), failures
+                accepted = accepted_options(backend_class, opts)
+                unmet = sorted(key for key in self.selecting
+                               if opts.get(key) is not None and key not in accepted)
+                if unmet:
+                    failures.append((name, f"passed over: it does not take {', '.join(unmet)}"))
+                    continue
+                return backend_class(**accepted), failures
             except EXPECTED_FAILURES as exc:
                 failures.append((name, describe_failure(exc)))
         return None, failures

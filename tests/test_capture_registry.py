@@ -131,12 +131,16 @@ def test_auto_picks_x11_when_the_display_works(xvfb, monkeypatch):
         assert (capture.width, capture.height) == (xvfb.width, xvfb.height)
 
 
-def test_probe_captures_lists_all_three_in_order(xvfb):
-    probes = probe_captures(display=xvfb.display, width=640, height=480)
+def test_probe_captures_lists_all_three_in_order(xvfb, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xvfb.display)
+    probes = probe_captures(width=640, height=480)
     assert [p.name for p in probes] == ["kms", "x11", "test"]
-    by_name = {p.name: p for p in probes}
-    assert by_name["x11"].ok and "MIT-SHM" in by_name["x11"].reason
-    assert by_name["test"] == BackendProbe("test", True, "640x480 BGRX, 60 fps scrolling pattern")
+    assert not probes[0].ok and probes[0].reason
+    assert probes[1].ok and "MIT-SHM" in probes[1].reason
+    assert probes[2] == BackendProbe("test", True, "640x480 BGRX, 60 fps scrolling pattern")
+    # Naming a display is a choice of screen, which the test pattern cannot honour.
+    assert probe_captures(display=xvfb.display)[2] == BackendProbe(
+        "test", False, "passed over: it does not take display")
 
 
 def test_a_connected_drm_connector_counts_as_a_screen(tmp_path, monkeypatch):
@@ -152,3 +156,15 @@ def test_a_connected_drm_connector_counts_as_a_screen(tmp_path, monkeypatch):
         "test: not used: DRM connector card0-DP-2 is connected, so there is a screen to fix")
     (tmp_path / "card0-DP-2" / "status").write_text("disconnected\n")
     assert screen_evidence() is None
+
+
+def test_auto_passes_over_backends_that_cannot_take_a_selecting_option(xvfb, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with open_capture("auto", display=xvfb.display, region=(0, 0, 64, 48)) as capture:
+        assert capture.name == "x11" and (capture.width, capture.height) == (64, 48)
+    with pytest.raises(CaptureError, match="tried kms, x11") as info:
+        open_capture("auto", display=":189", region=(0, 0, 64, 48))
+    assert info.value.details[0] == "kms: passed over: it does not take display, region"
+    # Options that do not select (fps, width) still go only where they fit.
+    with open_capture("auto", display=xvfb.display, fps=30, width=640) as capture:
+        assert capture.name == "x11"

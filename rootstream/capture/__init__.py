@@ -28,7 +28,7 @@ CAPTURES = BackendRegistry("capture", {
     "kms": "rootstream.capture.kms:KmsCapture",
     "x11": "rootstream.capture.x11:X11Capture",
     "test": "rootstream.capture.test_pattern:TestPatternCapture",
-}, CaptureError)
+}, CaptureError, selecting=("display", "output", "region", "device", "connector"))
 SCREEN_BACKENDS = ("kms", "x11")
 NO_SCREEN_FALLBACK = "test"
 DRM_SYSFS = Path("/sys/class/drm")

@@ -9,6 +9,8 @@ thread never waits on the allocator and never feeds the garbage collector.
 change-driven backends (X11 with XDAMAGE) only return when the screen changed,
 paced backends (the test pattern) when the next tick came.  The caller decides
 what "nothing new" means for it (resend, keep-alive, or just wait again).
+A backend is used by one thread: to stop a capture thread, give ``grab`` a
+timeout and check a flag between calls, then ``close()`` from that thread.
 """
 
 from __future__ import annotations
