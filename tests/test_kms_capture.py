@@ -7,8 +7,7 @@ whole path on a GPU is in the `hardware` tests at the end.
 
 from __future__ import annotations
 
-import dataclasses
-import errno
+import importlib.util
 import mmap
 import os
 import sys
@@ -19,21 +18,8 @@ import numpy as np
 import pytest
 
 from rootstream._native.drm_abi import DRM_FORMAT_XRGB8888, fourcc
-from rootstream._native.drm_device import DrmDevice, DrmIoctlError
 from rootstream._native.drm_map import Mapping, plane_view
-from rootstream._native.drm_parse import (
-    DrmError,
-    Framebuffer,
-    parse_card_res,
-    parse_connector,
-    parse_crtc,
-    parse_encoder,
-    parse_fb2,
-    parse_obj_properties,
-    parse_plane,
-    parse_plane_res,
-    parse_property,
-)
+from rootstream._native.drm_parse import DrmError, Framebuffer, parse_fb2
 from rootstream.capture.base import CaptureBackend
 from rootstream.capture.kms import (
     PRIVILEGE_MESSAGE,
@@ -308,77 +294,15 @@ def test_probe_on_real_hardware():
 
 # --- the whole grab path over recorded replies -----------------------------
 
-class ReplayCard(DrmDevice):
-    """A DrmDevice whose ioctls are answered from the recorded card-hdmi images.
+def _load_replay():
+    path = CARD.parent / "replay.py"
+    spec = importlib.util.spec_from_file_location("drm_replay", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    Its fd is a memfd holding the framebuffers' pixels, and PRIME export is
-    refused, so the capture takes its MAP_DUMB fallback and mmaps that memfd
-    at the offsets map_dumb hands out: real mappings of real memory.  Only
-    the kernel's answers are replayed; everything rootstream does with them
-    runs as on a GPU.
-    """
 
-    PITCH, WIDTH, HEIGHT = 7680, 1920, 1080
-    OFFSETS = {1: 0, 2: PITCH * HEIGHT, 4: PITCH * HEIGHT + 16384}  # GEM handle -> memfd offset
-
-    def __init__(self):
-        self.path, self.atomic, self._on_reply = "replay:card-hdmi", True, None
-        self.fd = os.memfd_create("replay-card")
-        os.ftruncate(self.fd, max(self.OFFSETS.values()) + self.PITCH * self.HEIGHT)
-        self.plane_fb = {31: 84, 40: 90}
-        self.handles_out: list[int] = []
-        self.handles_closed: list[int] = []
-
-    def _read(self, name):
-        return (CARD / f"{name}.bin").read_bytes()
-
-    def write(self, handle: int, data: bytes) -> None:
-        os.pwrite(self.fd, data, self.OFFSETS[handle])
-
-    def resources(self):
-        return parse_card_res(self._read("resources"))
-
-    def connector(self, connector_id):
-        return parse_connector(self._read(f"connector-{connector_id}"))
-
-    def encoder(self, encoder_id):
-        return parse_encoder(self._read(f"encoder-{encoder_id}"))
-
-    def crtc(self, crtc_id):
-        return parse_crtc(self._read(f"crtc-{crtc_id}"))
-
-    def plane_resources(self):
-        return parse_plane_res(self._read("plane-resources"))
-
-    def plane(self, plane_id, *, formats=True):
-        recorded = parse_plane(self._read(f"plane-{plane_id}"))
-        fb_id = self.plane_fb.get(plane_id, recorded.fb_id)
-        crtc_id = recorded.crtc_id if fb_id else 0
-        return dataclasses.replace(recorded, fb_id=fb_id, crtc_id=crtc_id)
-
-    def object_properties(self, obj_id, obj_type):
-        return parse_obj_properties(self._read(f"props-{obj_id}"))
-
-    def property(self, prop_id):
-        return parse_property(self._read(f"property-{prop_id}"))
-
-    def getfb2(self, fb_id):
-        if fb_id == 86:  # the compositor's second buffer, after a page flip
-            fb = dataclasses.replace(parse_fb2(self._read("fb-84")), id=86, handles=(4, 0, 0, 0))
-        else:
-            fb = parse_fb2(self._read({85: "fb-85-tiled"}.get(fb_id, f"fb-{fb_id}")))
-        self.handles_out.extend(h for h in fb.handles if h)
-        return fb
-
-    def gem_close(self, handle):
-        self.handles_closed.append(handle)
-
-    def prime_handle_to_fd(self, handle):
-        raise DrmIoctlError("DRM_IOCTL_PRIME_HANDLE_TO_FD failed: Operation not supported",
-                            errno=errno.EOPNOTSUPP)
-
-    def map_dumb(self, handle):
-        return self.OFFSETS[handle]
+ReplayCard = _load_replay().ReplayCard
 
 
 def _screen(value: int) -> bytes:

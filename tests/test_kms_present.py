@@ -7,6 +7,7 @@ a display and DRM master, so that path is in the `hardware` test.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import av
@@ -88,6 +89,70 @@ def test_draw_frame_with_an_empty_box_only_clears():
     assert draw_frame(VideoReformatter(), solid_frame(16, 16, (1, 2, 3)), pixels,
                       Rect(0, 0, 0, 0), None) == Rect(0, 0, 0, 0)
     assert not pixels.any()
+
+
+# --- the whole path over recorded replies ---------------------------------
+
+def _load_replay():
+    path = Path(__file__).parent / "data" / "drm" / "replay.py"
+    spec = importlib.util.spec_from_file_location("drm_replay", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ReplayCard = _load_replay().ReplayCard
+
+
+def test_open_present_close_over_recorded_replies():
+    card = ReplayCard(pitch_padding=64)
+    presenter = KmsPresenter(width=1280, height=720, device=card)
+    assert presenter.describe() == "HDMI-A-1 CRTC 51 1280x720@60.00"
+    assert presenter.window_size() == (1280, 720)
+    first_fb, second_fb = sorted(card.framebuffers)
+    assert card.crtc_sets == [(51, first_fb, 0, 0, [95], "1280x720@60.00")]
+    for shade in (50, 100, 150):
+        assert presenter.present(solid_frame(1280, 720, (shade, shade, shade))) > 0
+    # Double buffering: each flip shows the buffer drawn while the other was on screen.
+    assert card.flips == [(51, second_fb), (51, first_fb), (51, second_fb)]
+    assert presenter.frames_presented == 3
+    shown = presenter.read_pixels()
+    assert shown.shape == (720, 1280, 4) and abs(int(shown[360, 640, 1]) - 150) <= 3
+    # The buffer on screen, read back from its memory: pitch padding untouched.
+    _, _, handle, pitch = card.framebuffers[second_fb]
+    raw = np.frombuffer(card.read(handle, pitch * 720), np.uint8).reshape(720, pitch)
+    assert pitch == 1280 * 4 + 64 and not raw[:, 1280 * 4:].any()
+    assert np.array_equal(raw[:, :1280 * 4].reshape(720, 1280, 4), shown)
+    presenter.close()
+    presenter.close()  # twice is fine
+    assert card.crtc_sets[-1] == (51, 84, 0, 0, [95], "1920x1080@60.00")  # as it was
+    assert card.framebuffers == {} and len(card.dumb_destroyed) == 2
+    assert card.fd == -1 and presenter.restore_note == ""
+
+
+def test_letterbox_and_mouse_mapping_on_the_current_mode():
+    card = ReplayCard()
+    with KmsPresenter(width=640, height=480, device=card, mode="current") as presenter:
+        assert presenter.window_size() == (1920, 1080)
+        presenter.present(solid_frame(640, 480, (255, 255, 255)))
+        shown = presenter.read_pixels()
+        box = letterbox(640, 480, 1920, 1080)
+        assert box == Rect(240, 0, 1440, 1080)
+        assert not shown[:, :240].any() and not shown[:, 1680:].any()  # black pillars
+        assert shown[540, 960, 0] > 240
+        assert presenter.window_to_stream(960, 540) == (320, 240)
+        assert presenter.window_to_stream(100, 540) is None  # on a bar
+
+
+def test_a_refused_flip_drops_the_frame():
+    card = ReplayCard()
+    with KmsPresenter(width=1280, height=720, device=card) as presenter:
+        card.flip_busy = True
+        presenter.present(solid_frame(1280, 720, (0, 0, 0)))
+        assert (presenter.frames_presented, presenter.frames_dropped) == (0, 1)
+        presenter.present(solid_frame(1280, 720, (0, 0, 0)))
+        assert (presenter.frames_presented, presenter.frames_dropped) == (1, 1)
+        assert presenter.poll_events() == [] and presenter.toggle_fullscreen() is True
 
 
 @pytest.mark.hardware(reason="needs /dev/dri/card* with a connected display and DRM master "

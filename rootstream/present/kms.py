@@ -86,7 +86,8 @@ def draw_frame(reformatter: VideoReformatter, frame: av.VideoFrame, pixels: np.n
 class KmsPresenter(Presenter):
     """Show frames on a display through DRM/KMS.
 
-    ``device``: "/dev/dri/card0" or None for the first card with outputs;
+    ``device``: "/dev/dri/card0", None for the first card with outputs, or a
+    DrmDevice opened with ``open_card`` (the presenter then owns it);
     ``connector``: "HDMI-A-1" or None for the first connected one;
     ``mode``: "fit" (the smallest mode holding the stream, else the current
     one) or "current" (never change the display's timing).
@@ -95,7 +96,8 @@ class KmsPresenter(Presenter):
     name = "kms"
 
     def __init__(self, *, width: int, height: int, title: str = "rootstream",
-                 fullscreen: bool = True, vsync: bool = True, device: str | None = None,
+                 fullscreen: bool = True, vsync: bool = True,
+                 device: str | DrmDevice | None = None,
                  connector: str | None = None, mode: str = "fit"):
         super().__init__(width=width, height=height)
         if mode not in ("fit", "current"):
@@ -138,7 +140,10 @@ class KmsPresenter(Presenter):
 
     # -- opening -----------------------------------------------------------
     def _open(self, device: str | None, connector: str | None, policy: str) -> None:
-        self._device = dev = kms.open_card(device)
+        if isinstance(device, DrmDevice):
+            self._device = dev = device
+        else:
+            self._device = dev = kms.open_card(device)
         if not dev.get_cap(DRM_CAP_DUMB_BUFFER):
             raise DrmError(f"{dev.path} cannot allocate dumb buffers")
         topology = kms.read_topology(dev)
