@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rootstream.crypto.handshake import (
-    HELLO_SIZE,
+    INIT_SIZE,
     REASON_NOT_PAIRED,
     REASON_UNKNOWN_HOST_KEY,
     HandshakeInitiator,
@@ -22,6 +22,7 @@ from rootstream.crypto.identity import Identity
 from rootstream.crypto.noise import NoiseIK
 from rootstream.crypto.trust import TrustedPeer
 from rootstream.errors import CryptoError
+from rootstream.protocol.control import CryptoMessage, decode_control
 
 HOST = Identity(bytes(range(32)))
 CLIENT = Identity(bytes(range(32, 64)))
@@ -90,13 +91,13 @@ def test_noise_ik_matches_cacophony_vectors():
 
 # --- rootstream's handshake ------------------------------------------------
 # Pinned in docs/SECURITY.md (fixed static keys, ephemerals and timestamp).
-HELLO = (
-    "0111493e82fc74464a59268817623d2053c5eb8e2cc4a988b4fee179ec6b010d531d920856d94f4fa0"
+INIT = (
+    "2801493e82fc74464a59268817623d2053c5eb8e2cc4a988b4fee179ec6b010d531d920856d94f4fa0"
     "21370aa51d016fb7e71a7dda88b3372976f95aea8fb99ae4fa68ed71f30c2498e9377b129588841275"
     "1b2717f6964f6673d37d9c383d942639e7be0afa02168bcc"
 )
-WELCOME = (
-    "0112605a725d2a4adfeeb1a29e17edd621c1b7593ee8cdbc44ac6c4ab6e2f805d23caacc63db1a23ba"
+RESPONSE = (
+    "2901605a725d2a4adfeeb1a29e17edd621c1b7593ee8cdbc44ac6c4ab6e2f805d23caacc63db1a23ba"
     "ca741211865c36919e"
 )
 SESSION_ID = "bc9429f6eef8634016790a02a233f79508538ad5fd3ac5725eaacf369cc2b1af"
@@ -108,9 +109,9 @@ def test_byte_exact_handshake_vector():
     initiator = HandshakeInitiator(CLIENT, HOST.public_key, 1_700_000_000_000_000_000,
                                    _ephemeral=bytes(range(0x80, 0xA0)))
     responder = HandshakeResponder(HOST, trusted(CLIENT), _ephemeral=bytes(range(0xA0, 0xC0)))
-    assert initiator.start().hex() == HELLO
-    assert responder.receive(initiator.start()).hex() == WELCOME
-    initiator.receive(bytes.fromhex(WELCOME))
+    assert initiator.start().hex() == INIT
+    assert responder.receive(initiator.start()).hex() == RESPONSE
+    initiator.receive(bytes.fromhex(RESPONSE))
     for keys, tx, rx in ((initiator.keys, CLIENT_TO_HOST, HOST_TO_CLIENT),
                          (responder.keys, HOST_TO_CLIENT, CLIENT_TO_HOST)):
         assert (keys.session_id.hex(), keys.tx_key.hex(), keys.rx_key.hex()) == (SESSION_ID, tx, rx)
@@ -160,19 +161,19 @@ def test_client_holding_the_wrong_host_key_is_refused():
 def test_impostor_host_cannot_complete_the_handshake():
     initiator = HandshakeInitiator(CLIENT, HOST.public_key)
     impostor = HandshakeResponder(STRANGER, lambda key: TrustedPeer("x", key, 0.0))
-    with pytest.raises(HandshakeRefused):  # it cannot even read the client's HELLO
+    with pytest.raises(HandshakeRefused):  # it cannot even read the client's INIT
         impostor.receive(initiator.start())
 
 
-def test_tampered_welcome_is_rejected():
+def test_tampered_response_is_rejected():
     initiator = HandshakeInitiator(CLIENT, HOST.public_key)
-    welcome = bytearray(HandshakeResponder(HOST, trusted(CLIENT)).receive(initiator.start()))
-    welcome[-1] ^= 1
+    response = bytearray(HandshakeResponder(HOST, trusted(CLIENT)).receive(initiator.start()))
+    response[-1] ^= 1
     with pytest.raises(CryptoError, match="failed authentication"):
-        initiator.receive(bytes(welcome))
+        initiator.receive(bytes(response))
 
 
-def test_forged_welcome_does_not_spoil_the_genuine_one():
+def test_forged_response_does_not_spoil_the_genuine_one():
     initiator = HandshakeInitiator(CLIENT, HOST.public_key)
     genuine = HandshakeResponder(HOST, trusted(CLIENT)).receive(initiator.start())
     forged = genuine[:2] + Identity.generate().public_key + genuine[34:]
@@ -182,45 +183,45 @@ def test_forged_welcome_does_not_spoil_the_genuine_one():
     assert initiator.keys is not None
 
 
-def test_replayed_hello_is_dropped():
+def test_replayed_init_is_dropped():
     guard = ReplayGuard()
     initiator = HandshakeInitiator(CLIENT, HOST.public_key, 100)
     HandshakeResponder(HOST, trusted(CLIENT), guard).receive(initiator.start())
     with pytest.raises(CryptoError, match="replay"):
         HandshakeResponder(HOST, trusted(CLIENT), guard).receive(initiator.start())
-    handshake(guard=guard, now_ns=101)  # a newer HELLO is fine
+    handshake(guard=guard, now_ns=101)  # a newer INIT is fine
 
 
 def test_refusal_never_amplifies_and_is_sent_at_most_once():
     refuser = Refuser(cooldown=10.0)
     addr = ("192.0.2.1", 5000)
-    first = refuser.refuse(addr, HELLO_SIZE, REASON_NOT_PAIRED, now=0.0)
-    assert first == refusal_message(REASON_NOT_PAIRED) and len(first) == 3 <= HELLO_SIZE
-    assert refuser.refuse(addr, HELLO_SIZE, REASON_NOT_PAIRED, now=5.0) is None
-    assert refuser.refuse(addr, HELLO_SIZE, REASON_NOT_PAIRED, now=10.0) == first
+    first = refuser.refuse(addr, INIT_SIZE, REASON_NOT_PAIRED, now=0.0)
+    assert first == refusal_message(REASON_NOT_PAIRED) and len(first) == 3 <= INIT_SIZE
+    assert refuser.refuse(addr, INIT_SIZE, REASON_NOT_PAIRED, now=5.0) is None
+    assert refuser.refuse(addr, INIT_SIZE, REASON_NOT_PAIRED, now=10.0) == first
     assert refuser.refuse(("192.0.2.2", 1), 2, REASON_NOT_PAIRED, now=0.0) is None
 
 
 def test_refuser_memory_is_bounded_under_a_flood():
     refuser = Refuser(cooldown=10.0, max_addresses=4)
-    answers = [refuser.refuse(i, HELLO_SIZE, REASON_NOT_PAIRED, now=0.0) for i in range(10)]
+    answers = [refuser.refuse(i, INIT_SIZE, REASON_NOT_PAIRED, now=0.0) for i in range(10)]
     assert sum(a is not None for a in answers) == 4
-    assert refuser.refuse(99, HELLO_SIZE, REASON_NOT_PAIRED, now=20.0) is not None
+    assert refuser.refuse(99, INIT_SIZE, REASON_NOT_PAIRED, now=20.0) is not None
 
 
 def test_messages_out_of_turn():
     initiator, responder = handshake()
     with pytest.raises(CryptoError, match="already finished"):
-        initiator.receive(bytes.fromhex(WELCOME))
+        initiator.receive(bytes.fromhex(RESPONSE))
     with pytest.raises(CryptoError, match="already finished"):
-        responder.receive(bytes.fromhex(HELLO))
+        responder.receive(bytes.fromhex(INIT))
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(st.binary(max_size=120),
-                 st.binary(min_size=104, max_size=104).map(lambda b: b"\x01\x11" + b),
-                 st.binary(min_size=48, max_size=48).map(lambda b: b"\x01\x12" + b),
-                 st.binary(min_size=1, max_size=1).map(lambda b: b"\x01\x13" + b)))
+                 st.binary(min_size=104, max_size=104).map(lambda b: b"\x28\x01" + b),
+                 st.binary(min_size=48, max_size=48).map(lambda b: b"\x29\x01" + b),
+                 st.binary(min_size=1, max_size=1).map(lambda b: b"\x2a\x01" + b)))
 def test_fuzz_handshake_parsers_only_raise_crypto_error(data):
     responder = HandshakeResponder(HOST, trusted(CLIENT))
     initiator = HandshakeInitiator(CLIENT, HOST.public_key)
@@ -229,3 +230,9 @@ def test_fuzz_handshake_parsers_only_raise_crypto_error(data):
             receive(data)
         except CryptoError:
             pass
+
+
+def test_every_handshake_message_is_a_control_payload_as_it_stands():
+    for data in (bytes.fromhex(INIT), bytes.fromhex(RESPONSE), refusal_message(REASON_NOT_PAIRED)):
+        decoded = decode_control(data)
+        assert isinstance(decoded, CryptoMessage) and bytes(decoded) == data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -19,6 +20,16 @@ from rootstream.crypto.seal import (
     Sealer,
 )
 from rootstream.errors import CryptoError
+from rootstream.protocol.header import HEADER as WIRE_HEADER
+from rootstream.protocol.header import (
+    MAGIC,
+    MAX_PAYLOAD,
+    VERSION,
+    PacketType,
+    associated_data,
+    decode_datagram,
+    encode_datagram,
+)
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -203,3 +214,16 @@ def test_fuzz_open_only_raises_crypto_error(box):
 def test_round_trip_any_payload_and_header(payload, header):
     box = Sealer(KEY).seal(header, payload)
     assert Opener(KEY).open(header, box) == payload
+
+
+def test_sealed_datagram_through_the_protocol_layer():
+    """The flow the host and client loops use: header pre-image -> seal ->
+    encode_datagram (CRC over the box) -> decode_datagram -> open."""
+    payload = os.urandom(MAX_PAYLOAD - SEAL_OVERHEAD)
+    size = len(payload) + SEAL_OVERHEAD
+    pre_image = WIRE_HEADER.pack(MAGIC, VERSION, PacketType.VIDEO, 9, 1234, size, 0)
+    datagram = encode_datagram(PacketType.VIDEO, 9, 1234, Sealer(KEY, 1).seal(pre_image, payload))
+    assert len(datagram) == 16 + MAX_PAYLOAD
+    header, box = decode_datagram(datagram)
+    assert associated_data(datagram) == pre_image  # both layers agree on the AD
+    assert Opener(KEY, 1).open(datagram[:16], box) == payload

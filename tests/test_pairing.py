@@ -12,8 +12,11 @@ from rootstream.crypto import cpace
 from rootstream.crypto.identity import Identity
 from rootstream.crypto.pairing import (
     _NONCE_FIRST,
+    KIND_CONFIRM,
     KIND_REJECT,
     KIND_REPLY,
+    KIND_START,
+    KINDS,
     PREFIX,
     REASON_WRONG_CODE,
     VERSION,
@@ -30,6 +33,7 @@ from rootstream.crypto.pairing import (
     reject_message,
 )
 from rootstream.errors import PairingError
+from rootstream.protocol.control import CryptoMessage, decode_control
 
 HOST = Identity(bytes(range(32)))
 CLIENT = Identity(bytes(range(32, 64)))
@@ -154,14 +158,14 @@ def test_stray_messages_are_dropped_and_the_exchange_goes_on():
         client.receive(reject_message(other.sid, REASON_WRONG_CODE))
     assert not isinstance(info.value, PairingFailed)
     with pytest.raises(PairingError, match="no current exchange"):
-        host.receive(bytes(PairingMessage(0x03, other.sid, bytes(50))), 0.0)
+        host.receive(bytes(PairingMessage(KIND_CONFIRM, other.sid, bytes(50))), 0.0)
     client.receive(host.receive(client.receive(reply), 0.0))
     assert client.result is not None and host.result is not None
 
 
 def test_invalid_curve_point_is_dropped_without_using_a_try():
     host = new_host()
-    bad = bytes(PairingMessage(0x01, bytes(16), bytes(32)))  # the all-zero encoding
+    bad = bytes(PairingMessage(KIND_START, bytes(16), bytes(32)))  # the all-zero encoding
     with pytest.raises(PairingError, match="invalid curve point"):
         host.receive(bad, 0.0)
     assert host.tries_left == 3
@@ -301,7 +305,7 @@ def test_one_online_attempt_tests_exactly_the_code_it_committed_to(guess):
     sid = bytes(16)
     attacker_share = cpace.public_share(attacker_scalar, cpace.generator(guess.encode(), sid))
     reply = PairingMessage.parse(
-        host.receive(bytes(PairingMessage(0x01, sid, attacker_share)), 0.0))
+        host.receive(bytes(PairingMessage(KIND_START, sid, attacker_share)), 0.0))
     host_share = reply.body[:32]
     # The attacker's best key for *any* candidate is attacker_scalar * Yb;
     # the candidate code does not enter it, so no offline loop can help.
@@ -323,14 +327,14 @@ VECTORS = {
            "17ddc051106b375a8fd0f297818f5a0beb8b8bf333cc7d6c8c49bbfb82509283",
     "host_to_client": "e4d832d13ba03370f12b4d336b5c67301de4e96a53312c1c12c48a83aa82df69",
     "client_to_host": "5e862513cbbf19d3305d9160bf0a6bc58ed9c2ca2d9bc82819aaebbadc3eb3e5",
-    "START": "0101404142434445464748494a4b4c4d4e4f5773577d925081e70347e1f1b1fd4c1b094cf28644"
+    "START": "2001404142434445464748494a4b4c4d4e4f5773577d925081e70347e1f1b1fd4c1b094cf28644"
              "21a6bb4426c74af50e16e6",
-    "REPLY": "0102404142434445464748494a4b4c4d4e4f3c76620e7b48546475d051426b2b9b97d1589e5a86"
+    "REPLY": "2101404142434445464748494a4b4c4d4e4f3c76620e7b48546475d051426b2b9b97d1589e5a86"
              "3d710b56c8049ee4955f0815121b63a93e5c4048707eaff78ab446145f201e1613262e849734ad1b"
-             "63d6bd42cd7ea59f365c3f3523ad51df910493a8db97c3155e07",
-    "CONFIRM": "0103404142434445464748494a4b4c4d4e4f31c4f7bc70fcffcfb701d09b0b6c078c5f2e63237f"
-               "766a235275a7ce589d9248f3d92854a484de987d9aa89530ceaa1ee6f155471b7748",
-    "DONE": "0104404142434445464748494a4b4c4d4e4f7bb454b88141d2bebc398d843a5b7ed7",
+             "63d6bd42cd7ea59f365cec8acffcf3d68cd40afbe2145d60710a",
+    "CONFIRM": "2201404142434445464748494a4b4c4d4e4f31c4f7bc70fcffcfb701d09b0b6c078c5f2e63237f"
+               "766a235275a7ce589d9248f3d92854a484de7b585f39e01fe32dd97b318ae51ad4cd",
+    "DONE": "2301404142434445464748494a4b4c4d4e4fc456d9db252fc25fc45b3b99f54e1732",
 }
 
 
@@ -374,14 +378,14 @@ def test_messages_round_trip_and_reject_every_truncation():
 
 def test_version_and_kind_are_checked():
     data = bytearray.fromhex(VECTORS["DONE"])
-    data[0] = VERSION + 1
+    data[1] = VERSION + 1
     with pytest.raises(PairingError, match="unsupported version"):
         PairingMessage.parse(bytes(data))
-    data[0], data[1] = VERSION, 0x7F
+    data[0], data[1] = 0x2F, VERSION
     with pytest.raises(PairingError, match="malformed"):
         PairingMessage.parse(bytes(data))
     with pytest.raises(PairingError, match="malformed"):
-        PairingMessage.parse(bytes([VERSION, KIND_REJECT]) + SID + b"\x09")
+        PairingMessage.parse(bytes([KIND_REJECT, VERSION]) + SID + b"\x09")
 
 
 def test_default_name_is_the_host_name():
@@ -410,10 +414,10 @@ _points = st.binary(min_size=32, max_size=32).map(
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(
     st.binary(max_size=200),
-    st.tuples(st.sampled_from([1, 2, 3, 4, 5]), st.binary(max_size=160)).map(
-        lambda t: bytes([VERSION, t[0]]) + SID + t[1]),
-    st.tuples(st.sampled_from([1, 2]), _points, st.binary(max_size=120)).map(
-        lambda t: bytes([VERSION, t[0]]) + SID + t[1] + t[2]),
+    st.tuples(st.sampled_from(KINDS), st.binary(max_size=160)).map(
+        lambda t: bytes([t[0], VERSION]) + SID + t[1]),
+    st.tuples(st.sampled_from([KIND_START, KIND_REPLY]), _points, st.binary(max_size=120)).map(
+        lambda t: bytes([t[0], VERSION]) + SID + t[1] + t[2]),
 ))
 def test_fuzz_pairing_parsers_only_raise_pairing_error(data):
     host = new_host()
@@ -423,3 +427,12 @@ def test_fuzz_pairing_parsers_only_raise_pairing_error(data):
             receive(data)
         except PairingError:
             pass
+
+
+def test_every_pairing_message_is_a_control_payload_as_it_stands():
+    for name in ("START", "REPLY", "CONFIRM", "DONE"):
+        data = bytes.fromhex(VECTORS[name])
+        decoded = decode_control(data)
+        assert isinstance(decoded, CryptoMessage) and bytes(decoded) == data
+    reject = reject_message(SID, REASON_WRONG_CODE)
+    assert bytes(decode_control(reject)) == reject

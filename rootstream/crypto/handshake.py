@@ -4,14 +4,17 @@ Every connection runs it with fresh ephemeral keys, so recorded traffic stays
 secret even if a long-term key later leaks (forward secrecy), and both sides
 prove they hold the static key the other paired with.  Messages (docs/SECURITY.md)::
 
-    client -> host   HELLO    version, 0x11, Noise message 1 (e, es, s, ss, {timestamp})
-    host -> client   WELCOME  version, 0x12, Noise message 2 (e, ee, se, {})
-    host -> client   REFUSED  version, 0x13, reason        (unauthenticated, 3 bytes)
+    client -> host   INIT      0x28, version, Noise message 1 (e, es, s, ss, {timestamp})
+    host -> client   RESPONSE  0x29, version, Noise message 2 (e, ee, se, {})
+    host -> client   REFUSED   0x2A, version, reason         (unauthenticated, 3 bytes)
 
-The host learns the client's static key from HELLO and refuses it unless the
-trust store knows it.  HELLO's encrypted payload is the client's wall-clock
-time in nanoseconds; the host keeps the newest per client and drops a HELLO
-that is not newer (a replay), as WireGuard does.  Even so, WELCOME does not
+The kinds sit in the CONTROL kinds 0x20-0x2F reserved for crypto
+(docs/PROTOCOL.md), so each message is a CONTROL payload as it stands.
+
+The host learns the client's static key from INIT and refuses it unless the
+trust store knows it.  INIT's encrypted payload is the client's wall-clock
+time in nanoseconds; the host keeps the newest per client and drops an INIT
+that is not newer (a replay), as WireGuard does.  Even so, RESPONSE does not
 prove the client is live: the host must not start streaming until the first
 sealed packet from the client opens.
 """
@@ -34,15 +37,15 @@ from rootstream.crypto.trust import TrustedPeer
 from rootstream.errors import CryptoError
 
 VERSION = 1
-KIND_HELLO = 0x11
-KIND_WELCOME = 0x12
-KIND_REFUSED = 0x13
+KIND_INIT = 0x28
+KIND_RESPONSE = 0x29
+KIND_REFUSED = 0x2A
 PROLOGUE = b"rootstream handshake v1"
 TIMESTAMP_SIZE = 8
-HELLO_SIZE = 2 + MSG1_OVERHEAD + TIMESTAMP_SIZE
-WELCOME_SIZE = 2 + MSG2_OVERHEAD
+INIT_SIZE = 2 + MSG1_OVERHEAD + TIMESTAMP_SIZE
+RESPONSE_SIZE = 2 + MSG2_OVERHEAD
 REFUSAL_SIZE = 3
-assert (HELLO_SIZE, WELCOME_SIZE) == (106, 50)
+assert (INIT_SIZE, RESPONSE_SIZE) == (106, 50)
 
 REASON_NOT_PAIRED = 1
 REASON_UNKNOWN_HOST_KEY = 2
@@ -93,9 +96,9 @@ class SessionKeys:
 
 
 def _parse(data: bytes, kind: int, size: int) -> bytes:
-    if len(data) < 2 or data[0] != VERSION:
+    if len(data) < 2 or data[1] != VERSION:
         raise CryptoError(MALFORMED)
-    if data[1] != kind or len(data) != size:
+    if data[0] != kind or len(data) != size:
         raise CryptoError(MALFORMED)
     return bytes(data[2:])
 
@@ -103,7 +106,7 @@ def _parse(data: bytes, kind: int, size: int) -> bytes:
 def refusal_message(reason: int) -> bytes:
     if reason not in REFUSAL_MESSAGES:
         raise CryptoError("unknown refusal reason")
-    return bytes([VERSION, KIND_REFUSED, reason])
+    return bytes([KIND_REFUSED, VERSION, reason])
 
 
 class HandshakeInitiator:
@@ -116,29 +119,29 @@ class HandshakeInitiator:
         self._noise = NoiseIK(initiator=True, static=identity, prologue=PROLOGUE,
                               remote_static=bytes(host_public_key), ephemeral_secret=_ephemeral)
         stamp = time.time_ns() if now_ns is None else now_ns
-        self._hello = bytes([VERSION, KIND_HELLO]) + self._noise.write_message_1(
+        self._init = bytes([KIND_INIT, VERSION]) + self._noise.write_message_1(
             stamp.to_bytes(TIMESTAMP_SIZE, "big"))
         self.keys: SessionKeys | None = None
 
     def start(self) -> bytes:
-        """HELLO (the same bytes every call, for retransmission)."""
-        return self._hello
+        """INIT (the same bytes every call, for retransmission)."""
+        return self._init
 
     def receive(self, data: bytes) -> None:
         if self.keys is not None:
             raise CryptoError("handshake is already finished")
-        if len(data) == REFUSAL_SIZE and data[:2] == bytes([VERSION, KIND_REFUSED]):
+        if len(data) == REFUSAL_SIZE and data[:2] == bytes([KIND_REFUSED, VERSION]):
             if data[2] not in REFUSAL_MESSAGES:
                 raise CryptoError(MALFORMED)
             raise HandshakeRefused(data[2])
-        self._noise.read_message_2(_parse(data, KIND_WELCOME, WELCOME_SIZE))
+        self._noise.read_message_2(_parse(data, KIND_RESPONSE, RESPONSE_SIZE))
         to_host, to_client = self._noise.split()
         self.keys = SessionKeys(to_host, to_client, self._noise.handshake_hash,
                                 self._noise.remote_static, initiator=True)
 
 
 class ReplayGuard:
-    """The newest HELLO timestamp seen per client key; one guard per host process."""
+    """The newest INIT timestamp seen per client key; one guard per host process."""
 
     def __init__(self):
         self._newest: dict[bytes, int] = {}
@@ -163,11 +166,11 @@ class HandshakeResponder:
         self.peer: TrustedPeer | None = None
 
     def receive(self, data: bytes) -> bytes:
-        """Answer a HELLO with WELCOME, or raise HandshakeRefused (send
+        """Answer an INIT with RESPONSE, or raise HandshakeRefused (send
         ``refusal_message(exc.reason)`` through a Refuser) or CryptoError (drop)."""
         if self.keys is not None:
             raise CryptoError("handshake is already finished")
-        body = _parse(data, KIND_HELLO, HELLO_SIZE)
+        body = _parse(data, KIND_INIT, INIT_SIZE)
         noise = NoiseIK(initiator=False, static=self._identity, prologue=PROLOGUE,
                         ephemeral_secret=self._ephemeral)
         try:
@@ -180,16 +183,16 @@ class HandshakeResponder:
             raise HandshakeRefused(REASON_NOT_PAIRED)
         if self._guard is not None:
             self._guard.accept(client_key, int.from_bytes(payload, "big"))
-        welcome = bytes([VERSION, KIND_WELCOME]) + noise.write_message_2(b"")
+        response = bytes([KIND_RESPONSE, VERSION]) + noise.write_message_2(b"")
         to_host, to_client = noise.split()
         self.keys = SessionKeys(to_client, to_host, noise.handshake_hash, client_key,
                                 initiator=False)
         self.peer = peer
-        return welcome
+        return response
 
 
 class Refuser:
-    """Decides whether to answer a refused HELLO: at most one refusal per
+    """Decides whether to answer a refused INIT: at most one refusal per
     address per ``cooldown`` seconds, and never more bytes than were received,
     so a spoofed source address can never be used to amplify traffic."""
 

@@ -45,13 +45,16 @@ CODE_DIGITS = 6
 SID_SIZE = cpace.SID_SIZE
 TAG_SIZE = 16
 
-KIND_START = 0x01
-KIND_REPLY = 0x02
-KIND_CONFIRM = 0x03
-KIND_DONE = 0x04
-KIND_REJECT = 0x05
+# Kinds sit in the CONTROL kinds 0x20-0x2F reserved for crypto (docs/PROTOCOL.md),
+# so a pairing message is a CONTROL payload as it stands.
+KIND_START = 0x20
+KIND_REPLY = 0x21
+KIND_CONFIRM = 0x22
+KIND_DONE = 0x23
+KIND_REJECT = 0x24
+KINDS = (KIND_START, KIND_REPLY, KIND_CONFIRM, KIND_DONE, KIND_REJECT)
 
-PREFIX = struct.Struct("!BB16s")  # version, kind, sid: also the AEAD associated data
+PREFIX = struct.Struct("!BB16s")  # kind, version, sid: also the AEAD associated data
 assert PREFIX.size == 18
 
 # Reasons carried by REJECT, and the fixed message each one raises.
@@ -139,7 +142,7 @@ class PairingMessage:
 
     @property
     def prefix(self) -> bytes:
-        return PREFIX.pack(VERSION, self.kind, self.sid)
+        return PREFIX.pack(self.kind, VERSION, self.sid)
 
     def __bytes__(self) -> bytes:
         return self.prefix + self.body
@@ -148,7 +151,7 @@ class PairingMessage:
     def parse(cls, data: bytes) -> PairingMessage:
         if len(data) < PREFIX.size:
             raise PairingError(MALFORMED)
-        version, kind, sid = PREFIX.unpack_from(data)
+        kind, version, sid = PREFIX.unpack_from(data)
         body = bytes(data[PREFIX.size :])
         if version != VERSION:
             raise PairingError("pairing message has an unsupported version")
@@ -296,7 +299,7 @@ class PairingClient:
         self._host = PairingResult(host_key, host_name)
         self._reply_body = bytes(msg.body)
         sealed = _seal(self._keys.client_to_host, _NONCE_FIRST,
-                       PREFIX.pack(VERSION, KIND_CONFIRM, self.sid),
+                       PREFIX.pack(KIND_CONFIRM, VERSION, self.sid),
                        _pack_peer(self.identity.public_key, self.name))
         self._confirm = bytes(PairingMessage(KIND_CONFIRM, self.sid, sealed))
         return self._confirm
@@ -398,7 +401,7 @@ class PairingHost:
         self.tries_left -= 1
         self._last_attempt = now
         sealed = _seal(keys.host_to_client, _NONCE_FIRST,
-                       PREFIX.pack(VERSION, KIND_REPLY, msg.sid),
+                       PREFIX.pack(KIND_REPLY, VERSION, msg.sid),
                        _pack_peer(self.identity.public_key, self.name))
         reply = bytes(PairingMessage(KIND_REPLY, msg.sid, host_share + sealed))
         self._exchanges[msg.sid] = _HostExchange(start=data, reply=reply, keys=keys)
@@ -427,5 +430,5 @@ class PairingHost:
         exchange.done = bytes(PairingMessage(
             KIND_DONE, msg.sid,
             _seal(exchange.keys.host_to_client, _NONCE_SECOND,
-                  PREFIX.pack(VERSION, KIND_DONE, msg.sid), b"")))
+                  PREFIX.pack(KIND_DONE, VERSION, msg.sid), b"")))
         return exchange.done
