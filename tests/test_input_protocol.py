@@ -155,7 +155,7 @@ events_strategy = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(events_strategy, min_size=1, max_size=8))
 def test_round_trip_of_any_valid_events(events):
     payload = encode_input(events)
@@ -163,7 +163,7 @@ def test_round_trip_of_any_valid_events(events):
     assert encode_input(decode_input(payload)) == payload
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=MAX_PAYLOAD + 8))
 def test_random_bytes_decode_or_raise_protocol_error_only(data):
     try:
@@ -174,7 +174,7 @@ def test_random_bytes_decode_or_raise_protocol_error_only(data):
     assert encode_input(events) == data
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(events_strategy, min_size=1, max_size=4), st.data())
 def test_mutated_valid_payloads_never_escape_protocol_error(events, data):
     payload = bytearray(encode_input(events))

@@ -163,8 +163,12 @@ assert (_KEY.size, _PAIR.size, _ABSOLUTE.size, _GAMEPAD.size) == (4, 5, 9, 18)
 _I16_MIN, _I16_MAX = -0x8000, 0x7FFF
 
 
+_KEY_CODES = frozenset(c for c in range(1, KEY_MAX + 1)
+                       if not _BTN_BLOCK_FIRST <= c <= _BTN_BLOCK_LAST)
+
+
 def is_key_code(code: int) -> bool:
-    return 0 < code <= KEY_MAX and not _BTN_BLOCK_FIRST <= code <= _BTN_BLOCK_LAST
+    return code in _KEY_CODES
 
 
 def is_mouse_button_code(code: int) -> bool:
@@ -274,12 +278,6 @@ def encode_input(events) -> bytes:
     return bytes(out)
 
 
-def _state(value: int) -> bool:
-    if value > 1:
-        raise _fail("INPUT key state is not 0 or 1")
-    return value == 1
-
-
 def decode_input(payload: bytes | bytearray | memoryview) -> list[InputEvent]:
     """Parse one INPUT payload; raises only ProtocolError, with a fixed message per cause."""
     size = len(payload)
@@ -293,52 +291,58 @@ def decode_input(payload: bytes | bytearray | memoryview) -> list[InputEvent]:
     if count > MAX_EVENTS:
         raise _fail("INPUT payload has too many events")
     events: list[InputEvent] = []
+    append = events.append
     offset = 1
     try:
         for _ in range(count):
             kind = payload[offset]
+            # The common kinds first; range checks inline (this runs per datagram).
             if kind == KIND_KEY or kind == KIND_BUTTON:
                 _, code, state = _KEY.unpack_from(payload, offset)
-                offset += _KEY.size
+                offset += 4
+                if state > 1:
+                    raise _fail("INPUT key state is not 0 or 1")
                 if kind == KIND_KEY:
-                    _check_key(code)
-                    events.append(KeyEvent(code, _state(state)))
+                    if code not in _KEY_CODES:
+                        raise _fail("INPUT key code is out of range")
+                    append(KeyEvent(code, state == 1))
                 else:
-                    _check_button(code)
-                    events.append(ButtonEvent(code, _state(state)))
+                    if not BTN_LEFT <= code <= BTN_TASK:
+                        raise _fail("INPUT mouse button code is out of range")
+                    append(ButtonEvent(code, state == 1))
             elif kind == KIND_RELATIVE:
                 _, dx, dy = _PAIR.unpack_from(payload, offset)
-                offset += _PAIR.size
-                events.append(RelativeMotion(dx, dy))
+                offset += 5
+                append(RelativeMotion(dx, dy))
             elif kind == KIND_ABSOLUTE:
                 _, x, y, width, height = _ABSOLUTE.unpack_from(payload, offset)
-                offset += _ABSOLUTE.size
-                _check_absolute(x, y, width, height)
-                events.append(AbsoluteMotion(x, y, width, height))
+                offset += 9
+                if not (x < width and y < height):  # unsigned: also rules out a 0 size
+                    raise _fail("INPUT absolute motion is outside the stream")
+                append(AbsoluteMotion(x, y, width, height))
             elif kind == KIND_WHEEL:
                 _, vertical, horizontal = _PAIR.unpack_from(payload, offset)
-                offset += _PAIR.size
-                events.append(WheelEvent(vertical, horizontal))
+                offset += 5
+                append(WheelEvent(vertical, horizontal))
             elif kind == KIND_GAMEPAD_STATE:
                 state = GamepadState(*_GAMEPAD.unpack_from(payload, offset)[1:])
-                offset += _GAMEPAD.size
+                offset += 18
                 _check_gamepad(state)
-                events.append(state)
+                append(state)
             elif kind == KIND_GAMEPAD_ADDED or kind == KIND_GAMEPAD_REMOVED:
                 _, index = _INDEX.unpack_from(payload, offset)
-                offset += _INDEX.size
+                offset += 2
                 _check_index(index)
-                cls = GamepadAdded if kind == KIND_GAMEPAD_ADDED else GamepadRemoved
-                events.append(cls(index))
+                append(GamepadAdded(index) if kind == KIND_GAMEPAD_ADDED else GamepadRemoved(index))
             elif kind == KIND_SNAPSHOT:
                 _, n = _SNAPSHOT_HEAD.unpack_from(payload, offset)
-                offset += _SNAPSHOT_HEAD.size
+                offset += 2
                 if n > MAX_HELD:
                     raise _fail("INPUT snapshot has too many codes")
                 codes = struct.unpack_from(f"!{n}H", payload, offset)
                 offset += 2 * n
                 _check_snapshot(codes)
-                events.append(HeldSnapshot(codes))
+                append(HeldSnapshot(codes))
             else:
                 raise _fail("INPUT event kind is unknown")
     except (struct.error, IndexError):
