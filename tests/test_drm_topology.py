@@ -1,64 +1,32 @@
 """Reading a card's topology and choosing outputs, from recorded replies.
 
-RecordedCard answers the queries read_topology makes with the recorded
-images of tests/data/drm/card-hdmi/, through the real parsers: the same
-files DrmDevice(on_reply=...) writes when recording a real card.
+ReplayCard (tests/data/drm/replay.py) answers the queries read_topology makes
+with the recorded images of tests/data/drm/card-hdmi/, through the real
+parsers: the same files DrmDevice(on_reply=...) writes when recording a card.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import runpy
 from pathlib import Path
 
 import pytest
 
 from rootstream._native import drm as kms
 from rootstream._native import drm_parse as p
-from rootstream._native.drm_abi import DRM_MODE_OBJECT_PLANE, PLANE_TYPE_CURSOR, PLANE_TYPE_PRIMARY
+from rootstream._native.drm_abi import PLANE_TYPE_CURSOR, PLANE_TYPE_PRIMARY
 
 CARD = Path(__file__).parent / "data" / "drm" / "card-hdmi"
 
 
-class RecordedCard:
-    """The query side of DrmDevice, answered from recorded reply images."""
-
-    def __init__(self, root: Path = CARD):
-        self.root = root
-        self.asked: list[str] = []
-
-    def _image(self, name: str) -> bytes:
-        self.asked.append(name)
-        return (self.root / f"{name}.bin").read_bytes()
-
-    def resources(self):
-        return p.parse_card_res(self._image("resources"))
-
-    def connector(self, connector_id):
-        return p.parse_connector(self._image(f"connector-{connector_id}"))
-
-    def encoder(self, encoder_id):
-        return p.parse_encoder(self._image(f"encoder-{encoder_id}"))
-
-    def crtc(self, crtc_id):
-        return p.parse_crtc(self._image(f"crtc-{crtc_id}"))
-
-    def plane_resources(self):
-        return p.parse_plane_res(self._image("plane-resources"))
-
-    def plane(self, plane_id):
-        return p.parse_plane(self._image(f"plane-{plane_id}"))
-
-    def object_properties(self, obj_id, obj_type):
-        assert obj_type == DRM_MODE_OBJECT_PLANE
-        return p.parse_obj_properties(self._image(f"props-{obj_id}"))
-
-    def property(self, prop_id):
-        return p.parse_property(self._image(f"property-{prop_id}"))
+# tests/ is not a package: the shared replay card is loaded by path.
+ReplayCard = runpy.run_path(str(CARD.parent / "replay.py"))["ReplayCard"]
 
 
 @pytest.fixture
 def topology() -> kms.Topology:
-    return kms.read_topology(RecordedCard())
+    return kms.read_topology(ReplayCard())
 
 
 def test_read_topology(topology):
@@ -76,7 +44,7 @@ def test_read_topology(topology):
 
 
 def test_properties_are_looked_up_once():
-    card = RecordedCard()
+    card = ReplayCard()
     kms.read_topology(card)
     lookups = [name for name in card.asked if name.startswith("property-")]
     assert len(lookups) == len(set(lookups)) == 9

@@ -7,9 +7,9 @@ whole path on a GPU is in the `hardware` tests at the end.
 
 from __future__ import annotations
 
-import importlib.util
 import mmap
 import os
+import runpy
 import sys
 import tempfile
 from pathlib import Path
@@ -294,15 +294,8 @@ def test_probe_on_real_hardware():
 
 # --- the whole grab path over recorded replies -----------------------------
 
-def _load_replay():
-    path = CARD.parent / "replay.py"
-    spec = importlib.util.spec_from_file_location("drm_replay", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ReplayCard = _load_replay().ReplayCard
+# tests/ is not a package: the shared replay card is loaded by path.
+ReplayCard = runpy.run_path(str(CARD.parent / "replay.py"))["ReplayCard"]
 
 
 def _screen(value: int) -> bytes:

@@ -7,7 +7,7 @@ a display and DRM master, so that path is in the `hardware` test.
 
 from __future__ import annotations
 
-import importlib.util
+import runpy
 from pathlib import Path
 
 import av
@@ -93,15 +93,8 @@ def test_draw_frame_with_an_empty_box_only_clears():
 
 # --- the whole path over recorded replies ---------------------------------
 
-def _load_replay():
-    path = Path(__file__).parent / "data" / "drm" / "replay.py"
-    spec = importlib.util.spec_from_file_location("drm_replay", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ReplayCard = _load_replay().ReplayCard
+# tests/ is not a package: the shared replay card is loaded by path.
+ReplayCard = runpy.run_path(str(Path(__file__).parent / "data" / "drm" / "replay.py"))["ReplayCard"]
 
 
 def test_open_present_close_over_recorded_replies():

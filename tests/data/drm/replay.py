@@ -51,6 +51,7 @@ class ReplayCard(DrmDevice):
                              (4, self.PITCH * self.HEIGHT)):
             self._allocate(handle, size)
         self.plane_fb = {31: 84, 40: 90}
+        self.asked: list[str] = []  # every recorded reply read, in order
         self.handles_out: list[int] = []
         self.handles_closed: list[int] = []
         self.framebuffers: dict[int, tuple] = {}  # added by ADDFB2
@@ -80,8 +81,8 @@ class ReplayCard(DrmDevice):
         super().close()
 
     # -- topology, from the recorded images --------------------------------
-    @staticmethod
-    def _read(name: str) -> bytes:
+    def _read(self, name: str) -> bytes:
+        self.asked.append(name)
         return (CARD / f"{name}.bin").read_bytes()
 
     def get_cap(self, capability):
