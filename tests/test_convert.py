@@ -71,9 +71,9 @@ def test_native_table_is_the_documented_derivation(matrix, full_range):
     assert _nv12.coefficients(matrix, full_range) == coefficients(matrix, full_range)
 
 
-# Sizes cover the SIMD block widths (8, 16), their remainders and odd edges.
+# Sizes cover the SIMD block widths (AVX2 32, SSE2 16), their remainders, odd edges.
 SIZES = [(1, 1), (2, 2), (1, 5), (3, 1), (7, 3), (8, 2), (15, 4), (16, 1), (17, 9), (33, 7),
-         (48, 6), (63, 5)]
+         (48, 6), (63, 5), (87, 3), (96, 2)]
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -19,7 +19,6 @@
 #ifdef NV12_HAVE_X86
 
 #include <immintrin.h>
-#include <string.h>
 
 static inline uint32_t word_pair(int32_t low, int32_t high)
 {
@@ -71,53 +70,80 @@ static inline __m128i sse2_chroma(const sse2_consts *c, __m128i s02, __m128i s13
     return _mm_srai_epi32(_mm_add_epi32(sum, c->c_bias), NV12_SHIFT + 2);
 }
 
-static inline void store4(uint8_t *dst, __m128i v)
+/* Four pixels of two rows: luma of each row (4 x int32) and the chroma of
+ * the two blocks (U, V, U, V as int32).  Row words are folded into block sums
+ * as soon as their luma is done, which keeps few registers live. */
+static inline void sse2_four(const sse2_consts *c, const uint8_t *s0, const uint8_t *s1,
+                             __m128i *y0, __m128i *y1, __m128i *uv)
 {
-    uint32_t word = (uint32_t)_mm_cvtsi128_si32(v);
-    memcpy(dst, &word, 4);
+    __m128i p0 = _mm_loadu_si128((const __m128i *)s0);
+    __m128i p1 = _mm_loadu_si128((const __m128i *)s1);
+    __m128i p0_02 = _mm_and_si128(p0, c->mask), p0_13 = _mm_srli_epi16(p0, 8);
+    __m128i p1_02 = _mm_and_si128(p1, c->mask), p1_13 = _mm_srli_epi16(p1, 8);
+
+    *y0 = sse2_luma(c, p0_02, p0_13);
+    *y1 = sse2_luma(c, p1_02, p1_13);
+    *uv = sse2_chroma(c, sse2_block_sum(p0_02, p1_02), sse2_block_sum(p0_13, p1_13));
 }
 
-/* Eight pixels of two rows per iteration: 8+8 luma bytes, 8 UV bytes. */
-void nv12_rows_sse2(const nv12_job *job, int row_begin, int row_end)
+static inline __m128i sse2_pack(__m128i a, __m128i b, __m128i cc, __m128i d)
+{
+    return _mm_packus_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(cc, d));
+}
+
+/* Sixteen pixels of two rows: 16+16 luma bytes and 8 chroma blocks. */
+static inline void sse2_block16(const sse2_consts *c, const uint8_t *s0, const uint8_t *s1,
+                                uint8_t *y0, uint8_t *y1, uint8_t *u, uint8_t *v, int i420)
+{
+    __m128i y0a, y1a, uva, y0b, y1b, uvb, y0c, y1c, uvc, y0d, y1d, uvd;
+    sse2_four(c, s0, s1, &y0a, &y1a, &uva);
+    sse2_four(c, s0 + 16, s1 + 16, &y0b, &y1b, &uvb);
+    sse2_four(c, s0 + 32, s1 + 32, &y0c, &y1c, &uvc);
+    sse2_four(c, s0 + 48, s1 + 48, &y0d, &y1d, &uvd);
+    _mm_storeu_si128((__m128i *)y0, sse2_pack(y0a, y0b, y0c, y0d));
+    _mm_storeu_si128((__m128i *)y1, sse2_pack(y1a, y1b, y1c, y1d));
+    __m128i uv = sse2_pack(uva, uvb, uvc, uvd);
+    if (i420) {
+        /* bytes U0 V0 .. U7 V7 -> U0..U7 in bytes 0-7, V0..V7 in 8-15 */
+        __m128i split = _mm_packus_epi16(_mm_and_si128(uv, c->low_byte), _mm_srli_epi16(uv, 8));
+        _mm_storel_epi64((__m128i *)u, split);
+        _mm_storel_epi64((__m128i *)v, _mm_srli_si128(split, 8));
+    } else {
+        _mm_storeu_si128((__m128i *)u, uv);
+    }
+}
+
+/* Columns [x_begin, width) of one pair: SSE2 blocks of 16, then scalar. */
+static inline void sse2_pair(const sse2_consts *c, const nv12_job *job, const nv12_pair *pair,
+                             int x_begin, int i420)
+{
+    int blocks_end = x_begin + ((job->width - x_begin) & ~15);
+
+    for (int x = x_begin; x < blocks_end; x += 16)
+        sse2_block16(c, pair->s0 + (size_t)x * 4, pair->s1 + (size_t)x * 4, pair->y0 + x,
+                     pair->y1 + x, pair->u + (i420 ? x / 2 : x), i420 ? pair->v + x / 2 : NULL,
+                     i420);
+    nv12_pair_scalar(job, pair, blocks_end);
+}
+
+static void sse2_rows(const nv12_job *job, int row_begin, int row_end, int i420)
 {
     sse2_consts c;
     nv12_pair pair;
-    int blocks_end = job->width & ~7;
 
     sse2_setup(&job->k, &c);
     for (int row = row_begin; row < row_end; row++) {
         nv12_pair_at(job, row, &pair);
-        for (int x = 0; x < blocks_end; x += 8) {
-            const uint8_t *s0 = pair.s0 + (size_t)x * 4, *s1 = pair.s1 + (size_t)x * 4;
-            __m128i a0 = _mm_loadu_si128((const __m128i *)s0);
-            __m128i b0 = _mm_loadu_si128((const __m128i *)(s0 + 16));
-            __m128i a1 = _mm_loadu_si128((const __m128i *)s1);
-            __m128i b1 = _mm_loadu_si128((const __m128i *)(s1 + 16));
-            __m128i a0_02 = _mm_and_si128(a0, c.mask), a0_13 = _mm_srli_epi16(a0, 8);
-            __m128i b0_02 = _mm_and_si128(b0, c.mask), b0_13 = _mm_srli_epi16(b0, 8);
-            __m128i a1_02 = _mm_and_si128(a1, c.mask), a1_13 = _mm_srli_epi16(a1, 8);
-            __m128i b1_02 = _mm_and_si128(b1, c.mask), b1_13 = _mm_srli_epi16(b1, 8);
-
-            __m128i row0 = _mm_packs_epi32(sse2_luma(&c, a0_02, a0_13), sse2_luma(&c, b0_02, b0_13));
-            __m128i row1 = _mm_packs_epi32(sse2_luma(&c, a1_02, a1_13), sse2_luma(&c, b1_02, b1_13));
-            __m128i luma = _mm_packus_epi16(row0, row1);
-            _mm_storel_epi64((__m128i *)(pair.y0 + x), luma);
-            _mm_storel_epi64((__m128i *)(pair.y1 + x), _mm_srli_si128(luma, 8));
-
-            __m128i uv_a = sse2_chroma(&c, sse2_block_sum(a0_02, a1_02), sse2_block_sum(a0_13, a1_13));
-            __m128i uv_b = sse2_chroma(&c, sse2_block_sum(b0_02, b1_02), sse2_block_sum(b0_13, b1_13));
-            __m128i uv = _mm_packus_epi16(_mm_packs_epi32(uv_a, uv_b), _mm_setzero_si128());
-            if (pair.v) {
-                /* bytes U0 V0 .. U3 V3 -> U0..U3 in bytes 0-3, V0..V3 in 8-11 */
-                __m128i split = _mm_packus_epi16(_mm_and_si128(uv, c.low_byte), _mm_srli_epi16(uv, 8));
-                store4(pair.u + x / 2, split);
-                store4(pair.v + x / 2, _mm_srli_si128(split, 8));
-            } else {
-                _mm_storel_epi64((__m128i *)(pair.u + x), uv);
-            }
-        }
-        nv12_pair_scalar(job, &pair, blocks_end);
+        sse2_pair(&c, job, &pair, 0, i420);
     }
+}
+
+void nv12_rows_sse2(const nv12_job *job, int row_begin, int row_end)
+{
+    if (job->v)
+        sse2_rows(job, row_begin, row_end, 1);
+    else
+        sse2_rows(job, row_begin, row_end, 0);
 }
 
 /* ---------------------------------------------------------------- AVX2 */
@@ -178,48 +204,61 @@ AVX2 static inline void avx2_eight(const avx2_consts *c, const uint8_t *s0, cons
     *uv = avx2_chroma(c, avx2_block_sum(p0_02, p1_02), avx2_block_sum(p0_13, p1_13));
 }
 
-/* Sixteen pixels of two rows per iteration: 16+16 luma bytes, 16 UV bytes.
- * The first avx2_eight() covers pixels 0-7 (lane 0: 0-3, lane 1: 4-7), the
- * second 8-15.  packs_epi32 + packus_epi16 work within 128-bit lanes, so the
- * 4-byte groups of luma end up as [r0 0-3, r0 8-11, r1 0-3, r1 8-11 | r0 4-7,
- * r0 12-15, r1 4-7, r1 12-15] and those of chroma as [s0-1, s4-5 | s2-3,
- * s6-7]; one permute (c->order) restores both.  `i420` is a constant at each
- * call site, so the compiler emits two loops without a per-block branch. */
+/* packs_epi32 + packus_epi16 work within 128-bit lanes: packing the results
+ * of avx2_eight() for pixels 0-7 (a), 8-15 (b), 16-23 (c), 24-31 (d) leaves
+ * the 4-byte groups as [a0-3, b0-3, c0-3, d0-3 | a4-7, b4-7, c4-7, d4-7] for
+ * luma (four pixels each) and for UV (two blocks each); one permute by
+ * c->order puts them back in sequence. */
+AVX2 static inline __m256i avx2_pack(const avx2_consts *c, __m256i a, __m256i b, __m256i cc,
+                                     __m256i d)
+{
+    __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(cc, d));
+    return _mm256_permutevar8x32_epi32(bytes, c->order);
+}
+
+/* Thirty-two pixels of two rows: 32+32 luma bytes and 16 chroma blocks. */
+AVX2 static inline void avx2_block32(const avx2_consts *c, const uint8_t *s0, const uint8_t *s1,
+                                     uint8_t *y0, uint8_t *y1, uint8_t *u, uint8_t *v, int i420)
+{
+    __m256i y0a, y1a, uva, y0b, y1b, uvb, y0c, y1c, uvc, y0d, y1d, uvd;
+    avx2_eight(c, s0, s1, &y0a, &y1a, &uva);
+    avx2_eight(c, s0 + 32, s1 + 32, &y0b, &y1b, &uvb);
+    avx2_eight(c, s0 + 64, s1 + 64, &y0c, &y1c, &uvc);
+    avx2_eight(c, s0 + 96, s1 + 96, &y0d, &y1d, &uvd);
+    _mm256_storeu_si256((__m256i *)y0, avx2_pack(c, y0a, y0b, y0c, y0d));
+    _mm256_storeu_si256((__m256i *)y1, avx2_pack(c, y1a, y1b, y1c, y1d));
+    __m256i uv = avx2_pack(c, uva, uvb, uvc, uvd);
+    if (i420) {
+        const __m256i low_byte = _mm256_set1_epi16(0x00FF);
+        /* per lane: U of its 8 blocks, then V; 64-bit permute gathers U, V */
+        __m256i split = _mm256_packus_epi16(_mm256_and_si256(uv, low_byte), _mm256_srli_epi16(uv, 8));
+        split = _mm256_permute4x64_epi64(split, _MM_SHUFFLE(3, 1, 2, 0));
+        _mm_storeu_si128((__m128i *)u, _mm256_castsi256_si128(split));
+        _mm_storeu_si128((__m128i *)v, _mm256_extracti128_si256(split, 1));
+    } else {
+        _mm256_storeu_si256((__m256i *)u, uv);
+    }
+}
+
+/* `i420` is a constant at each call site, so the compiler emits two loops
+ * without a per-block branch.  A last run of fewer than 32 pixels is left to
+ * the SSE2 code (blocks of 8) and then the scalar code. */
 AVX2 static inline void avx2_rows(const nv12_job *job, int row_begin, int row_end, int i420)
 {
     avx2_consts c;
+    sse2_consts tail;
     nv12_pair pair;
-    int blocks_end = job->width & ~15;
-    const __m128i low_byte = _mm_set1_epi16(0x00FF);
+    int blocks_end = job->width & ~31;
 
     avx2_setup(&job->k, &c);
+    sse2_setup(&job->k, &tail);
     for (int row = row_begin; row < row_end; row++) {
         nv12_pair_at(job, row, &pair);
-        const uint8_t *s0 = pair.s0, *s1 = pair.s1;
-        uint8_t *y0 = pair.y0, *y1 = pair.y1, *u = pair.u, *v = pair.v;
-
-        for (int x = 0; x < blocks_end; x += 16) {
-            __m256i ya0, ya1, uva, yb0, yb1, uvb;
-            avx2_eight(&c, s0 + (size_t)x * 4, s1 + (size_t)x * 4, &ya0, &ya1, &uva);
-            avx2_eight(&c, s0 + (size_t)x * 4 + 32, s1 + (size_t)x * 4 + 32, &yb0, &yb1, &uvb);
-
-            __m256i luma = _mm256_packus_epi16(_mm256_packs_epi32(ya0, yb0),
-                                               _mm256_packs_epi32(ya1, yb1));
-            luma = _mm256_permutevar8x32_epi32(luma, c.order);
-            _mm_storeu_si128((__m128i *)(y0 + x), _mm256_castsi256_si128(luma));
-            _mm_storeu_si128((__m128i *)(y1 + x), _mm256_extracti128_si256(luma, 1));
-
-            __m256i packed = _mm256_packus_epi16(_mm256_packs_epi32(uva, uvb), _mm256_setzero_si256());
-            __m128i uv = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(packed, c.order));
-            if (i420) {
-                __m128i split = _mm_packus_epi16(_mm_and_si128(uv, low_byte), _mm_srli_epi16(uv, 8));
-                _mm_storel_epi64((__m128i *)(u + x / 2), split);
-                _mm_storel_epi64((__m128i *)(v + x / 2), _mm_srli_si128(split, 8));
-            } else {
-                _mm_storeu_si128((__m128i *)(u + x), uv);
-            }
-        }
-        nv12_pair_scalar(job, &pair, blocks_end);
+        for (int x = 0; x < blocks_end; x += 32)
+            avx2_block32(&c, pair.s0 + (size_t)x * 4, pair.s1 + (size_t)x * 4, pair.y0 + x,
+                         pair.y1 + x, pair.u + (i420 ? x / 2 : x), i420 ? pair.v + x / 2 : NULL,
+                         i420);
+        sse2_pair(&tail, job, &pair, blocks_end, i420);
     }
 }
 

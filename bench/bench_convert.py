@@ -1,0 +1,180 @@
+"""BGRX -> NV12 per frame: our converter against libyuv and swscale.
+
+Targets (issue "Native core: NV12 at memory speed"): one thread at most 1.0x
+libyuv's time, threaded at most 0.6x, swscale several times slower than us.
+
+Named baselines, measured in the same run on the same pixels:
+- libyuv ``ARGBToNV12`` (Debian ``libyuv0``, through ctypes).  libyuv's "ARGB"
+  is B, G, R, A in memory and its NV12 is BT.601 limited range, so every
+  contender here converts BT.601 limited.  libyuv uses 7-8 bit coefficients
+  and averages chroma with two rounding steps; ours is exact to its documented
+  formula, so libyuv's output may differ from ours by a level or two (checked).
+- swscale through PyAV: ``VideoFrame(w, h, "bgr0").reformat(format="nv12")``.
+
+Ours: ``auto`` path (AVX2 where the CPU has it) with one thread, with the
+automatic thread count, forced SSE2 with one thread, and ``NV12Converter``
+end to end (pooled ``av.VideoFrame``, the host's hot path).
+
+Run: ``pytest bench/bench_convert.py --benchmark-only``; the summary at the
+end lists median and p99 per frame and the ratios.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+import av
+import numpy as np
+import pytest
+
+from rootstream._native import _nv12
+from rootstream.convert import NV12Converter, auto_path, available_paths
+from rootstream.frame import CapturedFrame
+
+SIZES = {"1080p": (1920, 1080), "2160p": (3840, 2160)}
+ROUNDS = {"1080p": 300, "2160p": 100}
+LIBYUV = "/usr/lib/x86_64-linux-gnu/libyuv.so.0"
+
+_results: dict[tuple[str, str], tuple[float, float]] = {}
+
+
+def load_libyuv():
+    """libyuv's ARGBToNV12 through ctypes, or None when the library is missing."""
+    for candidate in (LIBYUV, ctypes.util.find_library("yuv")):
+        if not candidate:
+            continue
+        try:
+            library = ctypes.CDLL(candidate)
+        except OSError:
+            continue
+        convert = library.ARGBToNV12
+        convert.restype = ctypes.c_int
+        convert.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+                            ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        return convert
+    return None
+
+
+class Frame:
+    """Random BGRX pixels and NV12 planes for one size, shared by every contender."""
+
+    def __init__(self, width: int, height: int):
+        self.width, self.height = width, height
+        self.src = np.random.default_rng(0).integers(0, 256, (height, width * 4), np.uint8)
+        self.y = np.empty((height, width), np.uint8)
+        self.uv = np.empty((height // 2, width), np.uint8)
+
+    def ours(self, path: str, threads: int):
+        _nv12.nv12(self.src, self.width, self.height, self.width * 4, self.y, self.width,
+                   self.uv, self.width, matrix="bt601", path=path, threads=threads)
+
+    def planes(self):
+        return self.y.copy(), self.uv.copy()
+
+
+@pytest.fixture(scope="module", params=list(SIZES))
+def frame(request):
+    width, height = SIZES[request.param]
+    built = Frame(width, height)
+    built.size_name = request.param
+    built.ours("scalar", 1)
+    built.reference = built.planes()  # the exact formula, for checking the others
+    return built
+
+
+def record(benchmark, size: str, contender: str) -> None:
+    timings = sorted(benchmark.stats.stats.data)
+    median = benchmark.stats.stats.median
+    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
+    _results[(size, contender)] = (median, p99)
+    benchmark.extra_info["median_us"] = round(median * 1e6, 1)
+    benchmark.extra_info["p99_us"] = round(p99 * 1e6, 1)
+
+
+def run(benchmark, frame, contender, function):
+    benchmark.group = f"bgrx-nv12-{frame.size_name}"
+    benchmark.pedantic(function, rounds=ROUNDS[frame.size_name], iterations=1, warmup_rounds=5)
+    record(benchmark, frame.size_name, contender)
+
+
+def close_to_reference(frame, y, uv, tolerance: int) -> bool:
+    want_y, want_uv = frame.reference
+    return (np.abs(y.astype(int) - want_y).max() <= tolerance
+            and np.abs(uv.astype(int) - want_uv).max() <= tolerance)
+
+
+@pytest.mark.parametrize("contender,path,threads", [
+    ("ours-1t", "auto", 1),
+    ("ours-threaded", "auto", 0),
+    ("ours-sse2-1t", "sse2", 1),
+])
+def test_ours(benchmark, frame, contender, path, threads):
+    if path not in ("auto", *available_paths()):
+        pytest.skip(f"path {path} not available on this CPU")
+    run(benchmark, frame, contender, lambda: frame.ours(path, threads))
+    y, uv = frame.planes()
+    assert close_to_reference(frame, y, uv, 0)
+    benchmark.extra_info["path"] = auto_path() if path == "auto" else path
+
+
+def test_ours_converter(benchmark, frame):
+    """The host's hot path: CapturedFrame in, pooled nv12 av.VideoFrame out."""
+    converter = NV12Converter(frame.width, frame.height, "BGRX", matrix="bt601", threads=1)
+    captured = CapturedFrame(pixels=frame.src, width=frame.width, height=frame.height,
+                             stride=frame.width * 4, pixel_format="BGRX", sequence=0)
+    run(benchmark, frame, "ours-converter-1t", lambda: converter.convert(captured))
+
+
+def test_libyuv(benchmark, frame):
+    convert = load_libyuv()
+    if convert is None:
+        pytest.skip("libyuv0 is not installed (apt-get install libyuv0): no libyuv baseline")
+    w, h = frame.width, frame.height
+    args = (frame.src.ctypes.data, w * 4, frame.y.ctypes.data, w, frame.uv.ctypes.data, w, w, h)
+    run(benchmark, frame, "libyuv", lambda: convert(*args))
+    y, uv = frame.planes()
+    # Same matrix and range; only libyuv's coarser arithmetic differs.
+    assert close_to_reference(frame, y, uv, 3)
+
+
+def test_swscale(benchmark, frame):
+    source = av.VideoFrame(frame.width, frame.height, "bgr0")
+    plane = source.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
+    rows[:, :frame.width * 4] = frame.src
+    run(benchmark, frame, "swscale", lambda: source.reformat(format="nv12"))
+    out = source.reformat(format="nv12")
+    assert (out.format.name, out.width, out.height) == ("nv12", frame.width, frame.height)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary(request):
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None or not _results:
+        return
+    with capture.global_and_fixture_disabled():
+        for line in summary_lines():
+            reporter.write_line(line)
+
+
+def summary_lines() -> list[str]:
+    lines = ["", f"BGRX -> NV12 BT.601 limited per frame (our auto path: {auto_path()}, "
+                 f"{os.cpu_count()} CPUs)"]
+    for size in SIZES:
+        rows = {c: t for (s, c), t in _results.items() if s == size}
+        for contender, (median, p99) in sorted(rows.items(), key=lambda item: item[1][0]):
+            lines.append(f"  {size} {contender:18} median {median * 1e3:7.3f} ms"
+                         f"  p99 {p99 * 1e3:7.3f} ms")
+        ratios = [("ours-1t", "libyuv", "ours 1 thread / libyuv (target <= 1.0)"),
+                  ("ours-threaded", "libyuv", "ours threaded / libyuv (target <= 0.6)"),
+                  ("swscale", "ours-1t", "swscale / ours 1 thread"),
+                  ("swscale", "ours-threaded", "swscale / ours threaded")]
+        for numerator, denominator, label in ratios:
+            if numerator in rows and denominator in rows:
+                ratio = rows[numerator][0] / rows[denominator][0]
+                lines.append(f"  {size} {label}: {ratio:.2f}x (medians)")
+    return lines
