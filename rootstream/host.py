@@ -99,6 +99,9 @@ class Host:
         self._session: _Session | None = None
         self._session_lock = threading.Lock()
         self._idr = threading.Event()
+        # A still screen produces no frames: a new client or a keyframe request
+        # makes the capture stage grab the current picture anyway.
+        self._want_picture = threading.Event()
         self._mailbox: Mailbox[_PendingFrame] = Mailbox("encode")
         self.sessions_served = 0
         self.last_client_stats: StatsReport | None = None
@@ -194,6 +197,7 @@ class Host:
         session.last_heard = now
         if isinstance(message, IdrRequest):
             self._idr.set()
+            self._want_picture.set()
             self.stats.count("idr_requests")
         elif isinstance(message, StatsReport):
             self.last_client_stats = message
@@ -224,6 +228,7 @@ class Host:
         # (Re)send the configuration: the client repeats hello until it has it.
         self._send_control(self._config(session), address)
         self._idr.set()
+        self._want_picture.set()
 
     def _config(self, session: _Session) -> Config:
         caps = Capability.H264 if self.options.codec == "h264" else Capability.HEVC
@@ -272,7 +277,9 @@ class Host:
                 if self._session is None:
                     time.sleep(0.02)
                     continue
-                captured: CapturedFrame | None = self.capture.grab(timeout=0.1)
+                force = self._want_picture.is_set()
+                self._want_picture.clear()
+                captured: CapturedFrame | None = self.capture.grab(timeout=0.1, force=force)
                 if captured is None:
                     continue
                 frame = self.converter.convert(captured)

@@ -38,10 +38,12 @@ class CaptureBackend(ABC):
         self._sequence = 0
 
     @abstractmethod
-    def grab(self, timeout: float | None = None) -> CapturedFrame | None:
+    def grab(self, timeout: float | None = None, *, force: bool = False) -> CapturedFrame | None:
         """The next frame, or None if nothing new came within ``timeout`` seconds.
 
         ``timeout=None`` waits as long as it takes; ``0`` only looks.
+        ``force=True`` returns the current picture even if nothing changed:
+        a new client, or a keyframe request, needs a picture of a still screen.
         """
 
     @abstractmethod

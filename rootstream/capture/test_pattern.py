@@ -73,7 +73,7 @@ class TestPatternCapture(CaptureBackend):
         self._texture = np.tile(make_tile(), (reps_y, reps_x, 1))
         self._pixels = np.empty((self.height, self.width * 4), dtype=np.uint8)
 
-    def grab(self, timeout: float | None = None) -> CapturedFrame | None:
+    def grab(self, timeout: float | None = None, *, force: bool = False) -> CapturedFrame | None:
         slot = self._pacer.wait(deadline_after(timeout))
         if slot is None:
             return None

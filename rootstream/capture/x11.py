@@ -250,11 +250,11 @@ class X11Capture(CaptureBackend):
 
     # -- grabbing ------------------------------------------------------------
 
-    def grab(self, timeout: float | None = None) -> CapturedFrame | None:
+    def grab(self, timeout: float | None = None, *, force: bool = False) -> CapturedFrame | None:
         if self._display is None:
             raise CaptureError("the X11 capture is closed")
         deadline = deadline_after(timeout)
-        if self._damage and not self._wait_for_damage(deadline):
+        if self._damage and not force and not self._wait_for_damage(deadline):
             return None
         slot = self._pacer.wait(deadline)
         if slot is None:

@@ -1,0 +1,48 @@
+"""Start real `rootstream host` processes for the session tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class HostProcess:
+    """`python -m rootstream_cli host ...` on loopback, its log captured to a file."""
+
+    def __init__(self, port: int, *args: str, env: dict | None = None, log_dir: Path):
+        self.port = port
+        self.log_path = log_dir / f"host-{port}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        command = [sys.executable, "-m", "rootstream_cli", "host", "--bind", "127.0.0.1",
+                   "--port", str(port), "--stats-interval", "1", *args]
+        self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=env or dict(os.environ))
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for(self, text: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"host exited ({self.proc.returncode}):\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"host never printed {text!r}:\n{self.log()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def rootstream_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rootstream_cli", *args]
