@@ -270,6 +270,15 @@ def test_x_errors_are_recorded_not_fatal(xvfb):
         assert capture.grab(timeout=5) is not None  # the connection is still good
 
 
+def test_unread_x_errors_do_not_pile_up(xvfb):
+    with X11Capture(xvfb.display) as capture:
+        x11 = xlib.load().x11
+        for _ in range(xlib.MAX_RECORDED_ERRORS + 50):
+            x11.XGetImage(capture._display, 0x7FFFFF, 0, 0, 1, 1, xlib.ALL_PLANES, xlib.ZPIXMAP)
+        assert len(xlib.take_errors(capture._display)) == xlib.MAX_RECORDED_ERRORS
+        assert xlib.take_errors(capture._display) == []
+
+
 def test_losing_the_x_server_is_an_error_not_an_exit(xvfb_factory):
     server = xvfb_factory(320, 240)
     capture = X11Capture(server.display)

@@ -128,7 +128,6 @@ ffi.cdef(
     typedef int (*XIOErrorHandler)(Display *);
     typedef void (*XIOErrorExitHandler)(Display *, void *);
 
-    Status XInitThreads(void);
     Display *XOpenDisplay(const char *name);
     int XCloseDisplay(Display *dpy);
     int XConnectionNumber(Display *dpy);
@@ -200,12 +199,13 @@ ffi.cdef(
 
 ZPIXMAP = 2
 LSB_FIRST = 0
-ALL_PLANES = 0xFFFFFFFF
+ALL_PLANES = (1 << (8 * ffi.sizeof("unsigned long"))) - 1  # ~0UL
 XDAMAGE_REPORT_BOUNDING_BOX = 2
 XDAMAGE_NOTIFY = 0  # added to the extension's event base
 IPC_PRIVATE = 0
 IPC_CREAT = 0o1000
 IPC_RMID = 0
+MAX_RECORDED_ERRORS = 64  # per display, until take_errors() empties the list
 
 
 @dataclass(frozen=True)
@@ -233,11 +233,13 @@ def _address(display) -> int:
 
 def _record_error(display, event) -> int:
     # Called by Xlib in the thread that made the failing request; the
-    # request is already lost, so recording is all that is left to do.
-    _errors.setdefault(_address(display), []).append(
-        f"X error {event.error_code} (request {event.request_code}.{event.minor_code},"
-        f" resource 0x{event.resourceid:x})"
-    )
+    # request is already lost, so recording is all that is left to do.  The
+    # handler is process-wide: a display nobody reads the errors of (another
+    # module's) must not grow its list without end.
+    errors = _errors.setdefault(_address(display), [])
+    if len(errors) < MAX_RECORDED_ERRORS:
+        errors.append(f"X error {event.error_code} (request {event.request_code}."
+                      f"{event.minor_code}, resource 0x{event.resourceid:x})")
     return 0
 
 
@@ -279,7 +281,8 @@ def load() -> Libraries:
         xdamage = _open_optional("libXdamage.so.1", missing)
         xrandr = _open_optional("libXrandr.so.2", missing)
         libc = ffi.dlopen(None)
-        x11.XInitThreads()
+        # No XInitThreads(): libX11 >= 1.8 (Debian 12) makes itself thread-safe
+        # when loaded, and calling it after another module used Xlib is unsafe.
         handlers = (
             ffi.callback("XErrorHandler", _record_error),
             ffi.callback("XIOErrorHandler", _record_io_error),
