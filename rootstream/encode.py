@@ -134,13 +134,16 @@ class VideoEncoder:
                 "maxrate": str(self.bitrate),
                 "bufsize": str(max(self.bitrate // self.fps, 1000)),
             }
-            options.update(self._options())
+            options.update(self.private_options(self.gop))
             options.update({k: str(v) for k, v in self.opts.items()})
             ctx.options = options
             ctx.open()
         except (av.error.FFmpegError, NotImplementedError, ValueError) as exc:
             raise EncodeError(f"the {self.name} encoder could not be opened",
                               details=[_describe(exc)]) from exc
+        if ctx.options:  # FFmpeg hands back the options nobody took
+            raise EncodeError(f"the {self.name} encoder does not know some options",
+                              details=[f"unused: {', '.join(sorted(ctx.options))}"])
         return ctx
 
     def encode(self, frame: av.VideoFrame, *, force_keyframe: bool = False) -> list[EncodedUnit]:
@@ -233,7 +236,9 @@ class VideoEncoder:
     def _hwaccel(self) -> HWAccel | None:
         return None
 
-    def _options(self) -> dict[str, str]:
+    @classmethod
+    def private_options(cls, gop: int | None) -> dict[str, str]:
+        """The FFmpeg encoder's own options for low-latency streaming."""
         return {}
 
     def _reconfigure_bitrate(self, bps: int) -> bool:
@@ -256,8 +261,9 @@ class X264Encoder(VideoEncoder):
         super().__init__(**kwargs)
         self._ceiling = self.bitrate
 
-    def _options(self) -> dict[str, str]:
-        keyint = str(self.gop) if self.gop else "infinite"
+    @classmethod
+    def private_options(cls, gop: int | None) -> dict[str, str]:
+        keyint = str(gop) if gop else "infinite"
         params = ":".join([
             f"keyint={keyint}",
             "scenecut=0",  # an IDR only when the client asks
@@ -290,9 +296,10 @@ class X265Encoder(VideoEncoder):
     codec_names = {"hevc": "libx265"}
     pix_fmt = "yuv420p"
 
-    def _options(self) -> dict[str, str]:
+    @classmethod
+    def private_options(cls, gop: int | None) -> dict[str, str]:
         params = ":".join([
-            f"keyint={self.gop or -1}",  # -1: no periodic keyframes
+            f"keyint={gop or -1}",  # -1: no periodic keyframes
             "scenecut=0",
             "bframes=0",
             "rc-lookahead=0",
@@ -320,7 +327,8 @@ class NvencEncoder(VideoEncoder):
             reason = "libcuda.so.1 not found: no NVIDIA driver on this machine"
         return reason
 
-    def _options(self) -> dict[str, str]:
+    @classmethod
+    def private_options(cls, gop: int | None) -> dict[str, str]:
         return {"preset": "p1", "tune": "ull", "zerolatency": "1", "delay": "0",
                 "rc": "cbr", "rc-lookahead": "0", "no-scenecut": "1",
                 "forced-idr": "1", "bf": "0"}
@@ -366,7 +374,8 @@ class VaapiEncoder(VideoEncoder):
     def _hwaccel(self) -> HWAccel:
         return HWAccel("vaapi", device=self.device, allow_software_fallback=False)
 
-    def _options(self) -> dict[str, str]:
+    @classmethod
+    def private_options(cls, gop: int | None) -> dict[str, str]:
         # async_depth 1: never hold a second frame in flight on the GPU.
         return {"rc_mode": "CBR", "async_depth": "1", "aud": "0"}
 

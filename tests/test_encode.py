@@ -8,6 +8,7 @@ import glob
 import av
 import numpy as np
 import pytest
+from av.codec.context import CodecContext
 
 from rootstream.decode import open_decoder
 from rootstream.encode import ENCODERS, EncodedUnit, open_encoder, pattern_nv12, probe_encoders
@@ -226,6 +227,27 @@ def test_hevc_round_trip_one_in_one_out():
             assert psnr(planes_yuv(source)[0], planes_yuv(picture)[0]) > PSNR_FLOOR_DB
         assert encoder.set_bitrate(2_000_000) is False  # libx265 cannot reconfigure
         assert encoder.encode(pattern_nv12(640, 360, 9))[0].keyframe
+
+
+@pytest.mark.parametrize("name", ["vaapi", "nvenc", "x264", "x265"])
+def test_every_option_we_pass_exists_in_the_ffmpeg_encoder(name):
+    """Checked against the codec's own option table, so the hardware backends'
+    arguments are right even where the hardware is not."""
+    cls = ENCODERS[name]
+    present = [c for c in cls.codec_names.values() if c in av.codecs_available]
+    if not present:
+        pytest.skip(f"this FFmpeg build has none of {', '.join(cls.codec_names.values())}")
+    for codec_name in present:
+        table = CodecContext.create(codec_name, "w").supported_options
+        known = {o.name for o in table.private} | {o.name for o in table.generic}
+        wanted = {"maxrate", "bufsize", *cls.private_options(None)}
+        assert wanted <= known, f"{codec_name} lacks {wanted - known}"
+
+
+def test_an_unknown_option_is_refused():
+    with pytest.raises(EncodeError) as caught:
+        open_encoder("x264", width=320, height=192, no_such_option="1")
+    assert "no_such_option" in caught.value.details[0]
 
 
 def test_every_backend_is_registered_for_the_codecs_it_claims():
