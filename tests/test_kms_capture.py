@@ -164,6 +164,7 @@ def test_names():
     assert fourcc_name(0x01020304) == "0x01020304"
     assert modifier_name((0x02 << 56) | 5) == "AMD modifier 0x0200000000000005"
     assert modifier_name((0x7F << 56) | 1) == "vendor 0x7f modifier 0x7f00000000000001"
+    assert modifier_name(0) == "linear"
 
 
 # --- views of a mapped buffer (real mmap of a file) -------------------------
@@ -356,3 +357,33 @@ def test_missing_privileges_are_reported_at_open(replay):
     with pytest.raises(CaptureError, match="^KMS capture needs CAP_SYS_ADMIN"):
         KmsCapture(device=replay)
     assert replay.fd == -1  # closed on the way out
+
+
+def test_probe_walks_every_step_on_a_replayed_card(replay):
+    steps = KmsCapture.probe(device=replay)
+    assert [name for name, _, _ in steps] == [
+        "open", "driver", "capabilities", "topology", "output", "scanout formats",
+        "framebuffer", "readable", "map", "map-dumb fallback", "grab"]
+    assert all(ok for _, ok, _ in steps), steps
+    found = {name: text for name, _, text in steps}
+    assert found["driver"] == "i915 1.6.0 (Intel Graphics)"
+    assert found["capabilities"] == "dumb buffers yes, PRIME export no, atomic yes"
+    assert found["topology"] == ("HDMI-A-1: connected, showing 1920x1080@60.00 on CRTC 51; "
+                                 "DP-1: disconnected")
+    assert found["output"] == ("HDMI-A-1 on CRTC 51 (1920x1080@60.00), primary plane 31, "
+                               "cursor plane 40")
+    assert found["scanout formats"] == "3 formats; linear 32-bit: XR24, AR24, XB24"
+    assert found["framebuffer"] == "fb 84 1920x1080 XR24 pitch 7680 linear handle 1"
+    assert found["map"].startswith("mapped 8294400 bytes via dumb (PRIME export failed")
+    assert found["map"].endswith("mean byte 10.0")
+    assert found["grab"] == "frame 1920x1080 BGRX stride 7680; cursor shown"
+    assert replay.fd == -1
+    assert sorted(replay.handles_closed) == sorted(replay.handles_out)
+
+
+def test_probe_stops_where_the_next_steps_cannot_run(replay):
+    replay.getfb2 = lambda fb_id: parse_fb2((CARD / "fb-85-tiled.bin").read_bytes())
+    steps = KmsCapture.probe(device=replay)
+    assert steps[-1][0] == "readable" and not steps[-1][1]
+    assert "tiled or compressed" in steps[-1][2] and "(hint: " in steps[-1][2]
+    assert replay.fd == -1

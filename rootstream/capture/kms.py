@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -68,6 +69,8 @@ def fourcc_name(code: int) -> str:
 
 
 def modifier_name(modifier: int) -> str:
+    if modifier == DRM_FORMAT_MOD_LINEAR:
+        return "linear"
     vendor = MODIFIER_VENDORS.get(modifier >> 56, f"vendor 0x{modifier >> 56:02x}")
     return f"{vendor} modifier 0x{modifier:016x}"
 
@@ -207,7 +210,7 @@ class KmsCapture(CaptureBackend):
         return self._device.plane(self.output.primary.plane.id, formats=False).fb_id
 
     # -- grabbing ----------------------------------------------------------
-    def grab(self, timeout: float | None = None) -> CapturedFrame | None:
+    def grab(self, timeout: float | None = None, *, force: bool = False) -> CapturedFrame | None:
         if self._device is None:
             raise CaptureError("KMS capture is closed")
         slot = self._pacer.wait(deadline_after(timeout))
@@ -314,10 +317,14 @@ class KmsCapture(CaptureBackend):
             self._device = None
 
     @classmethod
-    def probe(cls, device: str | None = None, connector: str | None = None
-              ) -> list[tuple[str, bool, str]]:
-        """Every step of KMS capture once, with what it found, for ``rootstream doctor``."""
-        return probe_steps(device, connector)
+    def probe(cls, device: str | DrmDevice | None = None, connector: str | None = None,
+              record_dir: str | os.PathLike | None = None) -> list[tuple[str, bool, str]]:
+        """Every step of KMS capture once, with what it found, for ``rootstream doctor``.
+
+        ``record_dir``: also write every kernel reply there as a ``<name>.bin``
+        image, the format of tests/data/drm/, to turn a real card into test data.
+        """
+        return probe_steps(device, connector, record_dir)
 
 
 def _as_signed32(value: int) -> int:
@@ -326,52 +333,51 @@ def _as_signed32(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def probe_steps(device: str | None = None, connector: str | None = None
-                ) -> list[tuple[str, bool, str]]:
-    """(step, ok, what it found) for each stage of KMS capture, stopping at the first failure."""
+def probe_steps(device: str | DrmDevice | None = None, connector: str | None = None,
+                record_dir: str | os.PathLike | None = None) -> list[tuple[str, bool, str]]:
+    """(step, ok, what it found) for each stage of KMS capture, stopping where one
+    that the next ones need fails.  ``device`` may be an open DrmDevice (consumed)."""
     steps: list[tuple[str, bool, str]] = []
 
-    def step(name: str, action):
+    def step(name: str, action, describe=str):
         try:
             found = action()
         except (DrmError, CaptureError, OSError) as exc:
             hint = getattr(exc, "hint", "")
             steps.append((name, False, f"{exc}" + (f" (hint: {hint})" if hint else "")))
             return None
-        steps.append((name, True, found if isinstance(found, str) else str(found)))
+        steps.append((name, True, describe(found)))
         return found
 
-    cards = step("cards", lambda: ", ".join(str(p) for p in kms.find_cards()))
-    if cards is None:
-        return steps
-    dev = step("open", lambda: kms.open_card(device))
-    if dev is None:
-        return steps
+    if isinstance(device, DrmDevice):
+        dev = device
+        steps.append(("open", True, f"{dev.path} (opened by the caller)"))
+    else:
+        if step("cards", lambda: ", ".join(str(p) for p in kms.find_cards())) is None:
+            return steps
+        dev = step("open", lambda: kms.open_card(device, on_reply=_recorder(record_dir)),
+                   lambda d: f"{d.path}, universal planes, atomic {'yes' if d.atomic else 'no'}")
+        if dev is None:
+            return steps
+    handed_over = False
     try:
         step("driver", lambda: _version_line(dev))
         step("capabilities", lambda: _caps_line(dev))
-        topology = step("topology", lambda: kms.read_topology(dev))
+        topology = step("topology", lambda: kms.read_topology(dev),
+                        lambda t: "; ".join(kms.describe_connectors(t)))
         if topology is None:
             return steps
-        steps[-1] = ("topology", True, "; ".join(kms.describe_connectors(topology)))
-        output = step("output", lambda: kms.choose_capture_output(topology, connector))
+        output = step("output", lambda: kms.choose_capture_output(topology, connector),
+                      _output_line)
         if output is None:
             return steps
-        steps[-1] = ("output", True,
-                     f"{output.connector.name} on CRTC {output.crtc.id} ({output.crtc.mode}), "
-                     f"primary plane {output.primary.plane.id}, cursor plane "
-                     f"{output.cursor.plane.id if output.cursor else 'none'}")
         step("scanout formats", lambda: _in_formats_line(dev, output.primary))
         fb = step("framebuffer", lambda: dev.getfb2(
-            dev.plane(output.primary.plane.id, formats=False).fb_id))
+            dev.plane(output.primary.plane.id, formats=False).fb_id), _fb_line)
         if fb is None:
             return steps
         mapper = BufferMapper(dev)
         try:
-            steps[-1] = ("framebuffer", True,
-                         f"fb {fb.id} {fb.width}x{fb.height} {fourcc_name(fb.pixel_format)} "
-                         f"pitch {fb.pitches[0]} {modifier_name(fb.modifier)} "
-                         f"handle {fb.handles[0]}")
             if step("readable", lambda: check_framebuffer(fb)) is None:
                 mapper.close_handles(fb)
                 return steps
@@ -379,10 +385,32 @@ def probe_steps(device: str | None = None, connector: str | None = None
             step("map-dumb fallback", lambda: _dumb_line(dev, output))
         finally:
             mapper.close()
+        handed_over = True  # the capture below owns the device and closes it
+        step("grab", lambda: _grab_line(dev, connector))
     finally:
-        dev.close()
-    step("grab", lambda: _grab_line(device, connector))
+        if not handed_over:
+            dev.close()
     return steps
+
+
+def _recorder(record_dir: str | os.PathLike | None):
+    """An on_reply callback writing each reply image to ``record_dir``, or None."""
+    if record_dir is None:
+        return None
+    folder = Path(record_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return lambda name, image: (folder / f"{name}.bin").write_bytes(image)
+
+
+def _output_line(output: kms.CaptureOutput) -> str:
+    cursor = output.cursor.plane.id if output.cursor else "none"
+    return (f"{output.connector.name} on CRTC {output.crtc.id} ({output.crtc.mode}), "
+            f"primary plane {output.primary.plane.id}, cursor plane {cursor}")
+
+
+def _fb_line(fb: Framebuffer) -> str:
+    return (f"fb {fb.id} {fb.width}x{fb.height} {fourcc_name(fb.pixel_format)} "
+            f"pitch {fb.pitches[0]} {modifier_name(fb.modifier)} handle {fb.handles[0]}")
 
 
 def _version_line(dev: DrmDevice) -> str:
@@ -429,7 +457,7 @@ def _dumb_line(dev: DrmDevice, output: kms.CaptureOutput) -> str:
         mapper.close()
 
 
-def _grab_line(device: str | None, connector: str | None) -> str:
+def _grab_line(device: DrmDevice, connector: str | None) -> str:
     with KmsCapture(device, connector) as capture:
         frame = capture.grab(timeout=1.0)
         if frame is None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from rootstream._native import drm_parse as p
 from rootstream._native.drm_abi import (
+    DRM_CAP_PRIME,
     DRM_EVENT_FLIP_COMPLETE,
     DRM_FORMAT_XRGB8888,
     DRM_MODE_PAGE_FLIP_EVENT,
@@ -85,8 +86,14 @@ class ReplayCard(DrmDevice):
         self.asked.append(name)
         return (CARD / f"{name}.bin").read_bytes()
 
+    def version(self):
+        return p.parse_version(self._read("version"))
+
     def get_cap(self, capability):
-        return 1
+        return 1 if capability != DRM_CAP_PRIME else 0  # dumb buffers yes, PRIME no
+
+    def property_blob(self, blob_id):
+        return self._read(f"blob-{blob_id}")
 
     def resources(self):
         return p.parse_card_res(self._read("resources"))
