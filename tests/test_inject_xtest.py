@@ -9,6 +9,8 @@ What it sees is what any application on the host would see.
 from __future__ import annotations
 
 import select
+import shutil
+import subprocess
 import time
 
 import cffi
@@ -179,6 +181,18 @@ def test_typing_with_shift_gives_capitals(desk):
     assert injector.held_keys == set()
 
 
+@pytest.mark.skipif(shutil.which("setxkbmap") is None, reason="apt install x11-xkb-utils")
+def test_a_french_layout_keeps_positions(desk, xvfb):
+    """The host's layout picks the character: the key at US "Q" types "a" on AZERTY."""
+    injector, recorder = desk
+    subprocess.run(["setxkbmap", "-display", xvfb.display, "fr"], check=True, timeout=10)
+    with XTestInjector(display=xvfb.display) as french:
+        assert french.keymap == "evdev"
+        french.inject_many([KeyEvent(16, True), KeyEvent(16, False)])  # KEY_Q
+        assert keys_only(recorder.collect(2)) == [("key", True, 24, "a"),
+                                                  ("key", False, 24, "a")]
+
+
 def test_keysym_keymap_types_the_same_keys_on_xvfb(xvfb):
     with XTestInjector(display=xvfb.display, keymap="evdev") as by_code, \
             XTestInjector(display=xvfb.display, keymap="keysym") as by_keysym:
@@ -279,11 +293,19 @@ def test_close_releases_what_is_held(xvfb):
 
 
 def test_auto_falls_back_to_xtest_without_uinput(xvfb):
-    injector = open_injector("auto", xtest={"display": xvfb.display})
+    injector = open_injector("auto", uinput={"device_path": "/nonexistent/uinput"},
+                             xtest={"display": xvfb.display})
     try:
-        assert injector.name in ("uinput", "xtest")
+        assert injector.name == "xtest"
+        assert len(injector.fallbacks) == 1
+        assert injector.fallbacks[0].startswith("uinput: cannot open /nonexistent/uinput")
     finally:
         injector.close()
+
+
+def test_auto_refuses_options_not_given_per_backend():
+    with pytest.raises(InputError, match="auto takes options per backend"):
+        open_injector("auto", display=":0")
 
 
 def test_auto_lists_every_backend_that_failed():

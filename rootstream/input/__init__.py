@@ -58,12 +58,22 @@ def _try_open(name: str, opts: dict) -> tuple[Injector | None, str]:
 
 
 def open_injector(name: str = "auto", **opts) -> Injector:
-    """Open the host input backend ``name``; see the module docstring."""
+    """Open the host input backend ``name``; see the module docstring.
+
+    Options go to the backend: ``open_injector("xtest", display=":1")``.  For
+    ``auto`` they are given per backend: ``open_injector("auto", xtest={...})``;
+    the opened injector's ``fallbacks`` lists why the ones before it failed.
+    """
     if name == "auto":
+        unknown = set(opts) - set(_AUTO_ORDER)
+        if unknown:
+            raise InputError(f"auto takes options per backend, not {sorted(unknown)}",
+                             hint='e.g. open_injector("auto", xtest={"display": ":1"})')
         failures = []
         for candidate in _AUTO_ORDER:
             injector, reason = _try_open(candidate, opts.get(candidate, {}))
             if injector is not None:
+                injector.fallbacks = failures
                 return injector
             failures.append(f"{candidate}: {reason}")
         raise InputError("no input injector could be opened",

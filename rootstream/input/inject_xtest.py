@@ -8,7 +8,9 @@ keycodes (Xorg with libinput or evdev, Xvfb, Xwayland, Xvnc) numbers keys as
 evdev code + 8; that is checked at open on a handful of keys whose keysyms are
 unmistakable.  On a server with another numbering the injector maps evdev code
 -> keysym -> whatever keycode the server gives that keysym, for the keys in
-_FALLBACK_KEYSYMS.  X keycodes are 8 bits, so evdev codes above 247 cannot be
+_FALLBACK_KEYSYMS; that fallback follows the host's layout for letters (it
+types the US character, not the US position), which is the best XTEST can do
+without keycode numbers.  X keycodes are 8 bits, so evdev codes above 247 cannot be
 typed through XTEST at all; they are counted as unsupported.
 
 Pointer: absolute motion is scaled from stream pixels to the screen; the
@@ -89,8 +91,11 @@ def _load():
 
 EVDEV_KEYCODE_OFFSET = 8
 
-# Keys whose evdev+8 keycode must carry these keysyms on an evdev-numbered server.
-_EVDEV_FINGERPRINT = {30: "a", 28: "Return", 42: "Shift_L", 59: "F1", 57: "space", 16: "q"}
+# Keys whose evdev+8 keycode must carry these keysyms on an evdev-numbered
+# server.  Only keys every layout agrees on: letters move (AZERTY swaps A and
+# Q) and a French desktop must still be recognised as evdev-numbered.
+_EVDEV_FINGERPRINT = {1: "Escape", 14: "BackSpace", 15: "Tab", 28: "Return", 29: "Control_L",
+                      42: "Shift_L", 57: "space", 59: "F1", 88: "F12"}
 
 # evdev code -> keysym name, used only on servers with another keycode numbering.
 _FALLBACK_KEYSYMS: dict[int, str] = {

@@ -65,6 +65,7 @@ class Injector(ABC):
         self.gamepads: dict[int, GamepadState] = {}
         # Why input was not delivered: "key_unsupported", "gamepad_unsupported", ...
         self.counters: Counter[str] = Counter()
+        self.fallbacks: list[str] = []  # set by open_injector("auto"): backends that failed first
         self.closed = False
 
     # -- backend primitives ------------------------------------------------
