@@ -37,9 +37,6 @@ SIZES = {"1080p": (1920, 1080), "2160p": (3840, 2160)}
 ROUNDS = {"1080p": 300, "2160p": 100}
 LIBYUV = "/usr/lib/x86_64-linux-gnu/libyuv.so.0"
 
-_results: dict[tuple[str, str], tuple[float, float]] = {}
-
-
 def load_libyuv():
     """libyuv's ARGBToNV12 through ctypes, or None when the library is missing."""
     for candidate in (LIBYUV, ctypes.util.find_library("yuv")):
@@ -84,19 +81,10 @@ def frame(request):
     return built
 
 
-def record(benchmark, size: str, contender: str) -> None:
-    timings = sorted(benchmark.stats.stats.data)
-    median = benchmark.stats.stats.median
-    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
-    _results[(size, contender)] = (median, p99)
-    benchmark.extra_info["median_us"] = round(median * 1e6, 1)
-    benchmark.extra_info["p99_us"] = round(p99 * 1e6, 1)
-
-
-def run(benchmark, frame, contender, function):
+def run(benchmark, summary, frame, contender, function):
     benchmark.group = f"bgrx-nv12-{frame.size_name}"
     benchmark.pedantic(function, rounds=ROUNDS[frame.size_name], iterations=1, warmup_rounds=5)
-    record(benchmark, frame.size_name, contender)
+    summary.record(benchmark, frame.size_name, contender)
 
 
 def close_to_reference(frame, y, uv, tolerance: int) -> bool:
@@ -110,62 +98,50 @@ def close_to_reference(frame, y, uv, tolerance: int) -> bool:
     ("ours-threaded", "auto", 0),
     ("ours-sse2-1t", "sse2", 1),
 ])
-def test_ours(benchmark, frame, contender, path, threads):
+def test_ours(benchmark, bench_summary, frame, contender, path, threads):
     if path not in ("auto", *available_paths()):
         pytest.skip(f"path {path} not available on this CPU")
-    run(benchmark, frame, contender, lambda: frame.ours(path, threads))
+    run(benchmark, bench_summary, frame, contender, lambda: frame.ours(path, threads))
     y, uv = frame.planes()
     assert close_to_reference(frame, y, uv, 0)
     benchmark.extra_info["path"] = auto_path() if path == "auto" else path
 
 
-def test_ours_converter(benchmark, frame):
+def test_ours_converter(benchmark, bench_summary, frame):
     """The host's hot path: CapturedFrame in, pooled nv12 av.VideoFrame out."""
     converter = NV12Converter(frame.width, frame.height, "BGRX", matrix="bt601", threads=1)
     captured = CapturedFrame(pixels=frame.src, width=frame.width, height=frame.height,
                              stride=frame.width * 4, pixel_format="BGRX", sequence=0)
-    run(benchmark, frame, "ours-converter-1t", lambda: converter.convert(captured))
+    run(benchmark, bench_summary, frame, "ours-converter-1t", lambda: converter.convert(captured))
 
 
-def test_libyuv(benchmark, frame):
+def test_libyuv(benchmark, bench_summary, frame):
     convert = load_libyuv()
     if convert is None:
         pytest.skip("libyuv0 is not installed (apt-get install libyuv0): no libyuv baseline")
     w, h = frame.width, frame.height
     args = (frame.src.ctypes.data, w * 4, frame.y.ctypes.data, w, frame.uv.ctypes.data, w, w, h)
-    run(benchmark, frame, "libyuv", lambda: convert(*args))
+    run(benchmark, bench_summary, frame, "libyuv", lambda: convert(*args))
     y, uv = frame.planes()
     # Same matrix and range; only libyuv's coarser arithmetic differs.
     assert close_to_reference(frame, y, uv, 3)
 
 
-def test_swscale(benchmark, frame):
+def test_swscale(benchmark, bench_summary, frame):
     source = av.VideoFrame(frame.width, frame.height, "bgr0")
     plane = source.planes[0]
     rows = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
     rows[:, :frame.width * 4] = frame.src
-    run(benchmark, frame, "swscale", lambda: source.reformat(format="nv12"))
+    run(benchmark, bench_summary, frame, "swscale", lambda: source.reformat(format="nv12"))
     out = source.reformat(format="nv12")
     assert (out.format.name, out.width, out.height) == ("nv12", frame.width, frame.height)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not _results:
-        return
-    with capture.global_and_fixture_disabled():
-        for line in summary_lines():
-            reporter.write_line(line)
-
-
-def summary_lines() -> list[str]:
+def summary_lines(results) -> list[str]:
     lines = ["", f"BGRX -> NV12 BT.601 limited per frame (our auto path: {auto_path()}, "
                  f"{os.cpu_count()} CPUs)"]
     for size in SIZES:
-        rows = {c: t for (s, c), t in _results.items() if s == size}
+        rows = {c: t for (s, c), t in results.items() if s == size}
         for contender, (median, p99) in sorted(rows.items(), key=lambda item: item[1][0]):
             lines.append(f"  {size} {contender:18} median {median * 1e3:7.3f} ms"
                          f"  p99 {p99 * 1e3:7.3f} ms")
