@@ -227,6 +227,18 @@ def test_fullscreen_toggles_to_the_whole_screen_and_back(x11_env):
         poll_until(presenter, lambda e: e.kind == "resized" and (e.width, e.height) == (640, 360))
 
 
+def test_opening_fullscreen_fills_the_screen(x11_env):
+    with open_presenter("sdl", width=640, height=360, fullscreen=True, vsync=True,
+                        renderer="software") as presenter:
+        presenter.present(quadrant_frame(640, 360))
+        deadline = time.monotonic() + 3
+        while presenter.window_size() != (1280, 720) and time.monotonic() < deadline:
+            presenter.poll_events()
+            time.sleep(0.01)
+        assert presenter.window_size() == (1280, 720)
+        assert presenter.toggle_fullscreen() is False
+
+
 def test_calls_from_another_thread_are_refused(x11_env):
     errors = []
     with open_presenter("sdl", width=320, height=180, renderer="software") as presenter:
@@ -251,6 +263,9 @@ def test_dummy_driver_presents_without_a_display(monkeypatch):
         presenter.present(quadrant_frame(320, 180))
         assert_quadrants(presenter.read_pixels())
         assert presenter.window_to_stream(160, 90) == (160, 90)
+        presenter.present(quadrant_frame(320, 180, "yuvj420p"))  # not a texture format
+        assert presenter.conversions == 1
+        assert_quadrants(presenter.read_pixels())
         event = sdl2.SDL_Event()
         event.type = sdl2.SDL_QUIT
         assert sdl2.SDL_PushEvent(ctypes.byref(event)) == 1
