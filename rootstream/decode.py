@@ -97,6 +97,8 @@ class VideoDecoder:
     def decode(self, data: bytes) -> list[av.VideoFrame]:
         """Decode one access unit (Annex B); returns its picture, or [] if the
         decoder needs more (e.g. a P-frame before any keyframe)."""
+        if self._ctx is None:
+            raise DecodeError(f"the {self.name} decoder is closed")
         if not data:
             # An empty packet would mean "end of stream" to FFmpeg.
             self.errors += 1

@@ -152,6 +152,8 @@ class VideoEncoder:
         The frame's ``pts`` and ``pict_type`` are overwritten (the encoder owns
         the timeline; ``pict_type`` carries the IDR request to FFmpeg).
         """
+        if self._ctx is None:
+            raise EncodeError(f"the {self.name} encoder is closed")
         if frame.format.name != "nv12" or frame.width != self.width or frame.height != self.height:
             raise EncodeError(
                 "encoder input must be an NV12 frame of the configured size",

@@ -94,6 +94,13 @@ def test_empty_unit_is_an_error_not_end_of_stream(stream):
     assert_still_decodes(decoder, stream)
 
 
+def test_a_closed_decoder_says_so(stream):
+    decoder = open_decoder("software")
+    decoder.close()
+    with pytest.raises(DecodeError, match="closed"):
+        decoder.decode(stream[0])
+
+
 def test_garbage_is_rejected_and_counted(stream):
     decoder = open_decoder("software")
     decoder.decode(stream[0])

@@ -202,6 +202,13 @@ def test_bitrate_above_the_ceiling_reopens_with_an_idr():
     assert encoder.bitrate == 8_000_000
 
 
+def test_a_closed_encoder_says_so():
+    encoder = open_encoder("x264", width=320, height=192)
+    encoder.close()
+    with pytest.raises(EncodeError, match="closed"):
+        encoder.encode(pattern_nv12(320, 192))
+
+
 def test_bad_input_frames_are_refused(x264):
     with pytest.raises(EncodeError, match="NV12 frame of the configured size"):
         x264.encode(pattern_nv12(W, H).reformat(format="yuv420p"))

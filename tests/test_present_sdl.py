@@ -17,6 +17,8 @@ import pytest
 import sdl2
 from test_present import QUADRANTS_RGB, quadrant_frame
 
+from rootstream.decode import open_decoder
+from rootstream.encode import open_encoder
 from rootstream.errors import PresentError
 from rootstream.present import open_presenter
 
@@ -270,6 +272,21 @@ def test_dummy_driver_presents_without_a_display(monkeypatch):
         event.type = sdl2.SDL_QUIT
         assert sdl2.SDL_PushEvent(ctypes.byref(event)) == 1
         assert [e.kind for e in presenter.poll_events()] == ["quit"]
+
+
+def test_decoder_output_goes_straight_to_the_texture(monkeypatch):
+    """Decoded planes have padded rows (line_size > width): the pitches must
+    reach SDL, or the picture shears."""
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    width, height = 200, 120
+    with open_encoder("x264", width=width, height=height, bitrate=4_000_000) as encoder:
+        (unit,) = encoder.encode(quadrant_frame(width, height))
+    (picture,) = open_decoder("software").decode(unit.data)
+    assert picture.planes[0].line_size > width
+    with open_presenter("sdl", width=width, height=height) as presenter:
+        presenter.present(picture)
+        assert presenter.conversions == 0
+        assert_quadrants(presenter.read_pixels())
 
 
 def test_no_display_is_a_clear_error_with_a_hint(monkeypatch):
