@@ -7,6 +7,7 @@ whole path on a GPU is in the `hardware` tests at the end.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import runpy
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from rootstream._native.drm_abi import DRM_FORMAT_XRGB8888, fourcc
+from rootstream._native.drm_device import DrmIoctlError
 from rootstream._native.drm_map import Mapping, plane_view
 from rootstream._native.drm_parse import DrmError, Framebuffer, parse_fb2
 from rootstream.capture.base import CaptureBackend
@@ -341,6 +343,23 @@ def test_grab_without_cursor_is_a_view_of_the_mapping(replay):
         replay.plane_fb[31] = 0  # the display blanks: nothing to grab
         assert capture.grab(timeout=0.5) is None
     assert sorted(replay.handles_closed) == sorted(replay.handles_out)
+
+
+def test_a_cursor_freed_mid_read_costs_only_the_cursor(replay):
+    recorded = replay.getfb2
+
+    def getfb2(fb_id):
+        if fb_id == 90:
+            raise DrmIoctlError("DRM_IOCTL_MODE_GETFB2 failed: No such file or directory",
+                                errno=errno.ENOENT)
+        return recorded(fb_id)
+
+    replay.getfb2 = getfb2
+    with KmsCapture(device=replay, fps=1000) as capture:
+        frame = capture.grab(timeout=1.0)
+        assert frame is not None and frame.pixels[0, 800 * 4] == 10
+        assert capture.cursor_note == (
+            "cursor not shown: DRM_IOCTL_MODE_GETFB2 failed: No such file or directory")
 
 
 def test_tiled_flip_mid_stream_is_a_capture_error(replay):

@@ -137,6 +137,18 @@ def test_letterbox_and_mouse_mapping_on_the_current_mode():
         assert presenter.window_to_stream(100, 540) is None  # on a bar
 
 
+def test_a_desktop_session_holding_the_display():
+    card = ReplayCard()
+    card.not_master = True
+    with pytest.raises(PresentError) as info:
+        KmsPresenter(width=1280, height=720, device=card)
+    assert str(info.value) == "cannot set the display mode: another program is the DRM master"
+    assert "text console" in info.value.hint and info.value.hint.endswith("--present sdl")
+    # Nothing was changed, so nothing is restored; the buffers are freed.
+    assert card.crtc_sets == [] and card.framebuffers == {} and len(card.dumb_destroyed) == 2
+    assert card.fd == -1
+
+
 def test_a_refused_flip_drops_the_frame():
     card = ReplayCard()
     with KmsPresenter(width=1280, height=720, device=card) as presenter:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno as errno_codes
 import fcntl
+import math
 import os
 import select
 from collections.abc import Callable, Sequence
@@ -411,8 +412,10 @@ class DrmDevice:
 
     def read_events(self, timeout: float | None) -> list[parse.VblankEvent]:
         """Events queued on the card fd; [] if none arrived within ``timeout`` seconds."""
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if not ready:
+        # poll, not select: a busy client may hold fds beyond select's 1024.
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        if not poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000))):
             return []
         # The kernel only returns whole events; 4 KiB holds over a hundred.
         data = os.read(self.fd, 4096)

@@ -287,7 +287,13 @@ class KmsCapture(CaptureBackend):
                            or "Pre-multiplied")
 
     def _with_cursor(self, view: np.ndarray) -> np.ndarray:
-        layer = self._cursor_layer()
+        try:
+            layer = self._cursor_layer()
+        except DrmError as exc:
+            # The cursor is a nicety: a cursor buffer freed mid-read (the
+            # pointer changed shape) costs it for one frame, never the frame.
+            self.cursor_note = f"cursor not shown: {exc}"
+            return view
         if layer is None:
             return view
         if self._canvas is None or self._canvas.shape != view.shape:

@@ -91,6 +91,9 @@ class KmsPresenter(Presenter):
     ``connector``: "HDMI-A-1" or None for the first connected one;
     ``mode``: "fit" (the smallest mode holding the stream, else the current
     one) or "current" (never change the display's timing).
+
+    ``title`` and ``fullscreen`` mean nothing on a bare display (it is always
+    the whole screen); ``vsync`` is always on: a page flip happens at vblank.
     """
 
     name = "kms"
@@ -104,7 +107,7 @@ class KmsPresenter(Presenter):
             raise PresentError(f"unknown KMS mode policy {mode!r}", hint="use fit or current")
         self._device: DrmDevice | None = None
         self._buffers: list[DumbBuffer] = []
-        self._saved: Crtc | None = None
+        self._saved: Crtc | None = None  # the CRTC as it was; restored once we changed it
         self._saved_connectors: list[int] = []
         self._flip_pending = False
         self._front = 0
@@ -159,12 +162,14 @@ class KmsPresenter(Presenter):
         self.connector_name, self.crtc_id, self.mode = output.connector.name, output.crtc_id, mode
         self._connector_id = output.connector.id
         self._buffers = [self._new_buffer(mode) for _ in range(2)]
+        saved, self._saved = self._saved, None  # nothing to restore until SETCRTC succeeds
         try:
             dev.set_crtc(self.crtc_id, self._buffers[0].fb_id, 0, 0, [self._connector_id], mode)
         except DrmIoctlError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM):
                 raise PresentError(MASTER_MESSAGE, hint=MASTER_HINT) from exc
             raise
+        self._saved = saved
 
     def _new_buffer(self, mode: Mode) -> DumbBuffer:
         dev = self._device

@@ -60,6 +60,7 @@ class ReplayCard(DrmDevice):
         self.crtc_sets: list[tuple] = []
         self.flips: list[tuple[int, int]] = []
         self.flip_busy = False  # make the next PAGE_FLIP fail with EBUSY
+        self.not_master = False  # refuse SETCRTC as the kernel does for non-masters
         self._events_r, self._events_w = os.pipe()
 
     def _allocate(self, handle: int, size: int) -> int:
@@ -161,6 +162,9 @@ class ReplayCard(DrmDevice):
         self.dumb_destroyed.append(handle)
 
     def set_crtc(self, crtc_id, fb_id, x, y, connector_ids, mode):
+        if self.not_master:
+            raise DrmIoctlError("DRM_IOCTL_MODE_SETCRTC failed: Permission denied",
+                                errno=errno.EACCES)
         self.crtc_sets.append((crtc_id, fb_id, x, y, list(connector_ids),
                                str(mode) if mode else None))
 
