@@ -52,6 +52,7 @@ from rootstream.protocol import (
     decode_control,
     encode_control,
 )
+from rootstream.service import ClientService, SessionInfo
 from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
 
 PEER_TIMEOUT_S = 2.0
@@ -99,9 +100,11 @@ class _Decoded:
 class Client:
     """A rootstream client.  ``run()`` blocks until the stream ends."""
 
-    def __init__(self, options: ClientOptions, *, log: Callable[[str], None] = print):
+    def __init__(self, options: ClientOptions, *, log: Callable[[str], None] = print,
+                 services: list[ClientService] | None = None):
         self.options = options
         self.log = log
+        self.services: list[ClientService] = list(services or [])
         self.stats = StatsCollector("client", CLIENT_STAGES)
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         self.transport = UdpTransport(("0.0.0.0" if ":" not in options.host[0] else "::", 0))
@@ -140,6 +143,8 @@ class Client:
                                        height=config.height,
                                        title=f"rootstream: {config.host_name}",
                                        fullscreen=self.options.fullscreen)
+            for service in self.services:
+                service.attach_presenter(presenter)
             self.log(f"rootstream: connected to {config.host_name} "
                      f"({config.width}x{config.height}@{config.fps}, "
                      f"{config.bitrate_kbps / 1000:g} Mbit/s), showing with {presenter.name}")
@@ -154,6 +159,11 @@ class Client:
             receiver.join(timeout=2)
             if decoder_thread is not None:
                 decoder_thread.join(timeout=2)
+            if self._configured.is_set():
+                for service in self.services:
+                    service.session_ended(self._reason or "stopped")
+            for service in self.services:
+                service.close()
             if presenter is not None:
                 presenter.close()
             self._report()
@@ -260,6 +270,8 @@ class Client:
                     self._ask_keyframe(IdrReason.FRAME_LOST, now)
                 if self._need_keyframe.is_set() and now - self._last_idr_request > IDR_RETRY_S:
                     self._ask_keyframe(IdrReason.FRAME_LOST, now)
+                for service in self.services:
+                    service.tick(time.monotonic_ns())
                 if now >= next_stats:
                     self._send_stats()
                     next_stats = now + STATS_REPORT_S
@@ -287,7 +299,8 @@ class Client:
                 self._need_keyframe.set()
             return
         if header.ptype != PacketType.CONTROL:
-            self.stats.count("dropped_unexpected")
+            if not any(service.handle(header, payload) for service in self.services):
+                self.stats.count("dropped_unexpected")
             return
         try:
             message = decode_control(payload)
@@ -297,6 +310,10 @@ class Client:
         if isinstance(message, Config):
             if not self._configured.is_set():
                 self._config = message
+                info = SessionInfo(self.options.host, message.session_id, message.host_name,
+                                   message)
+                for service in self.services:
+                    service.session_started(info, self._sender)
                 self._configured.set()
         elif isinstance(message, Bye):
             if not self._configured.is_set() and message.reason == ByeReason.BUSY:
@@ -306,6 +323,8 @@ class Client:
                 self._finish("host said bye")
         elif isinstance(message, (Keepalive, Ping)):
             pass  # liveness is any datagram at all
+        for service in self.services:
+            service.on_control(message)
 
     def _drain_decode_queue(self) -> None:
         while True:
@@ -319,6 +338,9 @@ class Client:
         self._last_idr_request = now
         self._send(IdrRequest(reason, self._decoded_frame_id))
         self.stats.count("idr_requests")
+
+    def _sender(self, ptype: PacketType, payload: bytes) -> None:
+        self.transport.send(ptype, payload, self.options.host)
 
     def _send(self, message) -> None:
         self.transport.send(PacketType.CONTROL, encode_control(message), self.options.host)

@@ -47,6 +47,7 @@ from rootstream.protocol import (
     decode_control,
     encode_control,
 )
+from rootstream.service import Service, SessionInfo
 from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
 
 PEER_TIMEOUT_S = 2.0
@@ -79,6 +80,7 @@ class _Session:
     client_name: str
     started: float
     last_heard: float
+    info: SessionInfo | None = None
 
 
 @dataclass
@@ -90,9 +92,11 @@ class _PendingFrame:
 class Host:
     """A rootstream host.  ``serve()`` blocks until ``stop()`` (or max_sessions)."""
 
-    def __init__(self, options: HostOptions, *, log: Callable[[str], None] = print):
+    def __init__(self, options: HostOptions, *, log: Callable[[str], None] = print,
+                 services: list[Service] | None = None):
         self.options = options
         self.log = log
+        self.services: list[Service] = list(services or [])
         self.stats = StatsCollector("host", HOST_STAGES)
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         self._stop = threading.Event()
@@ -144,16 +148,20 @@ class Host:
                 now = time.monotonic()
                 if received is not None:
                     header, payload, address, _ = received
-                    self._on_datagram(header.ptype, payload, address, now)
+                    self._on_datagram(header, payload, address, now)
                 session = self._session
                 if session is not None:
                     if now - session.last_heard > PEER_TIMEOUT_S:
                         self.log(f"client {_fmt(session.address)} went silent; "
                                  "waiting for the next one")
                         self._end_session(ByeReason.TIMEOUT)
-                    elif now >= next_keepalive:
-                        self._send_control(Keepalive(_now_ms() & 0xFFFFFFFF), session.address)
-                        next_keepalive = now + KEEPALIVE_S
+                    else:
+                        if now >= next_keepalive:
+                            self._send_control(Keepalive(_now_ms() & 0xFFFFFFFF),
+                                               session.address)
+                            next_keepalive = now + KEEPALIVE_S
+                        for service in self.services:
+                            service.tick(time.monotonic_ns())
                 if now >= next_report:
                     self._report()
                     next_report = now + self.options.stats_interval
@@ -171,16 +179,21 @@ class Host:
 
     def close(self) -> None:
         self.stop()
+        for service in self.services:
+            service.close()
         self.transport.close()
         self.capture.close()
         self.encoder.close()
         if self._json:
             self._json.close()
 
-    def _on_datagram(self, ptype: PacketType, payload, address, now: float) -> None:
+    def _on_datagram(self, header, payload, address, now: float) -> None:
         session = self._session
-        if ptype != PacketType.CONTROL:
-            # Video and audio flow host -> client; input arrives with its issue.
+        if header.ptype != PacketType.CONTROL:
+            if session is not None and address == session.address:
+                session.last_heard = now
+                if any(service.handle(header, payload) for service in self.services):
+                    return
             self.stats.count("dropped_unexpected")
             return
         try:
@@ -207,6 +220,9 @@ class Host:
         elif isinstance(message, Bye):
             self.log(f"client {_fmt(address)} said bye; waiting for the next one")
             self._end_session(None)
+            return
+        for service in self.services:
+            service.on_control(message)
 
     def _on_hello(self, hello: Hello, address, now: float) -> None:
         session = self._session
@@ -226,7 +242,12 @@ class Host:
             self.log(f"client {_fmt(address)} ({hello.client_name or 'unnamed'}) connected")
         session.last_heard = now
         # (Re)send the configuration: the client repeats hello until it has it.
-        self._send_control(self._config(session), address)
+        config = self._config(session)
+        self._send_control(config, address)
+        if session.info is None:
+            session.info = SessionInfo(address, session.session_id, session.client_name, config)
+            for service in self.services:
+                service.session_started(session.info, self._sender(address))
         self._idr.set()
         self._want_picture.set()
 
@@ -247,10 +268,19 @@ class Host:
             self._send_control(Bye(reason), session.address)
         with self._session_lock:
             self._session = None
+        if session.info is not None:
+            why = "bye" if reason is None else ByeReason(reason).name.lower()
+            for service in self.services:
+                service.session_ended(why)
         self._mailbox.clear()
         if self.options.max_sessions is not None and (
                 self.sessions_served >= self.options.max_sessions):
             self._stop.set()
+
+    def _sender(self, address):
+        def send(ptype: PacketType, payload: bytes) -> None:
+            self.transport.send(ptype, payload, address)
+        return send
 
     def _send_control(self, message, address) -> None:
         self.transport.send(PacketType.CONTROL, encode_control(message), address)

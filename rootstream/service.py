@@ -1,0 +1,59 @@
+"""Extension points of the host and client session loops.
+
+Input, audio, bitrate adaptation and benchmarking each plug into a session
+as a service instead of growing host.py and client.py: the loops call these
+hooks, a service overrides the ones it needs.  Hooks run on the loop's
+control thread (host) or receive thread (client) unless said otherwise, so
+they must return quickly; a service that needs to block runs its own thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rootstream.protocol import Config, Header, PacketType
+
+# send(ptype, payload): one datagram to the session's peer, sent at once.
+Sender = Callable[[PacketType, bytes], None]
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    address: tuple
+    session_id: int
+    peer_name: str
+    config: Config  # what the host announced
+
+
+class Service:
+    """No-op defaults for every hook."""
+
+    name = "service"
+
+    def session_started(self, session: SessionInfo, send: Sender) -> None:
+        """A session began; ``send`` reaches the peer until session_ended."""
+
+    def handle(self, header: Header, payload: memoryview) -> bool:
+        """A datagram of a type the loop does not consume (INPUT on the host,
+        AUDIO on the client) from the session's peer.  True when taken."""
+        return False
+
+    def on_control(self, message: object) -> None:
+        """A CONTROL message from the session's peer, after the loop acted on it."""
+
+    def tick(self, now_ns: int) -> None:
+        """Called every ~50 ms while a session runs (timers, periodic sends)."""
+
+    def session_ended(self, reason: str) -> None:
+        """The session ended (bye, timeout, replaced, stop): release what it held."""
+
+    def close(self) -> None:
+        """The host or client is shutting down."""
+
+
+class ClientService(Service):
+    """Client-side services may also see the presenter (on the main thread)."""
+
+    def attach_presenter(self, presenter) -> None:
+        """The window is open: register event listeners, draw overlays."""
