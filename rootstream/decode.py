@@ -17,9 +17,11 @@ first picture comes out; the host's streams have no B-frames, so nothing needs
 reordering and every ``decode()`` returns the picture of the packet it was
 given.
 
-Bad bitstreams: FFmpeg conceals what it can; what it rejects becomes a
-DecodeError (counted in ``errors``) and the decoder stays usable.  The client's
-answer to either is to ask the host for an IDR.
+Bad bitstreams: what FFmpeg rejects becomes a DecodeError (counted in
+``errors``) and the decoder stays usable; what it conceals comes out as a
+picture flagged ``is_corrupt`` (counted in ``corrupt_frames``).  The client's
+answer to either is to ask the host for an IDR.  A lost reference frame is not
+always visible here: the protocol's frame numbering is what catches loss.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class VideoDecoder:
         self.fallbacks: list[BackendProbe] = []  # filled by open_decoder("auto")
         self.frames_decoded = 0
         self.errors = 0  # access units FFmpeg rejected
+        self.corrupt_frames = 0  # pictures FFmpeg returned with concealed damage
         device_type = DECODERS[name]
         hwaccel = None
         if device_type is not None:
@@ -110,6 +113,7 @@ class VideoDecoder:
             raise DecodeError("the video bitstream could not be decoded",
                               details=[f"{type(exc).__name__}: {exc}"]) from exc
         self.frames_decoded += len(frames)
+        self.corrupt_frames += sum(frame.is_corrupt for frame in frames)
         return frames
 
     def flush(self) -> list[av.VideoFrame]:

@@ -129,6 +129,13 @@ def test_bit_flips_in_p_frames_are_survived(stream):
     assert_still_decodes(decoder, stream)
 
 
+def test_a_cut_off_p_frame_is_counted(stream):
+    decoder = open_decoder("software")
+    decoder.decode(stream[0])
+    decode_or_reject(decoder, stream[1][:len(stream[1]) // 2])
+    assert decoder.errors + decoder.corrupt_frames == 1
+
+
 def test_a_p_frame_before_any_keyframe_yields_nothing_usable(stream):
     decoder = open_decoder("software")
     decode_or_reject(decoder, stream[3])
