@@ -341,9 +341,10 @@ class NvencEncoder(VideoEncoder):
 
 
 class VaapiEncoder(VideoEncoder):
-    """VA-API through PyAV's hardware encode (PyAV >= 17: ``CodecContext.create(
-    ..., hwaccel=HWAccel("vaapi"))`` attaches the device, ``open()`` builds the
-    frames context, ``encode()`` uploads each NV12 frame to a surface).
+    """VA-API through PyAV's hardware encode (PyAV 18 added it: ``CodecContext.
+    create(..., hwaccel=HWAccel("vaapi"))`` attaches the device, ``open()``
+    builds the frames context, ``encode()`` uploads each NV12 frame to a
+    surface; older PyAV fails h264_vaapi at avcodec_open2 with EINVAL).
 
     Option ``device``: the render node (default: the first /dev/dri/renderD*).
     Bitrate: FFmpeg's VA-API encoders fix rate control at init, so a change
@@ -363,6 +364,8 @@ class VaapiEncoder(VideoEncoder):
         base = super().unavailable_reason(codec)
         if base:
             reasons.append(base)
+        if int(av.__version__.split(".")[0]) < 18:
+            reasons.append(f"PyAV {av.__version__} cannot encode on hardware (needs PyAV 18+)")
         if "vaapi" not in hwdevices_available():
             reasons.append("its libavutil has no vaapi device type (it has: "
                            f"{', '.join(hwdevices_available()) or 'none'})")
