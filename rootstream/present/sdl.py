@@ -54,18 +54,17 @@ def _plane_pointer(plane) -> ctypes.POINTER(ctypes.c_ubyte):
 class SdlPresenter(Presenter):
     """Options: ``renderer`` (an SDL render driver name: "software", "opengl",
     ...; default SDL's choice), ``window_size`` ((w, h), default the stream
-    size), ``hidden`` (create the window unmapped, for probing)."""
+    size)."""
 
     name = "sdl"
 
     def __init__(self, *, width: int, height: int, title: str = "rootstream",
                  fullscreen: bool = False, vsync: bool = False, renderer: str | None = None,
-                 window_size: tuple[int, int] | None = None, hidden: bool = False):
+                 window_size: tuple[int, int] | None = None):
         super().__init__(width=width, height=height)
         self._thread = threading.get_ident()
         self._window = self._renderer = self._texture = None
         self._texture_key: tuple[str, int, int] | None = None
-        self._last_frame: av.VideoFrame | None = None
         self._event = sdl2.SDL_Event()
         self.conversions = 0  # frames that arrived in a format SDL cannot take directly
         self._video_initialised = False
@@ -86,7 +85,7 @@ class SdlPresenter(Presenter):
                 details=[f"SDL found only its {headless} video driver, which shows nothing"],
             )
         try:
-            self._open_window(title, window_size or (width, height), fullscreen, vsync, hidden)
+            self._open_window(title, window_size or (width, height), fullscreen, vsync)
         except BaseException:
             self.close()
             raise
@@ -101,12 +100,10 @@ class SdlPresenter(Presenter):
         sdl2.SDL_QuitSubSystem(sdl2.SDL_INIT_VIDEO)
         return f"no display: SDL found only its {headless} video driver" if headless else ""
 
-    def _open_window(self, title, size, fullscreen, vsync, hidden) -> None:
+    def _open_window(self, title, size, fullscreen, vsync) -> None:
         flags = sdl2.SDL_WINDOW_RESIZABLE | sdl2.SDL_WINDOW_ALLOW_HIGHDPI
         if fullscreen:
             flags |= sdl2.SDL_WINDOW_FULLSCREEN_DESKTOP
-        if hidden:
-            flags |= sdl2.SDL_WINDOW_HIDDEN
         pos = sdl2.SDL_WINDOWPOS_CENTERED
         self._window = sdl2.SDL_CreateWindow(title.encode(), pos, pos, size[0], size[1], flags)
         if not self._window:
@@ -133,8 +130,7 @@ class SdlPresenter(Presenter):
         if frame.format.name not in _TEXTURE_FORMATS:
             frame = frame.reformat(format="yuv420p")  # e.g. yuvj420p from a foreign stream
             self.conversions += 1
-        self._upload(frame)
-        self._last_frame = frame
+        self._upload(frame)  # SDL copies the planes: the frame may go right after
         self._draw()
         sdl2.SDL_RenderPresent(self._renderer)
         self.frames_presented += 1
@@ -269,7 +265,6 @@ class SdlPresenter(Presenter):
         if self._window:
             sdl2.SDL_DestroyWindow(self._window)
         self._texture = self._renderer = self._window = None
-        self._last_frame = None
         if self._video_initialised:
             self._video_initialised = False
             sdl2.SDL_QuitSubSystem(sdl2.SDL_INIT_VIDEO)
