@@ -161,3 +161,25 @@ def test_open_card_reports_every_card_tried(tmp_path):
         kms.open_card(dri_dir=tmp_path)
     assert len(info.value.details) == 2 and "card1 is not a DRM device" in info.value.details[1]
 
+
+
+def test_open_output_chooses_on_the_card_it_was_given():
+    card, output = kms.open_output(ReplayCard(), kms.choose_capture_output)
+    assert output.connector.name == "HDMI-A-1" and card.fd >= 0
+    card.close()
+
+
+def test_open_output_closes_a_card_it_cannot_use():
+    card = ReplayCard()
+    with pytest.raises(p.DrmError, match="DP-1 is not connected"):
+        kms.open_output(card, lambda t: kms.choose_capture_output(t, "DP-1"))
+    assert card.fd == -1
+
+
+def test_open_output_tries_every_card(tmp_path):
+    for name in ("card0", "card1"):
+        (tmp_path / name).touch()
+    with pytest.raises(p.DrmError, match="card0 is not a DRM device") as info:
+        kms.open_output(None, kms.choose_capture_output, dri_dir=tmp_path)
+    assert [line.split(":")[0] for line in info.value.details] == [
+        str(tmp_path / "card0"), str(tmp_path / "card1")]

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from rootstream._native.drm_abi import (
     DRM_CLIENT_CAP_ATOMIC,
@@ -45,6 +45,7 @@ from rootstream._native.drm_parse import (
 )
 
 DRI_DIR = Path("/dev/dri")
+T = TypeVar("T")
 
 # Fixed messages and hints, shared by capture and presentation (each adds
 # its own alternative backend to the hint).
@@ -91,18 +92,48 @@ def open_card(path: str | os.PathLike | None = None, *, dri_dir: Path = DRI_DIR,
     visible) and, where the driver is atomic, the atomic one (plane positions
     such as CRTC_X become readable); neither needs DRM master.
     """
-    if path is not None:
-        return _open_one(Path(path), on_reply)
-    failures: list[DrmError] = []
-    skipped: list[str] = []
-    for candidate in find_cards(dri_dir):
+    device, _ = open_output(path, None, dri_dir=dri_dir, on_reply=on_reply)
+    return device
+
+
+def open_output(device: str | os.PathLike | DrmDevice | None,
+                choose: Callable[[Topology], T] | None, *, dri_dir: Path = DRI_DIR,
+                on_reply: Callable[[str, bytes], None] | None = None
+                ) -> tuple[DrmDevice, T | None]:
+    """The first card (``device``, or each of /dev/dri/card* in turn) that opens
+    and on whose topology ``choose`` succeeds, with what ``choose`` returned.
+
+    On a machine with two GPUs the display may hang off either, so without a
+    named device every card is tried; the error then lists why each failed.
+    A DrmDevice passed in is owned from here on: closed if ``choose`` fails.
+    """
+    if isinstance(device, DrmDevice):
+        return device, _choose_on(device, choose)
+    if device is not None:
+        card = _open_one(Path(device), on_reply)
+        return card, _choose_on(card, choose)
+    failures: list[tuple[Path, DrmError]] = []
+    for path in find_cards(dri_dir):
         try:
-            return _open_one(candidate, on_reply)
+            card = _open_one(path, on_reply)
+            return card, _choose_on(card, choose)
         except DrmError as exc:
-            failures.append(exc)
-            skipped.append(f"{candidate}: {exc}")
-    first = failures[0]  # find_cards never returns an empty list
-    raise DrmError(str(first), hint=first.hint, details=skipped)
+            failures.append((path, exc))
+    first = failures[0][1]  # find_cards never returns an empty list
+    details = [f"{path}: {exc}" for path, exc in failures]
+    if len(failures) == 1:
+        details = first.details or details
+    raise DrmError(str(first), hint=first.hint, details=details)
+
+
+def _choose_on(card: DrmDevice, choose: Callable[[Topology], T] | None) -> T | None:
+    if choose is None:
+        return None
+    try:
+        return choose(read_topology(card))
+    except BaseException:
+        card.close()
+        raise
 
 
 def _open_one(path: Path, on_reply) -> DrmDevice:
@@ -337,6 +368,7 @@ def _free_crtc(topology: Topology, connector: Connector) -> Crtc:
 __all__ = [
     "ACCESS_HINT", "NO_DRI_HINT", "NO_DRI_MESSAGE", "CaptureOutput", "DrmError", "PlaneInfo",
     "PresentOutput", "Topology", "choose_capture_output", "choose_mode",
-    "choose_present_output", "describe_connectors", "find_cards", "open_card", "read_plane",
+    "choose_present_output", "describe_connectors", "find_cards", "open_card", "open_output",
+    "read_plane",
     "read_topology",
 ]

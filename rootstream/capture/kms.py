@@ -171,9 +171,8 @@ class KmsCapture(CaptureBackend):
         self._want_cursor = cursor
         self._fb_size = (0, 0)
         try:
-            self._device = device if isinstance(device, DrmDevice) else kms.open_card(device)
-            topology = kms.read_topology(self._device)
-            self.output = kms.choose_capture_output(topology, connector)
+            self._device, self.output = kms.open_output(
+                device, lambda topology: kms.choose_capture_output(topology, connector))
             self._mapper = BufferMapper(self._device)
             self._set_viewport(self.output.crtc)
             self._check_current()

@@ -143,14 +143,14 @@ class KmsPresenter(Presenter):
 
     # -- opening -----------------------------------------------------------
     def _open(self, device: str | None, connector: str | None, policy: str) -> None:
-        if isinstance(device, DrmDevice):
-            self._device = dev = device
-        else:
-            self._device = dev = kms.open_card(device)
+        def choose(topology: kms.Topology):
+            output = kms.choose_present_output(topology, connector, self.width, self.height)
+            return topology, output
+
+        self._device, (topology, output) = kms.open_output(device, choose)
+        dev = self._device
         if not dev.get_cap(DRM_CAP_DUMB_BUFFER):
             raise DrmError(f"{dev.path} cannot allocate dumb buffers")
-        topology = kms.read_topology(dev)
-        output = kms.choose_present_output(topology, connector, self.width, self.height)
         self._saved = topology.crtcs[output.crtc_id]
         self._saved_connectors = [
             c.id for c in topology.connectors
