@@ -165,8 +165,9 @@ def _ioctl(fd: int, request: int, args) -> None:
 class DrmDevice:
     """An open DRM card (/dev/dri/cardN).
 
-    ``on_reply(name, image)``, when given, sees every reply image; ``rootstream
-    doctor`` uses it to record a real card for the tests' recorded images.
+    ``on_reply(name, image)``, when given, sees every reply image:
+    ``KmsCapture.probe(record_dir=...)`` uses it to turn a real card into
+    recorded images like those in tests/data/drm/.
     """
 
     def __init__(self, path: str, *, on_reply: Callable[[str, bytes], None] | None = None):

@@ -142,7 +142,7 @@ class KmsPresenter(Presenter):
         return ""
 
     # -- opening -----------------------------------------------------------
-    def _open(self, device: str | None, connector: str | None, policy: str) -> None:
+    def _open(self, device: str | DrmDevice | None, connector: str | None, policy: str) -> None:
         def choose(topology: kms.Topology):
             output = kms.choose_present_output(topology, connector, self.width, self.height)
             return topology, output
