@@ -16,6 +16,7 @@ setup(
             "rootstream._native._nv12",
             [
                 "rootstream/_native/nv12_module.c",
+                "rootstream/_native/nv12_pool.c",
                 "rootstream/_native/nv12_scalar.c",
                 "rootstream/_native/nv12_x86.c",
             ],

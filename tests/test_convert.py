@@ -3,9 +3,11 @@ arguments checked, the GIL released, and PyAV frames the encoder accepts."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import av
@@ -97,6 +99,71 @@ def test_threads_split_rows_identically(path, threads):
         y, uv = nv12_planes(width, height, y_pad=1)
         run_nv12(src, width, height, y, uv, path=path, threads=threads)
         assert_nv12(src, width, height, y, uv)
+
+
+def test_thread_counts_change_between_calls():
+    # The helper pool grows to the largest count asked for; a later, smaller
+    # count must still split correctly (extra helpers sit the call out).
+    rng = np.random.default_rng(8)
+    src = random_frame(rng, 100, 60)
+    for threads in (2, 6, 2, 1, 4, 3):
+        y, uv = nv12_planes(100, 60)
+        run_nv12(src, 100, 60, y, uv, threads=threads)
+        assert_nv12(src, 100, 60, y, uv)
+
+
+def test_concurrent_conversions_from_python_threads():
+    """While one call holds the helper pool, others start their own threads."""
+    rng = np.random.default_rng(9)
+    sources = [random_frame(rng, 320, 200 + 2 * i) for i in range(4)]
+    failures: list[BaseException] = []
+
+    def worker(src):
+        try:
+            height = src.shape[0]
+            for _ in range(15):
+                y, uv = nv12_planes(320, height)
+                run_nv12(src, 320, height, y, uv, threads=3)
+                assert_nv12(src, 320, height, y, uv)
+        except BaseException as exc:  # handed to the main thread below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(src,)) for src in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[0]
+
+
+def test_a_forked_child_converts_with_threads():
+    """After fork() the child has no helper threads; it must start its own."""
+    rng = np.random.default_rng(10)
+    src = random_frame(rng, 64, 64)
+    y, uv = nv12_planes(64, 64)
+    run_nv12(src, 64, 64, y, uv, threads=2)  # the parent's pool now exists
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            y2, uv2 = nv12_planes(64, 64)
+            run_nv12(src, 64, 64, y2, uv2, threads=2)
+            status = 0 if (y2 == y).all() and (uv2 == uv).all() else 2
+        finally:
+            os._exit(status)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung converting with threads")
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_auto_threads_on_a_large_frame():

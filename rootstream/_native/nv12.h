@@ -48,6 +48,7 @@
 #include <stdint.h>
 
 #define NV12_SHIFT 15
+#define NV12_MAX_THREADS 64
 
 typedef struct nv12_coeffs {
     int32_t y[3]; /* per byte position 0, 1, 2 of a pixel */
@@ -93,6 +94,11 @@ void nv12_pair_at(const nv12_job *job, int row, nv12_pair *pair);
 void nv12_pair_scalar(const nv12_job *job, const nv12_pair *pair, int x_begin);
 
 void nv12_rows_scalar(const nv12_job *job, int row_begin, int row_end);
+
+/* Converts the whole job with `threads` threads (the caller's included),
+ * splitting its rows; 1 runs everything on the caller.  nv12_pool.c. */
+void nv12_run(const nv12_job *job, nv12_rows_fn rows, int threads);
+
 #if defined(__x86_64__) || (defined(__i386__) && defined(__SSE2__))
 #define NV12_HAVE_X86 1
 void nv12_rows_sse2(const nv12_job *job, int row_begin, int row_end);

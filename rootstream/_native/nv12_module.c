@@ -8,7 +8,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,7 +15,6 @@
 #include "nv12.h"
 
 #define MAX_DIMENSION 32768
-#define MAX_THREADS 64
 /* Below this many pixels a frame converts faster than threads start. */
 #define THREADING_MIN_PIXELS (640 * 360)
 
@@ -138,60 +136,12 @@ static const path_entry *find_path(const char *name)
 
 /* ---------------------------------------------------------------- threads */
 
-typedef struct slice {
-    const nv12_job *job;
-    nv12_rows_fn rows;
-    int begin, end;
-    pthread_t thread;
-    int started;
-} slice;
-
-static void *run_slice(void *arg)
-{
-    slice *s = arg;
-    s->rows(s->job, s->begin, s->end);
-    return NULL;
-}
-
 static int auto_threads(const nv12_job *job)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if ((long)job->width * job->height < THREADING_MIN_PIXELS || cpus < 2)
         return 1;
     return cpus > 8 ? 8 : (int)cpus;
-}
-
-/* Runs without the GIL.  Threads are started per call: measured against a
- * frame's conversion time their start-up is small (see bench/), and a pool
- * would outlive fork() and interpreter shutdown in ways a library must not.
- * If a thread cannot be started its rows are converted by the caller. */
-static void run_job(const nv12_job *job, nv12_rows_fn rows, int threads)
-{
-    int chroma_rows = (job->height + 1) / 2;
-    slice slices[MAX_THREADS];
-
-    if (threads > chroma_rows)
-        threads = chroma_rows;
-    if (threads <= 1) {
-        rows(job, 0, chroma_rows);
-        return;
-    }
-    for (int i = 0; i < threads; i++) {
-        slices[i].job = job;
-        slices[i].rows = rows;
-        slices[i].begin = (int)((long)chroma_rows * i / threads);
-        slices[i].end = (int)((long)chroma_rows * (i + 1) / threads);
-        slices[i].started = 0;
-    }
-    for (int i = 1; i < threads; i++)
-        slices[i].started = pthread_create(&slices[i].thread, NULL, run_slice, &slices[i]) == 0;
-    run_slice(&slices[0]);
-    for (int i = 1; i < threads; i++) {
-        if (slices[i].started)
-            pthread_join(slices[i].thread, NULL);
-        else
-            run_slice(&slices[i]);
-    }
 }
 
 /* ---------------------------------------------------------------- buffers */
@@ -304,9 +254,9 @@ static PyObject *convert(PyObject *src, int width, int height, Py_ssize_t src_st
     if (!(format = find_format(o->pixel_format)) || !(matrix = find_matrix(o->matrix))
         || !(path = find_path(o->path)))
         return NULL;
-    if (threads < 0 || threads > MAX_THREADS)
+    if (threads < 0 || threads > NV12_MAX_THREADS)
         return PyErr_Format(PyExc_ValueError, "threads must be between 0 (auto) and %d, got %d",
-                            MAX_THREADS, threads);
+                            NV12_MAX_THREADS, threads);
 
     int chroma_w = (width + 1) / 2, chroma_h = (height + 1) / 2;
     Py_ssize_t row_bytes[4] = {(Py_ssize_t)width * 4, width,
@@ -340,7 +290,7 @@ static PyObject *convert(PyObject *src, int width, int height, Py_ssize_t src_st
         threads = auto_threads(&job);
 
     Py_BEGIN_ALLOW_THREADS
-    run_job(&job, path->rows, threads);
+    nv12_run(&job, path->rows, threads);
     Py_END_ALLOW_THREADS
 
     release_planes(planes, n_out + 1);
