@@ -436,3 +436,10 @@ def test_every_pairing_message_is_a_control_payload_as_it_stands():
         assert isinstance(decoded, CryptoMessage) and bytes(decoded) == data
     reject = reject_message(SID, REASON_WRONG_CODE)
     assert bytes(decode_control(reject)) == reject
+
+
+def test_old_pynacl_gets_a_clear_error(monkeypatch):
+    monkeypatch.delattr(nacl.bindings, "crypto_core_ed25519_from_uniform")
+    with pytest.raises(PairingError, match="lacks the edwards25519 functions") as info:
+        new_client()
+    assert "pynacl>=1.6" in info.value.hint

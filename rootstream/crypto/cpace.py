@@ -50,8 +50,20 @@ def _lv(data: bytes) -> bytes:
     return len(data).to_bytes(2, "big") + data
 
 
+def _check_bindings() -> None:
+    # from_uniform arrived in PyNaCl 1.6.0, and a libsodium built "minimal"
+    # has no ed25519 core at all: say so instead of an AttributeError.
+    if not (getattr(nacl.bindings, "has_crypto_core_ed25519", False)
+            and hasattr(nacl.bindings, "crypto_core_ed25519_from_uniform")):
+        raise PairingError(
+            "this PyNaCl cannot pair: it lacks the edwards25519 functions",
+            hint="pip install 'pynacl>=1.6'",
+        )
+
+
 def generator(code: bytes, sid: bytes) -> bytes:
     """The password-derived generator g(code, sid)."""
+    _check_bindings()
     digest = hashlib.sha512(_lv(DSI) + _lv(code) + _lv(CHANNEL_ID) + _lv(sid)).digest()
     return nacl.bindings.crypto_core_ed25519_from_uniform(digest[:32])
 
