@@ -236,3 +236,20 @@ def test_every_handshake_message_is_a_control_payload_as_it_stands():
     for data in (bytes.fromhex(INIT), bytes.fromhex(RESPONSE), refusal_message(REASON_NOT_PAIRED)):
         decoded = decode_control(data)
         assert isinstance(decoded, CryptoMessage) and bytes(decoded) == data
+
+
+def test_a_retry_is_a_new_initiator_and_late_responses_are_dropped():
+    guard = ReplayGuard()
+    first = HandshakeInitiator(CLIENT, HOST.public_key, 10)
+    late_response = HandshakeResponder(HOST, trusted(CLIENT), guard).receive(first.start())
+    # RESPONSE is slow; the client retries with a fresh initiator.
+    retry = HandshakeInitiator(CLIENT, HOST.public_key, 20)
+    responder = HandshakeResponder(HOST, trusted(CLIENT), guard)
+    response = responder.receive(retry.start())
+    with pytest.raises(CryptoError, match="failed authentication"):
+        retry.receive(late_response)
+    retry.receive(response)
+    assert retry.keys.tx_key == responder.keys.rx_key
+    # Resending the old INIT bytes is a replay by then.
+    with pytest.raises(CryptoError, match="replay"):
+        HandshakeResponder(HOST, trusted(CLIENT), guard).receive(first.start())

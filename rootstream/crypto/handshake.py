@@ -124,7 +124,13 @@ class HandshakeInitiator:
         self.keys: SessionKeys | None = None
 
     def start(self) -> bytes:
-        """INIT (the same bytes every call, for retransmission)."""
+        """The INIT message.
+
+        Do not resend it: the host drops an INIT that is not newer than the
+        last one it accepted from this client.  To retry, make a new
+        HandshakeInitiator (fresh ephemeral key and timestamp) and forget the
+        old one; a late RESPONSE to the old INIT then fails authentication on
+        the new initiator and is dropped, so both sides end on the same keys."""
         return self._init
 
     def receive(self, data: bytes) -> None:
