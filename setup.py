@@ -21,6 +21,9 @@ setup(
                 "rootstream/_native/nv12_x86.c",
             ],
             depends=["rootstream/_native/nv12.h"],
+            # Only PyInit__nv12 is exported: internal calls skip the PLT and
+            # cannot clash with another extension's symbols.
+            extra_compile_args=["-fvisibility=hidden"],
         ),
     ],
 )

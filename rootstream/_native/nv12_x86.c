@@ -204,30 +204,31 @@ AVX2 static inline void avx2_eight(const avx2_consts *c, const uint8_t *s0, cons
     *uv = avx2_chroma(c, avx2_block_sum(p0_02, p1_02), avx2_block_sum(p0_13, p1_13));
 }
 
-/* packs_epi32 + packus_epi16 work within 128-bit lanes: packing the results
+/* Thirty-two pixels of two rows: 32+32 luma bytes and 16 chroma blocks.
+ * packs_epi32 + packus_epi16 work within 128-bit lanes: packing the results
  * of avx2_eight() for pixels 0-7 (a), 8-15 (b), 16-23 (c), 24-31 (d) leaves
  * the 4-byte groups as [a0-3, b0-3, c0-3, d0-3 | a4-7, b4-7, c4-7, d4-7] for
  * luma (four pixels each) and for UV (two blocks each); one permute by
- * c->order puts them back in sequence. */
-AVX2 static inline __m256i avx2_pack(const avx2_consts *c, __m256i a, __m256i b, __m256i cc,
-                                     __m256i d)
-{
-    __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(cc, d));
-    return _mm256_permutevar8x32_epi32(bytes, c->order);
-}
-
-/* Thirty-two pixels of two rows: 32+32 luma bytes and 16 chroma blocks. */
+ * c->order puts them back in sequence.  Each half is packed to words as soon
+ * as it is computed, so fewer values stay live than the 16 registers hold. */
 AVX2 static inline void avx2_block32(const avx2_consts *c, const uint8_t *s0, const uint8_t *s1,
                                      uint8_t *y0, uint8_t *y1, uint8_t *u, uint8_t *v, int i420)
 {
-    __m256i y0a, y1a, uva, y0b, y1b, uvb, y0c, y1c, uvc, y0d, y1d, uvd;
+    __m256i y0a, y1a, uva, y0b, y1b, uvb;
     avx2_eight(c, s0, s1, &y0a, &y1a, &uva);
     avx2_eight(c, s0 + 32, s1 + 32, &y0b, &y1b, &uvb);
-    avx2_eight(c, s0 + 64, s1 + 64, &y0c, &y1c, &uvc);
-    avx2_eight(c, s0 + 96, s1 + 96, &y0d, &y1d, &uvd);
-    _mm256_storeu_si256((__m256i *)y0, avx2_pack(c, y0a, y0b, y0c, y0d));
-    _mm256_storeu_si256((__m256i *)y1, avx2_pack(c, y1a, y1b, y1c, y1d));
-    __m256i uv = avx2_pack(c, uva, uvb, uvc, uvd);
+    __m256i y0ab = _mm256_packs_epi32(y0a, y0b), y1ab = _mm256_packs_epi32(y1a, y1b);
+    __m256i uvab = _mm256_packs_epi32(uva, uvb);
+    avx2_eight(c, s0 + 64, s1 + 64, &y0a, &y1a, &uva);
+    avx2_eight(c, s0 + 96, s1 + 96, &y0b, &y1b, &uvb);
+    __m256i y0cd = _mm256_packs_epi32(y0a, y0b), y1cd = _mm256_packs_epi32(y1a, y1b);
+    __m256i uvcd = _mm256_packs_epi32(uva, uvb);
+
+    _mm256_storeu_si256((__m256i *)y0,
+                        _mm256_permutevar8x32_epi32(_mm256_packus_epi16(y0ab, y0cd), c->order));
+    _mm256_storeu_si256((__m256i *)y1,
+                        _mm256_permutevar8x32_epi32(_mm256_packus_epi16(y1ab, y1cd), c->order));
+    __m256i uv = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(uvab, uvcd), c->order);
     if (i420) {
         const __m256i low_byte = _mm256_set1_epi16(0x00FF);
         /* per lane: U of its 8 blocks, then V; 64-bit permute gathers U, V */
