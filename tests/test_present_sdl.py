@@ -8,6 +8,7 @@ SDL is initialised and shut down by each presenter, inside each test.
 from __future__ import annotations
 
 import ctypes
+import glob
 import subprocess
 import threading
 import time
@@ -20,7 +21,7 @@ from test_present import QUADRANTS_RGB, quadrant_frame
 from rootstream.decode import open_decoder
 from rootstream.encode import open_encoder
 from rootstream.errors import PresentError
-from rootstream.present import open_presenter
+from rootstream.present import open_presenter, probe_presenters
 
 TOLERANCE = 16  # per 8-bit channel: limited-range YUV and chroma subsampling
 
@@ -287,6 +288,17 @@ def test_decoder_output_goes_straight_to_the_texture(monkeypatch):
         presenter.present(picture)
         assert presenter.conversions == 0
         assert_quadrants(presenter.read_pixels())
+
+
+def test_probe_finds_sdl_under_x11_and_not_without_a_display(x11_env, monkeypatch):
+    assert {p.name: p.ok for p in probe_presenters()}["sdl"]
+    if glob.glob("/dev/dri/card*"):
+        pytest.skip("SDL's kmsdrm driver could take a DRM device here")
+    monkeypatch.delenv("DISPLAY")
+    monkeypatch.delenv("SDL_VIDEODRIVER")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    (sdl,) = [p for p in probe_presenters() if p.name == "sdl"]
+    assert not sdl.ok and "no display" in sdl.reason
 
 
 def test_no_display_is_a_clear_error_with_a_hint(monkeypatch):
