@@ -33,7 +33,11 @@ def run_probes():
 
 
 @click.command()
-def doctor():
+@click.option("--kms", "kms_steps", is_flag=True,
+              help="Also walk every step of DRM/KMS capture once and print what each found.")
+@click.option("--record", type=click.Path(file_okay=False), default=None,
+              help="With --kms: save every kernel reply here (test data for developers).")
+def doctor(kms_steps, record):
     """List every capture, encode, decode, present, input and audio backend,
     whether it works on this machine, and why not."""
     for title, probes in run_probes():
@@ -41,3 +45,9 @@ def doctor():
         for probe in probes:
             mark = "works" if probe.ok else "no"
             click.echo(f"  {probe.name:8} {mark:5}  {probe.reason}")
+    if kms_steps:
+        from rootstream.capture.kms import probe_steps
+
+        click.echo("kms capture, step by step:")
+        for step, ok, found in probe_steps(record_dir=record):
+            click.echo(f"  {'ok ' if ok else 'FAIL'} {step}: {found}")
