@@ -95,6 +95,14 @@ def own_shm_segments() -> list[str]:
     return [row[1] for row in rows if row[4] == str(os.getpid())]
 
 
+def move_pointer(display: str, *to: int, relative: bool = False) -> None:
+    """xdotool: ``mousemove`` warps the pointer (XWarpPointer); ``mousemove_relative``
+    moves it as a device would (XTEST), which raises XInput2 raw motion."""
+    command = ["mousemove_relative", "--sync", "--"] if relative else ["mousemove", "--sync"]
+    subprocess.run(["xdotool", *command, *map(str, to)], check=True, timeout=10,
+                   env={**os.environ, "DISPLAY": display})
+
+
 def test_grabs_what_another_client_drew(xvfb, painter):
     painter.fill(100, 50, 64, 32, 0x336699)
     with X11Capture(xvfb.display) as capture:
@@ -287,3 +295,40 @@ def test_losing_the_x_server_is_an_error_not_an_exit(xvfb_factory):
     with pytest.raises(CaptureError, match=LOST_DISPLAY):
         capture.grab(timeout=5)
     capture.close()
+
+
+def test_the_pointer_is_drawn_where_it_is(xvfb, painter):
+    painter.fill(0, 0, 1280, 720, 0x000000)
+    move_pointer(xvfb.display, 300, 200)
+    with X11Capture(xvfb.display) as with_cursor, \
+            X11Capture(xvfb.display, cursor=False) as without:
+        assert "cursor drawn" in with_cursor.describe()
+        assert "cursor drawn" not in without.describe()
+        drawn = with_cursor.grab(timeout=5).pixels.copy()
+        bare = without.grab(timeout=5).pixels
+    assert not bare.any()  # the X server leaves the pointer out of its pictures
+    # Over black, premultiplied ARGB blends to exactly its own colour bytes.
+    libs = xlib.load()
+    image = libs.xfixes.XFixesGetCursorImage(painter.display)
+    w, h, position = image.width, image.height, (image.x, image.y)
+    left, top = image.x - image.xhot, image.y - image.yhot
+    argb = np.array([image.pixels[i] & 0xFFFFFFFF for i in range(w * h)], "<u4")
+    libs.x11.XFree(image)
+    assert position == (300, 200)
+    expected = argb.view(np.uint8).reshape(h, w, 4)[..., :3]
+    patch = drawn.reshape(720, -1, 4)[top:top + h, left:left + w, :3]
+    assert expected.any() and np.array_equal(patch, expected)
+    outside = drawn.copy()
+    outside.reshape(720, -1, 4)[top:top + h, left:left + w] = 0
+    assert not outside[:, : 1280 * 4].any()
+
+
+def test_moving_the_pointer_over_a_still_screen_wakes_the_grab(xvfb):
+    with X11Capture(xvfb.display, fps=1000) as capture:
+        capture.grab(timeout=5)
+        assert capture.grab(timeout=NOTHING_CHANGES) is None
+        move_pointer(xvfb.display, 50 - 640, 60 - 360, relative=True)  # from the centre
+        frame = capture.grab(timeout=30)
+        assert frame is not None
+        lit = np.nonzero(frame.pixels.reshape(720, -1, 4)[..., :3].any(axis=2))
+        assert lit[0].min() < 80 and lit[1].min() < 70  # the pointer is now near 50, 60

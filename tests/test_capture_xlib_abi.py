@@ -1,8 +1,8 @@
 """The hand-written cffi declarations of rootstream.capture.xlib against the real headers.
 
 ABI mode trusts our declarations blindly, so a field out of place would read
-garbage at run time.  Here gcc compiles Xlib.h, XShm.h, Xdamage.h, Xrandr.h
-and sys/shm.h and prints every size, field offset and constant we declared;
+garbage at run time.  Here gcc compiles Xlib.h and the extension headers
+(XShm, Xdamage, Xrandr, Xfixes, XInput2) and sys/shm.h and prints every size, field offset and constant we declared;
 they must all match what cffi computed from our declarations.
 """
 
@@ -18,14 +18,19 @@ from rootstream.capture import xlib
 from rootstream.capture.xlib import ffi
 
 HEADERS = ["X11/Xlib.h", "X11/extensions/XShm.h", "X11/extensions/Xdamage.h",
-           "X11/extensions/Xrandr.h", "sys/shm.h"]
+           "X11/extensions/Xrandr.h", "X11/extensions/Xfixes.h", "X11/extensions/XInput2.h",
+           "sys/shm.h"]
 STRUCTS = ["XErrorEvent", "XEvent", "XRectangle", "XDamageNotifyEvent", "XImage",
-           "XShmSegmentInfo", "XRRMonitorInfo"]
+           "XShmSegmentInfo", "XRRMonitorInfo", "XGenericEventCookie", "XFixesCursorImage",
+           "XIEventMask"]
 CONSTANTS = {
     "ZPIXMAP": "ZPixmap", "LSB_FIRST": "LSBFirst", "ALL_PLANES": "AllPlanes",
     "XDAMAGE_REPORT_BOUNDING_BOX": "XDamageReportBoundingBox",
     "XDAMAGE_NOTIFY": "XDamageNotify", "IPC_PRIVATE": "IPC_PRIVATE",
-    "IPC_CREAT": "IPC_CREAT", "IPC_RMID": "IPC_RMID",
+    "IPC_CREAT": "IPC_CREAT", "IPC_RMID": "IPC_RMID", "GENERIC_EVENT": "GenericEvent",
+    "XFIXES_CURSOR_NOTIFY": "XFixesCursorNotify",
+    "XFIXES_DISPLAY_CURSOR_NOTIFY_MASK": "XFixesDisplayCursorNotifyMask",
+    "XI_ALL_MASTER_DEVICES": "XIAllMasterDevices", "XI_RAW_MOTION": "XI_RawMotion",
 }
 
 
@@ -44,7 +49,8 @@ def theirs(tmp_path: Path) -> list[str]:
                if h.startswith("X11/") and not Path("/usr/include", h).exists()]
     if shutil.which("gcc") is None or missing:
         pytest.skip(f"gcc or X headers missing ({', '.join(missing) or 'gcc'}): "
-                    "apt-get install gcc libx11-dev libxext-dev libxdamage-dev libxrandr-dev")
+                    "apt-get install gcc libx11-dev libxext-dev libxdamage-dev libxrandr-dev"
+                    " libxfixes-dev libxi-dev")
     body = []
     for struct in STRUCTS:
         body.append(f'printf("sizeof {struct} %zu\\n", sizeof({struct}));')

@@ -7,10 +7,15 @@ no bytes cross the socket and nothing is allocated per frame.  With XDAMAGE,
 that the captured rectangle changed, then grabs at once, at most ``fps`` times
 a second: a still desktop costs nothing.
 
+The X server leaves the pointer out of its pictures, so with ``cursor=True``
+each frame gets the pointer drawn in from XFIXES (picture, hotspot and
+position, one round trip), and pointer motion (XInput2 raw events) and shape
+changes wake a change-driven grab just as screen damage does.
+
 Each missing piece has a fallback, recorded in ``fallbacks`` with the reason:
 no MIT-SHM (remote display, extension disabled, segment refused) means
 XGetImage through the socket plus one copy; no XDAMAGE means grabbing on an
-``fps`` timer whether or not anything changed.
+``fps`` timer whether or not anything changed; no XFIXES means no pointer.
 
 The shared segment is marked for removal as soon as both sides are attached,
 so the kernel frees it when the last mapping goes, even if this process is
@@ -58,7 +63,8 @@ class X11Capture(CaptureBackend):
 
     def __init__(self, display: str | None = None,
                  region: Sequence[int] | None = None, output: str | None = None,
-                 fps: float = 60, use_damage: bool = True, use_shm: bool = True):
+                 fps: float = 60, use_damage: bool = True, use_shm: bool = True,
+                 cursor: bool = True):
         super().__init__()
         if not 0 < fps <= 1000:
             raise CaptureError("capture frame rate must be between 0 and 1000",
@@ -69,6 +75,8 @@ class X11Capture(CaptureBackend):
         self._shminfo = None
         self._damage = 0
         self._dirty = False  # XDAMAGE said our rectangle changed since the last grab
+        self._cursor = False  # draw the pointer into frames (XFIXES)
+        self._cursor_event = self._xi_opcode = -1
         self._pixels: np.ndarray | None = None
         self._pacer = Pacer(fps)
         try:
@@ -86,6 +94,8 @@ class X11Capture(CaptureBackend):
             else:
                 self.fallbacks.append(
                     f"XDAMAGE off (use_damage=False): grabbing {fps:g} times a second")
+            if cursor:
+                self._watch_cursor()
         except BaseException:
             self.close()
             raise
@@ -248,6 +258,41 @@ class X11Capture(CaptureBackend):
         self.fallbacks.append(f"{why}: grabbing {1e9 / self._pacer.period_ns:g} times a second,"
                               " changed or not")
 
+    def _watch_cursor(self) -> None:
+        # The X server never puts the pointer in GetImage replies: XFIXES
+        # gives its picture and position to draw in ourselves.  Moving it
+        # damages nothing, so change-driven capture also listens for XInput2
+        # raw motion (real or XTEST devices; XWarpPointer shows at the next
+        # change) and XFIXES cursor-shape changes.
+        xfixes, xi, x11 = self._libs.xfixes, self._libs.xi, self._libs.x11
+        event_base, error_base = ffi.new("int *"), ffi.new("int *")
+        if xfixes is None or not xfixes.XFixesQueryExtension(self._display, event_base,
+                                                             error_base):
+            self.fallbacks.append("cursor not shown: XFIXES missing")
+            return
+        self._cursor = True
+        if not self._damage:
+            return
+        xfixes.XFixesSelectCursorInput(self._display, self._root,
+                                       xlib.XFIXES_DISPLAY_CURSOR_NOTIFY_MASK)
+        self._cursor_event = event_base[0] + xlib.XFIXES_CURSOR_NOTIFY
+        opcode = ffi.new("int *")
+        major, minor = ffi.new("int *", 2), ffi.new("int *", 0)
+        if (xi is None
+                or not x11.XQueryExtension(self._display, b"XInputExtension", opcode,
+                                           event_base, error_base)
+                or xi.XIQueryVersion(self._display, major, minor) != 0):
+            self.fallbacks.append("XInput2 missing: a pointer that moves over a still"
+                                  " screen shows at the next screen change")
+            return
+        mask = ffi.new("unsigned char[]", xlib.XI_RAW_MOTION // 8 + 1)
+        mask[xlib.XI_RAW_MOTION // 8] = 1 << (xlib.XI_RAW_MOTION % 8)
+        masks = ffi.new("XIEventMask *", {"deviceid": xlib.XI_ALL_MASTER_DEVICES,
+                                          "mask_len": len(mask), "mask": mask})
+        xi.XISelectEvents(self._display, self._root, masks, 1)
+        x11.XSync(self._display, False)
+        self._xi_opcode = opcode[0]
+
     # -- grabbing ------------------------------------------------------------
 
     def grab(self, timeout: float | None = None, *, force: bool = False) -> CapturedFrame | None:
@@ -265,6 +310,8 @@ class X11Capture(CaptureBackend):
             self._libs.xdamage.XDamageSubtract(self._display, self._damage, 0, 0)
             self._dirty = False
         self._read_pixels()
+        if self._cursor:
+            self._draw_cursor()
         captured = time.monotonic_ns()
         self._pacer.taken(slot, captured)
         return self._frame(self._pixels, captured)
@@ -285,6 +332,32 @@ class X11Capture(CaptureBackend):
             np.copyto(self._pixels, rows.reshape(h, image.bytes_per_line)[:, : w * 4])
         finally:
             x11.XDestroyImage(image)
+
+    def _draw_cursor(self) -> None:
+        image = self._libs.xfixes.XFixesGetCursorImage(self._display)
+        if image == ffi.NULL:
+            xlib.take_errors(self._display)
+            return
+        try:
+            rx, ry, rw, rh = self.region
+            left, top = image.x - image.xhot - rx, image.y - image.yhot - ry
+            w, h = image.width, image.height
+            x0, y0 = max(left, 0), max(top, 0)
+            x1, y1 = min(left + w, rw), min(top + h, rh)
+            if x0 >= x1 or y0 >= y1:
+                return
+            # One premultiplied ARGB pixel per C long: the low 32 bits, which
+            # on a little-endian machine are the bytes B, G, R, A.
+            longs = np.frombuffer(ffi.buffer(image.pixels, w * h * ffi.sizeof("long")),
+                                  dtype=np.uint64).reshape(h, w)
+            bgra = (longs[y0 - top:y1 - top, x0 - left:x1 - left] & 0xFFFFFFFF).astype(
+                "<u4").view(np.uint8).reshape(y1 - y0, x1 - x0, 4).astype(np.uint16)
+            under = self._pixels[y0:y1, x0 * 4:x1 * 4].reshape(y1 - y0, x1 - x0, 4)
+            keep = 255 - bgra[..., 3:4]
+            blended = bgra[..., :3] + (under[..., :3] * keep + 127) // 255
+            under[..., :3] = np.minimum(blended, 255)
+        finally:
+            self._libs.x11.XFree(image)
 
     def _raise_if_failed(self, ok: bool) -> None:
         if xlib.connection_lost(self._display):
@@ -319,6 +392,8 @@ class X11Capture(CaptureBackend):
         # already be queued from an earlier reply, so it comes before poll().
         while x11.XPending(self._display):
             x11.XNextEvent(self._display, self._event)
+            if self._event.type == self._cursor_event or self._is_raw_motion(self._event):
+                self._dirty = True  # the pointer moved or changed shape
             if self._event.type != self._damage_event:
                 continue
             area = ffi.cast("XDamageNotifyEvent *", self._event).area
@@ -332,6 +407,12 @@ class X11Capture(CaptureBackend):
             self._libs.xdamage.XDamageSubtract(self._display, self._damage, 0, 0)
             x11.XFlush(self._display)
 
+    def _is_raw_motion(self, event) -> bool:
+        if event.type != xlib.GENERIC_EVENT:
+            return False
+        cookie = ffi.cast("XGenericEventCookie *", event)
+        return cookie.extension == self._xi_opcode and cookie.evtype == xlib.XI_RAW_MOTION
+
     def _overlaps(self, x: int, y: int, w: int, h: int) -> bool:
         rx, ry, rw, rh = self.region
         return x < rx + rw and rx < x + w and y < ry + rh and ry < y + h
@@ -342,6 +423,8 @@ class X11Capture(CaptureBackend):
         x, y, w, h = getattr(self, "region", (0, 0, 0, 0))
         method = "MIT-SHM" if self._image is not None else "XGetImage"
         trigger = "XDAMAGE" if self._damage else "timer"
+        if self._cursor:
+            trigger += ", cursor drawn"
         where = f"{self.display_name} {w}x{h}+{x}+{y}"
         return f"{where} {self.pixel_format} via {method}, {trigger}" + "".join(
             f"; {why}" for why in self.fallbacks)

@@ -1,12 +1,12 @@
-"""Xlib, MIT-SHM, XDAMAGE and XRandR declarations for cffi's ABI mode.
+"""Xlib, MIT-SHM, XDAMAGE, XRandR, XFIXES and XInput2 declarations for cffi's ABI mode.
 
 Nothing here is compiled: the shared libraries are opened with ``dlopen`` the
 first time a display is opened, so installing rootstream needs no X headers and
 a machine without libX11 only loses the x11 backend.  In ABI mode cffi cannot
 check structure layouts against headers, so every struct below is declared
 field for field, in order, exactly as in Xlib.h / XShm.h / Xdamage.h /
-Xrandr.h (the tests compare what the libraries write into them with what the
-X server reports).
+Xrandr.h / Xfixes.h / XInput2.h (tests/test_capture_xlib_abi.py compiles those
+headers and compares every size, offset and constant).
 
 Xlib's default error handlers print and call ``exit()``.  A capture stage must
 never take the host down, so the first ``load()`` installs handlers that only
@@ -124,6 +124,33 @@ ffi.cdef(
         RROutput *outputs;
     } XRRMonitorInfo;
 
+    typedef struct {
+        int type;
+        unsigned long serial;
+        Bool send_event;
+        Display *display;
+        int extension;
+        int evtype;
+        unsigned int cookie;
+        void *data;
+    } XGenericEventCookie;
+
+    typedef struct {
+        short x, y;
+        unsigned short width, height;
+        unsigned short xhot, yhot;
+        unsigned long cursor_serial;
+        unsigned long *pixels;
+        Atom atom;
+        const char *name;
+    } XFixesCursorImage;
+
+    typedef struct {
+        int deviceid;
+        int mask_len;
+        unsigned char *mask;
+    } XIEventMask;
+
     typedef int (*XErrorHandler)(Display *, XErrorEvent *);
     typedef int (*XIOErrorHandler)(Display *);
     typedef void (*XIOErrorExitHandler)(Display *, void *);
@@ -169,6 +196,9 @@ ffi.cdef(
     int XMapRaised(Display *dpy, Window w);
     int XDestroyWindow(Display *dpy, Window w);
 
+    Bool XQueryExtension(Display *dpy, const char *name, int *major_opcode,
+                         int *first_event, int *first_error);
+
     Bool XShmQueryExtension(Display *dpy);
     XImage *XShmCreateImage(Display *dpy, Visual *visual, unsigned int depth, int format,
                             char *data, XShmSegmentInfo *shminfo, unsigned int width,
@@ -183,6 +213,13 @@ ffi.cdef(
     void XDamageDestroy(Display *dpy, Damage damage);
     void XDamageSubtract(Display *dpy, Damage damage, XserverRegion repair,
                          XserverRegion parts);
+
+    Bool XFixesQueryExtension(Display *dpy, int *event_base, int *error_base);
+    XFixesCursorImage *XFixesGetCursorImage(Display *dpy);
+    void XFixesSelectCursorInput(Display *dpy, Window window, unsigned long event_mask);
+
+    Status XIQueryVersion(Display *dpy, int *major, int *minor);
+    int XISelectEvents(Display *dpy, Window win, XIEventMask *masks, int num_masks);
 
     XRRMonitorInfo *XRRGetMonitors(Display *dpy, Window window, Bool get_active,
                                    int *nmonitors);
@@ -205,6 +242,11 @@ XDAMAGE_NOTIFY = 0  # added to the extension's event base
 IPC_PRIVATE = 0
 IPC_CREAT = 0o1000
 IPC_RMID = 0
+GENERIC_EVENT = 35  # XGenericEventCookie.type, how XInput2 events arrive
+XFIXES_CURSOR_NOTIFY = 1  # added to the extension's event base
+XFIXES_DISPLAY_CURSOR_NOTIFY_MASK = 1
+XI_ALL_MASTER_DEVICES = 1
+XI_RAW_MOTION = 17
 MAX_RECORDED_ERRORS = 64  # per display, until take_errors() empties the list
 
 
@@ -216,6 +258,8 @@ class Libraries:
     xext: object
     xdamage: object | None
     xrandr: object | None
+    xfixes: object | None
+    xi: object | None
     libc: object
     missing: tuple[str, ...]  # "libXdamage.so.1: <why>" for each optional library
 
@@ -263,7 +307,7 @@ def _open_optional(name: str, missing: list[str]):
 
 
 def load() -> Libraries:
-    """Open libX11, libXext (required) and libXdamage, libXrandr (optional)."""
+    """Open libX11, libXext (required) and libXdamage, libXrandr, libXfixes, libXi (optional)."""
     global _libraries
     with _lock:
         if _libraries is not None:
@@ -280,6 +324,8 @@ def load() -> Libraries:
         missing: list[str] = []
         xdamage = _open_optional("libXdamage.so.1", missing)
         xrandr = _open_optional("libXrandr.so.2", missing)
+        xfixes = _open_optional("libXfixes.so.3", missing)
+        xi = _open_optional("libXi.so.6", missing)
         libc = ffi.dlopen(None)
         # No XInitThreads(): libX11 >= 1.8 (Debian 12) makes itself thread-safe
         # when loaded, and calling it after another module used Xlib is unsafe.
@@ -291,7 +337,7 @@ def load() -> Libraries:
         _callbacks.extend(handlers)
         x11.XSetErrorHandler(handlers[0])
         x11.XSetIOErrorHandler(handlers[1])
-        _libraries = Libraries(x11, xext, xdamage, xrandr, libc, tuple(missing))
+        _libraries = Libraries(x11, xext, xdamage, xrandr, xfixes, xi, libc, tuple(missing))
         return _libraries
 
 
