@@ -1,9 +1,9 @@
 """The hand-written cffi declarations of rootstream.capture.xlib against the real headers.
 
 ABI mode trusts our declarations blindly, so a field out of place would read
-garbage at run time.  Here gcc compiles Xlib.h and the extension headers
-(XShm, Xdamage, Xrandr, Xfixes, XInput2) and sys/shm.h and prints every size, field offset and constant we declared;
-they must all match what cffi computed from our declarations.
+garbage at run time.  Here gcc compiles Xlib.h, the extension headers (XShm,
+Xdamage, Xrandr, Xfixes, XInput2) and sys/shm.h, and prints every size, field
+offset and constant we declared; they must all match what cffi computed.
 """
 
 from __future__ import annotations
