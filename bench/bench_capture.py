@@ -5,6 +5,8 @@
   pixels cross the X socket, then one copy into our buffer), which is what the
   backend falls back to without MIT-SHM.  Timer mode (no XDAMAGE) at 1000 fps,
   so every call grabs and the pacer never sleeps once a grab takes over 1 ms.
+  Both without the pointer; ``mit-shm+cursor`` adds drawing it in (the
+  default), to show what that costs.
 - ``x11-damage-wake``: a small draw by another client, then the grab it
   wakes (draw round trip + damage event + MIT-SHM grab): the capture share of
   glass-to-glass latency on a changing screen.
@@ -36,6 +38,7 @@ from rootstream.capture.xlib import ffi
 _results: dict[str, tuple[float, float]] = {}
 RATIOS = [
     ("x11 grab 1080p", "mit-shm", "xgetimage"),
+    ("x11 grab 1080p, pointer drawn", "mit-shm+cursor", "mit-shm"),
     ("pattern render 720p", "pattern-720p", "copy-720p"),
     ("pattern render 1080p", "pattern-1080p", "copy-1080p"),
 ]
@@ -85,12 +88,13 @@ def summary(request):
             reporter.write_line(line)
 
 
-@pytest.mark.parametrize("method", ["mit-shm", "xgetimage"])
+@pytest.mark.parametrize("method", ["mit-shm", "mit-shm+cursor", "xgetimage"])
 def test_x11_grab_1080p(benchmark, screen_1080p, method):
     benchmark.group = "x11-grab-1080p"
-    with X11Capture(screen_1080p, fps=1000, use_damage=False,
-                    use_shm=method == "mit-shm") as capture:
-        assert ("via MIT-SHM" in capture.describe()) == (method == "mit-shm")
+    shm = method.startswith("mit-shm")
+    with X11Capture(screen_1080p, fps=1000, use_damage=False, use_shm=shm,
+                    cursor=method.endswith("+cursor")) as capture:
+        assert ("via MIT-SHM" in capture.describe()) == shm
         frame = benchmark(capture.grab, timeout=5)
         assert (frame.width, frame.height) == (1920, 1080)
     record(benchmark, method)
