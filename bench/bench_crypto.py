@@ -87,6 +87,14 @@ def summary(request):
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or not _results:
         return
+    # Module teardown runs under output capture: lift it so the summary shows
+    # without -s.
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        _write_summary(reporter)
+
+
+def _write_summary(reporter) -> None:
     reporter.write_line("")
     reporter.write_line(f"Sealing cost (ChaCha20-Poly1305-IETF, {PLAINTEXT} B plaintext per "
                         f"datagram; baseline = plain copy)")
