@@ -174,6 +174,12 @@ def test_region_outside_the_screen_is_refused(xvfb, region):
         X11Capture(xvfb.display, region=region)
 
 
+@pytest.mark.parametrize("region", [(1, 2, 3), "0,0,10,10", (0, 0, "wide", 10)])
+def test_region_that_is_not_four_numbers_is_refused(xvfb, region):
+    with pytest.raises(CaptureError, match="capture region must be four numbers"):
+        X11Capture(xvfb.display, region=region)
+
+
 def test_output_selects_a_randr_monitor_by_name(xvfb, painter):
     libs = xlib.load()
     monitor = libs.xrandr.XRRAllocateMonitor(painter.display, 0)
@@ -249,6 +255,9 @@ def test_open_close_200_times_leaks_no_segment_and_no_fd(xvfb):
     for _ in range(200):
         with X11Capture(xvfb.display) as capture:
             assert capture.grab(timeout=5) is not None
+    for _ in range(20):  # failing half-way through opening cleans up too
+        with pytest.raises(CaptureError):
+            X11Capture(xvfb.display, output="nowhere")
     assert own_shm_segments() == segments_before == []
     assert len(os.listdir("/proc/self/fd")) == fds_before
 

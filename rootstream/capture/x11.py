@@ -131,7 +131,11 @@ class X11Capture(CaptureBackend):
             region = self._output_rectangle(output)
         if region is None:
             region = (0, 0, screen_w, screen_h)
-        x, y, w, h = (int(v) for v in region)
+        try:
+            x, y, w, h = (int(v) for v in region)
+        except (TypeError, ValueError):
+            raise CaptureError("capture region must be four numbers: x, y, width, height",
+                               details=[f"got {region!r}"]) from None
         if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > screen_w or y + h > screen_h:
             raise CaptureError("capture region is outside the X screen",
                                hint="give x,y,width,height inside the screen",
