@@ -66,12 +66,12 @@ def painter(xvfb):
 
 
 @contextlib.contextmanager
-def xvfb_without(*extensions: str, width: int = 640, height: int = 480):
+def xvfb_without(*extensions: str, width: int = 640, height: int = 480, depth: int = 24):
     """An Xvfb with some extensions disabled; Xvfb picks the display number itself."""
     read_end, write_end = os.pipe()
     disabled = [arg for name in extensions for arg in ("-extension", name)]
     server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x24",
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x{depth}",
          "-nolisten", "tcp", *disabled],
         pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(write_end)
@@ -235,6 +235,13 @@ def test_server_without_shm_and_damage_falls_back_and_still_captures():
                 assert capture.grab(timeout=5) is not None  # a timer, not a change, drives it
         finally:
             painter.close()
+
+
+def test_a_16_bit_screen_is_refused_with_the_reason():
+    with xvfb_without(depth=16) as display:
+        with pytest.raises(CaptureError, match="unsupported X pixel format") as info:
+            X11Capture(display)
+    assert info.value.details == ["depth 16, 16 bits per pixel, masks 0xf800/0x7e0/0x1f"]
 
 
 def test_no_display_is_a_clear_error(monkeypatch):
