@@ -168,3 +168,13 @@ def test_auto_passes_over_backends_that_cannot_take_a_selecting_option(xvfb, mon
     # Options that do not select (fps, width) still go only where they fit.
     with open_capture("auto", display=xvfb.display, fps=30, width=640) as capture:
         assert capture.name == "x11"
+
+
+def test_auto_without_a_screen_lists_all_three_when_the_pattern_fails_too(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    if screen_evidence() is not None:
+        pytest.skip(f"this machine has a screen: {screen_evidence()}")
+    with pytest.raises(CaptureError, match=r"tried kms, x11, test\)") as info:
+        open_capture("auto", width=100, height=100)
+    assert [line.split(":")[0] for line in info.value.details] == ["kms", "x11", "test"]
+    assert info.value.details[2].startswith("test: test pattern size is out of range")
