@@ -75,17 +75,58 @@ def _default_stride(src: Any, width: int) -> int:
     return width * 4
 
 
+# PyAV pixel format -> (extension function, names of its planes).
+_LAYOUTS = {"nv12": (_nv12.nv12, ("y", "uv")), "yuv420p": (_nv12.i420, ("y", "u", "v"))}
+
+
 def _write_frame(frame: av.VideoFrame, src: Any, width: int, height: int, src_stride: int,
                  options: dict[str, Any]) -> None:
-    y_plane, uv_plane = frame.planes
-    _nv12.nv12(src, width, height, src_stride, y_plane, y_plane.line_size, uv_plane,
-               uv_plane.line_size, **options)
+    convert, _ = _LAYOUTS[frame.format.name]
+    planes = []
+    for plane in frame.planes:
+        planes += (plane, plane.line_size)
+    convert(src, width, height, src_stride, *planes, **options)
 
 
-def _new_frame(width: int, height: int, tags: dict[str, int]) -> av.VideoFrame:
-    frame = av.VideoFrame(width, height, "nv12")
+def _new_frame(width: int, height: int, layout: str, tags: dict[str, int]) -> av.VideoFrame:
+    frame = av.VideoFrame(width, height, layout)
     for name, value in tags.items():
         setattr(frame, name, value)
+    return frame
+
+
+def _convert(layout: str, src: Any, width: int, height: int, src_stride: int | None,
+             pixel_format: str, matrix: str, full_range: bool, out: Any,
+             threads: int | None, path: str):
+    convert, plane_names = _LAYOUTS[layout]
+    stride = _default_stride(src, width) if src_stride is None else src_stride
+    options = {"pixel_format": pixel_format, "matrix": matrix, "full_range": full_range,
+               "path": path, "threads": _threads_arg(threads)}
+    if isinstance(out, tuple):
+        if len(out) != len(plane_names):
+            raise TypeError(f"out must hold {len(plane_names)} planes ({', '.join(plane_names)})")
+        planes = []
+        for name, plane in zip(plane_names, out, strict=True):
+            if not isinstance(plane, np.ndarray) or plane.ndim != 2 or plane.dtype != np.uint8:
+                raise TypeError(f"out {name} plane must be a 2-D uint8 numpy array")
+            planes += (plane, plane.strides[0])
+        convert(src, width, height, stride, *planes, **options)
+        return out
+    tags = color_properties(matrix, full_range)
+    if out is None:
+        frame = _new_frame(width, height, layout, tags)
+    elif isinstance(out, av.VideoFrame):
+        if out.format.name != layout or out.width != width or out.height != height:
+            raise ValueError(f"out frame must be {layout} {width}x{height}, "
+                             f"got {out.format.name} {out.width}x{out.height}")
+        out.make_writable()
+        frame = out
+        for name, value in tags.items():
+            setattr(frame, name, value)
+    else:
+        raise TypeError(f"out must be None, an av.VideoFrame or a tuple of "
+                        f"{len(plane_names)} numpy arrays")
+    _write_frame(frame, src, width, height, stride, options)
     return frame
 
 
@@ -110,31 +151,21 @@ def to_nv12(src: Any, width: int, height: int, *, src_stride: int | None = None,
     Bad arguments raise ``ValueError`` or ``TypeError``; nothing is written
     outside the given buffers.
     """
-    stride = _default_stride(src, width) if src_stride is None else src_stride
-    options = {"pixel_format": pixel_format, "matrix": matrix, "full_range": full_range,
-               "path": path, "threads": _threads_arg(threads)}
-    if isinstance(out, tuple):
-        y, uv = out
-        for name, plane in (("y", y), ("uv", uv)):
-            if not isinstance(plane, np.ndarray) or plane.ndim != 2 or plane.dtype != np.uint8:
-                raise TypeError(f"out {name} plane must be a 2-D uint8 numpy array")
-        _nv12.nv12(src, width, height, stride, y, y.strides[0], uv, uv.strides[0], **options)
-        return out
-    tags = color_properties(matrix, full_range)
-    if out is None:
-        frame = _new_frame(width, height, tags)
-    elif isinstance(out, av.VideoFrame):
-        if out.format.name != "nv12" or out.width != width or out.height != height:
-            raise ValueError(f"out frame must be nv12 {width}x{height}, "
-                             f"got {out.format.name} {out.width}x{out.height}")
-        out.make_writable()
-        frame = out
-        for name, value in tags.items():
-            setattr(frame, name, value)
-    else:
-        raise TypeError("out must be None, an av.VideoFrame or a (y, uv) tuple of numpy arrays")
-    _write_frame(frame, src, width, height, stride, options)
-    return frame
+    return _convert("nv12", src, width, height, src_stride, pixel_format, matrix, full_range,
+                    out, threads, path)
+
+
+def to_i420(src: Any, width: int, height: int, *, src_stride: int | None = None,
+            pixel_format: str = "BGRX", matrix: str = "bt709", full_range: bool = False,
+            out: av.VideoFrame | tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+            threads: int | None = None, path: str = "auto"):
+    """Like ``to_nv12`` but planar: an ``av.VideoFrame`` (yuv420p) or ``(y, u, v)``.
+
+    The chroma values are the same as NV12's, only laid out in two planes of
+    ``((height + 1) // 2, >= (width + 1) // 2)``.
+    """
+    return _convert("yuv420p", src, width, height, src_stride, pixel_format, matrix,
+                    full_range, out, threads, path)
 
 
 class NV12Converter:
@@ -168,7 +199,7 @@ class NV12Converter:
                          "full_range": full_range, "path": self.path,
                          "threads": _threads_arg(threads)}
         # Allocating here also proves width/height are acceptable to FFmpeg.
-        self._pool = [_new_frame(width, height, self.color) for _ in range(pool_size)]
+        self._pool = [_new_frame(width, height, "nv12", self.color) for _ in range(pool_size)]
         self._next = 0
 
     def convert(self, captured: CapturedFrame) -> av.VideoFrame:

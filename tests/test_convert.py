@@ -23,6 +23,7 @@ from rootstream.convert import (
     auto_path,
     available_paths,
     color_properties,
+    to_i420,
     to_nv12,
 )
 from rootstream.frame import CapturedFrame
@@ -365,10 +366,31 @@ def test_to_nv12_rejects_a_mismatched_out():
     src = bytes(16 * 8 * 4)
     with pytest.raises(ValueError, match="out frame must be nv12 16x8, got yuv420p 16x8"):
         to_nv12(src, 16, 8, out=av.VideoFrame(16, 8, "yuv420p"))
-    with pytest.raises(TypeError, match="out must be None, an av.VideoFrame"):
+    with pytest.raises(TypeError, match="out must be None, an av.VideoFrame or a tuple of 2"):
         to_nv12(src, 16, 8, out=bytearray(200))
+    with pytest.raises(TypeError, match=r"out must hold 2 planes \(y, uv\)"):
+        to_nv12(src, 16, 8, out=(np.zeros((8, 16), np.uint8),))
     with pytest.raises(TypeError, match="out uv plane must be a 2-D uint8 numpy array"):
         to_nv12(src, 16, 8, out=(np.zeros((8, 16), np.uint8), bytearray(64)))
+
+
+@pytest.mark.parametrize("width,height", [(50, 30), (7, 5)])
+def test_to_i420_frame_and_planes(width, height):
+    src = random_frame(np.random.default_rng(width), width, height, pad=4)
+    want = reference(pixels_of(src, width), "BGRX", "bt709", False)
+    frame = to_i420(src, width, height)
+    assert (frame.format.name, frame.colorspace, frame.color_range) == ("yuv420p", 1, 1)
+    cw, ch = (width + 1) // 2, (height + 1) // 2
+    for plane, rows, plane_width, expected in zip(frame.planes, (height, ch, ch),
+                                                  (width, cw, cw), want, strict=True):
+        np.testing.assert_array_equal(plane_rows(plane, rows)[:, :plane_width], expected)
+    planes = (np.zeros((height, width), np.uint8), np.zeros((ch, cw), np.uint8),
+              np.zeros((ch, cw + 2), np.uint8))
+    assert to_i420(src.tobytes(), width, height, src_stride=src.strides[0], out=planes) is planes
+    for got, expected in zip(planes, want, strict=True):
+        np.testing.assert_array_equal(got[:, :expected.shape[1]], expected)
+    with pytest.raises(ValueError, match=f"out frame must be yuv420p {width}x{height}, got nv12"):
+        to_i420(src, width, height, out=av.VideoFrame(width, height, "nv12"))
 
 
 def captured(pixels, width, height, pixel_format="BGRX", sequence=0):
