@@ -213,9 +213,21 @@ class StatsReport(_Fixed):
     receive_kbps: int = 0
     client_p50_us: int = 0  # first datagram -> presented
     client_p99_us: int = 0
+    # Appended for adaptive bitrate (a report without them parses with zeros):
+    queue_delay_us: int = 0  # one-way delay above its recent floor
+    delay_trend_us: int = 0  # signed: its change since the previous report
     KIND: ClassVar[ControlKind] = ControlKind.STATS
-    STRUCT: ClassVar[struct.Struct] = struct.Struct("!HIIIIIIIII")
+    STRUCT: ClassVar[struct.Struct] = struct.Struct("!HIIIIIIIIIIi")
+    FIRST: ClassVar[struct.Struct] = struct.Struct("!HIIIIIIIII")  # the fields of the first cut
     NAME: ClassVar[str] = "stats"
+
+    @classmethod
+    def parse_body(cls, body: memoryview) -> StatsReport:
+        if len(body) >= cls.STRUCT.size:
+            return cls(*cls.STRUCT.unpack_from(body))
+        if len(body) >= cls.FIRST.size:
+            return cls(*cls.FIRST.unpack_from(body))
+        raise ProtocolError("stats message is truncated")
 
 
 @dataclass(frozen=True, slots=True)
