@@ -22,8 +22,15 @@ from typing import Any
 import av
 import numpy as np
 
-from rootstream._native import _nv12
 from rootstream.frame import CapturedFrame
+
+try:
+    from rootstream._native import _nv12
+except ImportError as exc:  # a source checkout where the C extension was never built
+    raise ImportError(
+        "rootstream's C extension rootstream._native._nv12 is not built; run "
+        "`pip install -e .` or `python setup.py build_ext --inplace` in the checkout"
+    ) from exc
 
 PIXEL_FORMATS = ("BGRX", "BGRA", "RGBX", "RGBA")
 MATRICES = ("bt601", "bt709")
