@@ -194,7 +194,6 @@ ffi.cdef(
                                unsigned int height, unsigned int border_width,
                                unsigned long border, unsigned long background);
     int XMapRaised(Display *dpy, Window w);
-    int XDestroyWindow(Display *dpy, Window w);
 
     Bool XQueryExtension(Display *dpy, const char *name, int *major_opcode,
                          int *first_event, int *first_error);
