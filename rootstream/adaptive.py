@@ -1,0 +1,78 @@
+"""The host's adaptive bitrate service: client stats in, encoder rate out.
+
+Each StatsReport (about one a second) becomes a
+:class:`rootstream.net.bitrate.PathReport`: the report's counters are
+cumulative, so loss is the difference since the previous report, and the
+host's own send rate over the same span is set against what the client says
+it received.  When the controller picks a new target the service hands it
+to the encode thread (``apply``: the encoder is not thread-safe, so the
+encode loop applies it before its next frame) and tells the client with a
+Bitrate message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rootstream.net.bitrate import BitrateController, PathReport, counter_delta
+from rootstream.protocol import Bitrate, PacketType, StatsReport, encode_control
+from rootstream.service import Sender, Service, SessionInfo
+
+DEFAULT_FLOOR_BPS = 500_000
+
+
+class AdaptiveBitrate(Service):
+    name = "bitrate"
+
+    def __init__(self, ceiling_bps: int, floor_bps: int = DEFAULT_FLOOR_BPS, *,
+                 apply: Callable[[int], None], sent_bytes: Callable[[], int],
+                 log: Callable[[str], None] = print,
+                 clock: Callable[[], int] = time.monotonic_ns):
+        self.ceiling_bps = ceiling_bps
+        self.floor_bps = min(floor_bps, ceiling_bps)
+        self.controller = BitrateController(ceiling_bps, self.floor_bps)
+        self._apply = apply
+        self._sent_bytes = sent_bytes
+        self._log = log
+        self._clock = clock
+        self._send: Sender | None = None
+        self._previous: StatsReport | None = None
+        self._previous_sent: tuple[int, int] | None = None  # (ns, bytes)
+        self.last_report: PathReport | None = None
+
+    def session_started(self, session: SessionInfo, send: Sender) -> None:
+        # Every session starts at the user's rate: a new client may sit on a
+        # different path, and the first reports correct a congested one fast.
+        self.controller = BitrateController(self.ceiling_bps, self.floor_bps)
+        self._send = send
+        self._previous = None
+        self._previous_sent = (self._clock(), self._sent_bytes())
+        self._apply(self.ceiling_bps)
+
+    def session_ended(self, reason: str) -> None:
+        self._send = None
+
+    def on_control(self, message: object) -> None:
+        if not isinstance(message, StatsReport) or self._send is None:
+            return
+        now = self._clock()
+        sent_now = self._sent_bytes()
+        previous, self._previous = self._previous, message
+        sent_before, self._previous_sent = self._previous_sent, (now, sent_now)
+        if previous is None or sent_before is None or now <= sent_before[0]:
+            return  # counters need a baseline
+        received = counter_delta(message.datagrams_received, previous.datagrams_received)
+        lost = counter_delta(message.datagrams_lost, previous.datagrams_lost)
+        loss = lost / (received + lost) if received + lost else 0.0
+        send_bps = (sent_now - sent_before[1]) * 8e9 / (now - sent_before[0])
+        report = PathReport(loss=loss, queue_delay_ms=message.queue_delay_us / 1000,
+                            delay_trend_ms=message.delay_trend_us / 1000,
+                            receive_bps=message.receive_kbps * 1000, send_bps=send_bps)
+        self.last_report = report
+        decision = self.controller.update(report, now)
+        if decision.changed:
+            self._log(f"bitrate: {decision.target_bps / 1e6:.2f} Mbit/s ({decision.reason})")
+            self._apply(decision.target_bps)
+            self._send(PacketType.CONTROL,
+                       encode_control(Bitrate(decision.target_bps // 1000)))

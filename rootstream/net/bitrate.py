@@ -1,0 +1,147 @@
+"""Adaptive bitrate: decide the encoder's rate from what the client reports.
+
+A plain synchronous object with no socket and no clock of its own: the host
+feeds it one :class:`PathReport` per client stats report (about one a
+second) with the time passed in, and gets back a new target when the rate
+should change.
+
+The policy is the usual one for real-time video (GCC, SCReAM and the like
+share its shape): *lower quickly, raise slowly*.
+
+- Congestion is any of: the one-way delay growing above its floor (a queue
+  is building somewhere on the path), heavy loss, or the client receiving
+  clearly less than the host sends.  The target drops at once to a share of
+  what actually arrived, so a bottleneck is found in one or two reports
+  instead of halving blindly step after step.
+- A clear path (little loss, no queue) raises the target by a few percent a
+  report, and only after a quiet spell since the last decrease, so the rate
+  creeps back up to a bottleneck rather than slamming into it again.
+- Moderate random loss alone (Wi-Fi) is FEC's job, not a reason to lower:
+  the rate holds between the two loss thresholds.
+
+The target always stays within ``[floor_bps, ceiling_bps]``; the ceiling is
+the user's ``--bitrate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Thresholds.  Delay figures are milliseconds of queueing above the floor.
+QUEUE_DELAY_OVERUSE_MS = 40.0  # a standing queue this deep is congestion
+QUEUE_DELAY_RISING_MS = 15.0  # ...or this deep and still growing
+DELAY_TREND_RISING_MS = 5.0  # growth over one report that counts as "still growing"
+QUEUE_DELAY_CLEAR_MS = 10.0  # below this the path has no queue to speak of
+LOSS_HEAVY = 0.12  # above this FEC (20 %) is near its limit: back off
+LOSS_CLEAR = 0.02
+RECEIVE_SHORTFALL = 0.75  # received / sent below this: the path cannot carry it
+
+DECREASE_FACTOR = 0.85  # new target = this share of what arrived
+INCREASE_FACTOR = 1.08  # per clear report
+INCREASE_HOLD_S = 2.0  # no increase this soon after a decrease
+MIN_CHANGE = 0.02  # changes smaller than this share are not worth a reconfigure
+HEADROOM = 1.5  # never raise above this multiple of what actually arrived
+
+
+@dataclass(frozen=True)
+class PathReport:
+    """What one client stats interval says about the path.
+
+    ``loss`` is the share of video datagrams lost (0..1);
+    ``queue_delay_ms`` the one-way delay above its recent floor and
+    ``delay_trend_ms`` its change since the previous report (both from
+    differences of one-way delays, so the two clocks' offset cancels);
+    ``receive_bps`` what the client received and ``send_bps`` what the host
+    sent over about the same interval.
+    """
+
+    loss: float = 0.0
+    queue_delay_ms: float = 0.0
+    delay_trend_ms: float = 0.0
+    receive_bps: float = 0.0
+    send_bps: float = 0.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The controller's verdict on one report: the state it saw and the target."""
+
+    state: str  # "overuse", "clear" or "hold"
+    target_bps: int
+    changed: bool
+    reason: str
+
+
+class BitrateController:
+    """Lower fast on congestion, raise slowly when clear, within [floor, ceiling]."""
+
+    def __init__(self, ceiling_bps: int, floor_bps: int, *, start_bps: int | None = None):
+        if ceiling_bps <= 0 or floor_bps <= 0:
+            raise ValueError("bitrate limits must be positive")
+        self.ceiling_bps = int(ceiling_bps)
+        self.floor_bps = min(int(floor_bps), self.ceiling_bps)
+        self.target_bps = self._clamp(start_bps if start_bps is not None else ceiling_bps)
+        self._last_decrease_ns: int | None = None
+        self.decreases = 0
+        self.increases = 0
+
+    def _clamp(self, bps: float) -> int:
+        return int(min(self.ceiling_bps, max(self.floor_bps, bps)))
+
+    def congestion(self, report: PathReport) -> str | None:
+        """Why the path looks congested, or None."""
+        if report.queue_delay_ms > QUEUE_DELAY_OVERUSE_MS:
+            return f"queue delay {report.queue_delay_ms:.0f} ms"
+        if (report.queue_delay_ms > QUEUE_DELAY_RISING_MS
+                and report.delay_trend_ms > DELAY_TREND_RISING_MS):
+            return f"delay growing {report.delay_trend_ms:+.0f} ms"
+        if report.loss > LOSS_HEAVY:
+            return f"loss {report.loss:.0%}"
+        if report.send_bps > 0 and report.receive_bps < RECEIVE_SHORTFALL * report.send_bps:
+            return (f"received {report.receive_bps / 1e6:.1f} of "
+                    f"{report.send_bps / 1e6:.1f} Mbit/s")
+        return None
+
+    def update(self, report: PathReport, now_ns: int) -> Decision:
+        why = self.congestion(report)
+        if why is not None:
+            # What arrived is what the path carries now; aim under it so the
+            # queue that built up can drain.
+            basis = report.receive_bps if report.receive_bps > 0 else self.target_bps
+            if report.loss > LOSS_HEAVY:
+                basis = min(basis, self.target_bps * (1.0 - 0.5 * report.loss))
+            wanted = self._clamp(min(self.target_bps, basis) * DECREASE_FACTOR)
+            changed = self._set(wanted)
+            if changed:
+                self._last_decrease_ns = now_ns
+                self.decreases += 1
+            return Decision("overuse", self.target_bps, changed, why)
+        clear = (report.loss < LOSS_CLEAR and report.queue_delay_ms < QUEUE_DELAY_CLEAR_MS)
+        if not clear:
+            return Decision("hold", self.target_bps, False, "loss or queue in between")
+        if (self._last_decrease_ns is not None
+                and now_ns - self._last_decrease_ns < INCREASE_HOLD_S * 1e9):
+            return Decision("clear", self.target_bps, False, "waiting after a decrease")
+        wanted = self.target_bps * INCREASE_FACTOR
+        if report.receive_bps > 0:
+            # An encoder that does not use its budget (a still screen) would
+            # otherwise let the target drift far above anything tested.
+            wanted = min(wanted, max(self.target_bps, report.receive_bps * HEADROOM))
+        changed = self._set(self._clamp(wanted))
+        if changed:
+            self.increases += 1
+        return Decision("clear", self.target_bps, changed, "path clear")
+
+    def _set(self, bps: int) -> bool:
+        if bps == self.target_bps:
+            return False
+        at_limit = bps in (self.floor_bps, self.ceiling_bps)
+        if not at_limit and abs(bps - self.target_bps) < MIN_CHANGE * self.target_bps:
+            return False
+        self.target_bps = bps
+        return True
+
+
+def counter_delta(now: int, before: int, bits: int = 32) -> int:
+    """``now - before`` for a counter that wraps at 2**bits (report fields are u32)."""
+    return (now - before) % (1 << bits)

@@ -1,0 +1,148 @@
+"""The adaptive bitrate controller, the client's path figures and the host service."""
+
+from __future__ import annotations
+
+import pytest
+
+from rootstream.adaptive import AdaptiveBitrate
+from rootstream.net.bitrate import (
+    INCREASE_HOLD_S,
+    BitrateController,
+    PathReport,
+    counter_delta,
+)
+from rootstream.net.feedback import PathMonitor
+from rootstream.protocol import Bitrate, PacketType, StatsReport, decode_control
+from rootstream.service import SessionInfo
+
+S = 1_000_000_000
+CLEAR = PathReport(loss=0.0, queue_delay_ms=1.0, receive_bps=8e6, send_bps=8e6)
+
+
+def drive(controller, reports, start_s=0.0):
+    decisions = []
+    for i, report in enumerate(reports):
+        decisions.append(controller.update(report, int((start_s + i) * S)))
+    return decisions
+
+
+def test_a_bottleneck_is_found_in_one_report_and_the_target_goes_under_it():
+    controller = BitrateController(30_000_000, 1_000_000)
+    capped = PathReport(loss=0.3, queue_delay_ms=60, delay_trend_ms=20,
+                        receive_bps=20e6, send_bps=30e6)
+    decision = controller.update(capped, 0)
+    assert decision.state == "overuse" and decision.changed
+    assert controller.target_bps < 20_000_000
+    assert controller.target_bps >= 1_000_000
+
+
+@pytest.mark.parametrize("report, why", [
+    (PathReport(queue_delay_ms=45), "queue delay"),
+    (PathReport(queue_delay_ms=20, delay_trend_ms=8), "delay growing"),
+    (PathReport(loss=0.2), "loss"),
+    (PathReport(receive_bps=5e6, send_bps=10e6), "received"),
+])
+def test_each_sign_of_congestion_lowers_the_rate(report, why):
+    controller = BitrateController(10_000_000, 500_000)
+    decision = controller.update(report, 0)
+    assert decision.state == "overuse" and why in decision.reason
+    assert controller.target_bps < 10_000_000
+
+
+def test_moderate_random_loss_is_left_to_fec():
+    controller = BitrateController(10_000_000, 500_000)
+    for decision in drive(controller, [PathReport(loss=0.06, queue_delay_ms=2,
+                                                  receive_bps=9.4e6, send_bps=10e6)] * 5):
+        assert decision.state == "hold" and not decision.changed
+    assert controller.target_bps == 10_000_000
+
+
+def test_raises_slowly_only_after_a_quiet_spell_and_never_past_the_ceiling():
+    controller = BitrateController(10_000_000, 500_000)
+    controller.update(PathReport(queue_delay_ms=80, receive_bps=4e6, send_bps=8e6), 0)
+    low = controller.target_bps
+    assert low == int(4e6 * 0.85)
+    # Within the hold after a decrease: no increase even on a clear path.
+    early = controller.update(PathReport(receive_bps=low, send_bps=low), int(S * 1.0))
+    assert not early.changed and controller.target_bps == low
+    targets = []
+    for second in range(int(INCREASE_HOLD_S) + 1, 60):
+        rate = controller.target_bps
+        controller.update(PathReport(receive_bps=rate, send_bps=rate), second * S)
+        targets.append(controller.target_bps)
+    steps = [b / a for a, b in zip([low, *targets], targets, strict=False) if b != a]
+    assert steps and max(steps) <= 1.08 + 1e-9, "an increase is a few percent per report"
+    assert targets[-1] == 10_000_000 and max(targets) == 10_000_000
+
+
+def test_an_idle_encoder_does_not_let_the_target_run_away():
+    controller = BitrateController(50_000_000, 500_000, start_bps=2_000_000)
+    drive(controller, [PathReport(receive_bps=1e6, send_bps=1e6)] * 20)
+    assert controller.target_bps == 2_000_000  # 1.5 x what arrives is below the target
+
+
+def test_floor_holds_under_any_congestion():
+    controller = BitrateController(10_000_000, 2_000_000)
+    drive(controller, [PathReport(loss=0.9, receive_bps=1e5, send_bps=1e7)] * 10)
+    assert controller.target_bps == 2_000_000
+
+
+def test_counter_delta_wraps():
+    assert counter_delta(5, 0xFFFFFFFE) == 7
+    assert counter_delta(100, 40) == 60
+
+
+def test_path_monitor_cancels_the_clock_offset_and_sees_a_queue_grow():
+    monitor = PathMonitor()
+    offset_ms = 0xFFFFFF00  # the host's clock is far from ours and wraps in between
+    now_ns = 10 * S
+    figures = []
+    for second in range(4):
+        queue_ms = [0, 0, 30, 60][second]
+        for frame in range(60):
+            arrival = now_ns + frame * 16_666_667
+            capture_ms = (arrival // 1_000_000 + offset_ms - 5 - queue_ms) % (1 << 32)
+            monitor.frame(capture_ms, 3000, arrival)
+        now_ns += S
+        figures.append(monitor.sample(now_ns, received_bytes=(second + 1) * 1_000_000))
+    assert [f.queue_delay_us for f in figures] == [0, 0, 30_000, 60_000]
+    assert figures[2].delay_trend_us == 30_000
+    assert figures[1].receive_kbps == 8000
+
+
+def test_path_monitor_without_frames_reports_only_the_rate():
+    monitor = PathMonitor()
+    monitor.sample(0, 0)
+    figures = monitor.sample(S // 2, 125_000)
+    assert (figures.receive_kbps, figures.queue_delay_us, figures.delay_trend_us) == (2000, 0, 0)
+
+
+class _Clock:
+    def __init__(self):
+        self.ns = 0
+
+    def __call__(self):
+        return self.ns
+
+
+def test_the_service_lowers_the_encoder_and_tells_the_client():
+    clock, sent, applied, messages = _Clock(), [0], [], []
+    service = AdaptiveBitrate(30_000_000, 1_000_000, apply=applied.append,
+                              sent_bytes=lambda: sent[0], log=lambda line: None, clock=clock)
+    service.session_started(SessionInfo(("127.0.0.1", 1), 1, "c", None),
+                            lambda ptype, payload: messages.append((ptype, payload)))
+    assert applied == [30_000_000]
+    received = lost = 0
+    for second in range(1, 4):
+        clock.ns = second * S
+        sent[0] += 30_000_000 // 8  # the host sent 30 Mbit/s...
+        received += 1800
+        lost += 900  # ...a third of it was dropped at a 20 Mbit/s bottleneck
+        service.on_control(StatsReport(1000, 60, 60, 0, 0, received, lost, 20_000, 0, 0,
+                                       50_000, 10_000))
+    assert len(applied) >= 2 and applied[-1] < 20_000_000
+    ptype, payload = messages[-1]
+    assert ptype == PacketType.CONTROL
+    assert decode_control(payload) == Bitrate(applied[-1] // 1000)
+    assert service.last_report.loss == pytest.approx(1 / 3)
+    assert service.last_report.send_bps == pytest.approx(30e6)
