@@ -271,3 +271,34 @@ def test_virtual_gamepad_is_numbered_and_its_state_sent_whole(desk):
     desk.pump(0.1, until=lambda: desk.sent and desk.sent[-1] == [GamepadRemoved(0)])
     assert desk.sent[-1] == [GamepadRemoved(0)]
     assert desk.capture.gamepads == {}
+
+
+def test_attach_to_the_sdl_presenter(xvfb, monkeypatch):
+    """Plugged into the real SDL presenter: its letterbox, its events, its fullscreen."""
+    from rootstream.present import open_presenter
+
+    monkeypatch.setenv("DISPLAY", xvfb.display)
+    monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+    sent: list[list] = []
+    with open_presenter("sdl", width=1280, height=720, renderer="software",
+                        window_size=(640, 360)) as presenter:
+        capture = SdlInputCapture.attach(presenter, sent.append, gamepads=False)
+        window = str(presenter.x11_window)
+
+        def poll_until(predicate, timeout=5.0):
+            deadline = time.monotonic() + timeout
+            while not predicate() and time.monotonic() < deadline:
+                presenter.poll_events()
+                time.sleep(0.005)
+
+        poll_until(lambda: False, timeout=0.2)  # let the window map before focusing it
+        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=xvfb.env(), check=True)
+        subprocess.run(["xdotool", "mousemove", "--window", window, "100", "50"],
+                       env=xvfb.env(), check=True)
+        poll_until(lambda: [AbsoluteMotion(201, 101, 1280, 720)] in sent)
+        assert [AbsoluteMotion(201, 101, 1280, 720)] in sent
+
+        subprocess.run(["xdotool", "key", "ctrl+alt+shift+f"], env=xvfb.env(), check=True)
+        poll_until(lambda: presenter.window_size() == (1280, 720))
+        assert presenter.window_size() == (1280, 720)
+        capture.close()
