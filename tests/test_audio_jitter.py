@@ -64,10 +64,11 @@ class Run:
 
 
 def replay(stream, *, seconds=None, delay_ms=lambda i: 1.0, drop=lambda i: False,
-           drift=0.0, read_samples=240, jitter=None) -> Run:
+           drift=0.0, read_samples=240, jitter=None, on_read=None) -> Run:
     """Play ``stream`` through a link: packet i leaves when its frame is complete
     (host clock), arrives ``delay_ms(i)`` later on a client clock running
-    ``1 + drift`` times as fast, unless ``drop(i)``."""
+    ``1 + drift`` times as fast, unless ``drop(i)``.  ``on_read(jitter, now)``
+    runs after every read, as a playback device's callback would."""
     frames = stream if seconds is None else stream[:int(seconds * 100)]
     arrivals = []
     for i, payload in enumerate(frames):
@@ -86,6 +87,8 @@ def replay(stream, *, seconds=None, delay_ms=lambda i: 1.0, drop=lambda i: False
             jitter.push(arrivals[k][2], arrivals[k][0])
             k += 1
         out.append(jitter.read(read_samples, int(now)))
+        if on_read is not None:
+            on_read(jitter, int(now))
         reads.append((now, jitter.delay_ns if jitter.delay_ns is not None else np.nan,
                       jitter.target_delay_ns or np.nan, jitter.ratio))
         now += step

@@ -25,8 +25,10 @@ is what lip sync asks for (sync.py).  Each read measures the actual delay of
 the sample it plays, and the difference to the target steers the playout
 ratio (stretch.py, a PI loop) by at most ``max_ratio_deviation``; whole
 frames of silence are dropped or inserted when the error exceeds a frame,
-where nobody can hear it, and sound is cut with a 2 ms crossfade only when
-the delay runs more than ``max_excess_ms`` over target.  Clock drift between
+where nobody can hear it.  In sound, a frame of libopus concealment is
+slipped between two decoded frames (at most ten a second) when the delay is
+a frame short, and sound is cut with a 2 ms crossfade only when the delay
+runs more than ``max_excess_ms`` over target.  Clock drift between
 host and client shows up as a slowly growing error and is absorbed by the
 ratio.
 
@@ -53,6 +55,7 @@ from rootstream.protocol.seqnum import seq32_diff
 MAX_DRIFT = 0.005  # sound clocks more than 0.5% apart are broken, not drifting
 SILENCE_PEAK = 64.0  # about -54 dBFS: below this a dropped or added frame is inaudible
 MAX_STAMP = 1 << 62
+EXPAND_INTERVAL_NS = 100_000_000
 MIN_CONCEAL = 120  # the shortest Opus frame
 CUT_FADE = 96  # 2 ms crossfade where sound has to be cut
 
@@ -71,6 +74,7 @@ class JitterStats:
     concealed_samples: int = 0
     dropped_samples: int = 0  # silence removed to cut delay
     inserted_samples: int = 0  # silence added to raise delay
+    expanded_samples: int = 0  # concealment inserted to raise delay in sound
     cut_samples: int = 0  # sound cut (crossfaded) because the delay ran far over target
 
 
@@ -85,8 +89,8 @@ class JitterBuffer:
     def __init__(self, decoder: OpusDecoder | None = None, *, rate: int = RATE,
                  channels: int = CHANNELS, margin_ms: float = 2.0, min_spread_ms: float = 1.0,
                  max_delay_ms: float = 300.0, window_ms: float = 3000.0,
-                 shrink_ms_per_s: float = 4.0, max_conceal_ms: float = 80.0,
-                 max_ratio_deviation: float = 0.005, ratio_time_constant_s: float = 2.0,
+                 shrink_ms_per_s: float = 3.0, max_conceal_ms: float = 80.0,
+                 max_ratio_deviation: float = 0.005, ratio_time_constant_s: float = 1.0,
                  max_excess_ms: float = 60.0,
                  max_frames: int = 400):
         self.decoder = decoder or OpusDecoder(channels=channels)
@@ -124,6 +128,8 @@ class JitterBuffer:
         self._steer_at: int | None = None
         self._losses: deque[int] = deque()  # when recent losses were noticed
         self._transit_stats: tuple[float, float, int] | None = None
+        self._expand_pending = False
+        self._expanded_at = -EXPAND_INTERVAL_NS
 
     # -- arrivals -----------------------------------------------------------------
 
@@ -311,7 +317,14 @@ class JitterBuffer:
             if not self._decode_next(now_ns, target):
                 return
         if self._fifo.peak(frame) >= SILENCE_PEAK:
-            if error > self.max_excess_ns and self._fifo.readable >= frame + CUT_FADE + 3:
+            if error < 0 and now_ns - self._expanded_at >= EXPAND_INTERVAL_NS:
+                # Far too early (lip sync asked for more delay): stretch the
+                # sound by one concealed frame between two decoded ones, as
+                # libopus does for a lost packet, rather than bend the pitch
+                # for seconds.  At most one every EXPAND_INTERVAL_NS.
+                self._expand_pending = True
+                self._expanded_at = now_ns
+            elif error > self.max_excess_ns and self._fifo.readable >= frame + CUT_FADE + 3:
                 # Far too late (a device clock far off, a stall that queued a
                 # lot): cut a frame with a short crossfade rather than stay late.
                 self._fifo.cut(frame, CUT_FADE)
@@ -341,6 +354,11 @@ class JitterBuffer:
             else:
                 self._conceal(self._last_frame_samples)
                 return False
+        if self._expand_pending:
+            self._expand_pending = False
+            self.stats.expanded_samples += self._last_frame_samples
+            self._conceal(self._last_frame_samples, counted=False)
+            return True
         frame = self._frames.pop(cursor, None)
         if frame is not None:
             pcm = self.decoder.decode(frame.data, frame.samples)
@@ -392,13 +410,14 @@ class JitterBuffer:
         self._fifo.append(pcm, stamps)
         self._next_stamp = captured_ns + count * 1_000_000_000 // self.rate
 
-    def _conceal(self, samples: int) -> None:
+    def _conceal(self, samples: int, *, counted: bool = True) -> None:
         if self._conceal_run < self.max_conceal:
             pcm = self.decoder.conceal(samples)
         else:
             pcm = np.zeros((samples, self.channels), np.int16)  # PLC has faded out by now
         self._conceal_run += samples
-        self.stats.concealed_samples += samples
+        if counted:
+            self.stats.concealed_samples += samples
         self._append(pcm, self._next_stamp)
 
     @property
