@@ -8,15 +8,18 @@ set -euo pipefail
 
 # xvfb, xdotool, x11-utils, x11-xserver-utils: real X displays for capture,
 #   presentation and input tests.
-# libdrm-dev, linux-libc-dev, gcc: the DRM tests compile the kernel UAPI
-#   headers to check the hand-declared structures against them.
+# libx11-6 libxext6 libxdamage1 libxfixes3 libxi6 libxrandr2 libxtst6: the
+#   X11 capture (MIT-SHM, XDAMAGE, pointer) and XTEST injection, loaded by cffi.
+# libdrm-dev, linux-libc-dev, libx*-dev, gcc: tests compile the kernel's DRM
+#   and the X headers to check the hand-declared structures against them.
 # libyuv0: the colour-conversion benchmark's baseline.
 # pulseaudio, pulseaudio-utils: a null-sink sound server for the audio tests.
 # iproute2, nftables: network namespaces, tc rate caps and random drops.
 APT_PACKAGES=(
   python3-venv python3-dev gcc
   xvfb xdotool x11-utils x11-xserver-utils
-  libx11-6 libxext6 libxdamage1 libxtst6 libxrandr2
+  libx11-6 libxext6 libxdamage1 libxfixes3 libxi6 libxrandr2 libxtst6
+  libx11-dev libxext-dev libxdamage-dev libxfixes-dev libxi-dev libxrandr-dev libxtst-dev
   libdrm-dev linux-libc-dev libyuv0
   pulseaudio pulseaudio-utils
   iproute2 nftables
