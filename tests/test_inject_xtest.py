@@ -247,11 +247,14 @@ def test_relative_motion_moves_from_where_the_pointer_is(desk):
     assert recorder.collect(2) == [("motion", 100, 100), ("motion", 110, 95)]
 
 
-def test_gamepads_are_counted_as_unsupported(desk):
+def test_gamepads_are_counted_as_unsupported_and_said_once(desk, caplog):
     injector, recorder = desk
     injector.inject_many([GamepadAdded(0), GamepadState(0, buttons=1)])
     assert injector.counters["gamepad_unsupported"] == 2
     assert injector.gamepads == {}
+    assert [r.message for r in caplog.records].count(
+        "the xtest injector cannot create gamepads; the client's controller input is dropped "
+        "(use uinput on the host for gamepads)") == 1
 
 
 def test_key_held_across_a_lost_release_is_released_by_the_next_snapshot(desk):

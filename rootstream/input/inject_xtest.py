@@ -27,6 +27,7 @@ count, coordinates clamped to the screen.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import cffi
@@ -88,6 +89,8 @@ def _load():
             ) from exc
     return _libs
 
+
+log = logging.getLogger(__name__)
 
 EVDEV_KEYCODE_OFFSET = 8
 
@@ -244,6 +247,9 @@ class XTestInjector(Injector):
         return True
 
     def _gamepad_added(self, index: int) -> bool:
+        if not self.counters["gamepad_unsupported"]:
+            log.warning("the xtest injector cannot create gamepads; the client's controller "
+                        "input is dropped (use uinput on the host for gamepads)")
         return False
 
     def _gamepad_state(self, old: GamepadState, new: GamepadState) -> bool:

@@ -10,10 +10,15 @@ Three duties on top of the injector:
   a client sends stops the host loop.
 - when the client goes away (bye, timeout) every key, button and gamepad it
   held is released, so the host is never left with a stuck key.
+
+The receive thread calls ``apply`` while a control or timeout path may call
+``on_client_gone``; one lock keeps them off the injector at the same time
+(Xlib connections and held-state sets are not thread-safe).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterable
 
@@ -29,9 +34,14 @@ class InputSession:
         self.counters: Counter[str] = Counter()
         self.last_error: Exception | None = None
         self._newest: int | None = None
+        self._lock = threading.Lock()
 
     def apply(self, events: Iterable[InputEvent], sequence: int | None = None) -> bool:
         """Inject one datagram's events; False when it was dropped as stale or failed."""
+        with self._lock:
+            return self._apply(events, sequence)
+
+    def _apply(self, events: Iterable[InputEvent], sequence: int | None) -> bool:
         if sequence is not None:
             if self._newest is not None and not seq16_newer(sequence, self._newest):
                 self.counters["stale_dropped"] += 1
@@ -58,12 +68,14 @@ class InputSession:
 
     def on_client_gone(self) -> None:
         """Release everything the client held; the next client starts afresh."""
-        self._newest = None
-        try:
-            self.injector.release_all()
-        except InputError as exc:
-            self.counters["inject_failed"] += 1
-            self.last_error = exc
+        with self._lock:
+            self._newest = None
+            try:
+                self.injector.release_all()
+            except InputError as exc:
+                self.counters["inject_failed"] += 1
+                self.last_error = exc
 
     def close(self) -> None:
-        self.injector.close()
+        with self._lock:
+            self.injector.close()
