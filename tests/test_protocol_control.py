@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -36,8 +38,27 @@ MESSAGES = [
     CryptoMessage(0x21, b"opaque"),
 ]
 
+# Fields appended within v1 and their defaults: with all defaults a message
+# leaves them out, which is the form an older peer sends.
+DEFAULTS = {
+    Hello: {"want_fps": 0, "want_bitrate_kbps": 0},
+    Config: {"encoder": "", "capture": "", "host_system": "", "host_cpu": "", "host_cpus": 0,
+             "host_software": ""},
+    Pong: {"cpu_ns": 0},
+}
+# The same fields as a newer peer sends them when they hold their defaults.
+DEFAULT_TAILS = {Hello: b"\0" * 6, Config: b"\0" * 7, Pong: b"\0" * 8}
+APPENDED = [
+    Hello(1, Capability.H264, 1920, 1080, "bench", want_fps=60, want_bitrate_kbps=20_000),
+    Config(1, Codec.H264, 1280, 720, 60, 10_000, Capability.H264, 7, "rig", encoder="x264",
+           capture="test", host_system="Linux 6.1.0 x86_64", host_cpu="AMD EPYC", host_cpus=2,
+           host_software="rootstream 0.1.0, Python 3.11.2"),
+    Pong(7, 1, 2, 3, cpu_ns=1_500_000_000),
+]
 
-@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+
+@pytest.mark.parametrize("message", MESSAGES + APPENDED,
+                         ids=lambda m: type(m).__name__)
 def test_round_trip(message):
     data = encode_control(message)
     assert bytes(message) == data
@@ -68,10 +89,27 @@ def test_a_stats_report_without_the_appended_fields_reads_them_as_zero():
     assert decode_control(encode_control(full)) == full
 
 
-@pytest.mark.parametrize("message", [m for m in MESSAGES if not isinstance(m, CryptoMessage)],
-                         ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("message", APPENDED, ids=lambda m: type(m).__name__)
+def test_a_cut_where_appended_fields_begin_reads_as_an_older_peer(message):
+    older = replace(message, **DEFAULTS[type(message)])
+    data, old_data = encode_control(message), encode_control(older)
+    assert data.startswith(old_data) and len(data) > len(old_data)
+    assert decode_control(old_data) == older
+    for cut in range(len(data)):
+        if cut == len(old_data):
+            continue
+        with pytest.raises(ProtocolError):
+            decode_control(data[:cut])
+
+
+@pytest.mark.parametrize("message", [m for m in MESSAGES if not isinstance(m, CryptoMessage)]
+                         + APPENDED, ids=lambda m: type(m).__name__)
 def test_fields_appended_by_a_newer_peer_are_ignored(message):
-    assert decode_control(encode_control(message) + b"\x01\x02future") == message
+    # A newer peer sends every field we know (ours with their defaults) before its own.
+    data = encode_control(message)
+    if type(message) in DEFAULTS and message == replace(message, **DEFAULTS[type(message)]):
+        data += DEFAULT_TAILS[type(message)]
+    assert decode_control(data + b"\x01\x02future") == message
 
 
 def test_unknown_kind_and_empty_payload():

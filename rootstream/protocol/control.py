@@ -91,6 +91,16 @@ def _unpack_string(body: memoryview, offset: int, kind: str) -> tuple[str, int]:
         raise ProtocolError(f"{kind} message has a string that is not UTF-8") from None
 
 
+def _appended(body: memoryview, offset: int, fields: struct.Struct, kind: str) -> tuple | None:
+    """Fields appended within v1 at ``offset``: None when the sender stopped
+    before them (an older peer), truncated when it stopped inside them."""
+    if offset == len(body):
+        return None
+    if len(body) < offset + fields.size:
+        raise ProtocolError(f"{kind} message is truncated")
+    return fields.unpack_from(body, offset)
+
+
 class _Fixed:
     """A message whose fields are one fixed struct (plus ignored trailing bytes)."""
 
@@ -123,15 +133,24 @@ class Hello:
     max_width: int = 0  # 0: no preference
     max_height: int = 0
     client_name: str = ""
+    # Appended within v1 (``rootstream bench`` asks for each phase's stream);
+    # 0: the host's choice.  Sent only when one is set, so a hello without
+    # wishes is byte for byte what older clients send.
+    want_fps: int = 0
+    want_bitrate_kbps: int = 0
 
     KIND: ClassVar[ControlKind] = ControlKind.HELLO
     _HEAD: ClassVar[struct.Struct] = struct.Struct("!BIHH")
+    _WANTS: ClassVar[struct.Struct] = struct.Struct("!HI")
 
     def pack(self) -> bytes:
-        return (bytes([self.KIND])
+        data = (bytes([self.KIND])
                 + self._HEAD.pack(self.protocol_version, self.capabilities,
                                   self.max_width, self.max_height)
                 + _pack_string(self.client_name))
+        if self.want_fps or self.want_bitrate_kbps:
+            data += self._WANTS.pack(self.want_fps, self.want_bitrate_kbps)
+        return data
 
     __bytes__ = pack
 
@@ -140,8 +159,9 @@ class Hello:
         if len(body) < cls._HEAD.size:
             raise ProtocolError("hello message is truncated")
         version, caps, width, height = cls._HEAD.unpack_from(body)
-        name, _ = _unpack_string(body, cls._HEAD.size, "hello")
-        return cls(version, caps, width, height, name)
+        name, end = _unpack_string(body, cls._HEAD.size, "hello")
+        wants = _appended(body, end, cls._WANTS, "hello") or (0, 0)
+        return cls(version, caps, width, height, name, *wants)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,15 +177,31 @@ class Config:
     capabilities: int = 0
     session_id: int = 0
     host_name: str = ""
+    # Appended within v1: what produces the stream and on what machine, so a
+    # benchmark can say what it measured.  All or none are sent: none when all
+    # are empty, which is byte for byte what older hosts send.
+    encoder: str = ""  # backend name, e.g. "x264"
+    capture: str = ""  # backend name, e.g. "test"
+    host_system: str = ""  # "Linux 6.1.0-18-amd64 x86_64"
+    host_cpu: str = ""  # CPU model
+    host_cpus: int = 0  # logical CPUs
+    host_software: str = ""  # rootstream, Python, PyAV and FFmpeg versions
 
     KIND: ClassVar[ControlKind] = ControlKind.CONFIG
     _HEAD: ClassVar[struct.Struct] = struct.Struct("!BBHHHIII")
+    _CPUS: ClassVar[struct.Struct] = struct.Struct("!H")
 
     def pack(self) -> bytes:
-        return (bytes([self.KIND])
+        data = (bytes([self.KIND])
                 + self._HEAD.pack(self.protocol_version, self.codec, self.width, self.height,
                                   self.fps, self.bitrate_kbps, self.capabilities, self.session_id)
                 + _pack_string(self.host_name))
+        if any((self.encoder, self.capture, self.host_system, self.host_cpu, self.host_cpus,
+                self.host_software)):
+            data += (_pack_string(self.encoder) + _pack_string(self.capture)
+                     + _pack_string(self.host_system) + _pack_string(self.host_cpu)
+                     + self._CPUS.pack(self.host_cpus) + _pack_string(self.host_software))
+        return data
 
     __bytes__ = pack
 
@@ -174,8 +210,18 @@ class Config:
         if len(body) < cls._HEAD.size:
             raise ProtocolError("config message is truncated")
         fields = cls._HEAD.unpack_from(body)
-        name, _ = _unpack_string(body, cls._HEAD.size, "config")
-        return cls(*fields, host_name=name)
+        name, end = _unpack_string(body, cls._HEAD.size, "config")
+        if end == len(body):
+            return cls(*fields, host_name=name)
+        described = []
+        for _ in range(4):
+            text, end = _unpack_string(body, end, "config")
+            described.append(text)
+        if len(body) < end + cls._CPUS.size:
+            raise ProtocolError("config message is truncated")
+        (cpus,) = cls._CPUS.unpack_from(body, end)
+        software, _ = _unpack_string(body, end + cls._CPUS.size, "config")
+        return cls(*fields, name, *described, cpus, software)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,15 +299,36 @@ class Ping(_Fixed):
 
 @dataclass(frozen=True, slots=True)
 class Pong(_Fixed):
-    """Answer to a ping: t1 when it arrived, t2 when this left (answerer's clock)."""
+    """Answer to a ping: t1 when it arrived, t2 when this left (answerer's clock).
+
+    ``cpu_ns`` (appended within v1) is the answerer's process CPU time (user +
+    system) at t1, so a benchmark learns the host's CPU load from two pongs.
+    0 means not reported, and is not sent: older peers' pongs look the same.
+    """
 
     probe_id: int = 0
     t0_ns: int = 0
     t1_ns: int = 0
     t2_ns: int = 0
+    cpu_ns: int = 0
     KIND: ClassVar[ControlKind] = ControlKind.PONG
     STRUCT: ClassVar[struct.Struct] = struct.Struct("!IQQQ")
+    _CPU: ClassVar[struct.Struct] = struct.Struct("!Q")
     NAME: ClassVar[str] = "pong"
+
+    def pack(self) -> bytes:
+        data = bytes([self.KIND]) + self.STRUCT.pack(self.probe_id, self.t0_ns, self.t1_ns,
+                                                     self.t2_ns)
+        return data + self._CPU.pack(self.cpu_ns) if self.cpu_ns else data
+
+    __bytes__ = pack
+
+    @classmethod
+    def parse_body(cls, body: memoryview) -> Pong:
+        if len(body) < cls.STRUCT.size:
+            raise ProtocolError("pong message is truncated")
+        cpu = _appended(body, cls.STRUCT.size, cls._CPU, "pong") or (0,)
+        return cls(*cls.STRUCT.unpack_from(body), *cpu)
 
 
 @dataclass(frozen=True, slots=True)
