@@ -3,13 +3,20 @@
  * A conversion of a 1080p frame takes about 0.4 ms on one core; starting and
  * joining a thread per call costs about 25 us, a sixth of what a second core
  * saves.  So helper threads are kept: they sleep on a condition variable and
- * each call wakes them (a futex wake, a few microseconds).  The caller works
- * too, and every thread claims slices of rows from one atomic counter, so a
- * helper that wakes late simply finds less to do.
+ * each call wakes them.  The caller works too, and every thread claims slices
+ * of rows until none is left, so a helper that wakes late simply finds less
+ * (or nothing) to do, and the caller never waits for a helper that has not
+ * started a slice.
+ *
+ * A claim is a compare-and-swap on one 64-bit ticket holding the conversion's
+ * generation, its slice count and the next slice.  A helper still holding an
+ * old ticket cannot claim anything of a newer conversion, and while a claimed
+ * slice is unfinished its conversion cannot end, so the job it reads after a
+ * successful claim is the one it claimed from.
  *
  * One conversion uses the pool at a time.  A second thread that converts
- * while the pool is busy falls back to threads of its own rather than wait:
- * two converters (say, two capture sessions) must not serialise each other.
+ * while the pool is busy starts threads of its own rather than wait: two
+ * converters (say, two capture sessions) must not serialise each other.
  * After fork() the child has no helpers; pthread_atfork() forgets them and
  * the child starts its own on first use.
  */
@@ -18,64 +25,95 @@
 #include <pthread.h>
 
 /* Slices per thread: small enough that a late helper can still take a share,
- * large enough that claiming (one atomic add) stays negligible. */
+ * large enough that claiming (one atomic operation) stays negligible. */
 #define SLICES_PER_THREAD 4
 
-typedef struct claim_state {
-    const nv12_job *job;
-    nv12_rows_fn rows;
-    int chroma_rows;
-    int slices;
-    int next; /* atomic: the next slice to claim */
-} claim_state;
-
-static void run_claims(claim_state *c)
+static void convert_slice(const nv12_job *job, nv12_rows_fn rows, int chroma_rows, int slices,
+                          int slice)
 {
-    for (;;) {
-        int slice = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED);
-        if (slice >= c->slices)
-            return;
-        int begin = (int)((long)c->chroma_rows * slice / c->slices);
-        int end = (int)((long)c->chroma_rows * (slice + 1) / c->slices);
-        c->rows(c->job, begin, end);
-    }
+    rows(job, (int)((long)chroma_rows * slice / slices),
+         (int)((long)chroma_rows * (slice + 1) / slices));
 }
 
 /* ------------------------------------------------------ one-off threads */
 
-static void *claim_thread(void *arg)
+typedef struct one_off {
+    const nv12_job *job;
+    nv12_rows_fn rows;
+    int chroma_rows, slices;
+    int next; /* atomic: the next slice to claim */
+} one_off;
+
+static void *one_off_claims(void *arg)
 {
-    run_claims(arg);
+    one_off *o = arg;
+    int slice;
+
+    while ((slice = __atomic_fetch_add(&o->next, 1, __ATOMIC_RELAXED)) < o->slices)
+        convert_slice(o->job, o->rows, o->chroma_rows, o->slices, slice);
     return NULL;
 }
 
 /* If a thread cannot be started the caller's claims cover its share. */
-static void run_with_new_threads(claim_state *c, int helpers)
+static void run_with_new_threads(one_off *o, int helpers)
 {
     pthread_t threads[NV12_MAX_THREADS];
     int started = 0;
 
-    while (started < helpers && pthread_create(&threads[started], NULL, claim_thread, c) == 0)
+    while (started < helpers && pthread_create(&threads[started], NULL, one_off_claims, o) == 0)
         started++;
-    run_claims(c);
+    one_off_claims(o);
     for (int i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
 }
 
 /* ------------------------------------------------------------- the pool */
 
+#define TICKET(generation, slices, next) \
+    ((uint64_t)(uint32_t)(generation) << 32 | (uint64_t)(slices) << 16 | (uint64_t)(next))
+#define TICKET_GENERATION(t) ((uint32_t)((t) >> 32))
+#define TICKET_SLICES(t) ((int)(((t) >> 16) & 0xFFFF))
+#define TICKET_NEXT(t) ((int)((t) & 0xFFFF))
+
 static struct {
     pthread_mutex_t busy; /* held by the one conversion using the pool */
-    pthread_mutex_t lock; /* guards the fields below */
+    pthread_mutex_t lock; /* guards generation, wanted and the sleeping */
     pthread_cond_t wake, done;
     unsigned long generation; /* bumped once per conversion */
     int helpers;              /* threads started */
     int wanted;               /* helpers with an index below this take part */
-    int checked_in;           /* helpers not yet finished with this generation */
-    claim_state *work;
     int atfork_registered;
+    /* The current conversion, published before its ticket. */
+    const nv12_job *job;
+    nv12_rows_fn rows;
+    int chroma_rows;
+    uint64_t ticket;  /* atomic */
+    int finished;     /* atomic: slices done in this generation */
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL, 0};
+          PTHREAD_COND_INITIALIZER};
+
+/* Claims and converts slices of `generation` until none is left. */
+static void pool_claims(uint32_t generation)
+{
+    uint64_t ticket = __atomic_load_n(&pool.ticket, __ATOMIC_ACQUIRE);
+
+    for (;;) {
+        if (TICKET_GENERATION(ticket) != generation || TICKET_NEXT(ticket) >= TICKET_SLICES(ticket))
+            return;
+        /* On failure `ticket` is reloaded and checked again. */
+        if (!__atomic_compare_exchange_n(&pool.ticket, &ticket, ticket + 1, 0, __ATOMIC_ACQUIRE,
+                                         __ATOMIC_ACQUIRE))
+            continue;
+        int slices = TICKET_SLICES(ticket);
+        convert_slice(pool.job, pool.rows, pool.chroma_rows, slices, TICKET_NEXT(ticket));
+        if (__atomic_add_fetch(&pool.finished, 1, __ATOMIC_ACQ_REL) == slices) {
+            pthread_mutex_lock(&pool.lock);
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.lock);
+        }
+        ticket = __atomic_load_n(&pool.ticket, __ATOMIC_ACQUIRE);
+    }
+}
 
 /* What a helper is told at its start: its index, and the generation current
  * when it was created (a helper that is slow to start must still notice the
@@ -97,15 +135,12 @@ static void *helper_main(void *arg)
         while (pool.generation == seen)
             pthread_cond_wait(&pool.wake, &pool.lock);
         seen = pool.generation;
-        claim_state *work = start->index < pool.wanted ? pool.work : NULL;
+        int take_part = start->index < pool.wanted;
         pthread_mutex_unlock(&pool.lock);
 
-        if (work)
-            run_claims(work);
-
+        if (take_part)
+            pool_claims((uint32_t)seen);
         pthread_mutex_lock(&pool.lock);
-        if (--pool.checked_in == 0)
-            pthread_cond_signal(&pool.done);
     }
     return NULL;
 }
@@ -117,11 +152,9 @@ static void forget_pool_in_child(void)
     pthread_cond_init(&pool.wake, NULL);
     pthread_cond_init(&pool.done, NULL);
     pool.helpers = 0;
-    pool.checked_in = 0;
-    pool.work = NULL;
 }
 
-/* Called with pool.busy held, so no helper is between generations. */
+/* Called with pool.busy held. */
 static void grow_pool(int helpers)
 {
     if (!pool.atfork_registered)
@@ -148,45 +181,54 @@ static void grow_pool(int helpers)
     }
 }
 
-static void run_with_pool(claim_state *c, int helpers)
+/* Called with pool.busy held.  Helpers that could not be started leave their
+ * share to the caller's claims. */
+static void run_with_pool(const nv12_job *job, nv12_rows_fn rows, int chroma_rows, int slices,
+                          int helpers)
 {
     grow_pool(helpers);
     pthread_mutex_lock(&pool.lock);
-    pool.work = c;
+    uint32_t generation = (uint32_t)++pool.generation;
+    pool.job = job;
+    pool.rows = rows;
+    pool.chroma_rows = chroma_rows;
+    __atomic_store_n(&pool.finished, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool.ticket, TICKET(generation, slices, 0), __ATOMIC_RELEASE);
     pool.wanted = helpers;
-    pool.checked_in = pool.helpers;
-    pool.generation++;
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
 
-    run_claims(c);
+    pool_claims(generation);
 
-    /* Every helper must be done with `c` (it lives on our stack) before we
-     * return, including the ones that found nothing left to claim. */
-    pthread_mutex_lock(&pool.lock);
-    while (pool.checked_in > 0)
-        pthread_cond_wait(&pool.done, &pool.lock);
-    pool.work = NULL;
-    pthread_mutex_unlock(&pool.lock);
+    /* Only slices that helpers claimed and are still converting keep us. */
+    if (__atomic_load_n(&pool.finished, __ATOMIC_ACQUIRE) < slices) {
+        pthread_mutex_lock(&pool.lock);
+        while (__atomic_load_n(&pool.finished, __ATOMIC_ACQUIRE) < slices)
+            pthread_cond_wait(&pool.done, &pool.lock);
+        pthread_mutex_unlock(&pool.lock);
+    }
 }
 
 void nv12_run(const nv12_job *job, nv12_rows_fn rows, int threads)
 {
-    claim_state c = {job, rows, (job->height + 1) / 2, 0, 0};
+    int chroma_rows = (job->height + 1) / 2;
 
-    if (threads > c.chroma_rows)
-        threads = c.chroma_rows;
+    if (threads > chroma_rows)
+        threads = chroma_rows;
     if (threads <= 1) {
-        rows(job, 0, c.chroma_rows);
+        rows(job, 0, chroma_rows);
         return;
     }
-    c.slices = threads * SLICES_PER_THREAD;
-    if (c.slices > c.chroma_rows)
-        c.slices = c.chroma_rows;
+    /* At most NV12_MAX_THREADS * SLICES_PER_THREAD (256), far inside the
+     * ticket's 16 bits. */
+    int slices = threads * SLICES_PER_THREAD;
+    if (slices > chroma_rows)
+        slices = chroma_rows;
     if (pthread_mutex_trylock(&pool.busy) == 0) {
-        run_with_pool(&c, threads - 1);
+        run_with_pool(job, rows, chroma_rows, slices, threads - 1);
         pthread_mutex_unlock(&pool.busy);
     } else {
-        run_with_new_threads(&c, threads - 1);
+        one_off o = {job, rows, chroma_rows, slices, 0};
+        run_with_new_threads(&o, threads - 1);
     }
 }
