@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -438,6 +439,25 @@ def test_a_pooled_frame_survives_the_next_conversions():
     for _ in range(2):
         converter.convert(captured(np.zeros((height, 64), np.uint8), width, height))
     assert (plane_rows(first.planes[0], height)[:, :width] == 235).all()
+
+
+def test_a_frame_still_referenced_by_ffmpeg_is_not_overwritten():
+    """A filter graph (like an encoder's queue) keeps a reference to a pooled
+    frame; converting into that frame again must leave its picture intact."""
+    width, height = 16, 8
+    converter = NV12Converter(width, height, pool_size=1)
+    first = converter.convert(captured(np.full((height, 64), 255, np.uint8), width, height))
+    first.time_base = Fraction(1, 60)
+    graph = av.filter.Graph()
+    source = graph.add_buffer(template=first)
+    source.link_to(graph.add("buffersink"))
+    graph.configure()
+    graph.push(first)  # the graph now holds a reference to first's buffers
+    second = converter.convert(captured(np.zeros((height, 64), np.uint8), width, height))
+    assert second is first
+    held = graph.pull()
+    assert (plane_rows(held.planes[0], height)[:, :width] == 235).all()
+    assert (plane_rows(second.planes[0], height)[:, :width] == 16).all()
 
 
 def test_libx264_encodes_converted_frames_with_the_tags():
