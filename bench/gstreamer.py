@@ -1,0 +1,105 @@
+"""The GStreamer baseline: the same screen to the same window, as the issue names it.
+
+Sender (reads display A)::
+
+    ximagesrc ! video/x-raw,framerate=60/1 ! videoconvert
+      ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=<kbit/s>
+      ! rtph264pay config-interval=-1 ! udpsink sync=false
+
+Receiver (shows on display B)::
+
+    udpsrc caps=application/x-rtp,... ! rtpjitterbuffer latency=0 ! rtph264depay
+      ! avdec_h264 ! videoconvert ! ximagesink sync=false
+
+What we add to the issue's pipeline, and why each is fair to GStreamer:
+``framerate=60/1`` (ximagesrc otherwise paces itself at its default rate),
+``bitrate`` equal to rootstream's (x264enc's default is 2 Mbit/s, which would
+make its frames smaller and faster than ours), ``config-interval=-1`` (the
+parameter sets with every keyframe, as rootstream's encoder does, so a
+receiver that starts late still decodes), caps on ``udpsrc`` (RTP carries no
+description of itself), and ``sync=false`` on ``udpsink`` (a live source's
+buffers would otherwise wait for the pipeline's reported latency before
+leaving).  Everything else keeps GStreamer's defaults.
+
+Each side is a ``gst-launch-1.0`` process, so /proc gives its CPU and memory
+just as for rootstream's two processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from conftest import Spawned
+
+PACKAGES = ("gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good "
+            "gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x")
+ELEMENTS = ("ximagesrc", "videoconvert", "x264enc", "rtph264pay", "udpsink", "udpsrc",
+            "rtpjitterbuffer", "rtph264depay", "avdec_h264", "ximagesink")
+RTP_CAPS = "application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96"
+
+
+def missing() -> str:
+    """Why the baseline cannot run here ("" when it can): the tool or an element is absent."""
+    if shutil.which("gst-launch-1.0") is None or shutil.which("gst-inspect-1.0") is None:
+        return f"gst-launch-1.0 missing (apt-get install {PACKAGES})"
+    absent = [name for name in ELEMENTS
+              if subprocess.run(["gst-inspect-1.0", name], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, timeout=30).returncode != 0]
+    if absent:
+        return f"GStreamer elements missing: {', '.join(absent)} (apt-get install {PACKAGES})"
+    return ""
+
+
+def sender_pipeline(display: str, port: int, fps: int, bitrate_kbps: int) -> list[str]:
+    return ["ximagesrc", f"display-name={display}", "!",
+            f"video/x-raw,framerate={fps}/1", "!",
+            "videoconvert", "!",
+            "x264enc", "tune=zerolatency", "speed-preset=ultrafast", f"bitrate={bitrate_kbps}",
+            "!",
+            "rtph264pay", "config-interval=-1", "!",
+            "udpsink", "host=127.0.0.1", f"port={port}", "sync=false"]
+
+
+def receiver_pipeline(display: str, port: int) -> list[str]:
+    return ["udpsrc", "address=127.0.0.1", f"port={port}", f"caps={RTP_CAPS}", "!",
+            "rtpjitterbuffer", "latency=0", "!",
+            "rtph264depay", "!",
+            "avdec_h264", "!",
+            "videoconvert", "!",
+            "ximagesink", f"display={display}", "sync=false"]
+
+
+class GStreamerStream:
+    """Receiver on ``client_display`` first (so it sees the first keyframe), then sender."""
+
+    def __init__(self, host_display: str, client_display: str, port: int, log_dir, *,
+                 fps: int = 60, bitrate_kbps: int = 10_000):
+        env = dict(os.environ, GST_DEBUG="1")  # errors only, into the log
+        launch = ["gst-launch-1.0", "--no-position"]
+        self.receiver = Spawned("gst-receiver", launch + receiver_pipeline(client_display, port),
+                                log_dir, env=env)
+        try:
+            self.receiver.wait_for("Setting pipeline to PLAYING", timeout=30)
+            self.sender = Spawned("gst-sender",
+                                  launch + sender_pipeline(host_display, port, fps, bitrate_kbps),
+                                  log_dir, env=env)
+            self.sender.wait_for("Setting pipeline to PLAYING", timeout=30)
+        except BaseException:
+            self.stop()
+            raise
+
+    def pids(self) -> dict[str, int]:
+        return {"gst-sender": self.sender.pid, "gst-receiver": self.receiver.pid}
+
+    def check_alive(self) -> None:
+        for side in (getattr(self, "sender", None), self.receiver):
+            if side is not None and side.proc.poll() is not None:
+                raise RuntimeError(f"{side.name} exited ({side.proc.returncode}):\n{side.log()}")
+
+    def stop(self) -> None:
+        sender = getattr(self, "sender", None)
+        if sender is not None:
+            sender.stop()
+        self.receiver.stop()
