@@ -302,3 +302,25 @@ def test_attach_to_the_sdl_presenter(xvfb, monkeypatch):
         poll_until(lambda: presenter.window_size() == (1280, 720))
         assert presenter.window_size() == (1280, 720)
         capture.close()
+
+
+def test_close_releases_and_removes_everything_then_ignores_events(desk):
+    desc = sdl2.SDL_VirtualJoystickDesc()
+    desc.version = sdl2.SDL_VIRTUAL_JOYSTICK_DESC_VERSION
+    desc.type = sdl2.SDL_JOYSTICK_TYPE_GAMECONTROLLER
+    desc.naxes, desc.nbuttons = 6, 15
+    device_index = sdl2.SDL_JoystickAttachVirtualEx(ctypes.byref(desc))
+    try:
+        desk.xdotool("keydown", "shift")
+        desk.take(2)
+        assert desk.capture.gamepads == {0: GamepadState(0)}
+        desk.capture.close()
+        assert desk.take(3) == [[KeyEvent(KEY_LEFTSHIFT, False)], [HeldSnapshot()],
+                                [GamepadRemoved(0)]]
+        desk.xdotool("keyup", "shift")
+        desk.xdotool("key", "a")
+        assert desk.take(0, settle=0.2) == []
+        desk.capture.close()
+        assert desk.sent == []
+    finally:
+        sdl2.SDL_JoystickDetachVirtual(device_index)

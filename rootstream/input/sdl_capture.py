@@ -93,6 +93,8 @@ class SdlInputCapture:
         self._controllers: dict[int, tuple[int, object]] = {}  # SDL instance id -> (index, handle)
         self.gamepads: dict[int, GamepadState] = {}
         self._gamepads_initialised = False
+        self._detach: Callable[[], None] | None = None
+        self.closed = False
         if gamepads:
             if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_GAMECONTROLLER) == 0:
                 self._gamepads_initialised = True
@@ -125,6 +127,7 @@ class SdlInputCapture:
         capture = cls(presenter.window_to_stream, send,
                       lambda: (presenter.width, presenter.height), **options)
         presenter.add_event_listener(capture.handle)
+        capture._detach = lambda: presenter.remove_event_listener(capture.handle)
         return capture
 
     # -- public --------------------------------------------------------------
@@ -132,7 +135,7 @@ class SdlInputCapture:
     def handle(self, event) -> None:
         """Translate one raw SDL_Event (valid only during this call)."""
         handler = self._handlers.get(event.type)
-        if handler is not None:
+        if handler is not None and not self.closed:
             handler(event)
 
     def snapshot(self) -> HeldSnapshot:
@@ -164,12 +167,22 @@ class SdlInputCapture:
         self.pointer_captured = want
 
     def close(self) -> None:
+        """Release everything on the host, let go of the pointer and the controllers."""
+        if self.closed:
+            return
         self.release_all()
         if self.pointer_captured:
             self.toggle_pointer_capture()
+        removed = [GamepadRemoved(i) for i in sorted(i for i, _ in self._controllers.values())]
         for _, handle in self._controllers.values():
             sdl2.SDL_GameControllerClose(handle)
         self._controllers.clear()
+        self.gamepads.clear()
+        if removed:
+            self._send(removed)
+        self.closed = True
+        if self._detach is not None:
+            self._detach()
         if self._gamepads_initialised:
             self._gamepads_initialised = False
             sdl2.SDL_QuitSubSystem(sdl2.SDL_INIT_GAMECONTROLLER)
