@@ -1,19 +1,25 @@
-"""The conversion core compiled on its own, under AddressSanitizer and ThreadSanitizer.
+"""The conversion core compiled on its own: under AddressSanitizer and
+ThreadSanitizer, and in the portable (no SIMD) configuration.
 
 The Python tests see writes outside the planes (guard bytes) but not reads
 past the source; here every buffer is malloc'ed to the exact minimum the
 extension's checks allow, so ASan stops at the first byte read or written
 beyond it.  TSan watches the helper pool while three threads convert at once.
+The portable build is what non-x86 machines get; NV12_NO_SIMD builds it here.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import shutil
 import subprocess
+import sysconfig
 from pathlib import Path
 
+import numpy as np
 import pytest
+from test_convert_reference import reference_nv12
 
 NATIVE = Path(__file__).resolve().parent.parent / "rootstream" / "_native"
 X86 = platform.machine() in ("x86_64", "AMD64")
@@ -169,3 +175,29 @@ def test_helper_pool_is_race_free_under_tsan(tmp_path):
     binary = build(tmp_path, "stress", STRESS, "thread",
                    ["nv12_pool.c", "nv12_scalar.c", "nv12_x86.c"])
     assert "differ=0" in run(binary)
+
+
+def test_portable_build_without_simd(tmp_path):
+    """The extension as a non-x86 machine builds it: the scalar path only."""
+    cc = compiler()
+    library = tmp_path / f"_nv12{sysconfig.get_config_var('EXT_SUFFIX')}"
+    sources = [str(NATIVE / f) for f in
+               ("nv12_module.c", "nv12_pool.c", "nv12_scalar.c", "nv12_x86.c")]
+    result = subprocess.run(
+        [cc, "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-DNV12_NO_SIMD",
+         f"-I{sysconfig.get_paths()['include']}", f"-I{NATIVE}", *sources, "-o", str(library),
+         "-lpthread"],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    spec = importlib.util.spec_from_file_location("_nv12", library)
+    portable = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(portable)
+    assert portable.paths() == ["scalar"] and portable.auto_path() == "scalar"
+    src = np.random.default_rng(4).integers(0, 256, (45, 37 * 4), np.uint8)
+    y, uv = np.zeros((45, 37), np.uint8), np.zeros((23, 38), np.uint8)
+    portable.nv12(src, 37, 45, 37 * 4, y, 37, uv, 38, threads=3)
+    want_y, want_uv = reference_nv12(src.reshape(45, 37, 4))
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(uv, want_uv)
+    with pytest.raises(ValueError, match="path 'avx2' is not available on this CPU"):
+        portable.nv12(src, 37, 45, 37 * 4, y, 37, uv, 38, path="avx2")

@@ -99,7 +99,8 @@ void nv12_rows_scalar(const nv12_job *job, int row_begin, int row_end);
  * splitting its rows; 1 runs everything on the caller.  nv12_pool.c. */
 void nv12_run(const nv12_job *job, nv12_rows_fn rows, int threads);
 
-#if defined(__x86_64__) || (defined(__i386__) && defined(__SSE2__))
+/* NV12_NO_SIMD builds the portable configuration on x86 too (tests do). */
+#if !defined(NV12_NO_SIMD) && (defined(__x86_64__) || (defined(__i386__) && defined(__SSE2__)))
 #define NV12_HAVE_X86 1
 void nv12_rows_sse2(const nv12_job *job, int row_begin, int row_end);
 void nv12_rows_avx2(const nv12_job *job, int row_begin, int row_end);

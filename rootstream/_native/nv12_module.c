@@ -104,6 +104,8 @@ static int path_available(const path_entry *p)
 #ifdef NV12_HAVE_X86
     if (p->rows == nv12_rows_avx2)
         return nv12_cpu_has_avx2();
+#else
+    (void)p;
 #endif
     return 1;
 }
@@ -130,7 +132,11 @@ static const path_entry *find_path(const char *name)
         }
         return &PATHS[i];
     }
-    PyErr_Format(PyExc_ValueError, "unknown path '%s'; known: auto, scalar, sse2, avx2", name);
+    if (strcmp(name, "sse2") == 0 || strcmp(name, "avx2") == 0) /* not built for this CPU */
+        PyErr_Format(PyExc_ValueError, "path '%s' is not available on this CPU", name);
+    else
+        PyErr_Format(PyExc_ValueError, "unknown path '%s'; known: auto, scalar, sse2, avx2",
+                     name);
     return NULL;
 }
 

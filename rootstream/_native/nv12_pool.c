@@ -89,8 +89,10 @@ static struct {
     int chroma_rows;
     uint64_t ticket;  /* atomic */
     int finished;     /* atomic: slices done in this generation */
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER};
+} pool = {.busy = PTHREAD_MUTEX_INITIALIZER,
+          .lock = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
 
 /* Claims and converts slices of `generation` until none is left. */
 static void pool_claims(uint32_t generation)
