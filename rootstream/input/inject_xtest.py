@@ -176,6 +176,8 @@ class XTestInjector(Injector):
                              hint="start the X server with +extension XTEST")
 
     def _keysyms_of(self, keycode: int) -> list[int]:
+        if not self._min_keycode <= keycode <= self._max_keycode:
+            return []  # asking would be a BadValue, and Xlib's handler exits
         per = _ffi.new("int *")
         syms = self._x11.XGetKeyboardMapping(self._dpy, keycode, 1, per)
         if syms == _ffi.NULL:
