@@ -289,10 +289,26 @@ def test_stretch_fifo_reads_join_seamlessly_at_any_ratio():
     assert np.abs(one[:, 0] - expected).max() < 15  # cubic interpolation error, < -56 dB
 
 
+def test_stretch_fifo_cuts_tonal_sound_in_phase():
+    t = np.arange(4800) / 48000
+    sine = (10000 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[:, None]
+    fifo = StretchFifo(1)
+    fifo.append(sine, np.arange(4800, dtype=np.int64))
+    removed = fifo.cut(480, 96, 240)
+    assert abs(removed - 480) <= 240
+    period = 48000 / 440
+    phase_error = (removed / period) % 1.0
+    assert min(phase_error, 1 - phase_error) < 0.02  # a whole number of periods
+    out, stamp = fifo.read(1000, 1.0)
+    assert stamp == removed
+    expected = 10000 * np.sin(2 * np.pi * 440 * (np.arange(1000) + removed) / 48000)
+    assert np.abs(out[:, 0] - expected).max() < 0.04 * 10000  # no dip at the seam
+
+
 def test_stretch_fifo_cut_crossfades_and_insert_keeps_stamps():
     fifo = StretchFifo(1)
     fifo.append(np.full((1000, 1), 100.0, np.float32), np.arange(1000, dtype=np.int64) * 10)
-    fifo.cut(480, 96)
+    assert fifo.cut(480, 96) == 480
     assert fifo.readable == 1000 - 480
     out, stamp = fifo.read(10, 1.0)
     assert stamp == 480 * 10 and np.allclose(out, 100.0)

@@ -58,6 +58,7 @@ MAX_STAMP = 1 << 62
 EXPAND_INTERVAL_NS = 100_000_000
 MIN_CONCEAL = 120  # the shortest Opus frame
 CUT_FADE = 96  # 2 ms crossfade where sound has to be cut
+CUT_SEARCH = 240  # ±5 ms of freedom in the cut length to find a matching phase
 
 
 @dataclass(slots=True)
@@ -313,7 +314,7 @@ class JitterBuffer:
         error = self.delay_ns - target
         if abs(error) < frame_ns:
             return
-        while self._fifo.readable < frame + CUT_FADE + 3:
+        while self._fifo.readable < frame + CUT_SEARCH + CUT_FADE + 3:
             if not self._decode_next(now_ns, target):
                 return
         if self._fifo.peak(frame) >= SILENCE_PEAK:
@@ -324,12 +325,12 @@ class JitterBuffer:
                 # for seconds.  At most one every EXPAND_INTERVAL_NS.
                 self._expand_pending = True
                 self._expanded_at = now_ns
-            elif error > self.max_excess_ns and self._fifo.readable >= frame + CUT_FADE + 3:
+            elif error > self.max_excess_ns:
                 # Far too late (a device clock far off, a stall that queued a
-                # lot): cut a frame with a short crossfade rather than stay late.
-                self._fifo.cut(frame, CUT_FADE)
-                self.stats.cut_samples += frame
-                self.delay_ns -= frame_ns
+                # lot): cut about a frame, in phase, rather than stay late.
+                removed = self._fifo.cut(frame, CUT_FADE, CUT_SEARCH)
+                self.stats.cut_samples += removed
+                self.delay_ns -= removed * 1_000_000_000 // self.rate
             return
         if error > 0:
             self._fifo.skip(frame)

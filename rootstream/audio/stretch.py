@@ -53,15 +53,30 @@ class StretchFifo:
         self._buf = self._buf[samples:]
         self._stamps = self._stamps[samples:]
 
-    def cut(self, samples: int, fade: int) -> None:
-        """Remove ``samples`` unread samples that are not silent, crossfading
-        over ``fade`` samples so the seam is a blend, not a click."""
-        if self.readable < samples + fade:
+    def cut(self, samples: int, fade: int, search: int = 0) -> int:
+        """Remove about ``samples`` unread samples that are not silent.
+
+        The length is chosen within ``samples ± search`` where the sound after
+        the cut best matches the sound before it (highest correlation over
+        the ``fade`` window), then the seam is crossfaded: on tonal sound the
+        two sides are then in phase and the cut is a blend, not a click.
+        Returns how many samples were removed.
+        """
+        if self.readable < samples + search + fade:
             raise ValueError("StretchFifo.cut needs more samples than it holds")
+        head = self._buf[1:1 + fade]
+        if search:
+            lo = samples - min(search, samples - 1)
+            span = self._buf[1 + lo:1 + samples + search + fade].mean(axis=1)
+            windows = np.lib.stride_tricks.sliding_window_view(span, fade)
+            ref = head.mean(axis=1)
+            score = windows @ ref / (np.sqrt((windows * windows).sum(axis=1)) + 1e-3)
+            samples = lo + int(np.argmax(score))
         w = ((np.arange(fade, dtype=np.float32) + 0.5) / fade)[:, None]
-        head = self._buf[1:1 + fade] * (1 - w) + self._buf[1 + samples:1 + samples + fade] * w
-        self._buf = np.concatenate([self._buf[:1], head, self._buf[1 + samples + fade:]])
+        joined = head * (1 - w) + self._buf[1 + samples:1 + samples + fade] * w
+        self._buf = np.concatenate([self._buf[:1], joined, self._buf[1 + samples + fade:]])
         self._stamps = np.concatenate([self._stamps[:1], self._stamps[1 + samples:]])
+        return samples
 
     def insert_silence(self, samples: int) -> None:
         """Put ``samples`` of silence at the read position (used only in silence).
