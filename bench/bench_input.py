@@ -18,11 +18,10 @@ lists median and p99 and the ratios against each baseline.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import subprocess
 
 import pytest
+from conftest import XvfbDisplay
 
 from rootstream.input.inject_xtest import XTestInjector
 from rootstream.protocol.input import (
@@ -36,7 +35,6 @@ from rootstream.protocol.input import (
 KEY_A = 30
 EVENTS = [AbsoluteMotion(640, 360, 1280, 720), ButtonEvent(0x110, True), KeyEvent(42, True)]
 
-_results: dict[str, tuple[float, float]] = {}
 RATIOS = [
     ("codec vs struct floor", "codec", "struct-naive"),
     ("codec vs json", "codec", "json"),
@@ -45,44 +43,22 @@ RATIOS = [
 ]
 
 
-def record(benchmark, name: str) -> None:
-    timings = sorted(benchmark.stats.stats.data)
-    median = benchmark.stats.stats.median
-    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
-    _results[name] = (median, p99)
-    benchmark.extra_info["median_us"] = round(median * 1e6, 3)
-    benchmark.extra_info["p99_us"] = round(p99 * 1e6, 3)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    yield
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if capture is None or not _results:
-        return
+def summary_lines(results: dict[tuple, tuple[float, float]]) -> list[str]:
+    """Read by bench/conftest.py's bench_summary at the end of the module."""
+    medians = {key[0]: median for key, (median, _) in results.items()}
     lines = ["", "input path: median / p99"]
-    lines += [f"  {name:16} {median * 1e6:9.2f} us / {p99 * 1e6:9.2f} us"
-              for name, (median, p99) in _results.items()]
-    lines += [f"  {label}: {_results[subject][0] / _results[baseline][0]:.2f}x"
+    lines += [f"  {key[0]:16} {median * 1e6:9.2f} us / {p99 * 1e6:9.2f} us"
+              for key, (median, p99) in results.items()]
+    lines += [f"  {label}: {medians[subject] / medians[baseline]:.2f}x"
               for label, subject, baseline in RATIOS
-              if subject in _results and baseline in _results]
-    with capture.global_and_fixture_disabled():
-        print("\n".join(lines))
+              if subject in medians and baseline in medians]
+    return lines
 
 
 @pytest.fixture(scope="module")
 def display():
-    """An Xvfb of our own; Xvfb picks a free display and tells us on a pipe."""
-    ready, announce = os.pipe()
-    server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(announce), "-screen", "0", "1280x720x24", "-nolisten", "tcp",
-         "+extension", "XTEST"],
-        pass_fds=(announce,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(announce)
-    with os.fdopen(ready) as pipe:
-        yield ":" + pipe.readline().strip()
-    server.terminate()
-    server.wait(5)
+    with XvfbDisplay(1280, 720) as server:
+        yield server.display
 
 
 # -- codec -------------------------------------------------------------------
@@ -119,17 +95,17 @@ def codec_roundtrip(events):
 @pytest.mark.parametrize("name,roundtrip", [("codec", codec_roundtrip),
                                             ("struct-naive", naive_roundtrip),
                                             ("json", json_roundtrip)])
-def test_codec_3_events(benchmark, name, roundtrip):
+def test_codec_3_events(benchmark, bench_summary, name, roundtrip):
     assert roundtrip(EVENTS) == EVENTS
     assert naive_roundtrip(EVENTS) == EVENTS and len(encode_input(EVENTS)) == 18
     benchmark.pedantic(roundtrip, args=(EVENTS,), rounds=20000, iterations=1, warmup_rounds=200)
-    record(benchmark, name)
+    bench_summary.record(benchmark, name)
 
 
 # -- xtest injection -----------------------------------------------------------
 
 @pytest.mark.parametrize("sync", [False, True], ids=["flush", "sync"])
-def test_xtest_inject_one_event(benchmark, display, sync):
+def test_xtest_inject_one_event(benchmark, bench_summary, display, sync):
     with XTestInjector(display=display) as injector:
         events = [KeyEvent(KEY_A, True), KeyEvent(KEY_A, False)]
         state = {"i": 0}
@@ -141,11 +117,11 @@ def test_xtest_inject_one_event(benchmark, display, sync):
                 injector.sync()
 
         benchmark.pedantic(one_event, rounds=4000, iterations=1, warmup_rounds=50)
-        record(benchmark, "xtest-sync" if sync else "xtest")
+        bench_summary.record(benchmark, "xtest-sync" if sync else "xtest")
 
 
 @pytest.mark.parametrize("sync", [False, True], ids=["flush", "sync"])
-def test_xtest_bare_call(benchmark, display, sync):
+def test_xtest_bare_call(benchmark, bench_summary, display, sync):
     with XTestInjector(display=display) as injector:
         x11, xtst, dpy = injector._x11, injector._xtst, injector._dpy
         keycode = KEY_A + 8
@@ -161,4 +137,4 @@ def test_xtest_bare_call(benchmark, display, sync):
         benchmark.pedantic(one_event, rounds=4000, iterations=1, warmup_rounds=50)
         if state["down"]:
             xtst.XTestFakeKeyEvent(dpy, keycode, 0, 0)
-        record(benchmark, "xtest-bare-sync" if sync else "xtest-bare")
+        bench_summary.record(benchmark, "xtest-bare-sync" if sync else "xtest-bare")
