@@ -21,11 +21,14 @@ import click
               show_default=True, help="Seconds between the one-line figures.")
 @click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Append each report to this file as one JSON object per line.")
+@click.option("--reconnect-timeout", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="When the host goes silent, keep the last picture and try to resume for "
+                   "this many seconds (0: end the session at once).")
 @click.option("--same-clock", is_flag=True,
               help="The host runs on this machine: also report glass-to-glass latency read "
                    "from the test pattern.")
 def connect(host_address, present, fullscreen, frames, seconds, stats_interval, stats_json,
-            same_clock):
+            reconnect_timeout, same_clock):
     """Connect to a rootstream host and show its screen.
 
     HOST may be a name or an address, with an optional :PORT (default 47100).
@@ -38,7 +41,7 @@ def connect(host_address, present, fullscreen, frames, seconds, stats_interval, 
     options = ClientOptions(host=parse_address(host_address), present=present,
                             fullscreen=fullscreen, frames=frames, seconds=seconds,
                             stats_interval=stats_interval, stats_json=stats_json,
-                            same_clock=same_clock)
+                            same_clock=same_clock, reconnect_timeout=reconnect_timeout)
     client = Client(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: client.stop())
     result = client.run()

@@ -24,7 +24,16 @@ from rootstream_cli.options import parse_size
               help="Test pattern size, WxH (a screen is streamed at its own size).")
 @click.option("--fps", type=click.IntRange(1, 240), default=60, show_default=True)
 @click.option("--bitrate", type=click.FloatRange(0.2, 500), default=10.0, show_default=True,
-              help="Video bitrate in Mbit/s.")
+              help="Video bitrate in Mbit/s: the ceiling; the host lowers it while the "
+                   "client reports loss, a growing delay or a shortfall, and raises it back "
+                   "slowly.")
+@click.option("--min-bitrate", type=click.FloatRange(0.1, 500), default=0.5, show_default=True,
+              help="Adaptive bitrate never goes below this, in Mbit/s.")
+@click.option("--adapt/--no-adapt", default=True, show_default=True,
+              help="Adapt the bitrate to the network (--no-adapt: always --bitrate).")
+@click.option("--pacing/--no-pacing", default=True, show_default=True,
+              help="Spread a large frame's datagrams over half a frame interval instead "
+                   "of one burst.")
 @click.option("--fec", type=click.FloatRange(0, 1), default=0.2, show_default=True,
               help="Share of parity datagrams added to each frame (0 turns FEC off).")
 @click.option("--bind", default="0.0.0.0", show_default=True, help="Address to listen on.")
@@ -35,8 +44,8 @@ from rootstream_cli.options import parse_size
               help="Append each report to this file as one JSON object per line.")
 @click.option("--sessions", type=click.IntRange(1), default=None,
               help="Exit after serving this many clients (default: serve forever).")
-def host(source, display, encoder, codec, size, fps, bitrate, fec, bind, port,
-         stats_interval, stats_json, sessions):
+def host(source, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing, fec,
+         bind, port, stats_interval, stats_json, sessions):
     """Share this machine's screen with one client at a time.
 
     Waits for `rootstream connect` from another machine, streams to it, and
@@ -46,6 +55,8 @@ def host(source, display, encoder, codec, size, fps, bitrate, fec, bind, port,
 
     options = HostOptions(source=source, display=display, encoder=encoder, codec=codec,
                           size=size, fps=fps, bitrate=int(bitrate * 1_000_000), fec_share=fec,
+                          min_bitrate=int(min(min_bitrate, bitrate) * 1_000_000),
+                          adaptive=adapt, pacing=pacing,
                           bind=bind, port=port, stats_interval=stats_interval,
                           stats_json=stats_json, max_sessions=sessions)
     server = Host(options, log=lambda line: click.echo(line, err=True))

@@ -21,6 +21,7 @@ import queue
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,10 +32,12 @@ from rootstream.decode import open_decoder
 from rootstream.errors import DecodeError, NetworkError, RootStreamError
 from rootstream.frame import ClientStamps
 from rootstream.mailbox import Mailbox
+from rootstream.net.feedback import PathMonitor
 from rootstream.net.udp import UdpTransport
 from rootstream.present import open_presenter
 from rootstream.protocol import (
     AssembledFrame,
+    Bitrate,
     Bye,
     ByeReason,
     Capability,
@@ -78,6 +81,9 @@ class ClientOptions:
     same_clock: bool = False  # host on this machine: marker capture time is on our clock
     client_name: str = ""
     decoder: str = "auto"
+    # After PEER_TIMEOUT_S of silence, keep asking the host for a session this
+    # long before giving up (0: end the session at once; the CLI's default is 10).
+    reconnect_timeout: float = 0.0
 
 
 @dataclass
@@ -88,6 +94,11 @@ class ClientResult:
     reason: str = ""
     markers: list[int] = field(default_factory=list)  # frame numbers read, in order shown
     config: Config | None = None
+    bitrate_kbps: int = 0  # the host's latest announced encoder rate
+    reconnects: int = 0
+    longest_freeze_ms: float = 0.0  # longest gap between two pictures shown
+    # When each picture was shown (monotonic ns), the most recent ones.
+    present_ns: deque[int] = field(default_factory=lambda: deque(maxlen=100_000))
 
 
 @dataclass
@@ -123,6 +134,8 @@ class Client:
         self._last_sent = 0.0
         self._decoded_frame_id = 0
         self._present_ring: list[int] = []
+        self._path = PathMonitor()
+        self._reconnecting_since: float | None = None  # set while the host is silent
 
     # -- the caller's thread: connect, then present ------------------------------------------
 
@@ -222,6 +235,10 @@ class Client:
         stamps.presented = time.monotonic_ns()
         frame = decoded.frame
         self.result.frames_presented += 1
+        if self.result.present_ns:
+            gap_ms = (stamps.presented - self.result.present_ns[-1]) / 1e6
+            self.result.longest_freeze_ms = max(self.result.longest_freeze_ms, gap_ms)
+        self.result.present_ns.append(stamps.presented)
         self.stats.record("assemble", stamps.assembled - stamps.received)
         self.stats.record("decode", stamps.decoded - stamps.assembled)
         self.stats.record("present", stamps.presented - stamps.decoded)
@@ -261,10 +278,11 @@ class Client:
                         self._on_datagram(header, payload, received_ns)
                 if not self._configured.is_set():
                     continue
-                if now - self._last_heard > PEER_TIMEOUT_S:
-                    self.log(f"rootstream: the host went silent for {PEER_TIMEOUT_S:g} s")
-                    self._finish("host went silent")
-                    break
+                if self._reconnecting_since is not None or (
+                        now - self._last_heard > PEER_TIMEOUT_S):
+                    if not self._reconnect(now):
+                        break
+                    continue
                 expired = self._reassembler.expire(time.monotonic_ns())
                 if expired:
                     self._ask_keyframe(IdrReason.FRAME_LOST, now)
@@ -289,6 +307,11 @@ class Client:
             if frame is None:
                 return
             self.result.frames_received += 1
+            self._path.frame(frame.capture_ms, frame.host_us, frame.first_ns)
+            if frame.lost_before and not frame.keyframe and (
+                    time.monotonic() - self._last_idr_request > IDR_RETRY_S):
+                # The decoder will skip this frame: ask now, not after the queue.
+                self._ask_keyframe(IdrReason.FRAME_LOST, time.monotonic())
             try:
                 self._decode_queue.put_nowait(frame)
             except queue.Full:
@@ -310,14 +333,26 @@ class Client:
         if isinstance(message, Config):
             if not self._configured.is_set():
                 self._config = message
+                self.result.bitrate_kbps = message.bitrate_kbps
                 info = SessionInfo(self.options.host, message.session_id, message.host_name,
                                    message)
                 for service in self.services:
                     service.session_started(info, self._sender)
                 self._configured.set()
+            elif self._reconnecting_since is not None:
+                self._resume(message)
+        elif isinstance(message, Bitrate):
+            if message.bitrate_kbps != self.result.bitrate_kbps:
+                self.log(f"rootstream: the host set the bitrate to "
+                         f"{message.bitrate_kbps / 1000:.2f} Mbit/s")
+            self.result.bitrate_kbps = message.bitrate_kbps
         elif isinstance(message, Bye):
             if not self._configured.is_set() and message.reason == ByeReason.BUSY:
                 self._finish("the host is busy with another client")
+            elif (message.reason == ByeReason.TIMEOUT and self.options.reconnect_timeout > 0
+                  and self._reconnecting_since is None):
+                # The host thought us gone while we were cut off: we are not.
+                self._reconnect(time.monotonic())
             else:
                 self.log("rootstream: the host ended the session")
                 self._finish("host said bye")
@@ -325,6 +360,55 @@ class Client:
             pass  # liveness is any datagram at all
         for service in self.services:
             service.on_control(message)
+
+    def _reconnect(self, now: float) -> bool:
+        """The host is silent: ask for a session again, until the timeout.
+
+        The presenter keeps the last picture on screen meanwhile.  Returns
+        False when the session is over.
+        """
+        if self.options.reconnect_timeout <= 0:
+            self.log(f"rootstream: the host went silent for {PEER_TIMEOUT_S:g} s")
+            self._finish("host went silent")
+            return False
+        if self._reconnecting_since is None:
+            self._reconnecting_since = now
+            self._need_keyframe.set()
+            self.stats.count("reconnecting")
+            self.log(f"rootstream: reconnecting: no word from the host for "
+                     f"{now - self._last_heard:.1f} s (giving up after "
+                     f"{self.options.reconnect_timeout:g} s)")
+        elif now - self._reconnecting_since > self.options.reconnect_timeout:
+            self.log(f"rootstream: the host did not come back within "
+                     f"{self.options.reconnect_timeout:g} s")
+            self._finish("host went silent")
+            return False
+        if now - self._last_sent > HELLO_INTERVAL_S:
+            self._send(Hello(capabilities=Capability.H264 | Capability.HEVC | Capability.FEC,
+                             client_name=self.options.client_name or socket.gethostname()))
+        return True
+
+    def _resume(self, config: Config) -> None:
+        """The host answered again: carry on, from a keyframe."""
+        assert self._config is not None and self._reconnecting_since is not None
+        away = time.monotonic() - self._reconnecting_since
+        if config.session_id != self._config.session_id:
+            # A new session (the host restarted or dropped us): its frame
+            # numbers and clock are new, so forget the old ones.
+            for service in self.services:
+                service.session_ended("reconnecting")
+            self._reassembler = Reassembler()
+            self._path = PathMonitor()
+            self._drain_decode_queue()
+            info = SessionInfo(self.options.host, config.session_id, config.host_name, config)
+            for service in self.services:
+                service.session_started(info, self._sender)
+        self._config = config
+        self._reconnecting_since = None
+        self._last_heard = time.monotonic()
+        self.result.reconnects += 1
+        self.log(f"rootstream: reconnected to {config.host_name} after {away:.1f} s")
+        self._ask_keyframe(IdrReason.STARTUP, time.monotonic())
 
     def _drain_decode_queue(self) -> None:
         while True:
@@ -336,7 +420,11 @@ class Client:
     def _ask_keyframe(self, reason: IdrReason, now: float) -> None:
         self._need_keyframe.set()
         self._last_idr_request = now
-        self._send(IdrRequest(reason, self._decoded_frame_id))
+        request = IdrRequest(reason, self._decoded_frame_id)
+        # Twice: a lost request costs a whole retry interval of frozen
+        # picture, a duplicate costs the host nothing (one event, one IDR).
+        self._send(request)
+        self._send(request)
         self.stats.count("idr_requests")
 
     def _sender(self, ptype: PacketType, payload: bytes) -> None:
@@ -352,6 +440,7 @@ class Client:
         p50, p99 = np.percentile(ring, [50, 99]) / 1000
         r = self._reassembler.stats
         lost = self.transport.counters.lost.get(PacketType.VIDEO, 0)
+        path = self._path.sample(time.monotonic_ns(), self.transport.counters.received_bytes)
         self._send(StatsReport(
             interval_ms=int(STATS_REPORT_S * 1000),
             frames_received=self.result.frames_received & 0xFFFFFFFF,
@@ -360,8 +449,10 @@ class Client:
             frames_recovered=r.frames_recovered & 0xFFFFFFFF,
             datagrams_received=self.transport.counters.received & 0xFFFFFFFF,
             datagrams_lost=lost & 0xFFFFFFFF,
-            receive_kbps=0,
-            client_p50_us=int(p50), client_p99_us=int(p99)))
+            receive_kbps=min(path.receive_kbps, 0xFFFFFFFF),
+            client_p50_us=int(p50), client_p99_us=int(p99),
+            queue_delay_us=min(path.queue_delay_us, 0xFFFFFFFF),
+            delay_trend_us=max(-(1 << 31), min(path.delay_trend_us, (1 << 31) - 1))))
 
     # -- the decode thread -------------------------------------------------------------------
 

@@ -22,12 +22,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rootstream.adaptive import AdaptiveBitrate
 from rootstream.capture import open_capture
 from rootstream.convert import NV12Converter
 from rootstream.encode import open_encoder
 from rootstream.errors import RootStreamError
 from rootstream.frame import CapturedFrame, HostStamps
 from rootstream.mailbox import Mailbox
+from rootstream.net.pacing import PacedSender
 from rootstream.net.udp import DEFAULT_PORT, UdpTransport
 from rootstream.protocol import (
     Bye,
@@ -52,6 +54,9 @@ from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
 
 PEER_TIMEOUT_S = 2.0
 KEEPALIVE_S = 0.5
+# A keyframe is what a client waits on after a loss; losing it too costs
+# another round trip of frozen picture, so it carries more parity.
+KEYFRAME_FEC_SHARE = 0.5
 HOST_STAGES = ("convert", "encode", "send", "host")
 
 
@@ -62,7 +67,10 @@ class HostOptions:
     encoder: str = "auto"
     size: tuple[int, int] = (1280, 720)  # the test pattern's size; a screen has its own
     fps: int = 60
-    bitrate: int = 10_000_000
+    bitrate: int = 10_000_000  # the ceiling when adaptive
+    min_bitrate: int = 500_000  # adaptive bitrate never goes below this
+    adaptive: bool = True  # follow the client's reports of loss, delay and rate
+    pacing: bool = True  # spread a large frame's datagrams (rootstream.net.pacing)
     codec: str = "h264"
     bind: str = "0.0.0.0"
     port: int = DEFAULT_PORT
@@ -129,6 +137,13 @@ class Host:
         self.width, self.height = width, height
         self.fragmenter = VideoFragmenter(fec_share=options.fec_share)
         self.host_name = options.host_name or socket.gethostname()
+        self.pacer = PacedSender() if options.pacing else None
+        self._frame_interval_ns = 1_000_000_000 // options.fps
+        self._next_bitrate: int | None = None  # set by the control thread, applied by encode
+        if options.adaptive:
+            self.services.append(AdaptiveBitrate(
+                options.bitrate, options.min_bitrate, apply=self._set_bitrate,
+                sent_bytes=lambda: self.transport.counters.sent_bytes, log=log))
 
     # -- the control channel ---------------------------------------------------------------
 
@@ -285,8 +300,21 @@ class Host:
     def _send_control(self, message, address) -> None:
         self.transport.send(PacketType.CONTROL, encode_control(message), address)
 
+    def _set_bitrate(self, bps: int) -> None:
+        self._next_bitrate = bps
+
+    def _apply_bitrate(self) -> None:
+        bps, self._next_bitrate = self._next_bitrate, None
+        if bps is None or bps == self.encoder.bitrate:
+            return
+        if not self.encoder.set_bitrate(bps):
+            # x264 cannot raise its VBV ceiling in place: it reopened, and
+            # its next frame is an IDR.
+            self.stats.count("encoder_reopened")
+
     def _report(self) -> None:
         self.stats.set_total("dropped_frames", self._mailbox.dropped)
+        self.stats.set_total("bitrate_kbps", self.encoder.bitrate // 1000)
         report = self.stats.report()
         client = self.last_client_stats
         if client is not None:
@@ -325,6 +353,7 @@ class Host:
                 session = self._session
                 if pending is None or session is None:
                     continue
+                self._apply_bitrate()
                 force = self._idr.is_set()
                 if force:
                     self._idr.clear()
@@ -335,10 +364,8 @@ class Host:
                 host_us = (stamps.encoded - stamps.captured) // 1000
                 size = 0
                 for unit in units:
-                    payloads = self.fragmenter.fragment(unit.data, keyframe=unit.keyframe,
-                                                        host_us=host_us)
-                    self.transport.send_many(PacketType.VIDEO, payloads, session.address,
-                                             capture_ms)
+                    payloads = self._fragment(unit, host_us)
+                    self._send_video(payloads, session.address, capture_ms)
                     size += len(unit.data)
                 stamps.sent = time.monotonic_ns()
                 if units:
@@ -350,6 +377,26 @@ class Host:
         except RootStreamError as exc:
             self.log(f"rootstream host: encoder stopped: {exc}")
             self._stop.set()
+
+
+    def _fragment(self, unit, host_us: int) -> list[bytes]:
+        share = self.fragmenter.fec_share
+        if unit.keyframe and share > 0:
+            self.fragmenter.fec_share = max(share, KEYFRAME_FEC_SHARE)
+        try:
+            return self.fragmenter.fragment(unit.data, keyframe=unit.keyframe, host_us=host_us)
+        finally:
+            self.fragmenter.fec_share = share
+
+    def _send_video(self, payloads: list[bytes], address, capture_ms: int) -> None:
+        def send_batch(batch) -> None:
+            self.transport.send_many(PacketType.VIDEO, batch, address, capture_ms)
+
+        if self.pacer is None:
+            send_batch(payloads)
+            return
+        self.pacer.send(payloads, send_batch, bitrate_bps=self.encoder.bitrate,
+                        frame_interval_ns=self._frame_interval_ns)
 
 
 def _now_ms() -> int:
