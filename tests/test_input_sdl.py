@@ -183,6 +183,7 @@ def test_hotkeys_are_consumed_and_capture_switches_to_relative_motion(desk):
     assert sent[-1] == [HeldSnapshot()]
     assert desk.capture.pointer_captured
     assert sdl2.SDL_GetRelativeMouseMode() == sdl2.SDL_TRUE
+    assert sdl2.SDL_GetWindowKeyboardGrab(desk.window) == sdl2.SDL_TRUE
 
     desk.xdotool("mousemove_relative", "--", "10", "5")
     desk.xdotool("mousemove_relative", "--", "-7", "3")
@@ -191,6 +192,7 @@ def test_hotkeys_are_consumed_and_capture_switches_to_relative_motion(desk):
     desk.xdotool("key", "ctrl+alt+shift+z")
     desk.take(9)
     assert not desk.capture.pointer_captured
+    assert sdl2.SDL_GetWindowKeyboardGrab(desk.window) == sdl2.SDL_FALSE
 
     desk.xdotool("key", "ctrl+alt+shift+s", "ctrl+alt+shift+f")
     sent = desk.take(18)

@@ -94,6 +94,7 @@ class SdlInputCapture:
         self.gamepads: dict[int, GamepadState] = {}
         self._gamepads_initialised = False
         self._detach: Callable[[], None] | None = None
+        self._grabbed_window = None
         self.closed = False
         if gamepads:
             if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_GAMECONTROLLER) == 0:
@@ -101,9 +102,9 @@ class SdlInputCapture:
             else:
                 self.counters["gamepad_init_failed"] += 1
         self._hotkeys = {
-            sdl2.SDL_SCANCODE_Z: self.toggle_pointer_capture,
-            sdl2.SDL_SCANCODE_F: self._toggle_fullscreen,
-            sdl2.SDL_SCANCODE_S: self._toggle_stats,
+            sdl2.SDL_SCANCODE_Z: lambda event: self.toggle_pointer_capture(event.key.windowID),
+            sdl2.SDL_SCANCODE_F: lambda event: self._toggle_fullscreen(),
+            sdl2.SDL_SCANCODE_S: lambda event: self._toggle_stats(),
         }
         self._handlers = {
             sdl2.SDL_KEYDOWN: self._key_down,
@@ -159,12 +160,24 @@ class SdlInputCapture:
             self._send(events)
         self._send_snapshot()
 
-    def toggle_pointer_capture(self) -> None:
+    def toggle_pointer_capture(self, window_id: int = 0) -> None:
+        """Capture (relative motion, keyboard grabbed) or release the pointer.
+
+        While captured, the window also grabs the keyboard so Alt+Tab, Super
+        and the like reach the host's game instead of the client's desktop.
+        """
         want = not self.pointer_captured
         if sdl2.SDL_SetRelativeMouseMode(sdl2.SDL_TRUE if want else sdl2.SDL_FALSE) != 0:
             self.counters["capture_failed"] += 1
             return
         self.pointer_captured = want
+        window = sdl2.SDL_GetWindowFromID(window_id) if want and window_id else None
+        if self._grabbed_window is not None:
+            sdl2.SDL_SetWindowKeyboardGrab(self._grabbed_window, sdl2.SDL_FALSE)
+            self._grabbed_window = None
+        if window:
+            sdl2.SDL_SetWindowKeyboardGrab(window, sdl2.SDL_TRUE)
+            self._grabbed_window = window
 
     def close(self) -> None:
         """Release everything on the host, let go of the pointer and the controllers."""
@@ -199,7 +212,7 @@ class SdlInputCapture:
         keysym = event.key.keysym
         if self._is_hotkey(keysym):
             self._consumed_scancodes.add(keysym.scancode)
-            self._hotkeys[keysym.scancode]()
+            self._hotkeys[keysym.scancode](event)
             return
         code = scancode_to_evdev(keysym.scancode)
         if code is None:
