@@ -81,6 +81,12 @@ class ClientOptions:
     same_clock: bool = False  # host on this machine: marker capture time is on our clock
     client_name: str = ""
     decoder: str = "auto"
+    # What to ask the host for (0: its choice).  A test-pattern host takes the
+    # size and frame rate, any host the bitrate; the config says what it chose.
+    # ``rootstream bench`` sets them per phase.
+    want_size: tuple[int, int] = (0, 0)
+    want_fps: int = 0
+    want_bitrate_kbps: int = 0
     # After PEER_TIMEOUT_S of silence, keep asking the host for a session this
     # long before giving up (0: end the session at once; the CLI's default is 10).
     reconnect_timeout: float = 0.0
@@ -191,7 +197,10 @@ class Client:
 
     def _connect(self) -> Config:
         hello = Hello(capabilities=Capability.H264 | Capability.HEVC | Capability.FEC,
-                      client_name=self.options.client_name or socket.gethostname())
+                      max_width=self.options.want_size[0], max_height=self.options.want_size[1],
+                      client_name=self.options.client_name or socket.gethostname(),
+                      want_fps=self.options.want_fps,
+                      want_bitrate_kbps=self.options.want_bitrate_kbps)
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while not self._configured.is_set():
             if self._stop.is_set():
