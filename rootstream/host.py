@@ -23,7 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rootstream.adaptive import AdaptiveBitrate
+from rootstream.benchrun.cpu import process_cpu_ns
+from rootstream.benchrun.machine import describe_machine
 from rootstream.capture import open_capture
+from rootstream.capture.marker import MARKER_HEIGHT, MARKER_WIDTH
+from rootstream.capture.test_pattern import MAX_SIZE
 from rootstream.convert import NV12Converter
 from rootstream.encode import open_encoder
 from rootstream.errors import RootStreamError
@@ -135,6 +139,14 @@ class Host:
             self.capture.close()
             raise
         self.width, self.height = width, height
+        # What the current session streams: the options, or what its client asked
+        # for (_take_wishes).  The capture and encode threads read the tuple, one
+        # attribute, so they never see half of a change.
+        self.fps, self.bitrate = options.fps, options.bitrate
+        self._stream = (width, height, self.fps, self.bitrate)
+        self._capture_settings = (width, height, self.fps)  # owned by the capture thread
+        self._bitrate_wish: int | None = None  # applied once by the encode thread
+        self.machine = describe_machine()  # told to clients in the config
         self.fragmenter = VideoFragmenter(fec_share=options.fec_share)
         self.host_name = options.host_name or socket.gethostname()
         self.pacer = PacedSender() if options.pacing else None
@@ -219,6 +231,9 @@ class Host:
         if isinstance(message, Hello):
             self._on_hello(message, address, now)
             return
+        if isinstance(message, Ping) and (session is None or address != session.address):
+            self._answer_ping(message, address, len(payload))
+            return
         if session is None or address != session.address:
             self.stats.count("dropped_foreign")
             return
@@ -230,8 +245,7 @@ class Host:
         elif isinstance(message, StatsReport):
             self.last_client_stats = message
         elif isinstance(message, Ping):
-            self._send_control(Pong(message.probe_id, message.t0_ns, time.monotonic_ns(),
-                                    time.monotonic_ns()), address)
+            self._answer_ping(message, address)
         elif isinstance(message, Bye):
             self.log(f"client {_fmt(address)} said bye; waiting for the next one")
             self._end_session(None)
@@ -251,6 +265,7 @@ class Host:
                     self.sessions_served >= self.options.max_sessions):
                 return
             session = _Session(address, secrets.randbits(32), hello.client_name, now, now)
+            self._take_wishes(hello)
             with self._session_lock:
                 self._session = session
             self.sessions_served += 1
@@ -271,9 +286,77 @@ class Host:
         if self.options.fec_share > 0:
             caps |= Capability.FEC
         return Config(codec=Codec.H264 if self.options.codec == "h264" else Codec.HEVC,
-                      width=self.width, height=self.height, fps=self.options.fps,
-                      bitrate_kbps=self.options.bitrate // 1000, capabilities=caps,
-                      session_id=session.session_id, host_name=self.host_name)
+                      width=self.width, height=self.height, fps=self.fps,
+                      bitrate_kbps=self.bitrate // 1000, capabilities=caps,
+                      session_id=session.session_id, host_name=self.host_name,
+                      encoder=self.encoder.name, capture=self.capture.name,
+                      host_system=self.machine.system, host_cpu=self.machine.cpu,
+                      host_cpus=self.machine.cpus, host_software=self.machine.software)
+
+    def _answer_ping(self, ping: Ping, address, size: int | None = None) -> None:
+        """Pong with our stamps and CPU time (rootstream bench's clock and load).
+
+        Outside a session (``size`` given) only a ping at least as long as the
+        pong is answered, so the answer never amplifies (docs/PROTOCOL.md §4).
+        """
+        arrived = time.monotonic_ns()
+        cpu = process_cpu_ns()
+        payload = encode_control(Pong(ping.probe_id, ping.t0_ns, arrived, time.monotonic_ns(),
+                                      cpu_ns=cpu))
+        if size is not None and size < len(payload):
+            self.stats.count("dropped_short_ping")
+            return
+        self.transport.send(PacketType.CONTROL, payload, address)
+
+    # -- a session's wishes: rootstream bench asks for each phase's stream -----------------
+
+    def _take_wishes(self, hello: Hello) -> None:
+        """Settle what a new session streams (docs/PROTOCOL.md §4): the test pattern
+        takes the hello's size and frame rate, any source its bitrate; the rest
+        comes from the options.  The capture and encode threads rebuild their own
+        stage before their next frame (_follow_capture_wishes, _follow_wishes)."""
+        width, height, fps = self.width, self.height, self.fps
+        if self.capture.name == "test":
+            (width, height), fps = self.options.size, self.options.fps
+            w, h = hello.max_width, hello.max_height
+            if (MARKER_WIDTH <= w <= MAX_SIZE[0] and MARKER_HEIGHT <= h <= MAX_SIZE[1]
+                    and w % 2 == 0 and h % 2 == 0):
+                width, height = w, h
+            if 1 <= hello.want_fps <= 240:
+                fps = hello.want_fps
+        bitrate = self.options.bitrate
+        if hello.want_bitrate_kbps:
+            bitrate = min(max(hello.want_bitrate_kbps * 1000, 200_000), 500_000_000)
+        self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
+        self._stream = (width, height, fps, bitrate)
+        self._bitrate_wish = bitrate
+
+    def _follow_capture_wishes(self) -> None:
+        """Capture thread: a test pattern of the session's size and rate."""
+        width, height, fps, _ = self._stream
+        if (width, height, fps) == self._capture_settings:
+            return
+        capture = open_capture("test", width=width, height=height, fps=fps)
+        self.converter = NV12Converter(width, height, capture.pixel_format, pool_size=4)
+        self.capture, old = capture, self.capture
+        self._capture_settings = (width, height, fps)
+        old.close()
+
+    def _follow_wishes(self, frame) -> bool:
+        """Encode thread: an encoder for the session's size, rate and bitrate.  False
+        for a frame of another size, captured before the session's wishes."""
+        width, height, fps, bitrate = self._stream
+        if (frame.width, frame.height) != (width, height):
+            return False
+        old = self.encoder
+        if (old.width, old.height, old.fps) != (width, height, fps):
+            self.encoder = open_encoder(old.name, width=width, height=height, fps=fps,
+                                        bitrate=bitrate, codec=self.options.codec)
+            old.close()
+        wish, self._bitrate_wish = self._bitrate_wish, None
+        if wish is not None and wish != self.encoder.bitrate:
+            self.encoder.set_bitrate(wish)
+        return True
 
     def _end_session(self, reason: ByeReason | None) -> None:
         session = self._session
@@ -335,6 +418,7 @@ class Host:
                 if self._session is None:
                     time.sleep(0.02)
                     continue
+                self._follow_capture_wishes()
                 force = self._want_picture.is_set()
                 self._want_picture.clear()
                 captured: CapturedFrame | None = self.capture.grab(timeout=0.1, force=force)
@@ -354,6 +438,8 @@ class Host:
                 if pending is None or session is None:
                     continue
                 self._apply_bitrate()
+                if not self._follow_wishes(pending.frame):
+                    continue
                 force = self._idr.is_set()
                 if force:
                     self._idr.clear()
