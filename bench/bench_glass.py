@@ -11,19 +11,26 @@ test reports is used for the latency.
 - GStreamer, the named baseline (bench/gstreamer.py): ximagesrc on A,
   ximagesink on B, x264 at the same bitrate, RTP over loopback.
 
-The two run one after the other on fresh displays, alternating which goes
+On request (``--pipelines``): ``rootstream-sdl-software``, the same client
+with SDL's software renderer instead of SDL's choice (OpenGL, i.e. Mesa's
+llvmpipe on Xvfb), and ``observer-floor``, the observer reading the very
+display it paints, which is what the observer itself adds to every figure.
+
+The pipelines run one after the other on fresh displays, alternating which goes
 first, ``REPEATS`` times; the table gives the median of the repeats and their
 range.  Targets (issue "Stream a screen end to end"): rootstream's p50 at most
 0.7x GStreamer's at 1280x720@60, and its p99 at most 1.5x its own p50.
 
 Run ``python bench/bench_glass.py [--repeats 3] [--seconds 10]`` for the
-table, or ``python -m pytest bench/bench_glass.py -s``.  Both fail when a
-pipeline shows no frames or the markers cannot be read on B.
+table, or ``python -m pytest bench/bench_glass.py -s`` (one round; set
+``ROOTSTREAM_BENCH_REPEATS=3`` for more).  Both fail when a pipeline shows no
+frames or the markers cannot be read on B.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -33,7 +40,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import CpuWindow, Spawned, XvfbDisplay, free_udp_port, machine_lines, spread
+from conftest import (
+    CpuWindow,
+    Spawned,
+    XvfbDisplay,
+    free_udp_port,
+    last_report,
+    machine_lines,
+    spread,
+)
 from gstreamer import GStreamerStream
 from gstreamer import missing as gstreamer_missing
 from observer import Observer
@@ -60,7 +75,17 @@ class GlassRun:
     extra: dict = field(default_factory=dict)
 
 
-def _rootstream_sides(a: XvfbDisplay, b: XvfbDisplay, port: int, log_dir: Path):
+# rootstream's client with SDL's software renderer instead of SDL's choice (OpenGL,
+# which on Xvfb is Mesa's llvmpipe): measured on request, to see what presenting costs.
+CLIENT_ENV = {"rootstream": {}, "rootstream-sdl-software": {"SDL_RENDER_DRIVER": "software"}}
+# The observer reading the very display it paints: what it adds to every figure.
+FLOOR = "observer-floor"
+PIPELINES = ("rootstream", "gstreamer")
+KNOWN = (*CLIENT_ENV, "gstreamer", FLOOR)
+
+
+def _rootstream_sides(a: XvfbDisplay, b: XvfbDisplay, port: int, log_dir: Path,
+                      client_env: dict[str, str]):
     python = [sys.executable, "-m", "rootstream_cli"]
     host = Spawned("rootstream-host", python + [
         "host", "--source", "x11", "--display", a.display, "--encoder", "x264",
@@ -73,7 +98,7 @@ def _rootstream_sides(a: XvfbDisplay, b: XvfbDisplay, port: int, log_dir: Path):
         client = Spawned("rootstream-client", python + [
             "connect", f"127.0.0.1:{port}", "--present", "sdl", "--stats-interval", "1",
             "--stats-json", str(log_dir / "client.jsonl")],
-            log_dir, env=b.env(SDL_VIDEODRIVER="x11"))
+            log_dir, env=b.env(SDL_VIDEODRIVER="x11", **client_env))
         client.wait_for("showing with sdl")
     except BaseException:
         host.stop()
@@ -87,10 +112,13 @@ def run_once(pipeline: str, log_dir: Path, *, seconds: float = SECONDS,
     log_dir.mkdir(parents=True, exist_ok=True)
     width, height = SIZE
     with XvfbDisplay(width, height) as a, XvfbDisplay(width, height) as b, \
-            Observer(a.display, b.display, width, height, FPS) as observer:
+            Observer(a.display, a.display if pipeline == FLOOR else b.display,
+                     width, height, FPS) as observer:
         port = free_udp_port()
-        if pipeline == "rootstream":
-            host, client = _rootstream_sides(a, b, port, log_dir)
+        if pipeline == FLOOR:
+            pids, stop, alive = {}, [], []
+        elif pipeline in CLIENT_ENV:
+            host, client = _rootstream_sides(a, b, port, log_dir, CLIENT_ENV[pipeline])
             pids = {"host": host.pid, "client": client.pid}
             stop = [client.stop, host.stop]
             alive = [host, client]
@@ -117,13 +145,25 @@ def run_once(pipeline: str, log_dir: Path, *, seconds: float = SECONDS,
         raise RuntimeError(
             f"{pipeline}: only {result.seen} of {result.painted} painted frames were read on "
             f"the client's display ({result.unreadable} unreadable grabs); logs in {log_dir}")
+    extra = {"paint_ms_p50": result.as_dict()["paint_ms_p50"]}
+    if pipeline in CLIENT_ENV:
+        extra["rings"] = _own_figures(log_dir)
     return GlassRun(pipeline, result.percentiles(), result.seen, result.painted,
-                    result.unreadable, processes,
-                    {"paint_ms_p50": result.as_dict()["paint_ms_p50"]})
+                    result.unreadable, processes, extra)
+
+
+def _own_figures(log_dir: Path) -> dict[str, float]:
+    """rootstream's own p50 per stage in this run: not the measurement, where it went."""
+    host = last_report(log_dir / "host.jsonl", "host")["latency_ms"]
+    client = last_report(log_dir / "client.jsonl", "client")["latency_ms"]
+    figures = {f"host {stage}": host[stage]["p50"] for stage in host}
+    figures.update({f"client {stage}": client[stage]["p50"] for stage in client
+                    if stage != "host"})
+    return figures
 
 
 def measure(log_root: Path, *, repeats: int = REPEATS, seconds: float = SECONDS,
-            pipelines: tuple[str, ...] = ("rootstream", "gstreamer")) -> list[GlassRun]:
+            pipelines: tuple[str, ...] = PIPELINES) -> list[GlassRun]:
     """``repeats`` rounds, each pipeline once per round, alternating which goes first."""
     runs = []
     for round_number in range(repeats):
@@ -149,17 +189,25 @@ def table(runs: list[GlassRun]) -> list[str]:
             cpu = spread(r.processes[name]["cpu"] for r in group)
             rss = spread(r.processes[name]["peak_rss_mb"] for r in group)
             lines.append(f"  {'':10} {name:13} cpu {cpu} s/s  peak RSS {rss} MB")
-    ours, theirs = by_pipeline.get("rootstream"), by_pipeline.get("gstreamer")
-    if ours:
+        rings = [r.extra["rings"] for r in group if "rings" in r.extra]
+        if rings:
+            own = "  ".join(f"{stage} {statistics.median(r[stage] for r in rings):.1f}"
+                            for stage in rings[0] if all(stage in r for r in rings))
+            lines.append(f"  {'':10} its own rings, p50 ms: {own}")
+    theirs = by_pipeline.get("gstreamer")
+    for name in CLIENT_ENV:
+        ours = by_pipeline.get(name)
+        if not ours:
+            continue
         ratios = [r.latency_ms["p99"] / r.latency_ms["p50"] for r in ours]
-        lines.append(f"  rootstream p99/p50: {spread(ratios)}  (target <= 1.5)")
-    if ours and theirs:
-        paired = [o.latency_ms["p50"] / t.latency_ms["p50"]
-                  for o, t in zip(ours, theirs, strict=False)]
-        of_medians = (statistics.median(o.latency_ms["p50"] for o in ours)
-                      / statistics.median(t.latency_ms["p50"] for t in theirs))
-        lines.append(f"  rootstream p50 / GStreamer p50: {spread(paired)} per round, "
-                     f"{of_medians:.2f} of the medians  (target <= 0.7)")
+        lines.append(f"  {name} p99/p50: {spread(ratios)}  (target <= 1.5)")
+        if theirs:
+            paired = [o.latency_ms["p50"] / t.latency_ms["p50"]
+                      for o, t in zip(ours, theirs, strict=False)]
+            of_medians = (statistics.median(o.latency_ms["p50"] for o in ours)
+                          / statistics.median(t.latency_ms["p50"] for t in theirs))
+            lines.append(f"  {name} p50 / GStreamer p50: {spread(paired)} per round, "
+                         f"{of_medians:.2f} of the medians  (target <= 0.7)")
     paint = [r.extra["paint_ms_p50"] for r in runs if r.extra.get("paint_ms_p50") is not None]
     if paint:
         lines.append(f"  observer: painting a frame took {spread(paint)} ms (p50)")
@@ -181,7 +229,8 @@ def test_glass_to_glass_720p60(tmp_path, request):
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    runs = measure(tmp_path)
+    repeats = max(1, int(os.environ.get("ROOTSTREAM_BENCH_REPEATS", "1")))
+    runs = measure(tmp_path, repeats=repeats)
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print("\n".join(table(runs)))
@@ -192,17 +241,21 @@ def main(argv: list[str] | None = None) -> int:
                                                  "GStreamer on Xvfb, read off the pixels.")
     parser.add_argument("--repeats", type=int, default=REPEATS)
     parser.add_argument("--seconds", type=float, default=SECONDS)
-    parser.add_argument("--only", choices=["rootstream", "gstreamer"], default=None)
+    parser.add_argument("--pipelines", default=",".join(PIPELINES),
+                        help=f"comma-separated, from: {', '.join(KNOWN)}")
     parser.add_argument("--logs", default=None, help="keep the processes' logs here")
     args = parser.parse_args(argv)
-    pipelines = (args.only,) if args.only else ("rootstream", "gstreamer")
+    pipelines = tuple(args.pipelines.split(","))
+    unknown = set(pipelines) - set(KNOWN)
+    if unknown:
+        parser.error(f"unknown pipelines: {', '.join(sorted(unknown))}")
     if shutil.which("Xvfb") is None:
         print("bench_glass: Xvfb missing (apt-get install xvfb)", file=sys.stderr)
         return 2
     if "gstreamer" in pipelines and gstreamer_missing():
         print(f"bench_glass: {gstreamer_missing()}; measuring rootstream alone",
               file=sys.stderr)
-        pipelines = ("rootstream",)
+        pipelines = tuple(p for p in pipelines if p != "gstreamer")
     with tempfile.TemporaryDirectory(prefix="bench-glass-") as scratch:
         root = Path(args.logs) if args.logs else Path(scratch)
         runs = measure(root, repeats=args.repeats, seconds=args.seconds, pipelines=pipelines)
