@@ -35,7 +35,6 @@ from rootstream.capture.test_pattern import TestPatternCapture
 from rootstream.capture.x11 import X11Capture
 from rootstream.capture.xlib import ffi
 
-_results: dict[str, tuple[float, float]] = {}
 RATIOS = [
     ("x11 grab 1080p", "mit-shm", "xgetimage"),
     ("x11 grab 1080p, pointer drawn", "mit-shm+cursor", "mit-shm"),
@@ -59,37 +58,21 @@ def screen_1080p():
     server.wait(5)
 
 
-def record(benchmark, name: str) -> None:
-    timings = sorted(benchmark.stats.stats.data)
-    median = benchmark.stats.stats.median
-    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
-    _results[name] = (median, p99)
-    benchmark.extra_info["median_ms"] = round(median * 1e3, 3)
-    benchmark.extra_info["p99_ms"] = round(p99 * 1e3, 3)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not _results:
-        return
+def summary_lines(results) -> list[str]:
+    """Printed by bench/conftest.py's ``bench_summary`` after the module's last case."""
+    by_name = {key[0]: times for key, times in results.items()}
     lines = ["", "capture per frame: median / p99"]
     lines += [f"  {name:16} {median * 1e3:8.3f} ms / {p99 * 1e3:8.3f} ms"
-              for name, (median, p99) in _results.items()]
-    lines += [f"  {label}: {subject} takes {_results[subject][0] / _results[baseline][0]:.2f}x"
+              for name, (median, p99) in by_name.items()]
+    lines += [f"  {label}: {subject} takes {by_name[subject][0] / by_name[baseline][0]:.2f}x"
               f" the median of {baseline}"
               for label, subject, baseline in RATIOS
-              if subject in _results and baseline in _results]
-    # Teardown output is captured like a test's; this summary is for the terminal.
-    with capture.global_and_fixture_disabled():
-        for line in lines:
-            reporter.write_line(line)
+              if subject in by_name and baseline in by_name]
+    return lines
 
 
 @pytest.mark.parametrize("method", ["mit-shm", "mit-shm+cursor", "xgetimage"])
-def test_x11_grab_1080p(benchmark, screen_1080p, method):
+def test_x11_grab_1080p(benchmark, bench_summary, screen_1080p, method):
     benchmark.group = "x11-grab-1080p"
     shm = method.startswith("mit-shm")
     with X11Capture(screen_1080p, fps=1000, use_damage=False, use_shm=shm,
@@ -97,10 +80,10 @@ def test_x11_grab_1080p(benchmark, screen_1080p, method):
         assert ("via MIT-SHM" in capture.describe()) == shm
         frame = benchmark(capture.grab, timeout=5)
         assert (frame.width, frame.height) == (1920, 1080)
-    record(benchmark, method)
+    bench_summary.record(benchmark, method)
 
 
-def test_x11_damage_wake(benchmark, screen_1080p):
+def test_x11_damage_wake(benchmark, bench_summary, screen_1080p):
     benchmark.group = "x11-damage-wake"
     libs = xlib.load()
     painter = libs.x11.XOpenDisplay(screen_1080p.encode())
@@ -123,12 +106,12 @@ def test_x11_damage_wake(benchmark, screen_1080p):
         capture.close()
         libs.x11.XFreeGC(painter, gc)
         libs.x11.XCloseDisplay(painter)
-    record(benchmark, "damage-wake")
+    bench_summary.record(benchmark, "damage-wake")
 
 
 @pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)], ids=["720p", "1080p"])
 @pytest.mark.parametrize("what", ["pattern", "copy"])
-def test_pattern_render(benchmark, size, what):
+def test_pattern_render(benchmark, bench_summary, size, what):
     width, height = size
     name = f"{what}-{height}p"
     benchmark.group = f"pattern-render-{height}p"
@@ -140,13 +123,13 @@ def test_pattern_render(benchmark, size, what):
         source = np.full((height, width * 4), 7, np.uint8)
         target = np.empty_like(source)
         benchmark(np.copyto, target, source)
-    record(benchmark, name)
+    bench_summary.record(benchmark, name)
 
 
-def test_marker_read_720p(benchmark):
+def test_marker_read_720p(benchmark, bench_summary):
     benchmark.group = "marker-read"
     pixels = np.zeros((720, 1280 * 4), np.uint8)
     draw_marker(pixels, 1280, 720, 1, 2)
     luma = np.ascontiguousarray(pixels.reshape(720, 1280, 4)[..., 1])
     assert benchmark(read_marker_y, luma, 1280, 720) is not None
-    record(benchmark, "marker-read")
+    bench_summary.record(benchmark, "marker-read")

@@ -36,9 +36,6 @@ FRAMES = {
 }
 SHAPES = [(16, 4), (200, 40)]
 
-_results: dict[tuple[str, str, str], tuple[float, float]] = {}
-
-
 def split(frame: bytes) -> list[bytes]:
     """Fragment payloads of SHARD bytes, the last one zero-padded as the caller does."""
     shards = [frame[i : i + SHARD] for i in range(0, len(frame), SHARD)]
@@ -102,35 +99,13 @@ def xor_decode(groups) -> list[bytes]:
     return data
 
 
-def record(benchmark, frame: str, coder: str, op: str) -> None:
-    timings = sorted(benchmark.stats.stats.data)
-    median = benchmark.stats.stats.median
-    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
-    _results[(frame, coder, op)] = (median, p99)
-    benchmark.extra_info["median_us"] = round(median * 1e6, 1)
-    benchmark.extra_info["p99_us"] = round(p99 * 1e6, 1)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def summary(request):
-    yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is None or capture is None or not _results:
-        return
-    # Output of a fixture's teardown is captured like a test's; the summary
-    # is the point of the run, so write it past the capture.
-    with capture.global_and_fixture_disabled():
-        for line in summary_lines():
-            reporter.write_line(line)
-
-
-def summary_lines() -> list[str]:
+def summary_lines(results) -> list[str]:
+    """Printed by bench/conftest.py's ``bench_summary`` after the module's last case."""
     lines = ["", "FEC per frame (20 % parity, shards of 1350 bytes; XOR = 1 parity/group)"]
     for frame in FRAMES:
         for op in ("encode", "decode"):
-            rs = _results.get((frame, "rs", op))
-            xor = _results.get((frame, "xor", op))
+            rs = results.get((frame, "rs", op))
+            xor = results.get((frame, "xor", op))
             if rs is None or xor is None:
                 continue
             lines.append(
@@ -138,9 +113,9 @@ def summary_lines() -> list[str]:
                 f" | XOR median {xor[0] * 1e6:7.1f} us p99 {xor[1] * 1e6:7.1f} us"
                 f" | RS/XOR {rs[0] / xor[0]:5.1f}x"
             )
-    for frame, coder, op in sorted(_results):
+    for frame, coder, op in sorted(results):
         if frame.startswith("k="):
-            median, p99 = _results[(frame, coder, op)]
+            median, p99 = results[(frame, coder, op)]
             k = int(frame.split()[0][2:])
             lines.append(
                 f"  {frame:12} {op}: median {median * 1e6:8.1f} us p99 {p99 * 1e6:8.1f} us,"
@@ -152,7 +127,7 @@ def summary_lines() -> list[str]:
 @pytest.mark.parametrize("op", ["encode", "decode"])
 @pytest.mark.parametrize("frame_name", FRAMES)
 @pytest.mark.parametrize("coder", ["rs", "xor"])
-def test_frame(benchmark, frame_name, coder, op):
+def test_frame(benchmark, bench_summary, frame_name, coder, op):
     """One whole frame: split, then parity for every group or repair of every group."""
     size, max_data = FRAMES[frame_name]
     frame = os.urandom(size)
@@ -169,12 +144,12 @@ def test_frame(benchmark, frame_name, coder, op):
         else:
             data = benchmark(xor_decode, xor_received(frame, plan))
         assert b"".join(data)[: len(frame)] == frame
-    record(benchmark, frame_name, coder, op)
+    bench_summary.record(benchmark, frame_name, coder, op)
 
 
 @pytest.mark.parametrize("op", ["encode", "decode"])
 @pytest.mark.parametrize("k,m", SHAPES)
-def test_group_shape(benchmark, k, m, op):
+def test_group_shape(benchmark, bench_summary, k, m, op):
     """Raw throughput of one group shape; decode with the first m data shards lost."""
     code = ErasureCode(k, m)
     data = [os.urandom(SHARD) for _ in range(k)]
@@ -185,4 +160,4 @@ def test_group_shape(benchmark, k, m, op):
         assert benchmark(code.encode, data) == parity
     else:
         assert benchmark(code.decode, survivors) == data
-    record(benchmark, f"k={k} m={m}", "rs", op)
+    bench_summary.record(benchmark, f"k={k} m={m}", "rs", op)
