@@ -24,6 +24,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import statistics
+import time
 
 import av
 import numpy as np
@@ -115,26 +117,60 @@ def test_ours_converter(benchmark, bench_summary, frame):
     run(benchmark, bench_summary, frame, "ours-converter-1t", lambda: converter.convert(captured))
 
 
-def test_libyuv(benchmark, bench_summary, frame):
+def libyuv_call(frame):
     convert = load_libyuv()
     if convert is None:
         pytest.skip("libyuv0 is not installed (apt-get install libyuv0): no libyuv baseline")
     w, h = frame.width, frame.height
     args = (frame.src.ctypes.data, w * 4, frame.y.ctypes.data, w, frame.uv.ctypes.data, w, w, h)
-    run(benchmark, bench_summary, frame, "libyuv", lambda: convert(*args))
+    return lambda: convert(*args)
+
+
+def swscale_call(frame):
+    source = av.VideoFrame(frame.width, frame.height, "bgr0")
+    plane = source.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
+    rows[:, :frame.width * 4] = frame.src
+    return lambda: source.reformat(format="nv12")
+
+
+def test_libyuv(benchmark, bench_summary, frame):
+    run(benchmark, bench_summary, frame, "libyuv", libyuv_call(frame))
     y, uv = frame.planes()
     # Same matrix and range; only libyuv's coarser arithmetic differs.
     assert close_to_reference(frame, y, uv, 3)
 
 
 def test_swscale(benchmark, bench_summary, frame):
-    source = av.VideoFrame(frame.width, frame.height, "bgr0")
-    plane = source.planes[0]
-    rows = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)
-    rows[:, :frame.width * 4] = frame.src
-    run(benchmark, bench_summary, frame, "swscale", lambda: source.reformat(format="nv12"))
-    out = source.reformat(format="nv12")
+    convert = swscale_call(frame)
+    run(benchmark, bench_summary, frame, "swscale", convert)
+    out = convert()
     assert (out.format.name, out.width, out.height) == ("nv12", frame.width, frame.height)
+
+
+# (size, "a/b") -> per-round ratios of a to b, from test_interleaved.
+_paired: dict[tuple[str, str], list[float]] = {}
+
+
+def test_interleaved(benchmark, frame):
+    """Ours and libyuv in turn within each round, so a load change on this
+    shared machine hits both alike; the summary gives per-round ratios."""
+    contenders = {"ours-1t": lambda: frame.ours("auto", 1),
+                  "ours-threaded": lambda: frame.ours("auto", 0),
+                  "libyuv": libyuv_call(frame)}
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+
+    def one_round():
+        for name, convert in contenders.items():
+            start = time.perf_counter()
+            convert()
+            times[name].append(time.perf_counter() - start)
+
+    benchmark.group = f"bgrx-nv12-{frame.size_name}-interleaved"
+    benchmark.pedantic(one_round, rounds=ROUNDS[frame.size_name], iterations=1, warmup_rounds=5)
+    for name in ("ours-1t", "ours-threaded"):
+        _paired[(frame.size_name, f"{name}/libyuv")] = [
+            ours / base for ours, base in zip(times[name], times["libyuv"], strict=True)]
 
 
 def summary_lines(results) -> list[str]:
@@ -153,4 +189,11 @@ def summary_lines(results) -> list[str]:
             if numerator in rows and denominator in rows:
                 ratio = rows[numerator][0] / rows[denominator][0]
                 lines.append(f"  {size} {label}: {ratio:.2f}x (medians)")
+        for (paired_size, label), ratios in sorted(_paired.items()):
+            if paired_size == size:
+                ordered = sorted(ratios)
+                median = statistics.median(ordered)
+                lines.append(f"  {size} interleaved {label}: median {median:.2f}x"
+                             f", p10 {ordered[len(ordered) // 10]:.2f}x"
+                             f", p90 {ordered[len(ordered) * 9 // 10]:.2f}x per round")
     return lines
