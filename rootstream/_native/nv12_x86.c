@@ -8,7 +8,8 @@
  * added to its neighbour's (pshufd swap), so both slots of a 64-bit lane hold
  * the block sum; multiplying by (u0, u2, v0, v2) puts U in the even slot and V
  * in the odd one, which is already NV12's byte order once packed.  The
- * saturating packs perform clamp8().
+ * saturating packs perform clamp8().  (AVX2 replaces p3 by a constant word
+ * that carries the rounding biases; see X_WORD.)
  *
  * The AVX2 functions carry __attribute__((target("avx2"))) so the extension
  * builds with the default flags and runs on any x86-64; nv12_cpu_has_avx2()
