@@ -8,6 +8,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#ifdef __linux__
+#include <sched.h>
+#endif
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -142,9 +145,21 @@ static const path_entry *find_path(const char *name)
 
 /* ---------------------------------------------------------------- threads */
 
+/* The CPUs this process may run on: a container or `taskset` can allow
+ * fewer than the machine has online. */
+static long usable_cpus(void)
+{
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        return CPU_COUNT(&set);
+#endif
+    return sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 static int auto_threads(const nv12_job *job)
 {
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    long cpus = usable_cpus();
     if ((long)job->width * job->height < THREADING_MIN_PIXELS || cpus < 2)
         return 1;
     return cpus > 8 ? 8 : (int)cpus;
