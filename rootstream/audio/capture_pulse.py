@@ -1,25 +1,29 @@
 """The `pulse` capture backend: the monitor of the default sink, i.e. what the
 host is playing, through libpulse-simple (PulseAudio or pipewire-pulse).
 
-Stamping: when a read of n samples returns at t, the server reports the age
-L of the oldest sample still unread (the one right after ours), so our first
-sample entered the sink at t - L - n/rate.  That measurement jitters with
-scheduling; a device clock does not, so the stamp advances by exactly n/rate
-per chunk and is pulled a sixteenth of the way toward each measurement
-(snapping when they disagree by more than a glitch, e.g. after an overrun).
+Stamping: the sink renders sound into the monitor as it plays, and a read
+returns as soon as the chunk is complete.  So ``t_return - n/rate`` bounds
+when the chunk's first sample was rendered, from above: scheduling can only
+make a read return later, never earlier.  The device clock is steady, so
+``offset = t_return - position_end/rate`` is constant but for that
+lateness, and the lower envelope of the offsets over the last second is the
+clock line every stamp sits on.  The server's own latency figure is kept for
+diagnostics only: for a monitor source it reads 0 once running, and for the
+first second or so after a stream opens it reads hundreds of milliseconds
+(its timing data is not in yet) while data arrives in real time, so trusting
+it would stamp the sound far too early.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import numpy as np
 
 from rootstream.audio.capture import AudioCapture
 from rootstream.audio.chunk import AudioChunk, samples_to_ns
 from rootstream.audio.pulse_simple import DEFAULT_MONITOR, PA_STREAM_RECORD, PulseStream
-
-RESYNC_NS = 20_000_000
 
 
 class PulseCapture(AudioCapture):
@@ -37,26 +41,27 @@ class PulseCapture(AudioCapture):
                                    latency_ms=latency_ms, stream_name="rootstream capture")
         self._buffer = bytearray(chunk_samples * self.channels * 2)
         self._stamp: int | None = None
+        # One second of offsets: long enough to contain a timely read, short
+        # enough to follow drift between the sound clock and the monotonic one.
+        self._offsets: deque[int] = deque(maxlen=max(1, self.rate // chunk_samples))
         self.position = 0
-        self.last_latency_ns = 0  # the server's latency at the last read, for stats
+        self.last_latency_ns = 0  # the server's latency figure at the last read, for stats
 
     def read(self) -> AudioChunk:
         n = self.chunk_samples
         self._stream.read_into(self._buffer)
         now = time.monotonic_ns()
         self.last_latency_ns = self._stream.latency_ns()
-        measured = now - self.last_latency_ns - samples_to_ns(n, self.rate)
-        if self._stamp is None:
-            stamp = measured
-        else:
-            predicted = self._stamp + samples_to_ns(n, self.rate)
-            error = measured - predicted
-            stamp = measured if abs(error) > RESYNC_NS else predicted + error // 16
-            stamp = max(stamp, self._stamp + 1)
+        end = self.position + n
+        offset = now - samples_to_ns(end, self.rate)
+        self._offsets.append(offset)
+        stamp = min(self._offsets) + samples_to_ns(self.position, self.rate)
+        if self._stamp is not None:
+            stamp = max(stamp, self._stamp + 1)  # a capture clock never runs backwards
         self._stamp = stamp
         pcm = np.frombuffer(self._buffer, dtype="<i2").reshape(n, self.channels).copy()
         chunk = AudioChunk(pcm, stamp, self.position)
-        self.position += n
+        self.position = end
         return chunk
 
     def close(self) -> None:
