@@ -27,8 +27,10 @@ import click
 @click.option("--same-clock", is_flag=True,
               help="The host runs on this machine: also report glass-to-glass latency read "
                    "from the test pattern.")
+@click.option("--insecure", is_flag=True,
+              help="Talk to a host started with --insecure: no encryption, for measuring only.")
 def connect(host_address, present, fullscreen, frames, seconds, stats_interval, stats_json,
-            reconnect_timeout, same_clock):
+            reconnect_timeout, same_clock, insecure):
     """Connect to a rootstream host and show its screen.
 
     HOST may be a name or an address, with an optional :PORT (default 47100).
@@ -37,8 +39,13 @@ def connect(host_address, present, fullscreen, frames, seconds, stats_interval, 
     """
     from rootstream.client import Client, ClientOptions
     from rootstream.net.udp import parse_address
+    from rootstream_cli.options import host_label
 
-    options = ClientOptions(host=parse_address(host_address), present=present,
+    address = parse_address(host_address)
+    if insecure:
+        click.echo("rootstream: WARNING: --insecure: this session is not encrypted", err=True)
+    options = ClientOptions(host=address, present=present, insecure=insecure,
+                            host_label=host_label(host_address),
                             fullscreen=fullscreen, frames=frames, seconds=seconds,
                             stats_interval=stats_interval, stats_json=stats_json,
                             same_clock=same_clock, reconnect_timeout=reconnect_timeout)

@@ -44,21 +44,31 @@ from rootstream_cli.options import parse_size
               help="Append each report to this file as one JSON object per line.")
 @click.option("--sessions", type=click.IntRange(1), default=None,
               help="Exit after serving this many clients (default: serve forever).")
+@click.option("--pair", is_flag=True,
+              help="Show a one-time pairing code; a client runs `rootstream pair THIS-HOST` "
+                   "and types it. Only paired clients (and this machine) may connect.")
+@click.option("--insecure", is_flag=True,
+              help="No encryption and no pairing: anyone who can reach the port can watch "
+                   "and type. For measuring only; loopback only unless --force.")
+@click.option("--force", is_flag=True, help="Allow --insecure on a non-loopback address.")
 def host(source, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing, fec,
-         bind, port, stats_interval, stats_json, sessions):
+         bind, port, stats_interval, stats_json, sessions, pair, insecure, force):
     """Share this machine's screen with one client at a time.
 
     Waits for `rootstream connect` from another machine, streams to it, and
     prints per-stage latency (p50/p95/p99) every few seconds. Ctrl-C stops.
     """
     from rootstream.host import Host, HostOptions
+    from rootstream_cli.options import check_insecure
 
+    check_insecure(insecure, bind, force, pair)
     options = HostOptions(source=source, display=display, encoder=encoder, codec=codec,
                           size=size, fps=fps, bitrate=int(bitrate * 1_000_000), fec_share=fec,
                           min_bitrate=int(min(min_bitrate, bitrate) * 1_000_000),
                           adaptive=adapt, pacing=pacing,
                           bind=bind, port=port, stats_interval=stats_interval,
-                          stats_json=stats_json, max_sessions=sessions)
+                          stats_json=stats_json, max_sessions=sessions, pair=pair,
+                          insecure=insecure)
     server = Host(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     try:

@@ -51,8 +51,9 @@ def _register() -> None:
     from rootstream_cli.connect import connect
     from rootstream_cli.doctor import doctor
     from rootstream_cli.host import host
+    from rootstream_cli.pair import pair
 
-    for command in (host, connect, doctor):
+    for command in (host, connect, pair, doctor):
         main.add_command(command)
 
 

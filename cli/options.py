@@ -17,3 +17,31 @@ def parse_size(ctx, param, value: str) -> tuple[int, int]:
     if width % 2 or height % 2:
         raise click.BadParameter("width and height must be even (NV12 chroma is 2x2)")
     return width, height
+
+
+def check_insecure(insecure: bool, bind: str, force: bool, pair: bool) -> None:
+    """--insecure is for measuring: loud, and refused beyond loopback unless forced."""
+    import ipaddress
+
+    if not insecure:
+        return
+    if pair:
+        raise click.UsageError("--pair and --insecure do not go together")
+    try:
+        loopback = ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        loopback = bind == "localhost"
+    if not loopback and not force:
+        raise click.UsageError(
+            f"--insecure on {bind} would let anyone on the network watch and type; "
+            "bind 127.0.0.1, or add --force if you really mean it")
+    click.echo("rootstream: WARNING: --insecure: nothing is encrypted and any client "
+               "is accepted", err=True)
+
+
+def host_label(address: str) -> str:
+    """The host as the user named it, without the port: the trust store's key."""
+    text = address.strip()
+    if text.startswith("["):
+        return text[1:text.find("]")] if "]" in text else text
+    return text.split(":")[0] if text.count(":") == 1 else text

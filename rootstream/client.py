@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rootstream.capture.marker import read_marker_y
+from rootstream.crypto.client_keys import ClientKeys
+from rootstream.crypto.handshake import REASON_UNKNOWN_HOST_KEY, HandshakeRefused
 from rootstream.decode import open_decoder
-from rootstream.errors import DecodeError, NetworkError, RootStreamError
+from rootstream.errors import CryptoError, DecodeError, NetworkError, RootStreamError
 from rootstream.frame import ClientStamps
 from rootstream.mailbox import Mailbox
 from rootstream.net.feedback import PathMonitor
-from rootstream.net.udp import UdpTransport
+from rootstream.net.udp import UdpTransport, is_unsealed_crypto
 from rootstream.present import open_presenter
 from rootstream.protocol import (
     AssembledFrame,
@@ -90,6 +92,9 @@ class ClientOptions:
     # After PEER_TIMEOUT_S of silence, keep asking the host for a session this
     # long before giving up (0: end the session at once; the CLI's default is 10).
     reconnect_timeout: float = 0.0
+    insecure: bool = False  # no handshake, nothing sealed: for measuring only
+    config_dir: str | None = None  # identity and trust store (default: XDG config dir)
+    host_label: str = ""  # the host as the user named it: the trust store's key for it
 
 
 @dataclass
@@ -124,6 +129,12 @@ class Client:
         self.services: list[ClientService] = list(services or [])
         self.stats = StatsCollector("client", CLIENT_STAGES)
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
+        # Encrypted by default: the host's key comes from pairing, looked up
+        # before any socket exists so "not paired" is the first thing said.
+        self._keys = None if options.insecure else ClientKeys.load(
+            options.config_dir, options.host_label or options.host[0], options.host[0])
+        self._initiator = None
+        self._handshake_error: RootStreamError | None = None
         self.transport = UdpTransport(("0.0.0.0" if ":" not in options.host[0] else "::", 0))
         self.result = ClientResult()
         self._stop = threading.Event()
@@ -195,24 +206,30 @@ class Client:
     def stop(self) -> None:
         self._finish("stopped")
 
+    def _hello(self) -> Hello:
+        return Hello(capabilities=Capability.H264 | Capability.HEVC | Capability.FEC,
+                     max_width=self.options.want_size[0], max_height=self.options.want_size[1],
+                     client_name=self.options.client_name or socket.gethostname(),
+                     want_fps=self.options.want_fps,
+                     want_bitrate_kbps=self.options.want_bitrate_kbps)
+
     def _connect(self) -> Config:
-        hello = Hello(capabilities=Capability.H264 | Capability.HEVC | Capability.FEC,
-                      max_width=self.options.want_size[0], max_height=self.options.want_size[1],
-                      client_name=self.options.client_name or socket.gethostname(),
-                      want_fps=self.options.want_fps,
-                      want_bitrate_kbps=self.options.want_bitrate_kbps)
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         while not self._configured.is_set():
+            if self._handshake_error is not None:
+                raise self._handshake_error
             if self._stop.is_set():
                 raise NetworkError(f"the host refused the session: {self._reason}",
                                    hint="another client may be connected")
             if time.monotonic() > deadline:
+                mode = ("" if self.options.insecure else
+                        "; if the host runs with --insecure, add --insecure here too")
                 raise NetworkError(
                     f"no answer from {self.options.host[0]}:{self.options.host[1]} "
                     f"within {CONNECT_TIMEOUT_S:g} s",
                     hint="is `rootstream host` running there, and is UDP port "
-                         f"{self.options.host[1]} open?")
-            self._send(hello)
+                         f"{self.options.host[1]} open?{mode}")
+            self._request_session()
             self._configured.wait(HELLO_INTERVAL_S)
         assert self._config is not None
         return self._config
@@ -279,9 +296,14 @@ class Client:
                 received = self.transport.receive(timeout=0.05)
                 now = time.monotonic()
                 if received is not None:
-                    header, payload, address, received_ns = received
+                    header, payload, address, received_ns, sealed = received
                     if address[:2] != self.options.host[:2]:
                         self.stats.count("dropped_foreign")
+                    elif is_unsealed_crypto(header, payload):
+                        self._on_crypto(bytes(payload))
+                    elif self._keys is not None and not sealed:
+                        # Encrypted session: anything unsealed is a forgery.
+                        self.stats.count("dropped_unauthenticated")
                     else:
                         self._last_heard = now
                         self._on_datagram(header, payload, received_ns)
@@ -383,6 +405,8 @@ class Client:
         if self._reconnecting_since is None:
             self._reconnecting_since = now
             self._need_keyframe.set()
+            # The host may have restarted with new keys: handshake again.
+            self.transport.secure(None)
             self.stats.count("reconnecting")
             self.log(f"rootstream: reconnecting: no word from the host for "
                      f"{now - self._last_heard:.1f} s (giving up after "
@@ -393,9 +417,45 @@ class Client:
             self._finish("host went silent")
             return False
         if now - self._last_sent > HELLO_INTERVAL_S:
-            self._send(Hello(capabilities=Capability.H264 | Capability.HEVC | Capability.FEC,
-                             client_name=self.options.client_name or socket.gethostname()))
+            self._request_session()
         return True
+
+    def _request_session(self) -> None:
+        """Ask the host for a session: a handshake first when encrypted, then hello.
+
+        Every attempt uses a fresh handshake (the host drops a repeated INIT
+        as a replay); hello goes sealed once the keys exist.
+        """
+        if self._keys is not None and self.transport.secured_peer is None:
+            self._initiator = self._keys.initiator()
+            self.transport.send(PacketType.CONTROL, self._initiator.start(), self.options.host,
+                                seal=False)
+            self._last_sent = time.monotonic()
+            return
+        self._send(self._hello())
+
+    def _on_crypto(self, data: bytes) -> None:
+        """A handshake RESPONSE or refusal (unsealed by nature)."""
+        initiator = self._initiator
+        if initiator is None:
+            self.stats.count("dropped_unexpected")
+            return
+        try:
+            initiator.receive(data)
+        except HandshakeRefused as exc:
+            # Refused while guessing the host is this machine (no pairing entry):
+            # the real story is that we never paired with it.
+            error = ClientKeys.not_paired(self._keys.host_label) if (
+                self._keys.assumed_self and exc.reason == REASON_UNKNOWN_HOST_KEY) else exc
+            self._handshake_error = error
+            self._finish(str(error))
+            return
+        except CryptoError:
+            self.stats.count("dropped_unauthenticated")  # a late or forged response
+            return
+        self._initiator = None
+        self.transport.secure(self.options.host, initiator.keys)
+        self._request_session()  # hello, sealed, at once
 
     def _resume(self, config: Config) -> None:
         """The host answered again: carry on, from a keyframe."""

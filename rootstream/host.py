@@ -29,13 +29,15 @@ from rootstream.capture import open_capture
 from rootstream.capture.marker import MARKER_HEIGHT, MARKER_WIDTH
 from rootstream.capture.test_pattern import MAX_SIZE
 from rootstream.convert import NV12Converter
+from rootstream.crypto.seal import SEAL_OVERHEAD
 from rootstream.encode import open_encoder
 from rootstream.errors import RootStreamError
 from rootstream.frame import CapturedFrame, HostStamps
 from rootstream.mailbox import Mailbox
 from rootstream.net.pacing import PacedSender
-from rootstream.net.udp import DEFAULT_PORT, UdpTransport
+from rootstream.net.udp import DEFAULT_PORT, UdpTransport, is_unsealed_crypto
 from rootstream.protocol import (
+    MAX_PAYLOAD,
     Bye,
     ByeReason,
     Capability,
@@ -83,6 +85,9 @@ class HostOptions:
     stats_json: str | None = None
     max_sessions: int | None = None  # stop after this many sessions (tests, benchmarks)
     host_name: str = ""
+    insecure: bool = False  # no handshake, nothing sealed: for measuring only
+    pair: bool = False  # show a pairing code and accept new clients with it
+    config_dir: str | None = None  # identity and trust store (default: XDG config dir)
 
 
 @dataclass
@@ -115,6 +120,7 @@ class Host:
         self._session: _Session | None = None
         self._session_lock = threading.Lock()
         self._idr = threading.Event()
+        self._pending_peer_name = ""
         # A still screen produces no frames: a new client or a keyframe request
         # makes the capture stage grab the current picture anyway.
         self._want_picture = threading.Event()
@@ -147,7 +153,10 @@ class Host:
         self._capture_settings = (width, height, self.fps)  # owned by the capture thread
         self._bitrate_wish: int | None = None  # applied once by the encode thread
         self.machine = describe_machine()  # told to clients in the config
-        self.fragmenter = VideoFragmenter(fec_share=options.fec_share)
+        # Sealing adds SEAL_OVERHEAD bytes to every payload: fragments shrink to fit.
+        self.gate = None if options.insecure else _open_gate(options, log)
+        max_payload = MAX_PAYLOAD if options.insecure else MAX_PAYLOAD - SEAL_OVERHEAD
+        self.fragmenter = VideoFragmenter(fec_share=options.fec_share, max_payload=max_payload)
         self.host_name = options.host_name or socket.gethostname()
         self.pacer = PacedSender() if options.pacing else None
         self._frame_interval_ns = 1_000_000_000 // options.fps
@@ -174,8 +183,7 @@ class Host:
                 received = self.transport.receive(timeout=0.1)
                 now = time.monotonic()
                 if received is not None:
-                    header, payload, address, _ = received
-                    self._on_datagram(header, payload, address, now)
+                    self._on_datagram(received, now)
                 session = self._session
                 if session is not None:
                     if now - session.last_heard > PEER_TIMEOUT_S:
@@ -214,7 +222,15 @@ class Host:
         if self._json:
             self._json.close()
 
-    def _on_datagram(self, header, payload, address, now: float) -> None:
+    def _on_datagram(self, received, now: float) -> None:
+        header, payload, address = received.header, received.payload, received.address
+        if is_unsealed_crypto(header, payload):
+            self._on_crypto(bytes(payload), address, now)
+            return
+        if self.gate is not None and not received.sealed:
+            # Encrypted host: only a client that finished the handshake is heard.
+            self.stats.count("dropped_unauthenticated")
+            return
         session = self._session
         if header.ptype != PacketType.CONTROL:
             if session is not None and address == session.address:
@@ -253,6 +269,29 @@ class Host:
         for service in self.services:
             service.on_control(message)
 
+    def _on_crypto(self, data: bytes, address, now: float) -> None:
+        """Pairing and handshake messages, which travel unsealed."""
+        if self.gate is None:
+            self.stats.count("dropped_unauthenticated")
+            return
+        answer = self.gate.receive(data, address, now)
+        if answer.keys is not None:
+            session = self._session
+            if session is not None and session.address != address:
+                # Busy: one small refusal instead of a handshake response.
+                refusal = self.gate.refuse_busy(address, len(data), now)
+                if refusal is not None:
+                    self.transport.send(PacketType.CONTROL, refusal, address, seal=False)
+                self.stats.count("refused_busy")
+                return
+            if session is not None:
+                self._end_session(None)  # the same client starting over
+            # The session starts when the client's first sealed datagram opens.
+            self.transport.secure(address, answer.keys)
+            self._pending_peer_name = answer.peer_name
+        if answer.reply is not None:
+            self.transport.send(PacketType.CONTROL, answer.reply, address, seal=False)
+
     def _on_hello(self, hello: Hello, address, now: float) -> None:
         session = self._session
         if session is not None and session.address != address:
@@ -264,7 +303,9 @@ class Host:
             if self.options.max_sessions is not None and (
                     self.sessions_served >= self.options.max_sessions):
                 return
-            session = _Session(address, secrets.randbits(32), hello.client_name, now, now)
+            # A paired client is known by the name it paired with, not by its claim.
+            name = self._pending_peer_name if self.gate is not None else hello.client_name
+            session = _Session(address, secrets.randbits(32), name, now, now)
             self._take_wishes(hello)
             with self._session_lock:
                 self._session = session
@@ -366,6 +407,8 @@ class Host:
             self._send_control(Bye(reason), session.address)
         with self._session_lock:
             self._session = None
+        if self.transport.secured_peer == session.address:
+            self.transport.secure(None)
         if session.info is not None:
             why = "bye" if reason is None else ByeReason(reason).name.lower()
             for service in self.services:
@@ -483,6 +526,19 @@ class Host:
             return
         self.pacer.send(payloads, send_batch, bitrate_bps=self.encoder.bitrate,
                         frame_interval_ns=self._frame_interval_ns)
+
+
+def _open_gate(options: HostOptions, log):
+    from pathlib import Path
+
+    from rootstream.crypto.gate import HostGate
+    from rootstream.crypto.identity import Identity
+    from rootstream.crypto.trust import TrustStore
+
+    directory = Path(options.config_dir) if options.config_dir else None
+    identity = Identity.load_or_create(directory)
+    return HostGate(identity, TrustStore.open(directory), pairing=options.pair, log=log,
+                    now=time.monotonic())
 
 
 def _now_ms() -> int:

@@ -12,6 +12,15 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def private_config_dir(tmp_path_factory, monkeypatch):
+    """Each test gets its own identity and trust store (XDG_CONFIG_HOME), so
+    nothing touches the user's real keys and tests cannot see each other's."""
+    home = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip `hardware` tests unless ROOTSTREAM_HARDWARE=1 says the device exists."""
     if os.environ.get("ROOTSTREAM_HARDWARE") == "1":

@@ -14,9 +14,20 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from rootstream.errors import NetworkError, ProtocolError
-from rootstream.protocol import Header, PacketType, decode_datagram, encode_datagram
+from rootstream.crypto.seal import SEAL_OVERHEAD
+from rootstream.errors import CryptoError, NetworkError, ProtocolError
+from rootstream.protocol import (
+    MAX_PAYLOAD,
+    Header,
+    PacketType,
+    associated_data,
+    decode_datagram,
+    encode_datagram,
+)
+from rootstream.protocol.control import CRYPTO_KINDS
+from rootstream.protocol.header import HEADER, MAGIC, VERSION
 from rootstream.protocol.seqnum import seq16_diff
 
 DEFAULT_PORT = 47100
@@ -33,6 +44,7 @@ class TransportCounters:
     received_bytes: int = 0
     malformed: int = 0
     foreign: int = 0  # from an address other than the session's peer
+    rejected: dict[str, int] = field(default_factory=dict)  # sealed boxes that failed, by cause
     lost: dict[int, int] = field(default_factory=dict)  # per type, from sequence gaps
 
 
@@ -55,13 +67,32 @@ class _SequenceTracker:
         return gap - 1 if gap < 1024 else 0  # a huge jump is a restart, not a loss
 
 
+class Received(NamedTuple):
+    header: Header
+    payload: memoryview  # opened (plaintext) when sealed is True
+    address: tuple
+    received_ns: int
+    sealed: bool  # it came sealed from the secured peer and opened
+
+
+def is_unsealed_crypto(header: Header, payload) -> bool:
+    """Pairing and handshake messages travel unsealed: CONTROL kinds 0x20-0x2F.
+
+    A sealed payload starts with its 8-byte counter, whose first byte stays
+    0x00 for the first 2^56 datagrams of a session, so the two never collide.
+    """
+    return header.ptype == PacketType.CONTROL and len(payload) > 0 and payload[0] in CRYPTO_KINDS
+
+
 class UdpTransport:
     """A bound UDP socket that sends and receives ROOT datagrams.
 
     ``send`` numbers datagrams per type; ``receive`` verifies them and
-    returns ``(header, payload, address, received_ns)``, counting and
-    dropping anything malformed.  Thread-safe for one receiver and any number
-    of senders of different types.
+    returns a ``Received``, counting and dropping anything malformed.  Once
+    ``secure(peer, keys)`` is called, everything to and from that peer is
+    sealed (except pairing and handshake messages); a box that does not open
+    is counted by cause and dropped.  Thread-safe for one receiver and any
+    number of senders of different types.
     """
 
     def __init__(self, bind: tuple[str, int] = ("0.0.0.0", 0), *, buffer: int = SOCKET_BUFFER):
@@ -81,6 +112,9 @@ class UdpTransport:
         self._seq_lock = threading.Lock()
         self._tracker = _SequenceTracker()
         self._closed = False
+        self._peer: tuple | None = None
+        self._sealer = None
+        self._opener = None
 
     def _tune(self, buffer: int) -> None:
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
@@ -98,6 +132,24 @@ class UdpTransport:
     def address(self) -> tuple[str, int]:
         return self.sock.getsockname()[:2]
 
+    @property
+    def max_payload(self) -> int:
+        """What fits in one datagram's payload before sealing."""
+        return MAX_PAYLOAD - (SEAL_OVERHEAD if self._sealer is not None else 0)
+
+    def secure(self, peer: tuple | None, keys=None) -> None:
+        """Seal everything to ``peer`` and open everything from it with
+        ``keys`` (rootstream.crypto.SessionKeys); ``secure(None)`` ends it."""
+        if peer is None or keys is None:
+            self._peer, self._sealer, self._opener = None, None, None
+            return
+        self._sealer, self._opener = keys.sealer(), keys.opener()
+        self._peer = peer
+
+    @property
+    def secured_peer(self) -> tuple | None:
+        return self._peer
+
     def _next_seq(self, ptype: int) -> int:
         with self._seq_lock:
             seq = self._seq[ptype]
@@ -105,18 +157,29 @@ class UdpTransport:
             return seq
 
     def send(self, ptype: PacketType, payload: bytes | memoryview, address,
-             timestamp_ms: int | None = None) -> None:
+             timestamp_ms: int | None = None, *, seal: bool = True) -> None:
+        """Send one datagram; sealed when ``address`` is the secured peer,
+        unless ``seal=False`` (pairing and handshake messages)."""
         if timestamp_ms is None:
             timestamp_ms = time.monotonic_ns() // 1_000_000
-        datagram = encode_datagram(ptype, self._next_seq(ptype), timestamp_ms, payload)
-        self._sendto(datagram, address)
+        self._sendto(self._frame(ptype, payload, address, timestamp_ms, seal), address)
 
     def send_many(self, ptype: PacketType, payloads: list[bytes], address,
                   timestamp_ms: int) -> None:
         """Send the fragments of one frame back to back, in order."""
         for payload in payloads:
-            self._sendto(encode_datagram(ptype, self._next_seq(ptype), timestamp_ms, payload),
-                         address)
+            self._sendto(self._frame(ptype, payload, address, timestamp_ms, True), address)
+
+    def _frame(self, ptype, payload, address, timestamp_ms: int, seal: bool) -> bytes:
+        seq = self._next_seq(ptype)
+        sealer = self._sealer
+        if sealer is not None and seal and address == self._peer:
+            # The header, with the sealed size and a zero checksum, is the
+            # associated data: the checksum covers the box, so it comes after.
+            header = HEADER.pack(MAGIC, VERSION, ptype, seq, timestamp_ms & 0xFFFFFFFF,
+                                 len(payload) + SEAL_OVERHEAD, 0)
+            payload = sealer.seal(header, bytes(payload))
+        return encode_datagram(ptype, seq, timestamp_ms, payload)
 
     def _sendto(self, datagram: bytes, address) -> None:
         try:
@@ -132,8 +195,9 @@ class UdpTransport:
         self.counters.sent += 1
         self.counters.sent_bytes += len(datagram)
 
-    def receive(self, timeout: float | None) -> tuple[Header, memoryview, tuple, int] | None:
-        """One verified datagram, or None when ``timeout`` passes first."""
+    def receive(self, timeout: float | None) -> Received | None:
+        """One verified (and, from the secured peer, opened) datagram, or
+        None when ``timeout`` passes first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._closed:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -157,10 +221,21 @@ class UdpTransport:
             except ProtocolError:
                 self.counters.malformed += 1
                 continue
+            sealed = False
+            opener = self._opener
+            if opener is not None and address == self._peer and not is_unsealed_crypto(
+                    header, payload):
+                try:
+                    payload = memoryview(opener.open(associated_data(data), bytes(payload)))
+                except CryptoError as exc:
+                    cause = getattr(exc, "reason", "rejected")
+                    self.counters.rejected[cause] = self.counters.rejected.get(cause, 0) + 1
+                    continue
+                sealed = True
             lost = self._tracker.seen(header.ptype, header.sequence)
             if lost:
                 self.counters.lost[header.ptype] = self.counters.lost.get(header.ptype, 0) + lost
-            return header, payload, address, now
+            return Received(header, payload, address, now, sealed)
         return None
 
     def close(self) -> None:
