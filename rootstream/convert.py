@@ -34,6 +34,7 @@ except ImportError as exc:  # a source checkout where the C extension was never 
 
 PIXEL_FORMATS = ("BGRX", "BGRA", "RGBX", "RGBA")
 MATRICES = ("bt601", "bt709")
+_MAX_DIMENSION = 32768  # the extension's limit
 
 # FFmpeg's AVColorSpace / AVColorRange / AVColorPrimaries / AVColorTransfer-
 # Characteristic numbers (the H.273 code points).  Desktop pixels are sRGB,
@@ -196,6 +197,9 @@ class NV12Converter:
                              f"known: auto, {', '.join(available_paths())}")
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+        if not (0 < width <= _MAX_DIMENSION and 0 < height <= _MAX_DIMENSION):
+            raise ValueError(f"width and height must be between 1 and {_MAX_DIMENSION}, "
+                             f"got {width}x{height}")
         self.width, self.height = width, height
         self.pixel_format = pixel_format
         self.matrix, self.full_range = matrix, full_range

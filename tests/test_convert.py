@@ -431,6 +431,9 @@ def test_converter_refuses_other_frames_and_options():
         NV12Converter(16, 8, matrix="bt2020")
     with pytest.raises(ValueError, match="path 'sse4' is not available here"):
         NV12Converter(16, 8, path="sse4")
+    for width, height in [(0, 8), (16, -1), (40000, 8)]:
+        with pytest.raises(ValueError, match="width and height must be between 1 and 32768"):
+            NV12Converter(width, height)
 
 
 def test_a_pooled_frame_survives_the_next_conversions():
