@@ -58,10 +58,12 @@ class AdaptiveBitrate(Service):
             return
         now = self._clock()
         sent_now = self._sent_bytes()
-        previous, self._previous = self._previous, message
+        # The first report counts from the client's start: acting on it
+        # rather than waiting for a second saves a second of congestion.
+        previous, self._previous = self._previous or StatsReport(), message
         sent_before, self._previous_sent = self._previous_sent, (now, sent_now)
-        if previous is None or sent_before is None or now <= sent_before[0]:
-            return  # counters need a baseline
+        if sent_before is None or now <= sent_before[0]:
+            return
         received = counter_delta(message.datagrams_received, previous.datagrams_received)
         lost = counter_delta(message.datagrams_lost, previous.datagrams_lost)
         loss = lost / (received + lost) if received + lost else 0.0

@@ -43,6 +43,18 @@ def test_slots_group_datagrams_within_a_granule():
     assert slots([]) == []
 
 
+def test_an_average_frame_is_never_paced():
+    batches = []
+    sender = PacedSender(burst_bytes=1400)
+    # 20 Mbit/s at 60 fps: an average frame is 41.7 KB, about 30 datagrams.
+    sender.send([b"x" * 1400] * 29, batches.append, bitrate_bps=20e6,
+                frame_interval_ns=FRAME_60)
+    assert len(batches) == 1 and sender.frames_paced == 0
+    sender.send([b"x" * 1400] * 120, batches.append, bitrate_bps=20e6,
+                frame_interval_ns=FRAME_60)
+    assert len(batches) > 2 and sender.frames_paced == 1
+
+
 def test_the_sender_sleeps_through_the_schedule_in_order():
     now = [0]
     sleeps, batches = [], []
@@ -55,13 +67,13 @@ def test_the_sender_sleeps_through_the_schedule_in_order():
                          clock=lambda: now[0], sleep=sleep)
     payloads = [bytes([i]) * 1400 for i in range(10)]
     sender.send(payloads, lambda batch: batches.append((now[0], list(batch))),
-                bitrate_bps=5.6e6, frame_interval_ns=FRAME_60)
+                bitrate_bps=1.4e6, frame_interval_ns=FRAME_60)
     assert [p for _, batch in batches for p in batch] == payloads
     assert batches[0][0] == 0 and payloads[0] in batches[0][1]
     times = [t for t, _ in batches]
     assert times == sorted(times)
-    # Nine paced datagrams at 11.2 Mbit/s would take 9 ms: the budget (half of
-    # 16.7 ms) makes it a little faster.
+    # An average frame at 1.4 Mbit/s (2.9 KB) leaves at once; the rest at
+    # 2.8 Mbit/s would take 32 ms, so the budget (half of 16.7 ms) sets the pace.
     assert 7_000_000 <= times[-1] <= FRAME_60 // 2
     assert all(s > 0 for s in sleeps)
 

@@ -14,8 +14,10 @@ share its shape): *lower quickly, raise slowly*.
   what actually arrived, so a bottleneck is found in one or two reports
   instead of halving blindly step after step.
 - A clear path (little loss, no queue) raises the target by a few percent a
-  report, and only after a quiet spell since the last decrease, so the rate
-  creeps back up to a bottleneck rather than slamming into it again.
+  report, and only after a quiet spell since the last decrease; near the
+  target that last ran into congestion it creeps up by a smaller step, so
+  the rate probes a bottleneck rather than slamming
+  into it again every few seconds.
 - Moderate random loss alone (Wi-Fi) is FEC's job, not a reason to lower:
   the rate holds between the two loss thresholds.
 
@@ -40,6 +42,8 @@ DECREASE_FACTOR = 0.85  # new target = this share of what arrived
 INCREASE_FACTOR = 1.08  # per clear report
 INCREASE_HOLD_S = 2.0  # no increase this soon after a decrease
 MIN_CHANGE = 0.02  # changes smaller than this share are not worth a reconfigure
+NEAR_CONGESTION = 0.85  # above this share of the last congested target, creep
+CREEP_FACTOR = 1.03  # per clear report, near that target
 HEADROOM = 1.5  # never raise above this multiple of what actually arrived
 
 
@@ -82,6 +86,7 @@ class BitrateController:
         self.floor_bps = min(int(floor_bps), self.ceiling_bps)
         self.target_bps = self._clamp(start_bps if start_bps is not None else ceiling_bps)
         self._last_decrease_ns: int | None = None
+        self._congested_bps: int | None = None  # the target when congestion last struck
         self.decreases = 0
         self.increases = 0
 
@@ -111,8 +116,10 @@ class BitrateController:
             if report.loss > LOSS_HEAVY:
                 basis = min(basis, self.target_bps * (1.0 - 0.5 * report.loss))
             wanted = self._clamp(min(self.target_bps, basis) * DECREASE_FACTOR)
+            congested_at = self.target_bps
             changed = self._set(wanted)
             if changed:
+                self._congested_bps = congested_at
                 self._last_decrease_ns = now_ns
                 self.decreases += 1
             return Decision("overuse", self.target_bps, changed, why)
@@ -122,7 +129,11 @@ class BitrateController:
         if (self._last_decrease_ns is not None
                 and now_ns - self._last_decrease_ns < INCREASE_HOLD_S * 1e9):
             return Decision("clear", self.target_bps, False, "waiting after a decrease")
-        wanted = self.target_bps * INCREASE_FACTOR
+        factor = INCREASE_FACTOR
+        if (self._congested_bps is not None
+                and self.target_bps * INCREASE_FACTOR > NEAR_CONGESTION * self._congested_bps):
+            factor = CREEP_FACTOR
+        wanted = self.target_bps * factor
         if report.receive_bps > 0:
             # An encoder that does not use its budget (a still screen) would
             # otherwise let the target drift far above anything tested.

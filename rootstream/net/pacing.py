@@ -6,8 +6,10 @@ shallow buffer drops the tail - exactly the frame the client asked for to
 recover.  So the host sends a frame as a short burst followed by the rest at
 a steady pace:
 
-- the first ``burst_bytes`` leave at once (a P-frame usually fits whole, so
-  ordinary frames are never delayed, and the first datagram never is);
+- the first ``burst_bytes``, or one average frame at the stream's bitrate
+  if that is more, leave at once: ordinary frames are never delayed (pacing
+  them would add its spread to every frame's latency), and the first
+  datagram of a frame never is;
 - the rest leave at ``factor`` times the stream's bitrate, but fast enough
   that the whole frame is out within ``budget`` of the frame interval, so
   pacing never makes the sender fall behind the next frame.
@@ -97,9 +99,11 @@ class PacedSender:
 
     def send(self, payloads: Sequence[bytes], send_batch: Callable[[Sequence[bytes]], None], *,
              bitrate_bps: float, frame_interval_ns: int) -> None:
+        average_frame = int(bitrate_bps / 8 * frame_interval_ns / 1e9)
         plan = pace_offsets([len(p) for p in payloads], bitrate_bps=bitrate_bps,
                             frame_interval_ns=frame_interval_ns, factor=self.factor,
-                            budget=self.budget, burst_bytes=self.burst_bytes)
+                            budget=self.budget,
+                            burst_bytes=max(self.burst_bytes, average_frame))
         if plan.rate_bps == 0:
             send_batch(payloads)
             return
