@@ -48,12 +48,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
+    from rootstream_cli.bench import bench
     from rootstream_cli.connect import connect
     from rootstream_cli.doctor import doctor
     from rootstream_cli.host import host
     from rootstream_cli.pair import pair
 
-    for command in (host, connect, pair, doctor):
+    for command in (host, connect, pair, bench, doctor):
         main.add_command(command)
 
 
