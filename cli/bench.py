@@ -72,4 +72,7 @@ def bench(host_address, phases, phase_seconds, idle_seconds, decoder, json_path,
     report = build_report(run)
     if json_path:
         write_report(report, json_path)
-    click.echo(format_table(report, baseline))
+    if report["phases"]:
+        click.echo(format_table(report, baseline))
+    if run.failure is not None:
+        raise run.failure  # after the table: what was measured is still shown

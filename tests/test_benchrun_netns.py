@@ -135,7 +135,9 @@ def test_bench_across_a_veth_pair_agrees_with_the_host_and_client_own_figures(ri
 
     idle, stream = report["phases"]
     assert idle["rtt_ms"]["p50"] > 0 and "latency_ms" not in idle
-    assert stream["stream"] == {"width": 640, "height": 360, "fps": 30, "bitrate_kbps": 2000}
+    announced = stream["stream"]
+    assert (announced["width"], announced["height"], announced["fps"]) == (640, 360, 30)
+    assert announced["bitrate_kbps"] == 2000  # the host took the phase's wishes
     frames = stream["frames"]
     assert frames["shown"] >= 40 and frames["markers_read"] >= 0.8 * frames["shown"]
     assert frames["markers_disagreeing"] == 0 and frames["implausible"] == 0

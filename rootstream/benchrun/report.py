@@ -8,11 +8,13 @@ JSON schema (``"schema": "rootstream-bench"``, ``"schema_version": 1``)::
     host           {"name", "encoder", "capture", "machine": MACHINE} from the
                    host's config (empty strings from a host too old to say)
     phases         [PHASE, ...] in the order run
+    error          why the run stopped before the end of its plan, or null
     MACHINE        {"system", "cpu", "cpus", "software"}
     PHASE          {"phase": {"name", "seconds", "width", "height", "fps",
                     "bitrate_kbps", "idle"},                      what was asked
-                    "stream": {"width", "height", "fps", "bitrate_kbps"},  what the
-                    host announced (absent for idle)
+                    "stream": {"width", "height", "fps", "bitrate_kbps",
+                               "last_bitrate_kbps"},  what the host announced, and
+                    its last rate (adaptive bitrate moves it); absent for idle
                     "seconds": measured,
                     "clock": {"offset_ms", "error_ms", "min_rtt_ms", "exchanges",
                               "used", "rejected"},     host clock - ours, +- error
@@ -65,6 +67,7 @@ def build_report(run: BenchRun) -> dict:
                    "presenter": "null"},
         "host": host,
         "phases": [{"phase": phase.as_dict(), **figures} for phase, figures in run.phases],
+        "error": str(run.failure) if run.failure is not None else None,
     }
 
 
@@ -135,9 +138,15 @@ def _offset(phase: dict) -> str | None:
     return f"{clock['offset_ms']:+.2f}±{clock['error_ms']:.2f}"
 
 
-def _target_mbps(phase: dict):
-    kbps = _get(phase, "stream", "bitrate_kbps")
-    return kbps / 1000 if kbps else None
+def _target_mbps(phase: dict) -> str | None:
+    """The rate the host announced, and where its adaptation left it if it moved."""
+    first, last = _get(phase, "stream", "bitrate_kbps"), _get(phase, "stream",
+                                                             "last_bitrate_kbps")
+    if not first:
+        return None
+    if last and last != first:
+        return f"{first / 1000:g}->{last / 1000:g}"
+    return f"{first / 1000:g}"
 
 
 FIGURES = [
@@ -152,7 +161,7 @@ FIGURES = [
     Figure("rtt p50 ms", lambda p: _get(p, "rtt_ms", "p50"), digits=2),
     Figure("rtt p99 ms", lambda p: _get(p, "rtt_ms", "p99"), digits=2),
     Figure("loss %", lambda p: _get(p, "loss", "datagram_loss_pct"), digits=2),
-    Figure("target Mbit/s", _target_mbps, compare=False),
+    Figure("host Mbit/s", _target_mbps, compare=False),
     Figure("wire Mbit/s", lambda p: p.get("wire_mbps"), digits=2),
     Figure("host cpu %", lambda p: _get(p, "cpu_pct", "host")),
     Figure("client cpu %", lambda p: _get(p, "cpu_pct", "client")),

@@ -29,7 +29,7 @@ from rootstream.benchrun.machine import Machine, describe_machine
 from rootstream.benchrun.meter import DEFAULT_PING_INTERVAL_S, PhaseMeter
 from rootstream.benchrun.plan import Phase
 from rootstream.client import Client, ClientOptions
-from rootstream.errors import NetworkError
+from rootstream.errors import NetworkError, RootStreamError
 from rootstream.protocol import PacketType
 
 # The first moments of a session (opening the decoder, the first keyframe)
@@ -72,6 +72,7 @@ class BenchRun:
     decoder: str
     phases: list[tuple[Phase, dict]] = field(default_factory=list)  # (phase, figures)
     host: dict | None = None  # from the host's config: machine and backends
+    failure: RootStreamError | None = None  # why the run stopped before its plan's end
 
 
 class _MeteredClient(Client):
@@ -114,10 +115,16 @@ def run_bench(options: BenchOptions, *, progress: Callable[[Progress], None] | N
             ticker.start()
             try:
                 figures = _stream_phase(options, phase, meter, run, log)
+            except RootStreamError as exc:
+                # Keep what the earlier phases measured; the caller reports the rest.
+                run.failure = exc
+                return run
             finally:
                 ticker.stop()
         ticker.finish(meter)
         run.phases.append((phase, figures))
+        if figures.get("end") == "interrupted":
+            raise KeyboardInterrupt
     return run
 
 
@@ -146,8 +153,12 @@ def _stream_phase(options: BenchOptions, phase: Phase, meter: PhaseMeter, run: B
         run.host = _host_description(result.config)
     figures = meter.figures()
     config = result.config
+    # The host may change its rate during the session (adaptive bitrate): the
+    # last rate it announced is kept beside the one it started with.
     figures["stream"] = {"width": config.width, "height": config.height, "fps": config.fps,
-                         "bitrate_kbps": config.bitrate_kbps}
+                         "bitrate_kbps": config.bitrate_kbps,
+                         "last_bitrate_kbps": getattr(result, "bitrate_kbps", 0)
+                         or config.bitrate_kbps}
     counters = client.transport.counters
     lost = counters.lost.get(PacketType.VIDEO, 0)
     figures["frames"].update(received=result.frames_received, lost=result.frames_lost)
