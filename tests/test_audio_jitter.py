@@ -173,7 +173,7 @@ def test_a_stall_grows_the_target_and_calm_shrinks_it(marks_stream):
     before = np.nanmax(targets[:250])
     peak = np.nanmax(targets)
     assert peak - before > 40e6
-    assert targets[-1] < peak - 30e6  # calm again: it gave the delay back
+    assert targets[-1] < peak - 20e6  # calm again: it gives the delay back, 3 ms a second
     assert abs(run.reads[-1, 1] - run.reads[-1, 2]) < 5e6
     assert longest_quiet_ms(run.pcm[4800:]) == 0
 

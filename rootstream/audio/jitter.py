@@ -56,6 +56,7 @@ MAX_DRIFT = 0.005  # sound clocks more than 0.5% apart are broken, not drifting
 SILENCE_PEAK = 64.0  # about -54 dBFS: below this a dropped or added frame is inaudible
 MAX_STAMP = 1 << 62
 EXPAND_INTERVAL_NS = 100_000_000
+REFIT_NS = 100_000_000
 MIN_CONCEAL = 120  # the shortest Opus frame
 CUT_FADE = 96  # 2 ms crossfade where sound has to be cut
 CUT_SEARCH = 240  # ±5 ms of freedom in the cut length to find a matching phase
@@ -129,6 +130,7 @@ class JitterBuffer:
         self._steer_at: int | None = None
         self._losses: deque[int] = deque()  # when recent losses were noticed
         self._transit_stats: tuple[float, float, int] | None = None
+        self._fitted_at = 0
         self._expand_pending = False
         self._expanded_at = -EXPAND_INTERVAL_NS
 
@@ -192,8 +194,17 @@ class JitterBuffer:
         self._fifo = StretchFifo(self.channels, self.rate)  # the old stream's tail is moot
 
     def _note_transit(self, transit: int, now_ns: int) -> None:
-        self._transit_stats = None
         self._transits.append((now_ns, transit))
+        stats = self._transit_stats
+        if stats is not None:
+            # Refit at once when a transit falls outside the band the last fit
+            # described (jitter must raise the target now), else every 100 ms:
+            # the fit costs more than the decode it accompanies.
+            floor_at, slope, spread = stats
+            expected = floor_at + slope * (now_ns - self._fitted_at)
+            if not expected <= transit <= expected + spread or \
+                    now_ns - self._fitted_at >= REFIT_NS:
+                self._transit_stats = None
         horizon = now_ns - self.window_ns
         while self._transits[0][0] < horizon:
             self._transits.popleft()
@@ -215,7 +226,8 @@ class JitterBuffer:
             slope = min(max(slope, -MAX_DRIFT), MAX_DRIFT)
         residual = transits - slope * times
         floor = float(residual.min())
-        spread = max(int(np.percentile(residual, 99) - floor), self.min_spread_ns)
+        k = (residual.size * 99) // 100  # the 99th percentile, without sorting it all
+        spread = max(int(np.partition(residual, k)[k] - floor), self.min_spread_ns)
         return floor, slope, spread
 
     # -- delay target ---------------------------------------------------------------
@@ -226,8 +238,9 @@ class JitterBuffer:
             return None
         if self._transit_stats is None:
             self._transit_stats = self._fit_transits()
+            self._fitted_at = self._transits[-1][0]
         floor_at, slope, spread = self._transit_stats
-        floor = int(floor_at + slope * (now_ns - self._transits[-1][0]))
+        floor = int(floor_at + slope * (now_ns - self._fitted_at))
         while self._losses and self._losses[0] < now_ns - self.window_ns:
             self._losses.popleft()
         # On a lossy link wait one frame more, so the next datagram's redundant
