@@ -15,7 +15,8 @@ from rootstream_cli.options import parse_size
               show_default=True,
               help="What to capture. auto: the screen (DRM/KMS, then X11), or the test "
                    "pattern when this machine has no screen at all.")
-@click.option("--display", default=None, help="X display for --source x11 (default: $DISPLAY).")
+@click.option("--display", default=None,
+              help="X display for --source x11 and --input xtest (default: $DISPLAY).")
 @click.option("--encoder", type=click.Choice(["auto", "vaapi", "nvenc", "x264"]),
               default="auto", show_default=True,
               help="Video encoder. auto tries VA-API, then NVENC, then x264.")
@@ -51,8 +52,13 @@ from rootstream_cli.options import parse_size
               help="No encryption and no pairing: anyone who can reach the port can watch "
                    "and type. For measuring only; loopback only unless --force.")
 @click.option("--force", is_flag=True, help="Allow --insecure on a non-loopback address.")
+@click.option("--input", "input_", type=click.Choice(["auto", "uinput", "xtest", "none"]),
+              default="auto", show_default=True,
+              help="How the client's keyboard, mouse and gamepads reach this machine. auto: "
+                   "uinput (needs /dev/uinput, see udev/), then xtest (keyboard and mouse "
+                   "into the X display). none: view only.")
 def host(source, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing, fec,
-         bind, port, stats_interval, stats_json, sessions, pair, insecure, force):
+         bind, port, stats_interval, stats_json, sessions, pair, insecure, force, input_):
     """Share this machine's screen with one client at a time.
 
     Waits for `rootstream connect` from another machine, streams to it, and
@@ -68,7 +74,7 @@ def host(source, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt
                           adaptive=adapt, pacing=pacing,
                           bind=bind, port=port, stats_interval=stats_interval,
                           stats_json=stats_json, max_sessions=sessions, pair=pair,
-                          insecure=insecure)
+                          insecure=insecure, input=input_)
     server = Host(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     try:

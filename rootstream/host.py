@@ -88,6 +88,11 @@ class HostOptions:
     insecure: bool = False  # no handshake, nothing sealed: for measuring only
     pair: bool = False  # show a pairing code and accept new clients with it
     config_dir: str | None = None  # identity and trust store (default: XDG config dir)
+    # The client's keyboard, mouse and gamepads: an injector name (auto, uinput,
+    # xtest, record) or "none".  xtest injects into ``display`` (default $DISPLAY).
+    # Off unless asked for, so a program embedding Host never types into a desktop
+    # by surprise; `rootstream host` asks for auto.
+    input: str = "none"
 
 
 @dataclass
@@ -115,6 +120,13 @@ class Host:
         self.log = log
         self.services: list[Service] = list(services or [])
         self.stats = StatsCollector("host", HOST_STAGES)
+        if options.input != "none":
+            from rootstream.input.host_service import HostInput, injector_options
+
+            # First in line: every INPUT datagram is offered to it before anyone else.
+            self.services.insert(0, HostInput(
+                options.input, options=injector_options(options.input, options.display),
+                stats=self.stats, log=log))
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         self._stop = threading.Event()
         self._session: _Session | None = None
