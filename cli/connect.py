@@ -12,7 +12,8 @@ import click
 @click.option("--present", type=click.Choice(["auto", "sdl", "kms", "null"]), default="auto",
               show_default=True,
               help="How to show the picture. null decodes and counts without a window.")
-@click.option("--fullscreen", is_flag=True, help="Start fullscreen (F11 toggles).")
+@click.option("--fullscreen", is_flag=True,
+              help="Start fullscreen (Ctrl+Alt+Shift+F toggles; F11 with --no-input).")
 @click.option("--frames", type=click.IntRange(1), default=None,
               help="Exit after showing this many frames.")
 @click.option("--seconds", type=click.FloatRange(0.1), default=None,
@@ -29,8 +30,10 @@ import click
                    "from the test pattern.")
 @click.option("--insecure", is_flag=True,
               help="Talk to a host started with --insecure: no encryption, for measuring only.")
+@click.option("--no-input", is_flag=True,
+              help="Watch only: send no keyboard, mouse or gamepad input to the host.")
 def connect(host_address, present, fullscreen, frames, seconds, stats_interval, stats_json,
-            reconnect_timeout, same_clock, insecure):
+            reconnect_timeout, same_clock, insecure, no_input):
     """Connect to a rootstream host and show its screen.
 
     HOST may be a name or an address, with an optional :PORT (default 47100).
@@ -48,7 +51,8 @@ def connect(host_address, present, fullscreen, frames, seconds, stats_interval, 
                             host_label=host_label(host_address),
                             fullscreen=fullscreen, frames=frames, seconds=seconds,
                             stats_interval=stats_interval, stats_json=stats_json,
-                            same_clock=same_clock, reconnect_timeout=reconnect_timeout)
+                            same_clock=same_clock, reconnect_timeout=reconnect_timeout,
+                            input=not no_input)
     client = Client(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: client.stop())
     result = client.run()

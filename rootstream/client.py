@@ -95,6 +95,9 @@ class ClientOptions:
     insecure: bool = False  # no handshake, nothing sealed: for measuring only
     config_dir: str | None = None  # identity and trust store (default: XDG config dir)
     host_label: str = ""  # the host as the user named it: the trust store's key for it
+    # Send the keyboard, mouse and gamepads read in the SDL window to the host
+    # (rootstream.input.client_service; other presenters have no window to read).
+    input: bool = True
 
 
 @dataclass
@@ -128,6 +131,12 @@ class Client:
         self.log = log
         self.services: list[ClientService] = list(services or [])
         self.stats = StatsCollector("client", CLIENT_STAGES)
+        self._input = None
+        if options.input:
+            from rootstream.input.client_service import ClientInput
+
+            self._input = ClientInput(figures=self.live_figures, log=log)
+            self.services.insert(0, self._input)
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         # Encrypted by default: the host's key comes from pairing, looked up
         # before any socket exists so "not paired" is the first thing said.
@@ -241,7 +250,10 @@ class Client:
             for event in presenter.poll_events():
                 if event.kind == "quit":
                     self._finish("window closed")
-                elif event.kind == "key" and event.pressed and event.key in ("F11",):
+                elif event.kind == "key" and event.pressed and event.key in ("F11",) and not (
+                        self._input is not None and self._input.capturing):
+                    # While input is captured F11 belongs to the host; Ctrl+Alt+Shift+F
+                    # toggles fullscreen instead.
                     presenter.toggle_fullscreen()
             decoded = self._pictures.take(timeout=0.005)
             now = time.monotonic()
@@ -281,6 +293,19 @@ class Client:
                     age = (now_ms - marker.capture_ms) & 0xFFFFFFFF
                     if age < 10_000:
                         self.stats.record("glass", age * 1_000_000)
+
+    def live_figures(self) -> dict:
+        """Cumulative figures for the stats overlay; any thread, resets nothing."""
+        rings = self.stats.window.rings
+        return {"frames_presented": self.result.frames_presented,
+                "received_bytes": self.transport.counters.received_bytes,
+                "bitrate_kbps": self.result.bitrate_kbps,
+                "latency_ms": {stage: rings[stage].percentiles_ms((50, 99))
+                               for stage in CLIENT_STAGES if stage in rings},
+                "drops": {"frames lost": self._reassembler.stats.frames_lost,
+                          "datagrams lost": self.transport.counters.lost.get(
+                              PacketType.VIDEO, 0),
+                          "pictures dropped": self._pictures.dropped}}
 
     def _finish(self, reason: str) -> None:
         if not self._reason:

@@ -67,6 +67,9 @@ class SdlPresenter(Presenter):
         self._texture_key: tuple[str, int, int] | None = None
         self._event = sdl2.SDL_Event()
         self.conversions = 0  # frames that arrived in a format SDL cannot take directly
+        self._overlay = None  # TextOverlay, made on first use
+        self._overlay_lines: tuple[str, ...] = ()
+        self._overlay_drawn: tuple[str, ...] = ()
         self._video_initialised = False
         _set_hints(vsync, renderer)
         if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_VIDEO) != 0:
@@ -177,6 +180,33 @@ class SdlPresenter(Presenter):
         if self._texture:
             box = letterbox(self.width, self.height, *self._output_size())
             sdl2.SDL_RenderCopy(self._renderer, self._texture, None, sdl2.SDL_Rect(*box))
+        lines = self._overlay_lines
+        if lines:
+            self._text_overlay().draw(lines)
+        self._overlay_drawn = lines
+
+    # -- the stats overlay ------------------------------------------------------
+
+    def set_overlay(self, lines: list[str] | None) -> None:
+        """Text over the picture's top-left corner from the next draw; None hides it.
+
+        Safe from any thread: it only stores the lines; drawing happens on
+        the presenter's thread (with the next frame, or at the next
+        ``poll_events`` when the picture is still).
+        """
+        self._overlay_lines = tuple(lines or ())
+
+    def overlay_problem(self) -> str:
+        """Empty when the overlay can draw text here, else why not."""
+        self._check_thread()
+        return self._text_overlay().problem()
+
+    def _text_overlay(self):
+        if self._overlay is None:
+            from rootstream.present.overlay import TextOverlay
+
+            self._overlay = TextOverlay(self._renderer)
+        return self._overlay
 
     def output_rect(self) -> Rect:
         """Where the picture is drawn, in renderer (pixel) coordinates."""
@@ -207,6 +237,10 @@ class SdlPresenter(Presenter):
         events: list[PresenterEvent] = []
         event = self._event
         quit_seen = False
+        if self._overlay_lines != self._overlay_drawn and self._texture:
+            # A still stream brings no frame to draw a shown/hidden overlay with.
+            self._draw()
+            sdl2.SDL_RenderPresent(self._renderer)
         while sdl2.SDL_PollEvent(ctypes.byref(event)):
             for listener in self._listeners:
                 listener(event)
@@ -258,6 +292,9 @@ class SdlPresenter(Presenter):
         return int(info.info.x11.window)
 
     def close(self) -> None:
+        if self._overlay is not None:
+            self._overlay.close()
+            self._overlay = None
         if self._texture:
             sdl2.SDL_DestroyTexture(self._texture)
         if self._renderer:

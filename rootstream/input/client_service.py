@@ -1,0 +1,186 @@
+"""The client's input service: SDL input in the presenter's window, sent to the host at once.
+
+SdlInputCapture is attached to the SDL presenter when its window opens; each
+batch it reads becomes one INPUT datagram, sent from the thread that read it
+(the presenter's, which pumps SDL events) the moment it is read: never
+queued behind video, which travels the other way on other threads.
+
+Threads.  The capture's events arrive on the presenter's thread; the
+periodic held-state snapshot (``tick``) comes from the client's receive
+thread.  One lock covers "read the held state, send" on both, so a snapshot
+can never be built before a key press and sent after it (the host would
+release the key, then press it again at the next snapshot).  ``tick`` makes
+no SDL call; everything that does (attaching, closing) runs on the
+presenter's thread.
+
+Presenters other than ``sdl`` (``null``, ``kms``) have no window events to
+read: input is skipped with one log line.
+
+The stats overlay (Ctrl+Alt+Shift+S) shows ``figures()`` (the client's
+live figures) in the window, refreshed twice a second from ``tick``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from rootstream.errors import ProtocolError
+from rootstream.protocol import PacketType
+from rootstream.protocol.input import encode_input
+from rootstream.service import ClientService, Sender, SessionInfo
+
+OVERLAY_EVERY_NS = 500_000_000
+
+
+class ClientInput(ClientService):
+    """Capture input in the SDL window and send it to the host.
+
+    ``figures()`` returns the client's live figures for the stats overlay
+    (see ``format_overlay``); ``capture_options`` go to SdlInputCapture
+    (e.g. ``gamepads=False``).
+    """
+
+    name = "input"
+
+    def __init__(self, *, figures: Callable[[], dict] | None = None,
+                 log: Callable[[str], None] = print, capture_options: dict | None = None):
+        self._figures = figures
+        self._log = log
+        self._capture_options = dict(capture_options or {})
+        self._lock = threading.Lock()
+        self._send: Sender | None = None
+        self._presenter = None
+        self.capture = None  # SdlInputCapture once attached
+        self.counters: Counter[str] = Counter()
+        self._overlay = OverlayFigures()
+        self._next_overlay_ns = 0
+
+    @property
+    def capturing(self) -> bool:
+        """The window's keys go to the host (and the capture's hotkeys rule the window)."""
+        return self.capture is not None and not self.capture.closed
+
+    # -- hooks ------------------------------------------------------------------
+
+    def session_started(self, session: SessionInfo, send: Sender) -> None:
+        self._send = send
+
+    def attach_presenter(self, presenter) -> None:
+        if presenter.name != "sdl":
+            self._log(f"rootstream: input is not captured with the {presenter.name} presenter "
+                      "(it has no window to read keys from); use --present sdl to play")
+            return
+        from rootstream.input.sdl_capture import SdlInputCapture
+
+        self._presenter = presenter
+        options = dict(self._capture_options)
+        options.setdefault("on_toggle_fullscreen", presenter.toggle_fullscreen)
+        options.setdefault("on_toggle_stats", self._toggle_stats)
+        capture = SdlInputCapture(presenter.window_to_stream, self._send_events,
+                                  lambda: (presenter.width, presenter.height), **options)
+        presenter.add_event_listener(self._on_event)
+        self.capture = capture
+        self._log("rootstream: input goes to the host; Ctrl+Alt+Shift+Z captures the "
+                  "pointer, +F toggles fullscreen, +S the stats overlay")
+
+    def tick(self, now_ns: int) -> None:
+        capture = self.capture
+        if capture is None or capture.closed:
+            return
+        with self._lock:
+            capture.tick(now_ns)
+        if capture.stats_visible and now_ns >= self._next_overlay_ns:
+            self._next_overlay_ns = now_ns + OVERLAY_EVERY_NS
+            self._show_overlay(now_ns)
+
+    def session_ended(self, reason: str) -> None:
+        # The host releases everything the session held on its side; a new
+        # session (a reconnect) gets the true state with its first snapshot.
+        self._send = None
+
+    def close(self) -> None:
+        """On the presenter's thread (the client loop's caller): let go of SDL."""
+        capture, self.capture = self.capture, None
+        if capture is None:
+            return
+        with self._lock:
+            capture.close()
+        if self._presenter is not None:
+            self._presenter.remove_event_listener(self._on_event)
+            self._set_overlay(None)
+
+    # -- the presenter's thread ---------------------------------------------------
+
+    def _on_event(self, event) -> None:
+        capture = self.capture
+        if capture is not None:
+            with self._lock:
+                capture.handle(event)
+
+    def _send_events(self, events) -> None:
+        """One batch from the capture: one datagram, now."""
+        send = self._send
+        if send is None:
+            self.counters["unsent"] += 1  # between sessions: the next snapshot heals
+            return
+        try:
+            payload = encode_input(events)
+        except ProtocolError:
+            self.counters["unencodable"] += 1
+            return
+        send(PacketType.INPUT, payload)
+        self.counters["datagrams"] += 1
+
+    def _toggle_stats(self) -> None:
+        capture = self.capture
+        if capture is not None and capture.stats_visible:
+            problem = getattr(self._presenter, "overlay_problem", lambda: "")()
+            if problem and not self.counters["overlay_unavailable"]:
+                self._log(f"rootstream: the stats overlay cannot draw text: {problem}")
+            self.counters["overlay_unavailable"] += bool(problem)
+            self._show_overlay(time.monotonic_ns())
+        else:
+            self._set_overlay(None)
+
+    def _show_overlay(self, now_ns: int) -> None:
+        if self._figures is None:
+            return
+        self._set_overlay(self._overlay.lines(self._figures(), now_ns))
+
+    def _set_overlay(self, lines) -> None:
+        set_overlay = getattr(self._presenter, "set_overlay", None)
+        if set_overlay is not None:
+            set_overlay(lines)
+
+
+class OverlayFigures:
+    """The client's cumulative figures -> the overlay's lines (rates over the last refresh).
+
+    ``figures`` keys: ``frames_presented``, ``received_bytes`` (cumulative);
+    ``bitrate_kbps`` (the host's encoder rate); ``latency_ms`` (stage ->
+    {"p50", "p99"}); ``drops`` (name -> cumulative count).
+    """
+
+    def __init__(self) -> None:
+        self._previous: tuple[int, int, int] | None = None  # (ns, frames, bytes)
+
+    def lines(self, figures: dict, now_ns: int) -> list[str]:
+        frames, received = figures.get("frames_presented", 0), figures.get("received_bytes", 0)
+        fps = mbps = 0.0
+        if self._previous is not None and now_ns > self._previous[0]:
+            seconds = (now_ns - self._previous[0]) / 1e9
+            fps = (frames - self._previous[1]) / seconds
+            mbps = (received - self._previous[2]) * 8 / seconds / 1e6
+        self._previous = (now_ns, frames, received)
+        lines = [f"{fps:5.1f} fps  {mbps:6.2f} Mbit/s in  "
+                 f"(host encodes {figures.get('bitrate_kbps', 0) / 1000:.2f} Mbit/s)"]
+        for stage, p in figures.get("latency_ms", {}).items():
+            if p:
+                lines.append(f"{stage:>8} {p['p50']:6.1f} ms p50 {p['p99']:6.1f} ms p99")
+        drops = {k: v for k, v in figures.get("drops", {}).items() if v}
+        lines.append("drops: " + (", ".join(f"{k} {v}" for k, v in sorted(drops.items()))
+                                  or "none"))
+        return lines
