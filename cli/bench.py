@@ -56,12 +56,14 @@ def bench(host_address, phases, phase_seconds, idle_seconds, decoder, json_path,
     plan = ([parse_phase(text, idle_seconds if text.strip() == "idle" else phase_seconds)
              for text in phases] if phases else default_plan(phase_seconds, idle_seconds))
     live = sys.stderr.isatty()
+    logged: set[int] = set()
 
     def progress(update) -> None:
         line = format_progress(update)
         if live:
             click.echo(f"\r\x1b[K{line}", err=True, nl=False)
-        elif update.elapsed_s >= update.phase.seconds:
+        elif update.elapsed_s >= update.phase.seconds and update.index not in logged:
+            logged.add(update.index)
             click.echo(line, err=True)  # a log, not a terminal: one line per phase
 
     run = run_bench(BenchOptions(target=parse_address(host_address), plan=plan,

@@ -139,9 +139,10 @@ def test_bench_across_a_veth_pair_agrees_with_the_host_and_client_own_figures(ri
     assert (announced["width"], announced["height"], announced["fps"]) == (640, 360, 30)
     assert announced["bitrate_kbps"] == 2000  # the host took the phase's wishes
     frames = stream["frames"]
-    assert frames["shown"] >= 40 and frames["markers_read"] >= 0.8 * frames["shown"]
+    assert frames["shown"] >= 40 and frames["measured"] >= 0.7 * frames["shown"]
+    assert frames["markers_unreadable"] == 0
     assert frames["markers_disagreeing"] == 0 and frames["implausible"] == 0
-    assert frames["sent"] >= frames["markers_read"]
+    assert frames["captured"] >= frames["sent"] >= frames["shown"]
     assert stream["loss"]["datagram_loss_pct"] == 0
     assert 0.5 < stream["wire_mbps"] < 4
     assert stream["cpu_pct"]["host"] > 0 and stream["cpu_pct"]["client"] > 0

@@ -113,6 +113,11 @@ class PhaseMeter(ClientService):
         self.frames: list[tuple[int, int, int, int, int, int, int, int]] = []
         self.unreadable = 0  # pictures whose marker could not be read
         self.shown = 0
+        # The whole session's span of frame ids (sent) and marker numbers (captured).
+        self.first_id: int | None = None
+        self.last_id: int | None = None
+        self.first_marker: int | None = None
+        self.last_marker: int | None = None
 
     # -- the hooks ---------------------------------------------------------------------------
 
@@ -142,14 +147,20 @@ class PhaseMeter(ClientService):
     def frame_presented(self, picture, frame, stamps) -> None:
         """A picture was shown (the driver calls this; see run.py for why)."""
         self.shown += 1
-        if stamps.presented - self.started_ns < self.warmup_ns:
-            return
+        if self.first_id is None:
+            self.first_id = frame.frame_id
+        self.last_id = frame.frame_id
         plane = picture.planes[0]
         y = np.frombuffer(plane, dtype=np.uint8).reshape(picture.height, plane.line_size)
         marker = read_marker_y(y, picture.width, picture.height)
         if marker is None:
             self.unreadable += 1
             return
+        if self.first_marker is None:
+            self.first_marker = marker.frame_number
+        self.last_marker = marker.frame_number
+        if stamps.presented - self.started_ns < self.warmup_ns:
+            return  # counted above, but not the steady state the figures describe
         self.frames.append((marker.frame_number, marker.capture_ms, frame.capture_ms,
                             frame.host_us, frame.first_ns, stamps.presented, frame.frame_id,
                             len(frame.data)))
@@ -212,13 +223,15 @@ class PhaseMeter(ClientService):
         frames = self.frames
         result["frames"] = {
             "shown": self.shown,
-            "markers_read": len(frames),
+            "measured": len(frames),  # marker read, after the warm-up
             "markers_unreadable": self.unreadable,
             # Pixels and header must agree on the capture time: a frame whose
             # marker says otherwise is stale or garbled and was not counted.
             "markers_disagreeing": sum(1 for f in frames if f[1] != f[2]),
-            "captured": (frames[-1][0] - frames[0][0] + 1) if frames else 0,
-            "sent": (frames[-1][6] - frames[0][6] + 1) if frames else 0,
+            # Between the first and the last frame shown: what the host's capture
+            # produced (pattern frame numbers) and what it sent (frame ids).
+            "captured": _span(self.first_marker, self.last_marker),
+            "sent": _span(self.first_id, self.last_id),
         }
         split = np.empty((0, 4))
         if estimate is not None and frames:
@@ -237,6 +250,10 @@ class PhaseMeter(ClientService):
             result["video_mbps"] = round(sum(f[7] for f in frames[1:]) * 8 / span / 1e6, 3) \
                 if span > 0 else None
         return result
+
+
+def _span(first: int | None, last: int | None) -> int:
+    return 0 if first is None else last - first + 1
 
 
 def clock_dict(estimate: OffsetEstimate | None, rejected: int = 0) -> dict:

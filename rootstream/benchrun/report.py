@@ -21,8 +21,8 @@ JSON schema (``"schema": "rootstream-bench"``, ``"schema_version": 1``)::
                     "rtt_ms": {"p50", "p95", "p99", "min"},
                     "cpu_pct": {"host", "client"},  % of one core, null when unknown
                     and for streaming phases:
-                    "frames": {"captured", "sent", "received", "shown", "lost",
-                               "markers_read", "markers_unreadable",
+                    "frames": {"captured", "sent", "received", "shown", "lost", "measured",
+                               "markers_unreadable",
                                "markers_disagreeing", "implausible"},
                     "latency_ms": {"p50", "p95", "p99"},  capture -> shown
                     "stages_ms": {"host"|"network"|"client": {"p50", "p95", "p99"}},
