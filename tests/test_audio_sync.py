@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_audio_jitter import T0, replay
+from test_audio_jitter import T0, _stream, replay
 
 from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.sync import AudioSync
@@ -67,8 +67,6 @@ def test_closed_loop_puts_marks_within_20_ms_of_the_picture(video_ms):
     """Jitter buffer + AudioSync on a simulated link; the truth comes from the
     timing marks found in the played sound, not from any stamp."""
     capture = open_audio_capture("test", realtime=False, clock=lambda: T0)
-    from test_audio_jitter import _stream
-
     stream = _stream(15)
     sync = AudioSync()
     device_ns = 5 * MS
