@@ -152,3 +152,12 @@ def test_the_service_lowers_the_encoder_and_tells_the_client():
     assert decode_control(payload) == Bitrate(applied[-1] // 1000)
     assert service.last_report.loss == pytest.approx(1 / 3)
     assert service.last_report.send_bps == pytest.approx(30e6)
+
+
+def test_loss_without_a_queue_lowers_by_half_the_loss_not_to_what_arrived():
+    """A 300 ms outage loses 30 % of a report's datagrams but says nothing of capacity."""
+    controller = BitrateController(10_000_000, 500_000)
+    decision = controller.update(PathReport(loss=0.3, queue_delay_ms=0, receive_bps=6e6,
+                                            send_bps=9e6), 0)
+    assert decision.state == "overuse" and "loss" in decision.reason
+    assert controller.target_bps == 8_500_000

@@ -95,27 +95,37 @@ class BitrateController:
 
     def congestion(self, report: PathReport) -> str | None:
         """Why the path looks congested, or None."""
+        found = self._congestion(report)
+        return None if found is None else found[1]
+
+    def _congestion(self, report: PathReport) -> tuple[str, str] | None:
         if report.queue_delay_ms > QUEUE_DELAY_OVERUSE_MS:
-            return f"queue delay {report.queue_delay_ms:.0f} ms"
+            return "delay", f"queue delay {report.queue_delay_ms:.0f} ms"
         if (report.queue_delay_ms > QUEUE_DELAY_RISING_MS
                 and report.delay_trend_ms > DELAY_TREND_RISING_MS):
-            return f"delay growing {report.delay_trend_ms:+.0f} ms"
+            return "delay", f"delay growing {report.delay_trend_ms:+.0f} ms"
         if report.loss > LOSS_HEAVY:
-            return f"loss {report.loss:.0%}"
-        if report.send_bps > 0 and report.receive_bps < RECEIVE_SHORTFALL * report.send_bps:
-            return (f"received {report.receive_bps / 1e6:.1f} of "
-                    f"{report.send_bps / 1e6:.1f} Mbit/s")
+            return "loss", f"loss {report.loss:.0%}"
+        # (Nothing received at all is the loss rule's case, or a first report
+        # with no rate yet.)
+        if 0 < report.receive_bps < RECEIVE_SHORTFALL * report.send_bps:
+            return "shortfall", (f"received {report.receive_bps / 1e6:.1f} of "
+                                 f"{report.send_bps / 1e6:.1f} Mbit/s")
         return None
 
     def update(self, report: PathReport, now_ns: int) -> Decision:
-        why = self.congestion(report)
-        if why is not None:
-            # What arrived is what the path carries now; aim under it so the
-            # queue that built up can drain.
-            basis = report.receive_bps if report.receive_bps > 0 else self.target_bps
-            if report.loss > LOSS_HEAVY:
-                basis = min(basis, self.target_bps * (1.0 - 0.5 * report.loss))
-            wanted = self._clamp(min(self.target_bps, basis) * DECREASE_FACTOR)
+        found = self._congestion(report)
+        if found is not None:
+            kind, why = found
+            if kind == "loss":
+                # Loss with no queue behind it may be a fade or an outage, not
+                # a full link: what arrived then says little about capacity.
+                wanted = self._clamp(self.target_bps * (1.0 - 0.5 * report.loss))
+            else:
+                # A queue or a shortfall: what arrived is what the path
+                # carries now; aim under it so the queue can drain.
+                basis = report.receive_bps if report.receive_bps > 0 else self.target_bps
+                wanted = self._clamp(min(self.target_bps, basis) * DECREASE_FACTOR)
             congested_at = self.target_bps
             changed = self._set(wanted)
             if changed:
