@@ -272,7 +272,9 @@ def test_dummy_driver_presents_without_a_display(monkeypatch):
         event = sdl2.SDL_Event()
         event.type = sdl2.SDL_QUIT
         assert sdl2.SDL_PushEvent(ctypes.byref(event)) == 1
-        assert [e.kind for e in presenter.poll_events()] == ["quit"]
+        # The dummy driver may report its window's size first, depending on timing.
+        kinds = [e.kind for e in presenter.poll_events()]
+        assert kinds.count("quit") == 1 and set(kinds) <= {"quit", "resized"}, kinds
 
 
 def test_decoder_output_goes_straight_to_the_texture(monkeypatch):
