@@ -6,6 +6,9 @@ import subprocess
 import sys
 import threading
 
+import pytest
+from session_helpers import HostProcess
+
 from rootstream.benchrun.plan import Phase, idle_phase
 from rootstream.benchrun.report import build_report
 from rootstream.benchrun.run import BenchOptions, run_bench
@@ -90,3 +93,26 @@ def test_the_command_prints_the_table_then_the_reason_and_fails():
     assert done.returncode == 2, done.stderr
     assert "rtt p50 ms" in done.stdout and "idle" in done.stdout
     assert "busy" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_an_encrypted_host_answers_the_idle_phase_after_a_handshake(tmp_path, udp_port):
+    # Host and bench share this test's identity, as one user's processes on one
+    # machine do, so the loopback handshake needs no pairing.
+    host = HostProcess(udp_port, "--source", "test", "--size", "640x360", "--fps", "30",
+                       log_dir=tmp_path)
+    try:
+        host.wait_for("listening on")
+        plan = [idle_phase(1.0), Phase.stream(640, 360, 30, 2, 2.0)]
+        run = run_bench(BenchOptions(("127.0.0.1", udp_port), plan))
+    finally:
+        host.stop()
+    assert run.failure is None, run.failure
+    idle, stream = (figures for _, figures in run.phases)
+    assert idle["clock"]["exchanges"] > 10 and "end" not in idle
+    # Pings only: the idle phase never said hello, so only the stream phase connected.
+    assert host.log().count("(rootstream-bench) connected") == 1, host.log()
+    assert stream["frames"]["shown"] > 0
+    for figures in (idle, stream):
+        clock = figures["clock"]
+        assert abs(clock["offset_ms"]) <= clock["error_ms"] + 1e-4

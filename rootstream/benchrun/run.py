@@ -29,6 +29,7 @@ from rootstream.benchrun.machine import Machine, describe_machine
 from rootstream.benchrun.meter import DEFAULT_PING_INTERVAL_S, PhaseMeter
 from rootstream.benchrun.plan import Phase
 from rootstream.client import Client, ClientOptions
+from rootstream.crypto.client_keys import ClientKeys
 from rootstream.errors import NetworkError, RootStreamError
 from rootstream.protocol import PacketType
 
@@ -47,6 +48,8 @@ class BenchOptions:
     ping_interval_s: float = DEFAULT_PING_INTERVAL_S
     client_name: str = "rootstream-bench"
     insecure: bool = False  # the host runs with --insecure: no handshake
+    config_dir: str | None = None  # identity and trust store (default: XDG config dir)
+    host_label: str = ""  # the host as paired (default: the address given)
 
 
 @dataclass
@@ -100,27 +103,31 @@ def run_bench(options: BenchOptions, *, progress: Callable[[Progress], None] | N
               log: Callable[[str], None] = lambda line: None) -> BenchRun:
     run = BenchRun(target=options.target, started=time.time(), client=describe_machine(),
                    decoder=resolve_decoder(options.decoder))
+    # Looked up first, as the client does: "not paired" is the first thing said.
+    keys = None if options.insecure else ClientKeys.load(
+        options.config_dir, options.host_label or options.target[0], options.target[0])
     for index, phase in enumerate(options.plan):
         ticker = _Ticker(progress, index, len(options.plan), phase)
-        if phase.idle:
-            meter = run_idle(options.target, phase.seconds, on_tick=ticker.meter_seen)
-            figures = meter.figures()
-            if not meter.estimator.exchanges:
-                figures["end"] = ("the host answered no pings outside a session (an older "
-                                  "host, or one that hears only its paired client)")
-        else:
-            meter = PhaseMeter(ping_interval_s=options.ping_interval_s,
-                               warmup_s=min(phase.seconds * WARMUP_SHARE, WARMUP_MAX_S))
-            ticker.meter_seen(meter)
-            ticker.start()
-            try:
-                figures = _stream_phase(options, phase, meter, run, log)
-            except RootStreamError as exc:
-                # Keep what the earlier phases measured; the caller reports the rest.
-                run.failure = exc
-                return run
-            finally:
-                ticker.stop()
+        try:
+            if phase.idle:
+                meter = run_idle(options.target, phase.seconds, keys=keys,
+                                 on_tick=ticker.meter_seen)
+                figures = meter.figures()
+                if not meter.estimator.exchanges:
+                    figures["end"] = "the host answered no pings outside a session (an older host)"
+            else:
+                meter = PhaseMeter(ping_interval_s=options.ping_interval_s,
+                                   warmup_s=min(phase.seconds * WARMUP_SHARE, WARMUP_MAX_S))
+                ticker.meter_seen(meter)
+                ticker.start()
+                try:
+                    figures = _stream_phase(options, phase, meter, run, log)
+                finally:
+                    ticker.stop()
+        except RootStreamError as exc:
+            # Keep what the earlier phases measured; the caller reports the rest.
+            run.failure = exc
+            return run
         ticker.finish(meter)
         run.phases.append((phase, figures))
         if figures.get("end") == "interrupted":
@@ -132,15 +139,15 @@ def _stream_phase(options: BenchOptions, phase: Phase, meter: PhaseMeter, run: B
                   log: Callable[[str], None]) -> dict:
     handle, stats_path = tempfile.mkstemp(prefix="rootstream-bench-", suffix=".jsonl")
     os.close(handle)
-    # Only asked for when wanted, so a client without encryption still runs a bench.
-    secure = {"insecure": True} if options.insecure else {}
     try:
         client_options = ClientOptions(
             host=options.target, present="null", seconds=phase.seconds,
             stats_interval=3600.0, stats_json=stats_path, decoder=run.decoder,
             read_markers=options.same_clock, same_clock=options.same_clock,
             client_name=options.client_name, want_size=(phase.width, phase.height),
-            want_fps=phase.fps, want_bitrate_kbps=phase.bitrate_kbps, **secure)
+            want_fps=phase.fps, want_bitrate_kbps=phase.bitrate_kbps,
+            insecure=options.insecure, config_dir=options.config_dir,
+            host_label=options.host_label)
         client = _MeteredClient(client_options, meter, log=log)
         result = client.run()
         own = _last_report(stats_path)
