@@ -395,6 +395,31 @@ def test_to_i420_frame_and_planes(width, height):
         to_i420(src, width, height, out=av.VideoFrame(width, height, "nv12"))
 
 
+@pytest.mark.parametrize("matrix,full_range", [("bt709", False), ("bt709", True),
+                                               ("bt601", False), ("bt601", True)])
+def test_solid_colours_agree_with_swscale(matrix, full_range):
+    """FFmpeg's own converter, told the same matrix and range, lands within
+    one level on flat colours (where no chroma filter can differ): an outside
+    check of the matrix, range and byte-order conventions."""
+    from av.video.reformatter import ColorRange, Colorspace
+
+    width, height = 32, 16
+    colorspace = Colorspace.ITU709 if matrix == "bt709" else Colorspace.ITU601
+    color_range = ColorRange.JPEG if full_range else ColorRange.MPEG
+    for bgr in [(0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 255, 255), (0, 0, 0),
+                (30, 200, 120), (250, 10, 90)]:
+        src = np.tile(np.array([*bgr, 0], np.uint8), (height, width)).reshape(height, -1)
+        ours = to_nv12(src, width, height, matrix=matrix, full_range=full_range)
+        source = av.VideoFrame(width, height, "bgr0")
+        plane_rows(source.planes[0], height)[:, :width * 4] = src
+        theirs = source.reformat(format="nv12", dst_colorspace=colorspace,
+                                 dst_color_range=color_range)
+        for index, rows in ((0, height), (1, height // 2)):
+            a = plane_rows(ours.planes[index], rows)[:, :width].astype(int)
+            b = plane_rows(theirs.planes[index], rows)[:, :width].astype(int)
+            assert np.abs(a - b).max() <= 1, (bgr, index)
+
+
 def captured(pixels, width, height, pixel_format="BGRX", sequence=0):
     return CapturedFrame(pixels=pixels, width=width, height=height, stride=pixels.shape[1],
                          pixel_format=pixel_format, sequence=sequence)
