@@ -28,6 +28,7 @@ peer sends.
 from __future__ import annotations
 
 import math
+import operator
 import struct
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -242,7 +243,8 @@ class ReassemblyStats:
 
 class _PendingFrame:
     __slots__ = ("frag", "capture_ms", "chunk", "buffer", "have", "data_received",
-                 "parity", "group_have", "group_need", "groups_ready", "first_ns", "signature")
+                 "parity", "group_have", "group_need", "groups_ready", "first_ns", "signature",
+                 "groups", "data_count")
 
     def __init__(self, frag: FragmentHeader, capture_ms: int, now_ns: int):
         self.frag = frag
@@ -254,6 +256,8 @@ class _PendingFrame:
         self.data_received = 0
         self.parity: dict[int, bytes] = {}
         g = max(frag.fec_groups, 1)
+        self.groups = g
+        self.data_count = frag.data_count
         self.group_have = [0] * g
         self.group_need = [_group_sizes(frag.data_count, g, group) for group in range(g)]
         self.groups_ready = 0
@@ -263,31 +267,30 @@ class _PendingFrame:
     def cost(self) -> int:
         return len(self.buffer) + self.frag.parity_count * self.chunk
 
-    def complete(self) -> bool:
-        if self.data_received == self.frag.data_count:
-            return True
-        return self.frag.parity_count > 0 and self.groups_ready == self.frag.fec_groups
-
-    def add(self, frag: FragmentHeader, chunk: memoryview) -> bool:
-        """Store one fragment; False when it is a duplicate."""
-        g = self.frag.fec_groups or 1
+    def add(self, frag: FragmentHeader, chunk: memoryview) -> object:
+        """Store one fragment: _DUPLICATE, _STORED, or _COMPLETE (the frame can
+        be emitted).  One call per datagram, so it reads plain attributes."""
+        index = frag.index
         if frag.flags & FLAG_PARITY:
-            if frag.index in self.parity:
-                return False
-            self.parity[frag.index] = bytes(chunk)
-            group = frag.index % g
+            if index in self.parity:
+                return _DUPLICATE
+            self.parity[index] = bytes(chunk)
         else:
-            if self.have[frag.index]:
-                return False
-            self.have[frag.index] = 1
+            if self.have[index]:
+                return _DUPLICATE
+            self.have[index] = 1
             self.data_received += 1
-            start = frag.index * self.chunk
+            start = index * self.chunk
             self.buffer[start:start + len(chunk)] = chunk
-            group = frag.index % g
-        self.group_have[group] += 1
-        if self.group_have[group] == self.group_need[group]:
+            if self.data_received == self.data_count:
+                return _COMPLETE
+        group = index % self.groups
+        have = self.group_have[group] = self.group_have[group] + 1
+        if have == self.group_need[group]:
             self.groups_ready += 1
-        return True
+            if self.groups_ready == self.frag.fec_groups:
+                return _COMPLETE
+        return _STORED
 
     def rebuild(self) -> bool:
         """Fill missing data fragments from parity; True if any was rebuilt."""
@@ -375,13 +378,15 @@ class Reassembler:
         elif pending.signature != _signature(frag):
             self.stats.inconsistent += 1
             return None
-        chunk = memoryview(payload)[SUBHEADER_SIZE:]
-        if not pending.add(frag, chunk):
+        elif (frag.flags ^ pending.frag.flags) & FLAG_KEYFRAME:
+            self.stats.inconsistent += 1
+            return None
+        outcome = pending.add(frag, memoryview(payload)[SUBHEADER_SIZE:])
+        if outcome is _COMPLETE:
+            return self._emit(pending, now_ns)
+        if outcome is _DUPLICATE:
             self.stats.duplicates += 1
-            return None
-        if not pending.complete():
-            return None
-        return self._emit(pending, now_ns)
+        return None
 
     def expire(self, now_ns: int) -> int:
         """Give up frames pending longer than max_age; returns how many."""
@@ -456,7 +461,9 @@ class Reassembler:
                               pending.first_ns, now_ns, recovered, lost_before)
 
 
-def _signature(frag: FragmentHeader) -> tuple:
-    """What every fragment of one frame must agree on."""
-    return (frag.frame_size, frag.data_count, frag.parity_count, frag.fec_groups,
-            frag.flags & FLAG_KEYFRAME, frag.host_us)
+# What every fragment of one frame must agree on (the keyframe flag too,
+# checked apart): frame_size, data_count, parity_count, fec_groups, host_us.
+_signature = operator.itemgetter(1, 3, 4, 6, 7)
+
+# Outcomes of _PendingFrame.add.
+_DUPLICATE, _STORED, _COMPLETE = object(), object(), object()
