@@ -51,6 +51,7 @@ def bench(host_address, phases, phase_seconds, idle_seconds, decoder, json_path,
     )
     from rootstream.benchrun.run import BenchOptions, run_bench
     from rootstream.net.udp import parse_address
+    from rootstream_cli.options import host_label
 
     baseline = load_report(compare_path) if compare_path else None  # fail before measuring
     plan = ([parse_phase(text, idle_seconds if text.strip() == "idle" else phase_seconds)
@@ -66,8 +67,11 @@ def bench(host_address, phases, phase_seconds, idle_seconds, decoder, json_path,
             logged.add(update.index)
             click.echo(line, err=True)  # a log, not a terminal: one line per phase
 
+    if insecure:
+        click.echo("rootstream: WARNING: --insecure: this session is not encrypted", err=True)
     run = run_bench(BenchOptions(target=parse_address(host_address), plan=plan,
-                                 decoder=decoder, same_clock=same_clock, insecure=insecure),
+                                 decoder=decoder, same_clock=same_clock, insecure=insecure,
+                                 host_label=host_label(host_address)),
                     progress=progress)
     if live:
         click.echo("\r\x1b[K", err=True, nl=False)

@@ -147,7 +147,7 @@ def _stream_phase(options: BenchOptions, phase: Phase, meter: PhaseMeter, run: B
             client_name=options.client_name, want_size=(phase.width, phase.height),
             want_fps=phase.fps, want_bitrate_kbps=phase.bitrate_kbps,
             insecure=options.insecure, config_dir=options.config_dir,
-            host_label=options.host_label)
+            host_label=options.host_label, input=False)
         client = _MeteredClient(client_options, meter, log=log)
         result = client.run()
         own = _last_report(stats_path)
