@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import av
+import numpy as np
 import pytest
 
 from rootstream.benchrun.cpu import load_percent, parse_stat_cpu_ns, process_cpu_ns
@@ -28,7 +30,10 @@ from rootstream.benchrun.report import (
     write_report,
 )
 from rootstream.benchrun.run import BenchRun, Progress
-from rootstream.protocol import Ping, Pong, decode_control, encode_control
+from rootstream.capture.marker import draw_marker
+from rootstream.frame import ClientStamps
+from rootstream.protocol import AssembledFrame, Ping, Pong, decode_control, encode_control
+from rootstream.service import SessionInfo
 
 # -- plan ---------------------------------------------------------------------------------
 
@@ -160,6 +165,54 @@ def test_the_meter_pings_on_schedule_and_keeps_only_its_own_answers():
     assert figures["cpu_pct"]["client"] == pytest.approx(10.0)
     assert "latency_ms" not in figures  # no session: an idle phase has no frames
     assert padded_ping(1, 2).startswith(encode_control(Ping(1, 2)))
+
+
+def marked_picture(number: int, capture_ms: int, width: int = 640, height: int = 360):
+    """A real decoded-looking picture (yuv420p) carrying the pattern's marker."""
+    pixels = np.full((height, width * 4), 90, np.uint8)
+    draw_marker(pixels, width, height, number, capture_ms)
+    bgra = pixels.reshape(height, width, 4)
+    return av.VideoFrame.from_ndarray(bgra, format="bgra").reformat(format="yuv420p")
+
+
+def test_the_meter_reads_each_shown_frame_and_drops_what_disagrees():
+    clock = FakeClock()
+    meter = PhaseMeter(warmup_s=0.05, clock=clock, cpu=lambda: 0)
+    meter.session_started(SessionInfo(("h", 1), 1, "h", None), lambda *a: None)
+    t0 = clock.now
+    meter.pong(Pong(1, t0, t0 + 50_000, t0 + 60_000), t0 + 100_000)  # offset ~0 +- 45 us
+    for i in range(10):
+        captured = t0 + i * 33_000_000
+        first = captured + 5_000_000  # host 3 ms + network 2 ms
+        presented = first + 4_000_000
+        header_ms = captured // 1_000_000 + (7 if i == 9 else 0)  # the last one: stale pixels
+        frame = AssembledFrame(100 + i, bytearray(1000), i == 0, header_ms, 3000, first,
+                               first + 1_000_000, False, 0)
+        picture = marked_picture(500 + i, captured // 1_000_000)
+        meter.frame_presented(picture, frame, ClientStamps(first, first, first, presented))
+    meter.frame_presented(av.VideoFrame(640, 360, "yuv420p"), frame,  # no marker at all
+                          ClientStamps(0, 0, 0, clock.now + 400_000_000))
+    figures = meter.figures()
+    frames = figures["frames"]
+    assert frames["shown"] == 11 and frames["markers_unreadable"] == 1
+    assert frames["captured"] == 10 and frames["sent"] == 10  # 500..509, ids 100..109
+    assert frames["measured"] == 8  # two inside the 50 ms warm-up
+    assert frames["markers_disagreeing"] == 1 and frames["implausible"] == 0
+    assert figures["stages_ms"]["host"]["p50"] == 3.0
+    assert figures["stages_ms"]["client"]["p50"] == 4.0
+    assert abs(figures["stages_ms"]["network"]["p50"] - 2.0) <= 0.6
+    assert abs(figures["latency_ms"]["p50"] - 9.0) <= 0.6
+
+
+def test_a_meter_whose_frames_all_disagree_reports_no_latency():
+    clock = FakeClock()
+    meter = PhaseMeter(clock=clock, cpu=lambda: 0)
+    meter.session_started(SessionInfo(("h", 1), 1, "h", None), lambda *a: None)
+    meter.pong(Pong(1, clock.now, clock.now, clock.now), clock.now + 1000)
+    frame = AssembledFrame(1, bytearray(10), True, 12345, 10, clock.now, clock.now, False, 0)
+    meter.frame_presented(marked_picture(1, 999), frame, ClientStamps(0, 0, 0, clock.now))
+    figures = meter.figures()
+    assert figures["latency_ms"] == {} and figures["stages_ms"]["host"] == {}
 
 
 # -- the report ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -45,6 +46,19 @@ MARKER_WRAP = 1 << 32
 # Latencies outside this range come from a garbled or stale marker, not a frame.
 PLAUSIBLE_MS = (-1_000.0, 10_000.0)
 PERCENTILES = (50, 95, 99)
+
+
+class Shown(NamedTuple):
+    """One measured frame: what its pixels, its header and the client's stamps say."""
+
+    number: int  # the pattern's frame number (marker)
+    capture_ms: int  # host capture time from the marker (pixels)
+    header_ms: int  # the same from the ROOT header
+    host_us: int  # capture -> encoded, from the fragment sub-header
+    first_ns: int  # first datagram arrived (our clock)
+    presented_ns: int  # shown (our clock)
+    frame_id: int
+    size: int  # encoded bytes
 
 
 def padded_ping(probe_id: int, t0_ns: int) -> bytes:
@@ -108,9 +122,7 @@ class PhaseMeter(ClientService):
         self.started_ns = 0
         self.ended_ns = 0
         self.end_reason = ""
-        # Per frame shown: marker frame number, marker capture ms, header
-        # capture ms, host_us, first datagram ns, presented ns, frame id, bytes.
-        self.frames: list[tuple[int, int, int, int, int, int, int, int]] = []
+        self.frames: list[Shown] = []  # after the warm-up, marker read
         self.unreadable = 0  # pictures whose marker could not be read
         self.shown = 0
         # The whole session's span of frame ids (sent) and marker numbers (captured).
@@ -161,9 +173,9 @@ class PhaseMeter(ClientService):
         self.last_marker = marker.frame_number
         if stamps.presented - self.started_ns < self.warmup_ns:
             return  # counted above, but not the steady state the figures describe
-        self.frames.append((marker.frame_number, marker.capture_ms, frame.capture_ms,
-                            frame.host_us, frame.first_ns, stamps.presented, frame.frame_id,
-                            len(frame.data)))
+        self.frames.append(Shown(marker.frame_number, marker.capture_ms, frame.capture_ms,
+                                 frame.host_us, frame.first_ns, stamps.presented,
+                                 frame.frame_id, len(frame.data)))
 
     # -- pings -------------------------------------------------------------------------------
 
@@ -199,8 +211,7 @@ class PhaseMeter(ClientService):
         latency = None
         if estimate is not None and self.frames:
             recent = self.frames[-60:]
-            latency = float(np.median([frame_split(f[1], f[3], f[4], f[5], estimate.offset_ns)[0]
-                                       for f in recent])) / 1e6
+            latency = float(np.median([_split(f, estimate)[0] for f in recent])) / 1e6
         rtts = self.estimator.rtts_ns()
         return {"shown": self.shown, "latency_ms": latency,
                 "rtt_ms": float(np.median(rtts)) / 1e6 if rtts.size else None}
@@ -227,7 +238,7 @@ class PhaseMeter(ClientService):
             "markers_unreadable": self.unreadable,
             # Pixels and header must agree on the capture time: a frame whose
             # marker says otherwise is stale or garbled and was not counted.
-            "markers_disagreeing": sum(1 for f in frames if f[1] != f[2]),
+            "markers_disagreeing": sum(1 for f in frames if f.capture_ms != f.header_ms),
             # Between the first and the last frame shown: what the host's capture
             # produced (pattern frame numbers) and what it sent (frame ids).
             "captured": _span(self.first_marker, self.last_marker),
@@ -235,21 +246,26 @@ class PhaseMeter(ClientService):
         }
         split = np.empty((0, 4))
         if estimate is not None and frames:
-            split = np.array([frame_split(f[1], f[3], f[4], f[5], estimate.offset_ns)
-                              for f in frames if f[1] == f[2]])
+            split = np.array([_split(f, estimate) for f in frames
+                              if f.capture_ms == f.header_ms]).reshape(-1, 4)
             latency_ms = split[:, 0] / 1e6
             plausible = (latency_ms > PLAUSIBLE_MS[0]) & (latency_ms < PLAUSIBLE_MS[1])
             result["frames"]["implausible"] = int((~plausible).sum())
             split = split[plausible]
         result["latency_ms"] = percentiles_ms(split[:, 0])
-        result["stages_ms"] = {name: percentiles_ms(split[:, i])
-                               for i, name in enumerate(("latency", "host", "network", "client"))
-                               if i}
+        result["stages_ms"] = {"host": percentiles_ms(split[:, 1]),
+                               "network": percentiles_ms(split[:, 2]),
+                               "client": percentiles_ms(split[:, 3])}
         if len(frames) > 1:
-            span = (frames[-1][5] - frames[0][5]) / 1e9
-            result["video_mbps"] = round(sum(f[7] for f in frames[1:]) * 8 / span / 1e6, 3) \
+            span = (frames[-1].presented_ns - frames[0].presented_ns) / 1e9
+            result["video_mbps"] = round(sum(f.size for f in frames[1:]) * 8 / span / 1e6, 3) \
                 if span > 0 else None
         return result
+
+
+def _split(shown: Shown, estimate: OffsetEstimate) -> tuple[float, float, float, float]:
+    return frame_split(shown.capture_ms, shown.host_us, shown.first_ns, shown.presented_ns,
+                       estimate.offset_ns)
 
 
 def _span(first: int | None, last: int | None) -> int:
