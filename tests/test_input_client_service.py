@@ -1,0 +1,136 @@
+"""The client's input service on a real SDL window (Xvfb + xdotool), and its stats overlay."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import av
+import numpy as np
+import pytest
+
+from rootstream.input.client_service import ClientInput, OverlayFigures
+from rootstream.present import open_presenter
+from rootstream.protocol import PacketType
+from rootstream.protocol.input import HeldSnapshot, KeyEvent, decode_input
+
+KEY_A = 30
+
+
+def black_frame(width: int, height: int) -> av.VideoFrame:
+    planes = np.full((height * 3 // 2, width), 128, np.uint8)
+    planes[:height] = 16
+    return av.VideoFrame.from_ndarray(planes, format="yuv420p")
+
+
+@pytest.fixture
+def window(xvfb, monkeypatch):
+    monkeypatch.setenv("DISPLAY", xvfb.display)
+    monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+    with open_presenter("sdl", width=640, height=360, renderer="software") as presenter:
+        presenter.present(black_frame(640, 360))
+        yield presenter
+
+
+def corner_brightness(presenter) -> int:
+    return int(presenter.read_pixels()[:60, :300, :3].max())
+
+
+def test_overlay_text_is_drawn_over_the_picture_then_hidden(window):
+    assert window.overlay_problem() == ""
+    assert corner_brightness(window) < 40
+    window.set_overlay(["60.0 fps  10.00 Mbit/s", "decode 2.1 ms"])
+    window.poll_events()  # a still picture: the overlay is drawn without a new frame
+    assert corner_brightness(window) > 200
+    assert int(window.read_pixels()[200:, 400:, :3].max()) < 40  # only the corner
+    window.set_overlay(None)
+    assert corner_brightness(window) < 40
+
+
+def test_a_missing_font_is_a_reason_not_a_crash(xvfb, monkeypatch, tmp_path):
+    monkeypatch.setenv("DISPLAY", xvfb.display)
+    monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+    monkeypatch.setenv("ROOTSTREAM_OVERLAY_FONT", str(tmp_path / "missing.ttf"))
+    with open_presenter("sdl", width=640, height=360, renderer="software") as presenter:
+        presenter.present(black_frame(640, 360))
+        assert "fonts-dejavu-core" in presenter.overlay_problem()
+        presenter.set_overlay(["still streaming"])
+        presenter.present(black_frame(640, 360))
+        assert corner_brightness(presenter) < 40
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="apt install xdotool")
+def test_keys_become_datagrams_and_the_stats_hotkey_shows_the_overlay(window, xvfb):
+    sent: list[tuple[PacketType, bytes]] = []
+    figures = {"frames_presented": 0, "received_bytes": 0, "bitrate_kbps": 8000,
+               "latency_ms": {"decode": {"p50": 2.0, "p99": 4.0}}, "drops": {}}
+    service = ClientInput(figures=lambda: figures, log=lambda line: None)
+    service.session_started(None, lambda ptype, payload: sent.append((ptype, payload)))
+    service.attach_presenter(window)
+    assert service.capturing
+
+    def xdotool(*args):
+        subprocess.run(["xdotool", *args], env=xvfb.env(), check=True, timeout=10)
+
+    def pump(seconds=0.3):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            window.poll_events()
+            time.sleep(0.005)
+
+    pump(0.2)
+    xdotool("windowfocus", "--sync", str(window.x11_window))
+    pump(0.1)
+    sent.clear()
+    xdotool("key", "a")
+    pump()
+    assert {ptype for ptype, _ in sent} == {PacketType.INPUT}
+    events = [decode_input(payload) for _, payload in sent]
+    assert events[:3] == [[KeyEvent(KEY_A, True)], [KeyEvent(KEY_A, False)], [HeldSnapshot()]]
+
+    sent.clear()
+    xdotool("key", "ctrl+alt+shift+s")
+    pump()
+    assert corner_brightness(window) > 200
+    # The hotkey itself is not typed on the host (only modifier edges and snapshots).
+    assert all(e.code != 31 for _, p in sent for e in decode_input(p) if isinstance(e, KeyEvent))
+    figures["frames_presented"] = 30
+    service.tick(time.monotonic_ns() + 10**9)  # the receive thread's refresh
+    pump(0.1)
+    assert corner_brightness(window) > 200
+    xdotool("key", "ctrl+alt+shift+s")
+    pump()
+    assert corner_brightness(window) < 40
+
+    service.close()
+    assert not service.capturing
+    sent.clear()
+    xdotool("key", "a")
+    pump()
+    assert sent == []
+
+
+def test_without_a_window_input_is_skipped_with_a_reason():
+    lines: list[str] = []
+    with open_presenter("null", width=640, height=360) as presenter:
+        service = ClientInput(log=lines.append)
+        service.attach_presenter(presenter)
+        assert not service.capturing
+        service.tick(time.monotonic_ns())
+        service.close()
+    assert "not captured with the null presenter" in lines[0]
+
+
+def test_overlay_lines_show_rates_over_the_last_refresh():
+    overlay = OverlayFigures()
+    figures = {"frames_presented": 100, "received_bytes": 1_000_000, "bitrate_kbps": 10_000,
+               "latency_ms": {"decode": {"p50": 2.5, "p99": 7.25}, "glass": {}},
+               "drops": {"frames lost": 2, "pictures dropped": 0}}
+    overlay.lines(figures, 1_000_000_000)
+    later = dict(figures, frames_presented=130, received_bytes=1_625_000)
+    lines = overlay.lines(later, 1_500_000_000)
+    assert lines[0].split() == ["60.0", "fps", "10.00", "Mbit/s", "in", "(host", "encodes",
+                                "10.00", "Mbit/s)"]
+    assert lines[1].split() == ["decode", "2.5", "ms", "p50", "7.2", "ms", "p99"]
+    assert lines[-1] == "drops: frames lost 2"
