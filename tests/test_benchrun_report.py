@@ -31,7 +31,6 @@ from rootstream.benchrun.report import (
 )
 from rootstream.benchrun.run import BenchRun, Progress
 from rootstream.capture.marker import draw_marker
-from rootstream.frame import ClientStamps
 from rootstream.protocol import AssembledFrame, Ping, Pong, decode_control, encode_control
 from rootstream.service import SessionInfo
 
@@ -189,9 +188,9 @@ def test_the_meter_reads_each_shown_frame_and_drops_what_disagrees():
         frame = AssembledFrame(100 + i, bytearray(1000), i == 0, header_ms, 3000, first,
                                first + 1_000_000, False, 0)
         picture = marked_picture(500 + i, captured // 1_000_000)
-        meter.frame_presented(picture, frame, ClientStamps(first, first, first, presented))
-    meter.frame_presented(av.VideoFrame(640, 360, "yuv420p"), frame,  # no marker at all
-                          ClientStamps(0, 0, 0, clock.now + 400_000_000))
+        meter.picture_shown(picture, frame, presented)
+    meter.picture_shown(av.VideoFrame(640, 360, "yuv420p"), frame,  # no marker at all
+                        clock.now + 400_000_000)
     figures = meter.figures()
     frames = figures["frames"]
     assert frames["shown"] == 11 and frames["markers_unreadable"] == 1
@@ -210,7 +209,7 @@ def test_a_meter_whose_frames_all_disagree_reports_no_latency():
     meter.session_started(SessionInfo(("h", 1), 1, "h", None), lambda *a: None)
     meter.pong(Pong(1, clock.now, clock.now, clock.now), clock.now + 1000)
     frame = AssembledFrame(1, bytearray(10), True, 12345, 10, clock.now, clock.now, False, 0)
-    meter.frame_presented(marked_picture(1, 999), frame, ClientStamps(0, 0, 0, clock.now))
+    meter.picture_shown(marked_picture(1, 999), frame, clock.now)
     figures = meter.figures()
     assert figures["latency_ms"] == {} and figures["stages_ms"]["host"] == {}
 

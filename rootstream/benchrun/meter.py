@@ -156,8 +156,11 @@ class PhaseMeter(ClientService):
         self.end_reason = reason
         self.client_cpu.append((now, self._cpu()))
 
-    def frame_presented(self, picture, frame, stamps) -> None:
-        """A picture was shown (the driver calls this; see run.py for why)."""
+    def picture_shown(self, picture, frame, presented_ns: int) -> None:
+        """A picture was shown: its pixels, its AssembledFrame, when (our clock).
+
+        Not ClientService.frame_presented: that hook carries no picture, and
+        the latency must come from the pixels (run.py's driver calls this)."""
         self.shown += 1
         if self.first_id is None:
             self.first_id = frame.frame_id
@@ -171,10 +174,10 @@ class PhaseMeter(ClientService):
         if self.first_marker is None:
             self.first_marker = marker.frame_number
         self.last_marker = marker.frame_number
-        if stamps.presented - self.started_ns < self.warmup_ns:
+        if presented_ns - self.started_ns < self.warmup_ns:
             return  # counted above, but not the steady state the figures describe
         self.frames.append(Shown(marker.frame_number, marker.capture_ms, frame.capture_ms,
-                                 frame.host_us, frame.first_ns, stamps.presented,
+                                 frame.host_us, frame.first_ns, presented_ns,
                                  frame.frame_id, len(frame.data)))
 
     # -- pings -------------------------------------------------------------------------------

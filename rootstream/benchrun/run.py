@@ -7,11 +7,11 @@ the null presenter (decode and count: the bench measures the pipeline, not a
 monitor).  The idle phase pings without a session.  Between phases the host
 sees a bye and is free for the next hello at once.
 
-Why a Client subclass: the service hooks say nothing per frame, and the
-meter needs each shown frame's picture *and* its stamps (host_us, first
-datagram, presented), which only the client's accounting step holds.
-``_MeteredClient`` adds that one call after the client's own accounting; a
-``frame_presented`` hook on ClientService would replace it.
+Why a Client subclass: the meter needs each shown frame's decoded picture
+(the latency is read from its pixels) together with its AssembledFrame and
+presentation time.  ClientService.frame_presented carries the frame and the
+time but not the picture, so ``_MeteredClient`` adds one call after the
+client's own accounting; a picture argument on that hook would replace it.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class _MeteredClient(Client):
 
     def _account(self, decoded) -> None:
         super()._account(decoded)
-        self._meter.frame_presented(decoded.picture, decoded.frame, decoded.stamps)
+        self._meter.picture_shown(decoded.picture, decoded.frame, decoded.stamps.presented)
 
 
 def resolve_decoder(name: str) -> str:
