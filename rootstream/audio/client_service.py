@@ -1,0 +1,209 @@
+"""The client's sound service: AUDIO datagrams played through SDL, in step with the picture.
+
+The playback (SDL audio with the adaptive jitter buffer, rootstream.audio.
+playback) is opened when a session starts whose host announced sound
+(Capability.AUDIO in its config), and closed when the session ends.  A
+client that cannot open a sound device still shows the picture: the reason
+is logged once and AUDIO datagrams are counted as dropped.
+
+Threads.  AUDIO datagrams arrive on the receive thread (``handle``) and go
+straight into the jitter buffer; SDL's own thread decodes and plays them
+as late as it can; shown pictures are reported from the presenting thread
+(``frame_presented``).  The playback object guards its jitter buffer and
+its lip-sync helper itself.
+
+Lip sync.  A VIDEO datagram's ROOT timestamp is the frame's host capture
+time in milliseconds (low 32 bits); an AUDIO payload's ``captured_ns`` is
+the same host clock in full.  Every shown frame tells AudioSync how long
+the picture took (client present time minus host capture time, the unknown
+clock offset included), every fill of the sound device how long the sound
+takes; the difference is the A/V offset, and the jitter buffer is asked to
+hold the sound back by that much when it would run ahead.  The picture is
+never delayed.
+
+Figures in the client's stats line: ``audio_frames`` (frames received),
+``audio_recovered`` (from a redundant copy), ``audio_lost`` (concealed),
+``audio_underruns``, ``audio_dropped`` (datagrams not played: malformed or
+no device) and ``av_offset_ms`` (sound minus picture latency, positive when
+the sound is late; shown only while it is not zero).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+from rootstream.audio.jitter import JitterBuffer
+from rootstream.audio.playback import open_audio_playback
+from rootstream.errors import AudioError, ProtocolError
+from rootstream.protocol import Capability, Header, PacketType
+from rootstream.protocol.audio import AudioPayload
+from rootstream.service import ClientService, Sender, SessionInfo
+
+STATS_EVERY_NS = 500_000_000
+# Sound that plays later than the buffer's target is cut (a frame, in phase,
+# crossfaded) once it runs this late: below lip sync's ±20 ms, so a device
+# slower than the host's clock by more than the playout ratio absorbs (SDL's
+# disk driver is 1% slow) cannot carry the sound out of sync.  A sound card's
+# drift (0.01%) never gets here; the ratio takes it.
+MAX_LATE_MS = 15.0
+# capture_ms is the capture time truncated to the millisecond: on average it
+# is half a millisecond early, which would read as that much extra picture latency.
+HALF_MS_NS = 500_000
+
+
+def host_capture_ns(capture_ms: int, reference_ns: int) -> int:
+    """The full host time of a 32-bit millisecond stamp, near ``reference_ns``.
+
+    ``reference_ns`` is a recent full stamp from the same clock (an AUDIO
+    payload's ``captured_ns``); the stamp is taken as the one within ±24
+    days of it, so the low-32-bit wrap every 49.7 days does not matter.
+    """
+    reference_ms = reference_ns // 1_000_000
+    delta = (capture_ms - reference_ms) & 0xFFFFFFFF
+    if delta >= 0x80000000:
+        delta -= 0x100000000
+    return (reference_ms + delta) * 1_000_000 + HALF_MS_NS
+
+
+class ClientAudio(ClientService):
+    """Play the host's sound here, in sync with the picture.
+
+    ``playback_options`` go to ``open_audio_playback`` (e.g.
+    ``device_samples``); ``stats`` is the client's StatsCollector (optional).
+    """
+
+    name = "audio"
+
+    def __init__(self, *, stats=None, log: Callable[[str], None] = print,
+                 backend: str = "sdl", playback_options: dict | None = None,
+                 opener: Callable[..., object] = open_audio_playback):
+        self._stats = stats
+        self._log = log
+        self._backend = backend
+        self._playback_options = dict(playback_options or {})
+        self._opener = opener
+        self._lock = threading.Lock()  # opening and closing the device
+        self._generation = 0  # bumped when a session ends: an open under way is moot
+        self._opening: threading.Thread | None = None
+        self.playback = None  # the SdlAudioPlayback of the running session
+        self.unavailable = ""
+        self.counters: Counter[str] = Counter()
+        self._reference_ns: int | None = None  # the latest AUDIO capture stamp
+        self._next_stats_ns = 0
+        self.offsets_ns: list[int] = []  # the A/V offset at every stats tick, for reports
+
+    # -- hooks ----------------------------------------------------------------
+
+    def session_started(self, session: SessionInfo, send: Sender) -> None:
+        self._close_playback()
+        self._reference_ns = None
+        if not session.config.capabilities & Capability.AUDIO:
+            return  # the host sends no sound (it has none, or runs with --audio none)
+        # Opening SDL audio takes a quarter of a second or more: on the receive
+        # thread it would hold back every datagram behind it, and the jitter
+        # buffer would size itself for that one stall.  Sound arriving before
+        # the device is open is dropped (counted) instead.
+        with self._lock:
+            generation = self._generation
+        self._opening = threading.Thread(target=self._open, args=(generation,),
+                                         name="audio-open", daemon=True)
+        self._opening.start()
+
+    def _open(self, generation: int) -> None:
+        options = dict(self._playback_options)
+        if "jitter" not in options:
+            options["jitter"] = JitterBuffer(max_excess_ms=MAX_LATE_MS)
+        try:
+            playback = self._opener(self._backend, **options)
+        except AudioError as exc:
+            reason = "; ".join([str(exc), *exc.details])
+            if reason != self.unavailable:
+                hint = f" ({exc.hint})" if exc.hint else ""
+                self._log(f"rootstream: sound off: {reason}{hint}")
+            self.unavailable = reason
+            return
+        with self._lock:
+            if generation != self._generation:  # the session ended meanwhile
+                playback.close()
+                return
+            self.playback = playback
+        self.unavailable = ""
+        driver = getattr(playback, "driver", "")
+        self._log(f"rootstream: sound through {self._backend}"
+                  + (f" ({driver})" if driver else ""))
+
+    def handle(self, header: Header, payload: memoryview) -> bool:
+        if header.ptype != PacketType.AUDIO:
+            return False
+        playback = self.playback
+        if playback is None:
+            self.counters["audio_dropped"] += 1
+            return True
+        try:
+            parsed = AudioPayload.parse(payload)
+        except ProtocolError:
+            self.counters["audio_dropped"] += 1
+            return True
+        self._reference_ns = parsed.captured_ns
+        playback.push(parsed)
+        return True
+
+    def frame_presented(self, frame, presented_ns: int) -> None:
+        playback, reference = self.playback, self._reference_ns
+        if playback is None or reference is None:
+            return
+        playback.video_presented(host_capture_ns(frame.capture_ms, reference), presented_ns)
+
+    def tick(self, now_ns: int) -> None:
+        if now_ns >= self._next_stats_ns:
+            self._next_stats_ns = now_ns + STATS_EVERY_NS
+            self._publish()
+
+    def session_ended(self, reason: str) -> None:
+        self._publish()
+        self._close_playback()
+
+    def close(self) -> None:
+        self._close_playback()
+
+    # -- helpers --------------------------------------------------------------
+
+    @property
+    def offset_ns(self) -> int | None:
+        """Sound latency minus picture latency now; None until both are known."""
+        playback = self.playback
+        return None if playback is None else playback.sync.offset_ns
+
+    def wait_open(self, timeout: float | None = None) -> bool:
+        """Wait for the device being opened; True when sound is playing."""
+        opening = self._opening
+        if opening is not None:
+            opening.join(timeout)
+        return self.playback is not None
+
+    def _close_playback(self) -> None:
+        with self._lock:
+            self._generation += 1
+            playback, self.playback = self.playback, None
+            if playback is not None:
+                playback.close()
+
+    def _publish(self) -> None:
+        playback = self.playback
+        if playback is not None:
+            jitter = playback.jitter.stats
+            self.counters["audio_frames"] = jitter.received
+            self.counters["audio_recovered"] = jitter.recovered
+            self.counters["audio_lost"] = jitter.lost
+            self.counters["audio_underruns"] = jitter.underruns
+            offset = playback.sync.offset_ns
+            if offset is not None:
+                self.offsets_ns.append(offset)
+                self.counters["av_offset_ms"] = round(offset / 1e6)
+        if self._stats is None:
+            return
+        for name in ("audio_frames", "audio_recovered", "audio_lost", "audio_underruns",
+                     "audio_dropped", "av_offset_ms"):
+            self._stats.set_total(name, self.counters[name])
