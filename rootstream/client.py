@@ -98,6 +98,8 @@ class ClientOptions:
     # Send the keyboard, mouse and gamepads read in the SDL window to the host
     # (rootstream.input.client_service; other presenters have no window to read).
     input: bool = True
+    # Ask for the host's sound and play it (rootstream.audio.client_service).
+    audio: bool = True
 
 
 @dataclass
@@ -137,6 +139,12 @@ class Client:
 
             self._input = ClientInput(figures=self.live_figures, log=log)
             self.services.insert(0, self._input)
+        self.audio = None
+        if options.audio:
+            from rootstream.audio.client_service import ClientAudio
+
+            self.audio = ClientAudio(stats=self.stats, log=log)
+            self.services.append(self.audio)
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         # Encrypted by default: the host's key comes from pairing, looked up
         # before any socket exists so "not paired" is the first thing said.
@@ -216,7 +224,10 @@ class Client:
         self._finish("stopped")
 
     def _hello(self) -> Hello:
-        return Hello(capabilities=Capability.H264 | Capability.HEVC | Capability.FEC,
+        wants = Capability.H264 | Capability.HEVC | Capability.FEC
+        if self.audio is not None:
+            wants |= Capability.AUDIO
+        return Hello(capabilities=wants,
                      max_width=self.options.want_size[0], max_height=self.options.want_size[1],
                      client_name=self.options.client_name or socket.gethostname(),
                      want_fps=self.options.want_fps,
@@ -284,6 +295,8 @@ class Client:
         self.stats.record("client", client_ns)
         self.stats.record("host", frame.host_us * 1000)
         self._present_ring.append(client_ns)
+        for service in self.services:
+            service.frame_presented(frame, stamps.presented)
         if self.options.read_markers:
             marker = _read_marker(decoded.picture)
             if marker is not None:

@@ -24,6 +24,9 @@ class SessionInfo:
     session_id: int
     peer_name: str
     config: Config  # what the host announced
+    # The hello's capabilities (host side): e.g. Capability.AUDIO when the client
+    # wants sound.  0 on the client side, which reads the config's instead.
+    peer_capabilities: int = 0
 
 
 class Service:
@@ -57,3 +60,8 @@ class ClientService(Service):
 
     def attach_presenter(self, presenter) -> None:
         """The window is open: register event listeners, draw overlays."""
+
+    def frame_presented(self, frame, presented_ns: int) -> None:
+        """A picture is on screen (presenting thread): ``frame`` is its
+        AssembledFrame (``capture_ms``: host capture clock), shown at
+        ``presented_ns`` (client monotonic clock).  Lip sync listens here."""
