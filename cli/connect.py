@@ -32,8 +32,11 @@ import click
               help="Talk to a host started with --insecure: no encryption, for measuring only.")
 @click.option("--no-input", is_flag=True,
               help="Watch only: send no keyboard, mouse or gamepad input to the host.")
+@click.option("--no-audio", is_flag=True,
+              help="No sound: the host is asked not to send any (SDL_AUDIODRIVER picks the "
+                   "sound device otherwise).")
 def connect(host_address, present, fullscreen, frames, seconds, stats_interval, stats_json,
-            reconnect_timeout, same_clock, insecure, no_input):
+            reconnect_timeout, same_clock, insecure, no_input, no_audio):
     """Connect to a rootstream host and show its screen.
 
     HOST may be a name or an address, with an optional :PORT (default 47100).
@@ -52,7 +55,7 @@ def connect(host_address, present, fullscreen, frames, seconds, stats_interval, 
                             fullscreen=fullscreen, frames=frames, seconds=seconds,
                             stats_interval=stats_interval, stats_json=stats_json,
                             same_clock=same_clock, reconnect_timeout=reconnect_timeout,
-                            input=not no_input)
+                            input=not no_input, audio=not no_audio)
     client = Client(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: client.stop())
     result = client.run()

@@ -15,6 +15,7 @@ SECTIONS = (
     ("present", "rootstream.present:probe_presenters"),
     ("input injection", "rootstream.input:probe_injectors"),
     ("audio capture", "rootstream.audio.capture:probe_audio_captures"),
+    ("audio playback", "rootstream.audio.playback:probe_audio_playbacks"),
 )
 
 

@@ -57,8 +57,14 @@ from rootstream_cli.options import parse_size
               help="How the client's keyboard, mouse and gamepads reach this machine. auto: "
                    "uinput (needs /dev/uinput, see udev/), then xtest (keyboard and mouse "
                    "into the X display). none: view only.")
+@click.option("--audio", type=click.Choice(["auto", "pulse", "test", "none"]), default="auto",
+              show_default=True,
+              help="What the client hears. auto: what this desktop plays (the PulseAudio or "
+                   "PipeWire monitor of the default sink), or no sound, with the reason, "
+                   "when there is no sound server. test: a tone sweep with timing marks. "
+                   "none: picture only.")
 def host(source, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing, fec,
-         bind, port, stats_interval, stats_json, sessions, pair, insecure, force, input_):
+         bind, port, stats_interval, stats_json, sessions, pair, insecure, force, input_, audio):
     """Share this machine's screen with one client at a time.
 
     Waits for `rootstream connect` from another machine, streams to it, and
@@ -74,7 +80,7 @@ def host(source, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt
                           adaptive=adapt, pacing=pacing,
                           bind=bind, port=port, stats_interval=stats_interval,
                           stats_json=stats_json, max_sessions=sessions, pair=pair,
-                          insecure=insecure, input=input_)
+                          insecure=insecure, input=input_, audio=audio)
     server = Host(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     try:
