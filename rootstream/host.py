@@ -184,12 +184,10 @@ class Host:
         self.pacer = PacedSender() if options.pacing else None
         self._frame_interval_ns = 1_000_000_000 // options.fps
         self._next_bitrate: int | None = None  # set by the control thread, applied by encode
-        self._fec_share = options.fec_share  # follows the loss the client reports
         if options.adaptive:
             self.services.append(AdaptiveBitrate(
                 options.bitrate, options.min_bitrate, apply=self._set_bitrate,
-                sent_bytes=lambda: self.transport.counters.sent_bytes,
-                apply_fec=self._set_fec_share, fec_share=options.fec_share, log=log))
+                sent_bytes=lambda: self.transport.counters.sent_bytes, log=log))
 
     # -- the control channel ---------------------------------------------------------------
 
@@ -536,15 +534,14 @@ class Host:
             self._stop.set()
 
 
-    def _set_fec_share(self, share: float) -> None:
-        self._fec_share = share  # a float store: the encode thread reads it per frame
-
     def _fragment(self, unit, host_us: int) -> list[bytes]:
-        share = self._fec_share
+        share = self.fragmenter.fec_share
         if unit.keyframe and share > 0:
-            share = max(share, KEYFRAME_FEC_SHARE)
-        self.fragmenter.fec_share = share  # only the encode thread uses the fragmenter
-        return self.fragmenter.fragment(unit.data, keyframe=unit.keyframe, host_us=host_us)
+            self.fragmenter.fec_share = max(share, KEYFRAME_FEC_SHARE)
+        try:
+            return self.fragmenter.fragment(unit.data, keyframe=unit.keyframe, host_us=host_us)
+        finally:
+            self.fragmenter.fec_share = share
 
     def _send_video(self, payloads: list[bytes], address, capture_ms: int) -> None:
         def send_batch(batch) -> None:
