@@ -16,6 +16,7 @@ The host's hot path::
 
 from __future__ import annotations
 
+import platform
 import time
 from typing import Any
 
@@ -53,6 +54,24 @@ def auto_path() -> str:
 def available_paths() -> list[str]:
     """Every path this CPU can run, slowest first (tests and benches force each)."""
     return _nv12.paths()
+
+
+_ALL_PATHS = ("scalar", "sse2", "avx2")  # slowest first, as the extension lists them
+
+
+def probe_paths() -> list[tuple[str, bool, str]]:
+    """Every conversion path as (name, usable here, why), for ``rootstream doctor``."""
+    usable, chosen = available_paths(), auto_path()
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+    report = []
+    for name in _ALL_PATHS:
+        if name in usable:
+            report.append((name, True, "chosen by auto" if name == chosen else "usable"))
+        elif not x86:
+            report.append((name, False, f"x86 only; this machine is {platform.machine()}"))
+        else:
+            report.append((name, False, f"this CPU has no {name.upper()}"))
+    return report
 
 
 def color_properties(matrix: str = "bt709", full_range: bool = False) -> dict[str, int]:

@@ -25,6 +25,7 @@ from rootstream.convert import (
     auto_path,
     available_paths,
     color_properties,
+    probe_paths,
     to_i420,
     to_nv12,
 )
@@ -68,6 +69,14 @@ def test_paths_and_auto_choice():
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists() and " avx2 " in cpuinfo.read_text():
         assert auto_path() == "avx2"
+
+
+def test_probe_paths_lists_every_path_with_a_reason():
+    report = probe_paths()
+    assert [name for name, _, _ in report] == ["scalar", "sse2", "avx2"]
+    assert [name for name, ok, _ in report if ok] == PATHS
+    assert [name for name, _, why in report if why == "chosen by auto"] == [auto_path()]
+    assert all(why for _, _, why in report)
 
 
 @pytest.mark.parametrize("matrix", ["bt601", "bt709"])
