@@ -7,7 +7,8 @@ host's own send rate over the same span is set against what the client says
 it received.  When the controller picks a new target the service hands it
 to the encode thread (``apply``: the encoder is not thread-safe, so the
 encode loop applies it before its next frame) and tells the client with a
-Bitrate message.
+Bitrate message.  The same reports set the FEC parity share
+(:class:`rootstream.net.bitrate.FecPolicy`) through ``apply_fec``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from rootstream.net.bitrate import BitrateController, PathReport, counter_delta
+from rootstream.net.bitrate import BitrateController, FecPolicy, PathReport, counter_delta
 from rootstream.protocol import Bitrate, PacketType, StatsReport, encode_control
 from rootstream.service import Sender, Service, SessionInfo
 
@@ -27,6 +28,7 @@ class AdaptiveBitrate(Service):
 
     def __init__(self, ceiling_bps: int, floor_bps: int = DEFAULT_FLOOR_BPS, *,
                  apply: Callable[[int], None], sent_bytes: Callable[[], int],
+                 apply_fec: Callable[[float], None] | None = None, fec_share: float = 0.0,
                  log: Callable[[str], None] = print,
                  clock: Callable[[], int] = time.monotonic_ns):
         self.ceiling_bps = ceiling_bps
@@ -34,6 +36,9 @@ class AdaptiveBitrate(Service):
         self.controller = BitrateController(ceiling_bps, self.floor_bps)
         self._apply = apply
         self._sent_bytes = sent_bytes
+        self._apply_fec = apply_fec
+        self.fec_share = fec_share
+        self.fec = FecPolicy(fec_share)
         self._log = log
         self._clock = clock
         self._send: Sender | None = None
@@ -45,6 +50,9 @@ class AdaptiveBitrate(Service):
         # Every session starts at the user's rate: a new client may sit on a
         # different path, and the first reports correct a congested one fast.
         self.controller = BitrateController(self.ceiling_bps, self.floor_bps)
+        self.fec = FecPolicy(self.fec_share)
+        if self._apply_fec is not None:
+            self._apply_fec(self.fec_share)
         self._send = send
         self._previous = None
         self._previous_sent = (self._clock(), self._sent_bytes())
@@ -73,6 +81,10 @@ class AdaptiveBitrate(Service):
                             receive_bps=message.receive_kbps * 1000, send_bps=send_bps)
         self.last_report = report
         decision = self.controller.update(report, now)
+        share = self.fec.update(loss, congested=decision.cause in ("delay", "shortfall"))
+        if share is not None and self._apply_fec is not None:
+            self._log(f"fec: {share:.0%} parity (loss {loss:.1%})")
+            self._apply_fec(share)
         if decision.changed:
             self._log(f"bitrate: {decision.target_bps / 1e6:.2f} Mbit/s ({decision.reason})")
             self._apply(decision.target_bps)

@@ -93,10 +93,6 @@ class HostOptions:
     # Off unless asked for, so a program embedding Host never types into a desktop
     # by surprise; `rootstream host` asks for auto.
     input: str = "none"
-    # This machine's sound: a capture name (auto, pulse, test) or "none".  auto
-    # without a sound server streams the picture alone.  Off unless asked for,
-    # like input; `rootstream host` asks for auto.
-    audio: str = "none"
 
 
 @dataclass
@@ -131,13 +127,6 @@ class Host:
             self.services.insert(0, HostInput(
                 options.input, options=injector_options(options.input, options.display),
                 stats=self.stats, log=log))
-        self.audio = None
-        if options.audio != "none":
-            from rootstream.audio.host_service import HostAudio
-
-            # Checked before anything else opens: a named backend that fails is an error.
-            self.audio = HostAudio(options.audio, stats=self.stats, log=log)
-            self.services.append(self.audio)
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         self._stop = threading.Event()
         self._session: _Session | None = None
@@ -184,10 +173,12 @@ class Host:
         self.pacer = PacedSender() if options.pacing else None
         self._frame_interval_ns = 1_000_000_000 // options.fps
         self._next_bitrate: int | None = None  # set by the control thread, applied by encode
+        self._fec_share = options.fec_share  # follows the loss the client reports
         if options.adaptive:
             self.services.append(AdaptiveBitrate(
                 options.bitrate, options.min_bitrate, apply=self._set_bitrate,
-                sent_bytes=lambda: self.transport.counters.sent_bytes, log=log))
+                sent_bytes=lambda: self.transport.counters.sent_bytes,
+                apply_fec=self._set_fec_share, fec_share=options.fec_share, log=log))
 
     # -- the control channel ---------------------------------------------------------------
 
@@ -339,8 +330,7 @@ class Host:
         config = self._config(session)
         self._send_control(config, address)
         if session.info is None:
-            session.info = SessionInfo(address, session.session_id, session.client_name, config,
-                                       hello.capabilities)
+            session.info = SessionInfo(address, session.session_id, session.client_name, config)
             for service in self.services:
                 service.session_started(session.info, self._sender(address))
         self._idr.set()
@@ -350,8 +340,6 @@ class Host:
         caps = Capability.H264 if self.options.codec == "h264" else Capability.HEVC
         if self.options.fec_share > 0:
             caps |= Capability.FEC
-        if self.audio is not None and self.audio.available:
-            caps |= Capability.AUDIO
         return Config(codec=Codec.H264 if self.options.codec == "h264" else Codec.HEVC,
                       width=self.width, height=self.height, fps=self.fps,
                       bitrate_kbps=self.bitrate // 1000, capabilities=caps,
@@ -534,14 +522,15 @@ class Host:
             self._stop.set()
 
 
+    def _set_fec_share(self, share: float) -> None:
+        self._fec_share = share  # a float store: the encode thread reads it per frame
+
     def _fragment(self, unit, host_us: int) -> list[bytes]:
-        share = self.fragmenter.fec_share
+        share = self._fec_share
         if unit.keyframe and share > 0:
-            self.fragmenter.fec_share = max(share, KEYFRAME_FEC_SHARE)
-        try:
-            return self.fragmenter.fragment(unit.data, keyframe=unit.keyframe, host_us=host_us)
-        finally:
-            self.fragmenter.fec_share = share
+            share = max(share, KEYFRAME_FEC_SHARE)
+        self.fragmenter.fec_share = share  # only the encode thread uses the fragmenter
+        return self.fragmenter.fragment(unit.data, keyframe=unit.keyframe, host_us=host_us)
 
     def _send_video(self, payloads: list[bytes], address, capture_ms: int) -> None:
         def send_batch(batch) -> None:

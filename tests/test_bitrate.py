@@ -10,6 +10,7 @@ from rootstream.net.bitrate import (
     INCREASE_HOLD_S,
     NEAR_CONGESTION,
     BitrateController,
+    FecPolicy,
     PathReport,
     counter_delta,
 )
@@ -161,3 +162,34 @@ def test_loss_without_a_queue_lowers_by_half_the_loss_not_to_what_arrived():
                                             send_bps=9e6), 0)
     assert decision.state == "overuse" and "loss" in decision.reason
     assert controller.target_bps == 8_500_000
+
+
+def test_fec_follows_loss_up_at_once_and_down_slowly():
+    policy = FecPolicy(0.2)
+    assert policy.update(0.0) is None and policy.share == 0.2
+    assert policy.update(0.05) == pytest.approx(0.35)
+    assert policy.update(0.10) == pytest.approx(0.5)
+    assert policy.update(0.30) is None and policy.share == pytest.approx(0.5)  # the cap
+    shares = [policy.update(0.0) for _ in range(30)]
+    changes = [s for s in shares if s is not None]
+    assert changes == sorted(changes, reverse=True) and len(changes) >= 3, "down in steps"
+    assert policy.share == pytest.approx(0.2)
+
+
+def test_fec_holds_while_the_loss_comes_with_a_queue_and_stays_off_when_off():
+    policy = FecPolicy(0.2)
+    assert policy.update(0.2, congested=True) is None and policy.share == 0.2
+    off = FecPolicy(0.0)
+    assert off.update(0.3) is None and off.share == 0.0
+
+
+def test_the_service_raises_parity_on_random_loss():
+    clock, sent, shares = _Clock(), [0], []
+    service = AdaptiveBitrate(10_000_000, 1_000_000, apply=lambda bps: None,
+                              sent_bytes=lambda: sent[0], apply_fec=shares.append,
+                              fec_share=0.2, log=lambda line: None, clock=clock)
+    service.session_started(SessionInfo(("127.0.0.1", 1), 1, "c", None), lambda *a: None)
+    clock.ns, sent[0] = S, 10_000_000 // 8
+    service.on_control(StatsReport(1000, 60, 60, 0, 0, 950, 50, 9_500, 0, 0, 1_000, 0))
+    assert shares == [0.2, pytest.approx(0.35)]
+    assert service.controller.target_bps == 10_000_000  # 5 % random loss: FEC's job

@@ -23,6 +23,11 @@ share its shape): *lower quickly, raise slowly*.
 
 The target always stays within ``[floor_bps, ceiling_bps]``; the ceiling is
 the user's ``--bitrate``.
+
+:class:`FecPolicy` is the other half of the answer to loss: the parity share
+follows the measured loss (rising at once, falling slowly), from the user's
+``--fec`` on a clean path up to half the data, except while the loss comes
+with a queue - more bytes do not help a full link.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class Decision:
     target_bps: int
     changed: bool
     reason: str
+    cause: str = ""  # for overuse: "delay", "loss" or "shortfall"
 
 
 class BitrateController:
@@ -132,7 +138,7 @@ class BitrateController:
                 self._congested_bps = congested_at
                 self._last_decrease_ns = now_ns
                 self.decreases += 1
-            return Decision("overuse", self.target_bps, changed, why)
+            return Decision("overuse", self.target_bps, changed, why, kind)
         clear = (report.loss < LOSS_CLEAR and report.queue_delay_ms < QUEUE_DELAY_CLEAR_MS)
         if not clear:
             return Decision("hold", self.target_bps, False, "loss or queue in between")
@@ -161,6 +167,37 @@ class BitrateController:
             return False
         self.target_bps = bps
         return True
+
+
+FEC_GAIN = 3.0  # parity share added per unit of loss: 5 % loss -> +15 %
+FEC_MAX = 0.5
+FEC_STEP = 0.05  # shares move in steps, so a noisy loss figure does not churn
+FEC_DECAY = 0.8  # per report, once the loss has dropped
+
+
+class FecPolicy:
+    """The parity share for the measured loss; ``base`` is the share on a clean path."""
+
+    def __init__(self, base: float, maximum: float = FEC_MAX):
+        self.base = base
+        self.maximum = max(base, maximum)
+        self.share = base
+        self._loss = 0.0
+
+    def update(self, loss: float, *, congested: bool = False) -> float | None:
+        """The new share when it changes, else None.  ``congested``: hold the share."""
+        if self.base <= 0:
+            return None  # FEC is off by the user's choice
+        # Up at once (the next frames need the parity now), down slowly.
+        self._loss = loss if loss > self._loss else FEC_DECAY * self._loss + (1 - FEC_DECAY) * loss
+        if congested:
+            return None
+        wanted = min(self.maximum, self.base + FEC_GAIN * self._loss)
+        wanted = max(self.base, round(wanted / FEC_STEP) * FEC_STEP)
+        if abs(wanted - self.share) < 1e-9:
+            return None
+        self.share = wanted
+        return wanted
 
 
 def counter_delta(now: int, before: int, bits: int = 32) -> int:
