@@ -93,6 +93,10 @@ class HostOptions:
     # Off unless asked for, so a program embedding Host never types into a desktop
     # by surprise; `rootstream host` asks for auto.
     input: str = "none"
+    # This machine's sound: a capture name (auto, pulse, test) or "none".  auto
+    # without a sound server streams the picture alone.  Off unless asked for,
+    # like input; `rootstream host` asks for auto.
+    audio: str = "none"
 
 
 @dataclass
@@ -127,6 +131,13 @@ class Host:
             self.services.insert(0, HostInput(
                 options.input, options=injector_options(options.input, options.display),
                 stats=self.stats, log=log))
+        self.audio = None
+        if options.audio != "none":
+            from rootstream.audio.host_service import HostAudio
+
+            # Checked before anything else opens: a named backend that fails is an error.
+            self.audio = HostAudio(options.audio, stats=self.stats, log=log)
+            self.services.append(self.audio)
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         self._stop = threading.Event()
         self._session: _Session | None = None
@@ -330,7 +341,8 @@ class Host:
         config = self._config(session)
         self._send_control(config, address)
         if session.info is None:
-            session.info = SessionInfo(address, session.session_id, session.client_name, config)
+            session.info = SessionInfo(address, session.session_id, session.client_name, config,
+                                       hello.capabilities)
             for service in self.services:
                 service.session_started(session.info, self._sender(address))
         self._idr.set()
@@ -340,6 +352,8 @@ class Host:
         caps = Capability.H264 if self.options.codec == "h264" else Capability.HEVC
         if self.options.fec_share > 0:
             caps |= Capability.FEC
+        if self.audio is not None and self.audio.available:
+            caps |= Capability.AUDIO
         return Config(codec=Codec.H264 if self.options.codec == "h264" else Codec.HEVC,
                       width=self.width, height=self.height, fps=self.fps,
                       bitrate_kbps=self.bitrate // 1000, capabilities=caps,
