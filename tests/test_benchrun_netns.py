@@ -147,6 +147,7 @@ def test_bench_across_a_veth_pair_agrees_with_the_host_and_client_own_figures(ri
     assert 0.5 < stream["wire_mbps"] < 4
     assert stream["cpu_pct"]["host"] > 0 and stream["cpu_pct"]["client"] > 0
 
+    assert stream["latency_from"] == "pixels"
     latency, stages = stream["latency_ms"], stream["stages_ms"]
     assert latency["p50"] <= latency["p95"] <= latency["p99"]
     error = stream["clock"]["error_ms"]

@@ -197,10 +197,26 @@ def test_the_meter_reads_each_shown_frame_and_drops_what_disagrees():
     assert frames["captured"] == 10 and frames["sent"] == 10  # 500..509, ids 100..109
     assert frames["measured"] == 8  # two inside the 50 ms warm-up
     assert frames["markers_disagreeing"] == 1 and frames["implausible"] == 0
+    assert figures["latency_from"] == "pixels"  # the unmarked picture is not mixed in
     assert figures["stages_ms"]["host"]["p50"] == 3.0
     assert figures["stages_ms"]["client"]["p50"] == 4.0
     assert abs(figures["stages_ms"]["network"]["p50"] - 2.0) <= 0.6
     assert abs(figures["latency_ms"]["p50"] - 9.0) <= 0.6
+
+
+def test_a_screen_without_a_marker_is_timed_by_the_header_and_says_so():
+    clock = FakeClock()
+    meter = PhaseMeter(clock=clock, cpu=lambda: 0)
+    meter.session_started(SessionInfo(("h", 1), 1, "h", None), lambda *a: None)
+    meter.pong(Pong(1, clock.now, clock.now, clock.now), clock.now + 1000)
+    captured = clock.now + 10_000_000
+    frame = AssembledFrame(1, bytearray(10), True, captured // 1_000_000, 2000,
+                           captured + 3_000_000, captured + 3_000_000, False, 0)
+    meter.picture_shown(av.VideoFrame(640, 360, "yuv420p"), frame, captured + 8_000_000)
+    figures = meter.figures()
+    assert figures["latency_from"] == "header" and figures["frames"]["captured"] == 0
+    assert abs(figures["latency_ms"]["p50"] - 8.0) <= 0.6
+    assert figures["stages_ms"]["host"]["p50"] == 2.0
 
 
 def test_a_meter_whose_frames_all_disagree_reports_no_latency():

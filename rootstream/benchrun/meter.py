@@ -19,7 +19,9 @@ Latency of one frame, all on the client's clock (offset = host - client):
 
 so host + network + client = latency for every frame.  The offset's error
 bound moves ``latency`` and ``network`` by up to that much, never ``host`` or
-``client``.
+``client``.  A host sharing its screen draws no marker: then the capture time
+comes from the ROOT header (the host's capture stamp, the same clock), and the
+figures say so (``latency_from``).
 """
 
 from __future__ import annotations
@@ -123,6 +125,9 @@ class PhaseMeter(ClientService):
         self.ended_ns = 0
         self.end_reason = ""
         self.frames: list[Shown] = []  # after the warm-up, marker read
+        # After the warm-up, no marker in the pixels: a host sharing its screen.
+        # Their latency can only come from the capture time in the ROOT header.
+        self.unmarked: list[Shown] = []
         self.unreadable = 0  # pictures whose marker could not be read
         self.shown = 0
         # The whole session's span of frame ids (sent) and marker numbers (captured).
@@ -170,15 +175,19 @@ class PhaseMeter(ClientService):
         marker = read_marker_y(y, picture.width, picture.height)
         if marker is None:
             self.unreadable += 1
-            return
-        if self.first_marker is None:
-            self.first_marker = marker.frame_number
-        self.last_marker = marker.frame_number
+        else:
+            if self.first_marker is None:
+                self.first_marker = marker.frame_number
+            self.last_marker = marker.frame_number
         if presented_ns - self.started_ns < self.warmup_ns:
             return  # counted above, but not the steady state the figures describe
-        self.frames.append(Shown(marker.frame_number, marker.capture_ms, frame.capture_ms,
-                                 frame.host_us, frame.first_ns, presented_ns,
-                                 frame.frame_id, len(frame.data)))
+        shown = Shown(-1, frame.capture_ms, frame.capture_ms, frame.host_us, frame.first_ns,
+                      presented_ns, frame.frame_id, len(frame.data))
+        if marker is None:
+            self.unmarked.append(shown)
+        else:
+            self.frames.append(shown._replace(number=marker.frame_number,
+                                              capture_ms=marker.capture_ms))
 
     # -- pings -------------------------------------------------------------------------------
 
@@ -212,8 +221,9 @@ class PhaseMeter(ClientService):
         """A few live numbers for the progress line (any thread)."""
         estimate = self.estimator.estimate()
         latency = None
-        if estimate is not None and self.frames:
-            recent = self.frames[-60:]
+        measured = self.frames or self.unmarked
+        if estimate is not None and measured:
+            recent = measured[-60:]
             latency = float(np.median([_split(f, estimate)[0] for f in recent])) / 1e6
         rtts = self.estimator.rtts_ns()
         return {"shown": self.shown, "latency_ms": latency,
@@ -234,10 +244,13 @@ class PhaseMeter(ClientService):
         }
         if self.session is None:
             return result
-        frames = self.frames
+        # The pixels are the witness when they carry the marker; a screen's do
+        # not, and then the host's own capture stamp (ROOT header) stands in.
+        frames = self.frames or self.unmarked
+        result["latency_from"] = "pixels" if self.frames else "header" if frames else None
         result["frames"] = {
             "shown": self.shown,
-            "measured": len(frames),  # marker read, after the warm-up
+            "measured": len(frames),  # after the warm-up
             "markers_unreadable": self.unreadable,
             # Pixels and header must agree on the capture time: a frame whose
             # marker says otherwise is stale or garbled and was not counted.

@@ -25,6 +25,8 @@ JSON schema (``"schema": "rootstream-bench"``, ``"schema_version": 1``)::
                                "markers_unreadable",
                                "markers_disagreeing", "implausible"},
                     "latency_ms": {"p50", "p95", "p99"},  capture -> shown
+                    "latency_from": "pixels" (the test pattern's marker) or "header"
+                    (a screen: the host's capture stamp in the ROOT header)
                     "stages_ms": {"host"|"network"|"client": {"p50", "p95", "p99"}},
                     "loss": {"frames_lost", "datagrams_lost", "datagram_loss_pct"},
                     "wire_mbps", "video_mbps", "end",
@@ -152,6 +154,7 @@ def _target_mbps(phase: dict) -> str | None:
 FIGURES = [
     Figure("stream", _stream, compare=False),
     Figure("frames sent/recv/shown", _frames, compare=False),
+    Figure("latency from", lambda p: p.get("latency_from"), compare=False),
     Figure("latency p50 ms", lambda p: _get(p, "latency_ms", "p50")),
     Figure("latency p95 ms", lambda p: _get(p, "latency_ms", "p95")),
     Figure("latency p99 ms", lambda p: _get(p, "latency_ms", "p99")),
