@@ -12,7 +12,7 @@ from session_helpers import HostProcess
 from rootstream.benchrun.plan import Phase, idle_phase
 from rootstream.benchrun.report import build_report
 from rootstream.benchrun.run import BenchOptions, run_bench
-from rootstream.errors import NetworkError
+from rootstream.errors import NetworkError, RootStreamError
 from rootstream.net.udp import UdpTransport
 from rootstream.protocol import (
     Bye,
@@ -116,3 +116,26 @@ def test_an_encrypted_host_answers_the_idle_phase_after_a_handshake(tmp_path, ud
     for figures in (idle, stream):
         clock = figures["clock"]
         assert abs(clock["offset_ms"]) <= clock["error_ms"] + 1e-4
+
+
+@pytest.mark.slow
+def test_an_encrypted_host_busy_with_a_client_refuses_the_idle_phase(tmp_path, udp_port):
+    from rootstream.client import Client, ClientOptions
+
+    host = HostProcess(udp_port, "--source", "test", "--size", "640x360", "--fps", "30",
+                       log_dir=tmp_path)
+    client = Client(ClientOptions(host=("127.0.0.1", udp_port), present="null", seconds=20,
+                                  input=False), log=lambda line: None)
+    player = threading.Thread(target=client.run)
+    try:
+        host.wait_for("listening on")
+        player.start()
+        host.wait_for("connected")
+        run = run_bench(BenchOptions(("127.0.0.1", udp_port), [idle_phase(0.5)]))
+    finally:
+        client.stop()
+        player.join(10)
+        host.stop()
+    # The handshake itself is refused (rootstream.crypto), with the reason.
+    assert isinstance(run.failure, RootStreamError) and "busy" in str(run.failure)
+    assert run.phases == []
