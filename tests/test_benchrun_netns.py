@@ -12,9 +12,11 @@ present latency on the shared clock without any offset, in whole
 milliseconds, over every frame (the bench skips a warm-up); they agree within
 the offset's error + 1.5 ms (the two roundings) + 15 % (the warm-up frames).
 The client's own "client" and "host" rings are the same per-frame numbers the
-bench splits out, so they agree within 0.5 ms + 15 %.  The host's own "host"
-ring runs to the last datagram sent, the bench's host stage to the end of the
-encode, so the host's p50 is at least the bench's and within 2 ms + 25 %.
+bench splits out, so they agree within 0.5 ms + 15 %.  The bench's host stage
+is capture -> encoded: the host's own "convert" and "encode" rings, whose
+p50s add up to it within 1 ms + 25 % (a sum of medians is not the median of
+sums); the host's "host" ring runs on to the last datagram sent (pacing
+included), so its p50 is at least the bench's.
 """
 
 from __future__ import annotations
@@ -155,9 +157,10 @@ def test_bench_across_a_veth_pair_agrees_with_the_host_and_client_own_figures(ri
     assert _close(latency["p50"], own["glass"]["p50"], error + 1.5, 0.15), (latency, own)
     assert _close(stages["client"]["p50"], own["client"]["p50"], 0.5, 0.15), (stages, own)
     assert _close(stages["host"]["p50"], own["host"]["p50"], 0.5, 0.15), (stages, own)
-    host_own = rig.host_report()["latency_ms"]["host"]
-    assert host_own["p50"] >= stages["host"]["p50"] - 0.5
-    assert _close(stages["host"]["p50"], host_own["p50"], 2.0, 0.25), (stages, host_own)
+    host_own = rig.host_report()["latency_ms"]
+    assert host_own["host"]["p50"] >= stages["host"]["p50"] - 0.5, (stages, host_own)
+    encoded = host_own["convert"]["p50"] + host_own["encode"]["p50"]
+    assert _close(stages["host"]["p50"], encoded, 1.0, 0.25), (stages, host_own)
     assert "360p30 2M" in done.stdout and "latency p50 ms" in done.stdout
 
 
