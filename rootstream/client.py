@@ -170,6 +170,7 @@ class Client:
         self._present_ring: list[int] = []
         self._path = PathMonitor()
         self._reconnecting_since: float | None = None  # set while the host is silent
+        self._notice_shown = False
 
     # -- the caller's thread: connect, then present ------------------------------------------
 
@@ -268,6 +269,7 @@ class Client:
                     presenter.toggle_fullscreen()
             decoded = self._pictures.take(timeout=0.005)
             now = time.monotonic()
+            self._show_liveness(presenter)
             if decoded is not None:
                 presenter.present(decoded.picture)
                 self._account(decoded)
@@ -278,6 +280,14 @@ class Client:
             if now >= next_report:
                 self._report()
                 next_report = now + self.options.stats_interval
+
+    def _show_liveness(self, presenter) -> None:
+        """While reconnecting, the last picture stays up with a notice over it."""
+        away = self._reconnecting_since is not None
+        if away == self._notice_shown or not hasattr(presenter, "set_overlay"):
+            return
+        self._notice_shown = away
+        presenter.set_overlay([f"reconnecting to {self.options.host[0]}..."] if away else None)
 
     def _account(self, decoded: _Decoded) -> None:
         stamps = decoded.stamps

@@ -6,15 +6,20 @@ outage, and back; a host is killed and started again on the same port.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
 
+import numpy as np
 import pytest
 from conftest import free_udp_port
-from session_helpers import HostProcess
+from session_helpers import HostProcess, rootstream_command
 
+from rootstream.capture.x11 import X11Capture
 from rootstream.client import PEER_TIMEOUT_S, Client, ClientOptions
 from rootstream.net.impair import Impairment, LossyRelay
+from rootstream.present.overlay import find_font
 
 pytestmark = pytest.mark.slow
 
@@ -168,3 +173,63 @@ def test_a_host_that_says_bye_ends_the_session_even_when_reconnecting_is_on(star
     result = running.join(timeout=5)
     assert result.reason == "host said bye"
     assert result.reconnects == 0
+
+
+def _region_bgr(display: str, rows: slice, cols: slice) -> np.ndarray:
+    """Mean B, G, R of a region of a screen, grabbed independently of SDL."""
+    with X11Capture(display=display, use_damage=False) as grab:
+        frame = grab.grab(timeout=1.0)
+        pixels = frame.pixels[:, : frame.width * 4].reshape(frame.height, frame.width, 4)
+        return pixels[rows, cols, :3].reshape(-1, 3).mean(axis=0)
+
+
+def _wait(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+    return value
+
+
+@pytest.mark.skipif(shutil.which("xsetroot") is None,
+                    reason="xsetroot missing (apt-get install x11-xserver-utils)")
+@pytest.mark.skipif(find_font() is None, reason="no DejaVu Sans Mono for the overlay text "
+                                                "(apt-get install fonts-dejavu-core)")
+def test_the_window_keeps_the_last_picture_with_a_reconnecting_notice(xvfb_factory, tmp_path):
+    """A real SDL window on Xvfb: the host dies, the picture stays, a notice covers a corner."""
+    host_display, client_display = xvfb_factory(640, 480), xvfb_factory(640, 480)
+    subprocess.run(["xsetroot", "-display", host_display.display, "-solid", "#ff0000"],
+                   check=True, timeout=10)
+    port = free_udp_port()
+    host = HostProcess(port, "--source", "x11", "--fps", "30", "--bitrate", "2",
+                       env=host_display.env(), log_dir=tmp_path)
+    client = None
+    centre, corner = (slice(160, 320), slice(213, 426)), (slice(8, 22), slice(8, 120))
+
+    def red(region) -> bool:
+        b, g, r = _region_bgr(client_display.display, *region)
+        return r > 200 and g < 60 and b < 60
+
+    try:
+        host.wait_for("listening on")
+        client = subprocess.Popen(
+            rootstream_command("connect", f"127.0.0.1:{port}", "--present", "sdl",
+                               "--seconds", "30", "--reconnect-timeout", "20", "--no-input"),
+            env=client_display.env(SDL_VIDEODRIVER="x11"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _wait(lambda: red(centre) and red(corner), 20, "the red picture never showed")
+        host.proc.kill()
+        _wait(lambda: not red(corner), PEER_TIMEOUT_S + 5, "no notice over the picture")
+        assert red(centre), "the last picture must stay on screen while reconnecting"
+    finally:
+        err = ""
+        if client is not None:
+            client.terminate()
+            try:
+                _, err = client.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                client.kill()
+                _, err = client.communicate()
+        host.stop()
+    assert "rootstream: reconnecting" in err, err
+    assert "Traceback" not in err
