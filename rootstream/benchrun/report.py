@@ -137,7 +137,8 @@ def _offset(phase: dict) -> str | None:
     clock = phase.get("clock") or {}
     if clock.get("offset_ms") is None:
         return None
-    return f"{clock['offset_ms']:+.2f}±{clock['error_ms']:.2f}"
+    offset = round(clock["offset_ms"], 2) or 0.0  # never "-0.00"
+    return f"{offset:+.2f}±{clock['error_ms']:.2f}"
 
 
 def _target_mbps(phase: dict) -> str | None:

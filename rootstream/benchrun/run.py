@@ -4,8 +4,9 @@ Each streaming phase is a fresh :class:`rootstream.client.Client` whose hello
 asks for the phase's size, frame rate and bitrate, with a
 :class:`~rootstream.benchrun.meter.PhaseMeter` riding along as a service and
 the null presenter (decode and count: the bench measures the pipeline, not a
-monitor).  The idle phase pings without a session.  Between phases the host
-sees a bye and is free for the next hello at once.
+monitor).  The idle phase pings without a session (after the handshake, on an
+encrypted host; see idle.py).  Between phases the host sees a bye and is free
+for the next hello at once.
 
 Why a Client subclass: the meter needs each shown frame's decoded picture
 (the latency is read from its pixels) together with its AssembledFrame and
