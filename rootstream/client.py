@@ -598,6 +598,11 @@ class Client:
             stamps.decoded = time.monotonic_ns()
             self._decoded_frame_id = frame.frame_id
             for picture in pictures:
+                if picture.is_corrupt:
+                    # FFmpeg concealed damage: never show it, start over from a keyframe.
+                    self.stats.count("corrupt_pictures")
+                    self._need_keyframe.set()
+                    continue
                 self.stats.frame(len(frame.data))
                 self._pictures.put(_Decoded(picture, frame, stamps))
         decoder.close()
