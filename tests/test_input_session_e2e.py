@@ -115,9 +115,9 @@ def stage(xvfb_factory, tmp_path, udp_port):
     relay.to_host = switch = InputSwitch()
     relay.start()
     client = None
+    client_log = open(tmp_path / "client.log", "w")  # noqa: SIM115 - closed below
     try:
         host.wait_for("listening on")
-        client_log = open(tmp_path / "client.log", "w")  # noqa: SIM115 - closed below
         client = subprocess.Popen(
             rootstream_command("connect", f"{relay.address[0]}:{relay.address[1]}",
                                "--present", "sdl", "--seconds", "60", "--stats-interval", "1"),
