@@ -6,7 +6,7 @@ would notice: the stream keeps going, nearly every frame the host sent is
 shown, every picture shown is intact (the test pattern's embedded frame
 number reads back and only ever increases) and the longest freeze stays
 short.  The margins are loose enough for a busy two-core machine; the
-measured figures are in bench/bench_loss.py.
+measured figures are bench/bench_loss.py's.
 """
 
 from __future__ import annotations
@@ -25,15 +25,18 @@ SECONDS = 4.0
 HOST_ARGS = ("--source", "test", "--size", "640x360", "--fps", "60", "--bitrate", "4",
              "--insecure")
 
-# name: (impairment of both directions, least share of sent frames shown, longest freeze ms)
+# name: (impairment of both directions, least share of sent frames shown, longest freeze ms).
+# The bounds leave room for a machine busy with other work (a starved decoder
+# freezes too); a client that stopped recovering would miss them by far: one
+# unrepaired loss without a keyframe answer freezes the picture for good.
 CASES = {
-    "random-1%": (Impairment(loss=0.01), 0.95, 250),
-    "random-5%": (Impairment(loss=0.05), 0.93, 300),
-    "random-10%": (Impairment(loss=0.10), 0.75, 600),
+    "random-1%": (Impairment(loss=0.01), 0.90, 600),
+    "random-5%": (Impairment(loss=0.05), 0.88, 600),
+    "random-10%": (Impairment(loss=0.10), 0.70, 1000),
     # Mean loss 5 % in runs of about five datagrams (a Wi-Fi fade).
     "bursty-5%": (Impairment(burst=GilbertElliott(p_good_to_bad=0.01, p_bad_to_good=0.19)),
-                  0.80, 600),
-    "reorder-dup-2%": (Impairment(reorder=0.02, duplicate=0.02, reorder_delay_ms=5), 0.95, 250),
+                  0.70, 1000),
+    "reorder-dup-2%": (Impairment(reorder=0.02, duplicate=0.02, reorder_delay_ms=5), 0.90, 600),
 }
 
 
