@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 from rootstream.audio.jitter import JitterBuffer
 from rootstream.audio.playback import open_audio_playback
+from rootstream.audio.sync import AudioSync
 from rootstream.errors import AudioError, ProtocolError
 from rootstream.protocol import Capability, Header, PacketType
 from rootstream.protocol.audio import AudioPayload
@@ -65,6 +66,41 @@ def host_capture_ns(capture_ms: int, reference_ns: int) -> int:
     if delta >= 0x80000000:
         delta -= 0x100000000
     return (reference_ms + delta) * 1_000_000 + HALF_MS_NS
+
+
+class PatientSync(AudioSync):
+    """AudioSync that asks for a new extra delay only once its window of sound
+    latencies holds nothing measured before the last change.
+
+    The playback asks at every device fill (every 5 ms), but the window's
+    median shows a change only half a window (16 fills) later: asking in
+    between repeats the same correction each time, and the sound overshoots
+    the picture by several times the error (measured: 100 ms late after
+    asking for 60 ms).  Waiting one window per step makes each correction
+    land once; a 100 ms offset is gone in two or three steps (under 0.5 s).
+    """
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self._fresh = 0  # sound latencies recorded since the last change
+
+    def audio_played(self, host_captured_ns: int, client_heard_ns: int,
+                     settling_ns: int = 0) -> None:
+        # Only a buffer *short* of its target is settling toward it: added delay
+        # comes a concealed frame per 100 ms, slower than a window.  A buffer
+        # over its target is cut back within a few fills; while it stays over,
+        # the device plays slower than the host's clock (SDL's disk driver: 1%
+        # and more), and the sound is heard that much later than the target.
+        super().audio_played(host_captured_ns, client_heard_ns, min(settling_ns, 0))
+        self._fresh += 1
+
+    def extra_delay_ns(self, current_extra_ns: int) -> int:
+        if self._fresh < self._audio.maxlen:
+            return current_extra_ns
+        wanted = super().extra_delay_ns(current_extra_ns)
+        if wanted != current_extra_ns:
+            self._fresh = 0
+        return wanted
 
 
 class ClientAudio(ClientService):
@@ -115,6 +151,8 @@ class ClientAudio(ClientService):
         options = dict(self._playback_options)
         if "jitter" not in options:
             options["jitter"] = JitterBuffer(max_excess_ms=MAX_LATE_MS)
+        if "sync" not in options:
+            options["sync"] = PatientSync()
         try:
             playback = self._opener(self._backend, **options)
         except AudioError as exc:
