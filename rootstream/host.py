@@ -484,6 +484,7 @@ class Host:
     # -- the pipeline threads ----------------------------------------------------------------
 
     def _capture_loop(self) -> None:
+        _yield_to_input()
         try:
             while not self._stop.is_set():
                 if self._session is None:
@@ -502,6 +503,7 @@ class Host:
             self._stop.set()
 
     def _encode_loop(self) -> None:
+        _yield_to_input()
         try:
             while not self._stop.is_set():
                 pending = self._mailbox.take(timeout=0.1)
@@ -555,6 +557,17 @@ class Host:
             return
         self.pacer.send(payloads, send_batch, bitrate_bps=self.encoder.bitrate,
                         frame_interval_ns=self._frame_interval_ns)
+
+
+def _yield_to_input() -> None:
+    """Input first: the video threads run at a lower priority than the control
+    thread that injects input, so on a busy machine a key press does not wait
+    for the scheduler behind a frame (nice 10 for this thread only; Linux
+    niceness is per thread, and lowering it needs no privilege)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (OSError, AttributeError):
+        pass
 
 
 def _open_gate(options: HostOptions, log):

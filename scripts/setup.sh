@@ -16,7 +16,7 @@ set -euo pipefail
 # pulseaudio, pulseaudio-utils: a null-sink sound server for the audio tests.
 # iproute2, nftables: network namespaces, tc rate caps and random drops.
 APT_PACKAGES=(
-  python3-venv python3-dev gcc
+  python3-venv python3-dev gcc fonts-dejavu-core
   xvfb xdotool x11-utils x11-xserver-utils
   libx11-6 libxext6 libxdamage1 libxfixes3 libxi6 libxrandr2 libxtst6
   libx11-dev libxext-dev libxdamage-dev libxfixes-dev libxi-dev libxrandr-dev libxtst-dev
