@@ -81,7 +81,9 @@ class AdaptiveBitrate(Service):
                             receive_bps=message.receive_kbps * 1000, send_bps=send_bps)
         self.last_report = report
         decision = self.controller.update(report, now)
-        share = self.fec.update(loss, congested=decision.cause in ("delay", "shortfall"))
+        # While the rate is being lowered, more parity would only take more of
+        # the link; once the rate holds, the loss that remains is FEC's job.
+        share = self.fec.update(loss, congested=decision.state == "overuse")
         if share is not None and self._apply_fec is not None:
             self._log(f"fec: {share:.0%} parity (loss {loss:.1%})")
             self._apply_fec(share)

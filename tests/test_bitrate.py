@@ -176,7 +176,7 @@ def test_fec_follows_loss_up_at_once_and_down_slowly():
     assert policy.share == pytest.approx(0.2)
 
 
-def test_fec_holds_while_the_loss_comes_with_a_queue_and_stays_off_when_off():
+def test_fec_holds_while_congested_and_stays_off_when_off():
     policy = FecPolicy(0.2)
     assert policy.update(0.2, congested=True) is None and policy.share == 0.2
     off = FecPolicy(0.0)
@@ -193,3 +193,16 @@ def test_the_service_raises_parity_on_random_loss():
     service.on_control(StatsReport(1000, 60, 60, 0, 0, 950, 50, 9_500, 0, 0, 1_000, 0))
     assert shares == [0.2, pytest.approx(0.35)]
     assert service.controller.target_bps == 10_000_000  # 5 % random loss: FEC's job
+
+
+def test_the_service_holds_parity_while_it_lowers_the_rate():
+    clock, sent, shares = _Clock(), [0], []
+    service = AdaptiveBitrate(30_000_000, 1_000_000, apply=lambda bps: None,
+                              sent_bytes=lambda: sent[0], apply_fec=shares.append,
+                              fec_share=0.2, log=lambda line: None, clock=clock)
+    service.session_started(SessionInfo(("127.0.0.1", 1), 1, "c", None), lambda *a: None)
+    clock.ns, sent[0] = S, 30_000_000 // 8
+    # A third lost at a bottleneck: the rate drops, the parity does not grow.
+    service.on_control(StatsReport(1000, 60, 60, 0, 0, 1800, 900, 20_000, 0, 0, 5_000, 0))
+    assert service.controller.target_bps < 30_000_000
+    assert shares == [0.2]

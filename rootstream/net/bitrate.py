@@ -26,8 +26,8 @@ the user's ``--bitrate``.
 
 :class:`FecPolicy` is the other half of the answer to loss: the parity share
 follows the measured loss (rising at once, falling slowly), from the user's
-``--fec`` on a clean path up to half the data, except while the loss comes
-with a queue - more bytes do not help a full link.
+``--fec`` on a clean path up to half the data, except while the rate is being
+lowered - more bytes do not help a full link.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ class BitrateController:
 FEC_GAIN = 3.0  # parity share added per unit of loss: 5 % loss -> +15 %
 FEC_MAX = 0.5
 FEC_STEP = 0.05  # shares move in steps, so a noisy loss figure does not churn
-FEC_DECAY = 0.8  # per report, once the loss has dropped
+FEC_DECAY = 0.7  # per report, once the loss has dropped: back to base in about 8 s
 
 
 class FecPolicy:
