@@ -9,6 +9,12 @@ to the encode thread (``apply``: the encoder is not thread-safe, so the
 encode loop applies it before its next frame) and tells the client with a
 Bitrate message.  The same reports set the FEC parity share
 (:class:`rootstream.net.bitrate.FecPolicy`) through ``apply_fec``.
+
+The controller reasons about what crosses the wire - the client's receive
+rate and the host's send rate both include parity - so its target is a wire
+rate, and the encoder gets that target less the parity share: when loss
+calls for more parity, the picture gives up the room for it rather than the
+link being asked for more.  ``--bitrate`` caps the encoder.
 """
 
 from __future__ import annotations
@@ -16,7 +22,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from rootstream.net.bitrate import BitrateController, FecPolicy, PathReport, counter_delta
+from rootstream.net.bitrate import (
+    MIN_CHANGE,
+    BitrateController,
+    FecPolicy,
+    PathReport,
+    counter_delta,
+)
 from rootstream.protocol import Bitrate, PacketType, StatsReport, encode_control
 from rootstream.service import Sender, Service, SessionInfo
 
@@ -33,12 +45,13 @@ class AdaptiveBitrate(Service):
                  clock: Callable[[], int] = time.monotonic_ns):
         self.ceiling_bps = ceiling_bps
         self.floor_bps = min(floor_bps, ceiling_bps)
-        self.controller = BitrateController(ceiling_bps, self.floor_bps)
         self._apply = apply
         self._sent_bytes = sent_bytes
         self._apply_fec = apply_fec
         self.fec_share = fec_share
         self.fec = FecPolicy(fec_share)
+        self.controller = self._new_controller()
+        self.encoder_bps = ceiling_bps
         self._log = log
         self._clock = clock
         self._send: Sender | None = None
@@ -49,14 +62,27 @@ class AdaptiveBitrate(Service):
     def session_started(self, session: SessionInfo, send: Sender) -> None:
         # Every session starts at the user's rate: a new client may sit on a
         # different path, and the first reports correct a congested one fast.
-        self.controller = BitrateController(self.ceiling_bps, self.floor_bps)
         self.fec = FecPolicy(self.fec_share)
+        self.controller = self._new_controller()
         if self._apply_fec is not None:
             self._apply_fec(self.fec_share)
         self._send = send
         self._previous = None
         self._previous_sent = (self._clock(), self._sent_bytes())
+        self.encoder_bps = self.ceiling_bps
         self._apply(self.ceiling_bps)
+
+    def _new_controller(self) -> BitrateController:
+        # Wire rates: room for the most parity above the encoder's ceiling,
+        # starting at the ceiling with the configured parity.
+        return BitrateController(int(self.ceiling_bps * (1 + self.fec.maximum)),
+                                 int(self.floor_bps * (1 + self.fec_share)),
+                                 start_bps=int(self.ceiling_bps * (1 + self.fec_share)))
+
+    def _encoder_rate(self) -> int:
+        share = self.fec.share if self._apply_fec is not None else self.fec_share
+        wanted = self.controller.target_bps / (1 + share)
+        return int(min(self.ceiling_bps, max(self.floor_bps, wanted)))
 
     def session_ended(self, reason: str) -> None:
         self._send = None
@@ -87,8 +113,12 @@ class AdaptiveBitrate(Service):
         if share is not None and self._apply_fec is not None:
             self._log(f"fec: {share:.0%} parity (loss {loss:.1%})")
             self._apply_fec(share)
-        if decision.changed:
-            self._log(f"bitrate: {decision.target_bps / 1e6:.2f} Mbit/s ({decision.reason})")
-            self._apply(decision.target_bps)
-            self._send(PacketType.CONTROL,
-                       encode_control(Bitrate(decision.target_bps // 1000)))
+        rate = self._encoder_rate()
+        at_limit = rate in (self.floor_bps, self.ceiling_bps)
+        if rate != self.encoder_bps and (
+                at_limit or abs(rate - self.encoder_bps) >= MIN_CHANGE * self.encoder_bps):
+            self.encoder_bps = rate
+            self._log(f"bitrate: {rate / 1e6:.2f} Mbit/s ({decision.reason}; "
+                      f"{decision.target_bps / 1e6:.2f} Mbit/s on the wire)")
+            self._apply(rate)
+            self._send(PacketType.CONTROL, encode_control(Bitrate(rate // 1000)))

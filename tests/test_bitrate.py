@@ -61,25 +61,30 @@ def test_moderate_random_loss_is_left_to_fec():
 
 
 def test_raises_slowly_only_after_a_quiet_spell_and_never_past_the_ceiling():
-    controller = BitrateController(10_000_000, 500_000)
-    controller.update(PathReport(queue_delay_ms=80, receive_bps=4e6, send_bps=8e6), 0)
+    controller = BitrateController(20_000_000, 500_000, start_bps=10_000_000)
+    # A queue builds while 9 Mbit/s arrive: the bottleneck is about there.
+    controller.update(PathReport(queue_delay_ms=80, receive_bps=9e6, send_bps=10e6), 0)
     low = controller.target_bps
-    assert low == int(4e6 * 0.85)
+    assert low == int(9e6 * 0.85)
     # Within the hold after a decrease: no increase even on a clear path.
     early = controller.update(PathReport(receive_bps=low, send_bps=low), int(S * 1.0))
     assert not early.changed and controller.target_bps == low
-    targets = []
-    for second in range(int(INCREASE_HOLD_S) + 1, 120):
-        rate = controller.target_bps
-        controller.update(PathReport(receive_bps=rate, send_bps=rate), second * S)
+    targets, arrivals = [], []
+    for second in range(int(INCREASE_HOLD_S) + 1, 200):
+        arriving = controller.target_bps * 0.7  # the encoder spends 70 % of its target
+        controller.update(PathReport(receive_bps=arriving, send_bps=arriving), second * S)
         targets.append(controller.target_bps)
-    pairs = [(a, b) for a, b in zip([low, *targets], targets, strict=False) if b != a]
-    assert pairs and max(b / a for a, b in pairs) <= 1.08 + 1e-9, \
+        arrivals.append(arriving)
+    steps = [(arriving, b / a) for arriving, a, b
+             in zip(arrivals, [low, *targets], targets, strict=False) if b != a]
+    assert steps and max(step for _, step in steps) <= 1.08 + 1e-9, \
         "an increase is a few percent per report"
-    # Close to the rate that congested (10 Mbit/s) it only creeps.
-    near = [b / a for a, b in pairs if a > NEAR_CONGESTION * 10_000_000]
+    # Far below what arrived at congestion it climbs at full pace...
+    assert any(step > CREEP_FACTOR + 1e-9 for arriving, step in steps if arriving < 6e6)
+    # ...and close to it (compared in arrivals, not targets) it only creeps.
+    near = [step for arriving, step in steps if arriving * 1.08 > NEAR_CONGESTION * 9e6]
     assert near and max(near) <= CREEP_FACTOR + 1e-9
-    assert targets[-1] == 10_000_000 and max(targets) == 10_000_000
+    assert targets[-1] == 20_000_000 and max(targets) == 20_000_000
 
 
 def test_an_idle_encoder_does_not_let_the_target_run_away():
@@ -184,15 +189,18 @@ def test_fec_holds_while_congested_and_stays_off_when_off():
 
 
 def test_the_service_raises_parity_on_random_loss():
-    clock, sent, shares = _Clock(), [0], []
-    service = AdaptiveBitrate(10_000_000, 1_000_000, apply=lambda bps: None,
+    clock, sent, shares, applied = _Clock(), [0], [], []
+    service = AdaptiveBitrate(10_000_000, 1_000_000, apply=applied.append,
                               sent_bytes=lambda: sent[0], apply_fec=shares.append,
                               fec_share=0.2, log=lambda line: None, clock=clock)
     service.session_started(SessionInfo(("127.0.0.1", 1), 1, "c", None), lambda *a: None)
-    clock.ns, sent[0] = S, 10_000_000 // 8
-    service.on_control(StatsReport(1000, 60, 60, 0, 0, 950, 50, 9_500, 0, 0, 1_000, 0))
+    clock.ns, sent[0] = S, 12_000_000 // 8
+    service.on_control(StatsReport(1000, 60, 60, 0, 0, 950, 50, 11_400, 0, 0, 1_000, 0))
     assert shares == [0.2, pytest.approx(0.35)]
-    assert service.controller.target_bps == 10_000_000  # 5 % random loss: FEC's job
+    # 5 % random loss is FEC's job: the wire rate holds (10 Mbit/s + 20 % parity)...
+    assert service.controller.target_bps == 12_000_000
+    # ...and the encoder makes room for the extra parity within it.
+    assert applied == [10_000_000, int(12_000_000 / 1.35)]
 
 
 def test_the_service_holds_parity_while_it_lowers_the_rate():
@@ -204,5 +212,5 @@ def test_the_service_holds_parity_while_it_lowers_the_rate():
     clock.ns, sent[0] = S, 30_000_000 // 8
     # A third lost at a bottleneck: the rate drops, the parity does not grow.
     service.on_control(StatsReport(1000, 60, 60, 0, 0, 1800, 900, 20_000, 0, 0, 5_000, 0))
-    assert service.controller.target_bps < 30_000_000
+    assert service.encoder_bps < 30_000_000
     assert shares == [0.2]

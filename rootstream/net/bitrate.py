@@ -14,9 +14,9 @@ share its shape): *lower quickly, raise slowly*.
   what actually arrived, so a bottleneck is found in one or two reports
   instead of halving blindly step after step.
 - A clear path (little loss, no queue) raises the target by a few percent a
-  report, and only after a quiet spell since the last decrease; near the
-  target that last ran into congestion it creeps up by a smaller step, so
-  the rate probes a bottleneck rather than slamming
+  report, and only after a quiet spell since the last decrease; once what
+  arrives nears what arrived when congestion last struck, it creeps up by a
+  smaller step, so the rate probes a bottleneck rather than slamming
   into it again every few seconds.
 - Moderate random loss alone (Wi-Fi) is FEC's job, not a reason to lower:
   the rate holds between the two loss thresholds.
@@ -47,7 +47,7 @@ DECREASE_FACTOR = 0.85  # new target = this share of what arrived
 INCREASE_FACTOR = 1.08  # per clear report
 INCREASE_HOLD_S = 2.0  # no increase this soon after a decrease
 MIN_CHANGE = 0.02  # changes smaller than this share are not worth a reconfigure
-NEAR_CONGESTION = 0.85  # above this share of the last congested target, creep
+NEAR_CONGESTION = 0.85  # above this share of the rate that last congested, creep
 CREEP_FACTOR = 1.03  # per clear report, near that target
 HEADROOM = 1.5  # never raise above this multiple of what actually arrived
 
@@ -92,7 +92,8 @@ class BitrateController:
         self.floor_bps = min(int(floor_bps), self.ceiling_bps)
         self.target_bps = self._clamp(start_bps if start_bps is not None else ceiling_bps)
         self._last_decrease_ns: int | None = None
-        self._congested_bps: int | None = None  # the target when congestion last struck
+        # What arrived when congestion last struck: about the bottleneck's rate.
+        self._congested_bps: float | None = None
         self.decreases = 0
         self.increases = 0
 
@@ -132,7 +133,7 @@ class BitrateController:
                 # carries now; aim under it so the queue can drain.
                 basis = report.receive_bps if report.receive_bps > 0 else self.target_bps
                 wanted = self._clamp(min(self.target_bps, basis) * DECREASE_FACTOR)
-            congested_at = self.target_bps
+            congested_at = report.receive_bps or self.target_bps
             changed = self._set(wanted)
             if changed:
                 self._congested_bps = congested_at
@@ -146,8 +147,11 @@ class BitrateController:
                 and now_ns - self._last_decrease_ns < INCREASE_HOLD_S * 1e9):
             return Decision("clear", self.target_bps, False, "waiting after a decrease")
         factor = INCREASE_FACTOR
+        # Compared in what arrives, not in targets: an encoder may not spend
+        # all of its target, and then only the arrivals say where the limit is.
+        arriving = report.receive_bps or self.target_bps
         if (self._congested_bps is not None
-                and self.target_bps * INCREASE_FACTOR > NEAR_CONGESTION * self._congested_bps):
+                and arriving * INCREASE_FACTOR > NEAR_CONGESTION * self._congested_bps):
             factor = CREEP_FACTOR
         wanted = self.target_bps * factor
         if report.receive_bps > 0:
