@@ -469,6 +469,9 @@ class Host:
     def _report(self) -> None:
         self.stats.set_total("dropped_frames", self._mailbox.dropped)
         self.stats.set_total("bitrate_kbps", self.encoder.bitrate // 1000)
+        if self.pacer is not None:
+            self.stats.set_total("paced_frames", self.pacer.frames_paced)
+        self.stats.set_total("fec_percent", round(self._fec_share * 100))
         report = self.stats.report()
         client = self.last_client_stats
         if client is not None:
