@@ -113,26 +113,33 @@ class Painter:
         reps_y, reps_x = -(-(height + PERIOD) // PERIOD), -(-(width + PERIOD) // PERIOD)
         self._texture = np.tile(make_tile(), (reps_y, reps_x, 1))
         self._pacer = Pacer(fps)
-        self._libs = xlib.load()
-        x11 = self._libs.x11
-        self._display = x11.XOpenDisplay(display.encode())
-        if self._display == _ffi.NULL:
-            raise CaptureError(f"observer cannot open X display {display}")
-        xlib.watch(self._display)
-        screen = x11.XDefaultScreen(self._display)
-        self._root = x11.XRootWindow(self._display, screen)
-        size = (x11.XDisplayWidth(self._display, screen), x11.XDisplayHeight(self._display, screen))
-        if size != (width, height):
-            self.close()
-            raise CaptureError(f"display {display} is {size[0]}x{size[1]}, not {width}x{height}",
-                               hint="the painted picture must fill the screen: no scaling")
-        self._gc = x11.XCreateGC(self._display, self._root, 0, _ffi.NULL)
-        self._image, self._shm = self._shared_image(screen)
         # frame number -> monotonic ns at which the server held its pixels, and the
         # milliseconds written into its marker.
         self.landed: dict[int, tuple[int, int]] = {}
         self.paint_ns: list[int] = []
         self.frames = 0
+        self._libs = xlib.load()
+        self._image = self._gc = None
+        x11 = self._libs.x11
+        self._display = x11.XOpenDisplay(display.encode())
+        if self._display == _ffi.NULL:
+            self._display = None
+            raise CaptureError(f"observer cannot open X display {display}")
+        try:
+            xlib.watch(self._display)
+            screen = x11.XDefaultScreen(self._display)
+            self._root = x11.XRootWindow(self._display, screen)
+            size = (x11.XDisplayWidth(self._display, screen),
+                    x11.XDisplayHeight(self._display, screen))
+            if size != (width, height):
+                raise CaptureError(
+                    f"display {display} is {size[0]}x{size[1]}, not {width}x{height}",
+                    hint="the painted picture must fill the screen: no scaling")
+            self._gc = x11.XCreateGC(self._display, self._root, 0, _ffi.NULL)
+            self._image, self._shm = self._shared_image(screen)
+        except BaseException:
+            self.close()
+            raise
 
     def _shared_image(self, screen):
         x11, xext, libc = self._libs.x11, self._libs.xext, self._libs.libc
@@ -190,14 +197,14 @@ class Painter:
         if display is None:
             return
         x11 = self._libs.x11
-        if getattr(self, "_image", None) is not None:
+        if self._image is not None:
             self._libs.xext.XShmDetach(display, self._shm)
             x11.XSync(display, False)
             self._image.data = _ffi.NULL
             x11.XDestroyImage(self._image)
             self._pixels = None
             self._libs.libc.shmdt(self._address)
-        if getattr(self, "_gc", None) is not None:
+        if self._gc is not None:
             x11.XFreeGC(display, self._gc)
         x11.XCloseDisplay(display)
         xlib.forget(display)
@@ -206,14 +213,16 @@ class Painter:
 class Watcher:
     """Reads markers off the top-left corner of ``display`` whenever it changes."""
 
-    def __init__(self, display: str, poll_fps: float = 1000):
-        probe = X11Capture(display, use_damage=False, fps=poll_fps)
+    def __init__(self, display: str, max_fps: float = 1000):
+        # max_fps only caps how often XDAMAGE may wake a grab: far above any
+        # pipeline's frame rate, so a new picture is never left waiting.
+        probe = X11Capture(display, use_damage=False, fps=max_fps)
         screen_w, screen_h = probe.screen_size
         probe.close()
         self.width = min(screen_w, MARKER_WIDTH + WATCH_MARGIN)
         self.height = min(screen_h, MARKER_HEIGHT + WATCH_MARGIN)
         self._capture = X11Capture(display, region=(0, 0, self.width, self.height),
-                                   fps=poll_fps)
+                                   fps=max_fps)
         self.sightings: list[Sighting] = []
         self.unreadable = 0
         self.readable = 0
