@@ -3,7 +3,7 @@
 Cases, one run of ``SECONDS`` each; every figure comes from timing marks
 found in what the sound device was given, never from a stamp:
 
-- ``raw-pcm`` (the named baseline): the ``test`` capture's 10 ms chunks
+- ``raw-pcm`` (the named baseline): the ``test`` capture's 5 ms chunks
   sent as raw PCM over a UDP socket on 127.0.0.1 and played by the same
   SDL device (disk driver, 256-sample buffer) from a FIFO that keeps at
   most one chunk and one device read, newest wins: no codec, no jitter
@@ -46,6 +46,7 @@ from conftest import Spawned, free_udp_port
 
 from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.chunk import CHANNELS, RATE
+from rootstream.audio.client_service import FillLog
 from rootstream.audio.testsignal import find_marks
 from rootstream.benchrun.machine import describe_machine
 from rootstream.client import Client, ClientOptions
@@ -53,7 +54,7 @@ from rootstream.service import ClientService
 
 SECONDS = 10.0
 DEVICE_SAMPLES = 256
-CHUNK = 480
+CHUNK = 240  # the host's frame: 5 ms
 MARK_NS = 100_000_000
 SETTLE_S = 2.0  # start-up (device opening, first lip-sync steps) is not measured
 _figures: dict[str, dict] = {}
@@ -72,8 +73,8 @@ def private_environment(tmp_path, monkeypatch):
 
 
 def mark_latencies(pcm: np.ndarray, timeline: np.ndarray, device_ns: int, start_ns: int,
-                   guess_ns: float) -> list[tuple[float, float]]:
-    """(heard, captured) per mark in ``pcm``; ``guess_ns`` (a latency within
+                   guess) -> list[tuple[float, float]]:
+    """(heard, captured) per mark in ``pcm``; ``guess(heard)`` (a latency within
     ±50 ms) only picks which mark, 100 ms apart, each one is."""
     found = []
     for onset in find_marks(pcm):
@@ -81,7 +82,7 @@ def mark_latencies(pcm: np.ndarray, timeline: np.ndarray, device_ns: int, start_
         if row < 0:
             continue
         heard = timeline[row, 1] + (onset - timeline[row, 0]) * 1e9 / RATE + device_ns
-        mark = round((heard - guess_ns - start_ns) / MARK_NS)
+        mark = round((heard - guess(heard) - start_ns) / MARK_NS)
         found.append((heard, start_ns + mark * MARK_NS))
     return found
 
@@ -188,7 +189,8 @@ def run_raw_pcm(directory: Path) -> dict:
     pcm = np.fromfile(directory / "played.raw", "<i2").reshape(-1, CHANNELS)
     timeline = np.array(player.timeline, dtype=np.float64)
     # Nothing here can take 50 ms: the newest mark captured before it was heard.
-    marks = mark_latencies(pcm, timeline, player.device_ns, capture.start_ns, MARK_NS / 2)
+    marks = mark_latencies(pcm, timeline, player.device_ns, capture.start_ns,
+                           lambda heard: MARK_NS / 2)
     return summarise("raw-pcm", marks, started + SETTLE_S * 1e9,
                      underruns=player.underruns, trimmed_ms=player.trimmed * 1000 / RATE)
 
@@ -197,10 +199,12 @@ def run_raw_pcm(directory: Path) -> dict:
 
 
 class ShownFrames(ClientService):
-    """(host capture ns, shown ns) of every frame, and the audio playback once open."""
+    """(host capture ns, shown ns) of every frame, the audio playback once open,
+    and per device fill (heard ns, stamp-based latency), to tell marks apart."""
 
     def __init__(self):
         self.frames: list[tuple[int, int]] = []
+        self.fills = FillLog()
         self.audio = None
         self.playback = None
 
@@ -208,6 +212,8 @@ class ShownFrames(ClientService):
         self.frames.append((frame.capture_ms * 1_000_000 + 500_000, presented_ns))
         if self.playback is None and self.audio is not None:
             self.playback = self.audio.playback
+            if self.playback is not None:
+                self.fills.attach(self.playback)
 
 
 def run_session(name: str, directory: Path, switch_interval: float | None = None) -> dict:
@@ -237,8 +243,8 @@ def run_session(name: str, directory: Path, switch_interval: float | None = None
                           host.log()).group(1))
     pcm = np.fromfile(directory / "played.raw", "<i2").reshape(-1, CHANNELS)
     timeline = np.array(playback.timeline, dtype=np.float64)
-    guess = playback.sync._latencies()[0]  # stamps only pick which mark
-    marks = mark_latencies(pcm, timeline, playback.device_latency_ns, start, guess)
+    marks = mark_latencies(pcm, timeline, playback.device_latency_ns, start,
+                           shown.fills.latency_ns)
     frames = np.array(shown.frames, dtype=np.float64)
     since = frames[0, 1] + SETTLE_S * 1e9
     offsets = []

@@ -34,6 +34,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 
+import numpy as np
+
 from rootstream.audio.jitter import JitterBuffer
 from rootstream.audio.playback import open_audio_playback
 from rootstream.audio.sync import AudioSync
@@ -48,7 +50,7 @@ STATS_EVERY_NS = 500_000_000
 # slower than the host's clock by more than the playout ratio absorbs (SDL's
 # disk driver is 1% slow) cannot carry the sound out of sync.  A sound card's
 # drift (0.01%) never gets here; the ratio takes it.
-MAX_LATE_MS = 15.0
+MAX_LATE_MS = 10.0
 # capture_ms is the capture time truncated to the millisecond: on average it
 # is half a millisecond early, which would read as that much extra picture latency.
 HALF_MS_NS = 500_000
@@ -103,6 +105,32 @@ class PatientSync(AudioSync):
         return wanted
 
 
+class FillLog:
+    """Per device fill of a playback: when its sound is heard and how old its
+    capture stamps say it is then.  Tests and benchmarks that time the marks
+    of the ``test`` sound use it to tell marks 100 ms apart from each other
+    (the stamps only pick the mark; its latency comes from where it is heard).
+    """
+
+    def __init__(self):
+        self.fills: list[tuple[int, int]] = []  # (heard ns, heard - captured stamp)
+
+    def attach(self, playback) -> None:
+        """Log every fill of ``playback`` from now on (wraps its lip-sync input)."""
+        played = playback.sync.audio_played
+
+        def logged(host_captured_ns: int, client_heard_ns: int, settling_ns: int = 0) -> None:
+            self.fills.append((client_heard_ns, client_heard_ns - host_captured_ns))
+            played(host_captured_ns, client_heard_ns, settling_ns)
+        playback.sync.audio_played = logged
+
+    def latency_ns(self, heard_ns: float) -> float:
+        """The stamp-based latency of the fill heard at ``heard_ns``."""
+        heard = np.fromiter((h for h, _ in self.fills), np.float64, len(self.fills))
+        row = max(int(np.searchsorted(heard, heard_ns, side="right")) - 1, 0)
+        return float(self.fills[row][1])
+
+
 class ClientAudio(ClientService):
     """Play the host's sound here, in sync with the picture.
 
@@ -115,6 +143,12 @@ class ClientAudio(ClientService):
     def __init__(self, *, stats=None, log: Callable[[str], None] = print,
                  backend: str = "sdl", playback_options: dict | None = None,
                  opener: Callable[..., object] = open_audio_playback):
+        if opener is open_audio_playback and backend == "sdl":
+            # Imported now, on the caller's thread: importing pysdl2 holds the
+            # GIL for about half a second, which on the thread that opens the
+            # device would stall the receive thread just as sound starts, and
+            # the jitter buffer would keep a deep target for that one stall.
+            import sdl2  # noqa: F401
         self._stats = stats
         self._log = log
         self._backend = backend
