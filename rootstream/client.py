@@ -170,6 +170,7 @@ class Client:
         self._present_ring: list[int] = []
         self._path = PathMonitor()
         self._reconnecting_since: float | None = None  # set while the host is silent
+        self._earlier_lost = self._earlier_recovered = 0  # sessions before a reconnect
         self._notice_shown = False
 
     # -- the caller's thread: connect, then present ------------------------------------------
@@ -514,6 +515,8 @@ class Client:
             # numbers and clock are new, so forget the old ones.
             for service in self.services:
                 service.session_ended("reconnecting")
+            self._earlier_lost += self._reassembler.stats.frames_lost
+            self._earlier_recovered += self._reassembler.stats.frames_recovered
             self._reassembler = Reassembler()
             self._path = PathMonitor()
             self._drain_decode_queue()
@@ -609,13 +612,14 @@ class Client:
 
     def _report(self) -> None:
         r = self._reassembler.stats
-        self.stats.set_total("frames_lost", r.frames_lost)
+        lost = self._earlier_lost + r.frames_lost
+        self.stats.set_total("frames_lost", lost)
         self.stats.set_total("dropped_pictures", self._pictures.dropped)
-        self.stats.set_total("frames_recovered", r.frames_recovered)
+        self.stats.set_total("frames_recovered", self._earlier_recovered + r.frames_recovered)
         self.stats.set_total("datagrams_lost",
                              self.transport.counters.lost.get(PacketType.VIDEO, 0))
         self.stats.set_total("malformed", self.transport.counters.malformed + r.malformed)
-        self.result.frames_lost = r.frames_lost
+        self.result.frames_lost = lost
         report = self.stats.report()
         self.log(format_report(report))
         if self._json:
