@@ -52,6 +52,14 @@ def test_each_sign_of_congestion_lowers_the_rate(report, why):
     assert controller.target_bps < 10_000_000
 
 
+def test_moderate_loss_with_a_standing_queue_is_a_full_buffer():
+    controller = BitrateController(30_000_000, 500_000)
+    decision = controller.update(PathReport(loss=0.06, queue_delay_ms=18, receive_bps=20e6,
+                                            send_bps=21e6), 0)
+    assert decision.state == "overuse" and "queued" in decision.reason
+    assert controller.target_bps == int(20e6 * 0.85)
+
+
 def test_moderate_random_loss_is_left_to_fec():
     controller = BitrateController(10_000_000, 500_000)
     for decision in drive(controller, [PathReport(loss=0.06, queue_delay_ms=2,

@@ -19,7 +19,8 @@ share its shape): *lower quickly, raise slowly*.
   smaller step, so the rate probes a bottleneck rather than slamming
   into it again every few seconds.
 - Moderate random loss alone (Wi-Fi) is FEC's job, not a reason to lower:
-  the rate holds between the two loss thresholds.
+  the rate holds between the two loss thresholds - unless a queue stands
+  at the same time, which makes it a full buffer dropping its tail.
 
 The target always stays within ``[floor_bps, ceiling_bps]``; the ceiling is
 the user's ``--bitrate``.
@@ -111,6 +112,11 @@ class BitrateController:
         if (report.queue_delay_ms > QUEUE_DELAY_RISING_MS
                 and report.delay_trend_ms > DELAY_TREND_RISING_MS):
             return "delay", f"delay growing {report.delay_trend_ms:+.0f} ms"
+        if report.loss > LOSS_CLEAR and report.queue_delay_ms > QUEUE_DELAY_CLEAR_MS:
+            # Loss while a queue stands is a full buffer dropping its tail,
+            # not a radio fade: the rate, not the parity, must give.
+            return "delay", (f"loss {report.loss:.0%} with "
+                             f"{report.queue_delay_ms:.0f} ms queued")
         if report.loss > LOSS_HEAVY:
             return "loss", f"loss {report.loss:.0%}"
         # (Nothing received at all is the loss rule's case, or a first report
