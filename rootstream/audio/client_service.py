@@ -30,6 +30,7 @@ the sound is late; shown only while it is not zero).
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -51,6 +52,14 @@ STATS_EVERY_NS = 500_000_000
 # disk driver is 1% slow) cannot carry the sound out of sync.  A sound card's
 # drift (0.01%) never gets here; the ratio takes it.
 MAX_LATE_MS = 10.0
+# ``switch_interval_s`` makes Python hand the GIL over that often while sound
+# plays (SDL's audio thread needs it within a fraction of its 5 ms buffer),
+# and puts the process-wide setting back when the sound stops.  Off by
+# default: through the real loops on loopback with a clocked device, 1 ms
+# against Python's 5 ms measured capture-to-heard p50 23.1/23.1/32.2 ms
+# against 23.6/24.8/29.1 ms, and no fewer underruns: no gain worth a global
+# setting (bench/bench_audio_path.py compares the two).
+SWITCH_INTERVAL_S = None
 # capture_ms is the capture time truncated to the millisecond: on average it
 # is half a millisecond early, which would read as that much extra picture latency.
 HALF_MS_NS = 500_000
@@ -142,6 +151,7 @@ class ClientAudio(ClientService):
 
     def __init__(self, *, stats=None, log: Callable[[str], None] = print,
                  backend: str = "sdl", playback_options: dict | None = None,
+                 switch_interval_s: float | None = SWITCH_INTERVAL_S,
                  opener: Callable[..., object] = open_audio_playback):
         if opener is open_audio_playback and backend == "sdl":
             # Imported now, on the caller's thread: importing pysdl2 holds the
@@ -153,7 +163,9 @@ class ClientAudio(ClientService):
         self._log = log
         self._backend = backend
         self._playback_options = dict(playback_options or {})
-        self._opener = opener
+        self.switch_interval_s = switch_interval_s
+        self._previous_switch: float | None = None
+        self.opener = opener  # open_audio_playback, or a stand-in with its signature
         self._lock = threading.Lock()  # opening and closing the device
         self._generation = 0  # bumped when a session ends: an open under way is moot
         self._opening: threading.Thread | None = None
@@ -188,7 +200,7 @@ class ClientAudio(ClientService):
         if "sync" not in options:
             options["sync"] = PatientSync()
         try:
-            playback = self._opener(self._backend, **options)
+            playback = self.opener(self._backend, **options)
         except AudioError as exc:
             reason = "; ".join([str(exc), *exc.details])
             if reason != self.unavailable:
@@ -201,6 +213,9 @@ class ClientAudio(ClientService):
                 playback.close()
                 return
             self.playback = playback
+            if self.switch_interval_s is not None and self._previous_switch is None:
+                self._previous_switch = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._previous_switch, self.switch_interval_s))
         self.unavailable = ""
         driver = getattr(playback, "driver", "")
         self._log(f"rootstream: sound through {self._backend}"
@@ -261,6 +276,9 @@ class ClientAudio(ClientService):
             playback, self.playback = self.playback, None
             if playback is not None:
                 playback.close()
+            if self._previous_switch is not None:
+                sys.setswitchinterval(self._previous_switch)
+                self._previous_switch = None
 
     def _publish(self) -> None:
         playback = self.playback
