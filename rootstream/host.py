@@ -448,6 +448,10 @@ class Host:
 
     def _sender(self, address):
         def send(ptype: PacketType, payload: bytes) -> None:
+            if self.gate is not None and self.transport.secured_peer != address:
+                # The session ended (its keys are gone) while a service's own thread
+                # was still sending: drop, never send its payload in clear.
+                return
             self.transport.send(ptype, payload, address)
         return send
 
