@@ -21,7 +21,8 @@ both directions for 300 ms three times and reports how long after the path
 returns the next picture is shown.  ``cap-20mbit`` asks for 30 Mbit/s
 through a 20 Mbit/s bottleneck with a 125 KB (50 ms) tail-drop queue,
 ``cap-20mbit-64k`` through one of 64 KB (26 ms), shallower than a keyframe
-with its parity.
+with its parity; the ``-unpaced`` cases are the same with the host's pacing
+off, the baseline for what pacing buys.
 
 Targets (issue "Keep playing on a bad network"): at 5 % random loss at least
 98 % of frames shown and no freeze over 100 ms; after a 300 ms outage the
@@ -55,21 +56,27 @@ WARMUP_S = 1.0  # connecting and the first keyframe: not part of any figure
 OUTAGE_S = 0.3
 OUTAGES = 3
 
-# name: (impairment of both directions, requested Mbit/s)
-CASES: dict[str, tuple[Impairment, int]] = {
-    "clean": (Impairment(), BITRATE_MBPS),
-    "random-1%": (Impairment(loss=0.01), BITRATE_MBPS),
-    "random-5%": (Impairment(loss=0.05), BITRATE_MBPS),
-    "random-10%": (Impairment(loss=0.10), BITRATE_MBPS),
+CAP = Impairment(rate_bps=20_000_000, queue_bytes=125_000)
+SHALLOW_CAP = Impairment(rate_bps=20_000_000, queue_bytes=64 * 1024)
+
+# name: (impairment of both directions, requested Mbit/s, more host options)
+CASES: dict[str, tuple[Impairment, int, tuple[str, ...]]] = {
+    "clean": (Impairment(), BITRATE_MBPS, ()),
+    "random-1%": (Impairment(loss=0.01), BITRATE_MBPS, ()),
+    "random-5%": (Impairment(loss=0.05), BITRATE_MBPS, ()),
+    "random-10%": (Impairment(loss=0.10), BITRATE_MBPS, ()),
     "bursty-5%": (Impairment(burst=GilbertElliott(p_good_to_bad=0.01, p_bad_to_good=0.19)),
-                  BITRATE_MBPS),
+                  BITRATE_MBPS, ()),
     "reorder-dup-2%": (Impairment(reorder=0.02, duplicate=0.02, reorder_delay_ms=5),
-                       BITRATE_MBPS),
-    "outage-300ms": (Impairment(), BITRATE_MBPS),
+                       BITRATE_MBPS, ()),
+    "outage-300ms": (Impairment(), BITRATE_MBPS, ()),
     # A 20 Mbit/s bottleneck with 50 ms of buffer (as the tbf in
-    # tests/test_netns_stream.py), and a shallow one of 26 ms.
-    "cap-20mbit": (Impairment(rate_bps=20_000_000, queue_bytes=125_000), 30),
-    "cap-20mbit-64k": (Impairment(rate_bps=20_000_000, queue_bytes=64 * 1024), 30),
+    # tests/test_netns_stream.py), and a shallow one of 26 ms, each also with
+    # pacing off: the baseline for what pacing buys.
+    "cap-20mbit": (CAP, 30, ()),
+    "cap-20mbit-unpaced": (CAP, 30, ("--no-pacing",)),
+    "cap-20mbit-64k": (SHALLOW_CAP, 30, ()),
+    "cap-20mbit-64k-unpaced": (SHALLOW_CAP, 30, ("--no-pacing",)),
 }
 
 
@@ -92,13 +99,14 @@ class Figures:
         return self.shown / self.sent if self.sent else 0.0
 
 
-def _host(bitrate_mbps: int, log_dir: Path) -> Spawned:
+def _host(bitrate_mbps: int, log_dir: Path, extra: tuple[str, ...] = ()) -> Spawned:
     port = free_udp_port()
     host = Spawned(f"host-{port}", [
         sys.executable, "-m", "rootstream_cli", "host", "--bind", "127.0.0.1", "--port",
         str(port), "--source", "test", "--size", SIZE, "--fps", str(FPS), "--bitrate",
         str(bitrate_mbps), "--stats-interval", "1",
-        "--insecure"],  # sealing is not what is measured (its cost: bench/bench_crypto.py)
+        # Sealing is not what is measured (its cost: bench/bench_crypto.py).
+        "--insecure", *extra],
         log_dir)
     host.port = port
     host.wait_for("listening on")
@@ -118,8 +126,8 @@ def _outages(relay: LossyRelay, start_s: float, back: list[int]) -> None:
 
 
 def run_case(name: str, seconds: float, log_dir: Path) -> Figures:
-    impairment, bitrate = CASES[name]
-    host = _host(bitrate, log_dir)
+    impairment, bitrate, extra = CASES[name]
+    host = _host(bitrate, log_dir, extra)
     try:
         with LossyRelay(upstream=("127.0.0.1", host.port), to_host=impairment,
                         to_client=impairment, seed=11) as relay:
@@ -163,13 +171,13 @@ def run_case(name: str, seconds: float, log_dir: Path) -> Figures:
 
 def table(rows: list[Figures]) -> list[str]:
     baseline = next((r for r in rows if r.name == "clean"), None)
-    lines = [f"{'case':<15} {'shown/sent':>15} {'freeze ms':>9} {'p50 ms':>7} {'p99 ms':>7} "
+    lines = [f"{'case':<22} {'shown/sent':>15} {'freeze ms':>9} {'p50 ms':>7} {'p99 ms':>7} "
              f"{'p99/clean':>9} {'Mbit/s':>7} {'FEC fixed':>9} {'lost':>5} intact  back after"]
     for r in rows:
         ratio = f"{r.p99_ms / baseline.p99_ms:.2f}" if baseline and baseline.p99_ms else "-"
         back = ", ".join(f"{b:.0f}" for b in r.back_after_ms) + " ms" if r.back_after_ms else ""
         lines.append(
-            f"{r.name:<15} {r.shown:>5}/{r.sent:<5} {r.shown_share:>4.0%} "
+            f"{r.name:<22} {r.shown:>5}/{r.sent:<5} {r.shown_share:>4.0%} "
             f"{r.longest_freeze_ms:>9.0f} {r.p50_ms:>7.1f} {r.p99_ms:>7.1f} {ratio:>9} "
             f"{r.bitrate_kbps / 1000:>7.2f} {r.recovered:>9} {r.lost:>5} "
             f"{'yes' if r.intact else 'NO':<7} {back}")
