@@ -176,6 +176,18 @@ def test_client_without_a_device_keeps_the_picture_and_says_why_once(monkeypatch
     assert service.handle(audio_header(), memoryview(b"")) is True
 
 
+def test_client_without_sdl_says_so_instead_of_crashing():
+    lines: list[str] = []
+
+    def opener(name, **options):
+        raise OSError("could not find any library for SDL2")
+    service = ClientAudio(log=lines.append, opener=opener)
+    service.session_started(session(config_caps=Capability.AUDIO), lambda *a: None)
+    assert not service.wait_open(5)
+    assert lines == ["rootstream: sound off: SDL2 could not be loaded; could not find any "
+                     "library for SDL2 (pip install pysdl2 pysdl2-dll)"]
+
+
 def test_an_open_that_finishes_after_the_session_ended_is_closed(disk_audio):  # noqa: F811
     gate = threading.Event()
     opened = []

@@ -158,7 +158,10 @@ class ClientAudio(ClientService):
             # GIL for about half a second, which on the thread that opens the
             # device would stall the receive thread just as sound starts, and
             # the jitter buffer would keep a deep target for that one stall.
-            import sdl2  # noqa: F401
+            try:
+                import sdl2  # noqa: F401
+            except (ImportError, OSError):
+                pass  # said when a session with sound starts (_open)
         self._stats = stats
         self._log = log
         self._backend = backend
@@ -200,7 +203,11 @@ class ClientAudio(ClientService):
         if "sync" not in options:
             options["sync"] = PatientSync()
         try:
-            playback = self.opener(self._backend, **options)
+            try:
+                playback = self.opener(self._backend, **options)
+            except (ImportError, OSError) as exc:  # pysdl2, or the SDL2 library, missing
+                raise AudioError("SDL2 could not be loaded", hint="pip install pysdl2 pysdl2-dll",
+                                 details=[str(exc)]) from exc
         except AudioError as exc:
             reason = "; ".join([str(exc), *exc.details])
             if reason != self.unavailable:
