@@ -83,8 +83,10 @@ class HostAudio(Service):
         return self.backend is not None
 
     def _check(self, backend: str) -> str | None:
-        """Open and close the backend once; the name that opened, or None (auto only)."""
+        """Open and close the backend and an encoder once; the backend's name, or
+        None (auto only) when either fails."""
         try:
+            OpusEncoder(frame_ms=self._frame_ms, bitrate=self._bitrate)
             capture = self._opener(backend, **self._options)
         except AudioError as exc:
             if backend != "auto":
@@ -128,11 +130,11 @@ class HostAudio(Service):
     # -- the audio thread ------------------------------------------------------
 
     def _run(self, send: Sender, stop: threading.Event) -> None:
-        encoder = OpusEncoder(frame_ms=self._frame_ms, bitrate=self._bitrate)
-        # Chunks of one frame: a frame leaves as soon as its last sample is in,
-        # not when a longer chunk holding it completes.
-        options = {"chunk_samples": encoder.frame_samples, **self._options}
         try:
+            encoder = OpusEncoder(frame_ms=self._frame_ms, bitrate=self._bitrate)
+            # Chunks of one frame: a frame leaves as soon as its last sample is
+            # in, not when a longer chunk holding it completes.
+            options = {"chunk_samples": encoder.frame_samples, **self._options}
             capture = self._opener(self.backend, **options)
         except AudioError as exc:
             self._fail("could not open the sound capture", exc)
