@@ -92,8 +92,8 @@ class HostAudio(Service):
             if backend != "auto":
                 raise
             self.unavailable = "; ".join([str(exc), *exc.details])
-            hint = f" ({exc.hint})" if exc.hint else ""
-            self._log(f"rootstream host: sound off: {self.unavailable}{hint}")
+            self._log(f"rootstream host: sound off: {self.unavailable} (start PulseAudio or "
+                      "pipewire-pulse for sound; --audio none says no sound on purpose)")
             return None
         name = capture.name
         capture.close()
