@@ -222,3 +222,12 @@ def test_the_service_holds_parity_while_it_lowers_the_rate():
     service.on_control(StatsReport(1000, 60, 60, 0, 0, 1800, 900, 20_000, 0, 0, 5_000, 0))
     assert service.encoder_bps < 30_000_000
     assert shares == [0.2]
+
+
+def test_after_an_outage_the_rate_climbs_back_at_full_pace():
+    controller = BitrateController(10_000_000, 500_000)
+    controller.update(PathReport(loss=0.3, receive_bps=7e6, send_bps=10e6), 0)
+    low = controller.target_bps
+    targets = drive(controller, [PathReport(receive_bps=8e6, send_bps=8e6)] * 6,
+                    start_s=INCREASE_HOLD_S + 1)
+    assert targets[0].target_bps == int(low * 1.08), "no creeping: the outage set no limit"

@@ -142,7 +142,8 @@ class BitrateController:
             congested_at = report.receive_bps or self.target_bps
             changed = self._set(wanted)
             if changed:
-                self._congested_bps = congested_at
+                if kind != "loss":  # (loss alone says nothing of the capacity)
+                    self._congested_bps = congested_at
                 self._last_decrease_ns = now_ns
                 self.decreases += 1
             return Decision("overuse", self.target_bps, changed, why, kind)
