@@ -45,6 +45,7 @@ class AdaptiveBitrate(Service):
                  clock: Callable[[], int] = time.monotonic_ns):
         self.ceiling_bps = ceiling_bps
         self.floor_bps = min(floor_bps, ceiling_bps)
+        self._configured = (ceiling_bps, floor_bps)
         self._apply = apply
         self._sent_bytes = sent_bytes
         self._apply_fec = apply_fec
@@ -60,8 +61,15 @@ class AdaptiveBitrate(Service):
         self.last_report: PathReport | None = None
 
     def session_started(self, session: SessionInfo, send: Sender) -> None:
-        # Every session starts at the user's rate: a new client may sit on a
-        # different path, and the first reports correct a congested one fast.
+        # Every session starts at its announced rate (the host's --bitrate, or
+        # what the client asked for, e.g. a bench phase) and never exceeds it:
+        # a new client may sit on a different path, and the first reports
+        # correct a congested one fast.
+        ceiling, floor = self._configured
+        config = getattr(session, "config", None)
+        if config is not None and config.bitrate_kbps > 0:
+            ceiling = config.bitrate_kbps * 1000
+        self.ceiling_bps, self.floor_bps = ceiling, min(floor, ceiling)
         self.fec = FecPolicy(self.fec_share)
         self.controller = self._new_controller()
         if self._apply_fec is not None:

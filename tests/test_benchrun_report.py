@@ -212,7 +212,8 @@ def test_a_screen_without_a_marker_is_timed_by_the_header_and_says_so():
     captured = clock.now + 10_000_000
     frame = AssembledFrame(1, bytearray(10), True, captured // 1_000_000, 2000,
                            captured + 3_000_000, captured + 3_000_000, False, 0)
-    meter.picture_shown(av.VideoFrame(640, 360, "yuv420p"), frame, captured + 8_000_000)
+    blank = av.VideoFrame.from_ndarray(np.zeros((540, 640), np.uint8), format="yuv420p")
+    meter.picture_shown(blank, frame, captured + 8_000_000)
     figures = meter.figures()
     assert figures["latency_from"] == "header" and figures["frames"]["captured"] == 0
     assert abs(figures["latency_ms"]["p50"] - 8.0) <= 0.6

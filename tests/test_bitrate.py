@@ -15,7 +15,7 @@ from rootstream.net.bitrate import (
     counter_delta,
 )
 from rootstream.net.feedback import PathMonitor
-from rootstream.protocol import Bitrate, PacketType, StatsReport, decode_control
+from rootstream.protocol import Bitrate, Config, PacketType, StatsReport, decode_control
 from rootstream.service import SessionInfo
 
 S = 1_000_000_000
@@ -231,3 +231,19 @@ def test_after_an_outage_the_rate_climbs_back_at_full_pace():
     targets = drive(controller, [PathReport(receive_bps=8e6, send_bps=8e6)] * 6,
                     start_s=INCREASE_HOLD_S + 1)
     assert targets[0].target_bps == int(low * 1.08), "no creeping: the outage set no limit"
+
+
+def test_a_session_that_asked_for_a_rate_keeps_it_as_its_ceiling():
+    # rootstream bench asks for each phase's rate in its hello; the host
+    # announces it in config, and adaptation must not push past it.
+    clock, applied = _Clock(), []
+    service = AdaptiveBitrate(10_000_000, 500_000, apply=applied.append,
+                              sent_bytes=lambda: 0, log=lambda line: None, clock=clock)
+    service.session_started(SessionInfo(("127.0.0.1", 1), 1, "c", Config(bitrate_kbps=5000)),
+                            lambda *a: None)
+    assert applied == [5_000_000] and service.ceiling_bps == 5_000_000
+    service.session_started(SessionInfo(("127.0.0.1", 1), 2, "c", Config(bitrate_kbps=20_000)),
+                            lambda *a: None)
+    assert applied[-1] == 20_000_000
+    service.session_started(SessionInfo(("127.0.0.1", 1), 3, "c", None), lambda *a: None)
+    assert applied[-1] == 10_000_000  # no announced rate: the host's own
