@@ -152,7 +152,12 @@ class Client:
             options.config_dir, options.host_label or options.host[0], options.host[0])
         self._initiator = None
         self._handshake_error: RootStreamError | None = None
-        self.transport = UdpTransport(("0.0.0.0" if ":" not in options.host[0] else "::", 0))
+        self.transport = UdpTransport(("0.0.0.0" if ":" not in options.host[0] else "::", 0),
+                                      require_sealing=not options.insecure)
+        if self.transport.small_receive_buffer:
+            log(f"rootstream: the kernel granted only {self.transport.receive_buffer // 2048} KiB "
+                "for received datagrams, less than a large keyframe needs; raise it with "
+                "`sysctl -w net.core.rmem_max=8388608` (or run as root)")
         self.result = ClientResult()
         self._stop = threading.Event()
         self._reason = ""

@@ -163,7 +163,8 @@ class Host:
             self.encoder = open_encoder(options.encoder, width=width, height=height,
                                         fps=options.fps, bitrate=options.bitrate,
                                         codec=options.codec)
-            self.transport = UdpTransport((options.bind, options.port))
+            self.transport = UdpTransport((options.bind, options.port),
+                                          require_sealing=not options.insecure)
         except BaseException:
             self.capture.close()
             raise

@@ -95,7 +95,8 @@ class UdpTransport:
     number of senders of different types.
     """
 
-    def __init__(self, bind: tuple[str, int] = ("0.0.0.0", 0), *, buffer: int = SOCKET_BUFFER):
+    def __init__(self, bind: tuple[str, int] = ("0.0.0.0", 0), *, buffer: int = SOCKET_BUFFER,
+                 require_sealing: bool = False):
         family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -112,16 +113,29 @@ class UdpTransport:
         self._seq_lock = threading.Lock()
         self._tracker = _SequenceTracker()
         self._closed = False
-        self._peer: tuple | None = None
-        self._sealer = None
-        self._opener = None
+        # (peer, sealer, opener), replaced as one object so a sender on another
+        # thread never pairs one session's peer with another's keys.
+        self._secured: tuple = (None, None, None)
+        # An encrypted side never sends in clear: a datagram to an address
+        # with no keys (a session that just ended) is dropped, not sent open.
+        self.require_sealing = require_sealing
+        self.dropped_unsealed = 0
+        self.receive_buffer = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
     def _tune(self, buffer: int) -> None:
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
-                self.sock.setsockopt(socket.SOL_SOCKET, option, buffer)
-            except OSError:
-                pass  # capped by net.core.rmem_max; the kernel keeps what it can
+        # A whole IDR (hundreds of datagrams) must fit while the receiver is
+        # busy.  As root, the FORCE options pass net.core.[rw]mem_max; otherwise
+        # the kernel grants what the limit allows (see receive_buffer).
+        for force, option in ((getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
+                              (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF)):
+            for name in (force, option):
+                if name is None:
+                    continue
+                try:
+                    self.sock.setsockopt(socket.SOL_SOCKET, name, buffer)
+                    break
+                except OSError:
+                    continue
         if self.sock.family == socket.AF_INET:
             try:
                 self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, DSCP_EF)
@@ -135,20 +149,26 @@ class UdpTransport:
     @property
     def max_payload(self) -> int:
         """What fits in one datagram's payload before sealing."""
-        return MAX_PAYLOAD - (SEAL_OVERHEAD if self._sealer is not None else 0)
+        sealed = self._secured[1] is not None or self.require_sealing
+        return MAX_PAYLOAD - (SEAL_OVERHEAD if sealed else 0)
 
     def secure(self, peer: tuple | None, keys=None) -> None:
         """Seal everything to ``peer`` and open everything from it with
         ``keys`` (rootstream.crypto.SessionKeys); ``secure(None)`` ends it."""
         if peer is None or keys is None:
-            self._peer, self._sealer, self._opener = None, None, None
+            self._secured = (None, None, None)
             return
-        self._sealer, self._opener = keys.sealer(), keys.opener()
-        self._peer = peer
+        self._secured = (peer, keys.sealer(), keys.opener())
 
     @property
     def secured_peer(self) -> tuple | None:
-        return self._peer
+        return self._secured[0]
+
+    @property
+    def small_receive_buffer(self) -> bool:
+        """True when the kernel granted less than a large IDR needs (1 MiB)."""
+        # Linux reports twice what it granted (bookkeeping overhead included).
+        return self.receive_buffer < 2 * 1024 * 1024
 
     def _next_seq(self, ptype: int) -> int:
         with self._seq_lock:
@@ -170,10 +190,13 @@ class UdpTransport:
         for payload in payloads:
             self._sendto(self._frame(ptype, payload, address, timestamp_ms, True), address)
 
-    def _frame(self, ptype, payload, address, timestamp_ms: int, seal: bool) -> bytes:
+    def _frame(self, ptype, payload, address, timestamp_ms: int, seal: bool) -> bytes | None:
+        peer, sealer, _ = self._secured
+        if seal and self.require_sealing and (sealer is None or address != peer):
+            self.dropped_unsealed += 1
+            return None
         seq = self._next_seq(ptype)
-        sealer = self._sealer
-        if sealer is not None and seal and address == self._peer:
+        if sealer is not None and seal and address == peer:
             # The header, with the sealed size and a zero checksum, is the
             # associated data: the checksum covers the box, so it comes after.
             header = HEADER.pack(MAGIC, VERSION, ptype, seq, timestamp_ms & 0xFFFFFFFF,
@@ -181,7 +204,9 @@ class UdpTransport:
             payload = sealer.seal(header, bytes(payload))
         return encode_datagram(ptype, seq, timestamp_ms, payload)
 
-    def _sendto(self, datagram: bytes, address) -> None:
+    def _sendto(self, datagram: bytes | None, address) -> None:
+        if datagram is None:
+            return  # refused by _frame: no keys for this address
         try:
             self.sock.sendto(datagram, address)
         except (BlockingIOError, ConnectionRefusedError):
@@ -222,8 +247,8 @@ class UdpTransport:
                 self.counters.malformed += 1
                 continue
             sealed = False
-            opener = self._opener
-            if opener is not None and address == self._peer and not is_unsealed_crypto(
+            peer, _, opener = self._secured
+            if opener is not None and address == peer and not is_unsealed_crypto(
                     header, payload):
                 try:
                     payload = memoryview(opener.open(associated_data(data), bytes(payload)))

@@ -1,0 +1,110 @@
+"""The UDP transport on real loopback sockets: framing, sealing, refusals."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from rootstream.crypto.handshake import HandshakeInitiator, HandshakeResponder
+from rootstream.crypto.identity import Identity
+from rootstream.crypto.trust import TrustedPeer
+from rootstream.errors import NetworkError
+from rootstream.net.udp import UdpTransport, parse_address
+from rootstream.protocol import PacketType, encode_datagram
+
+
+def _keys():
+    client, host = Identity.generate(), Identity.generate()
+    initiator = HandshakeInitiator(client, host.public_key)
+    responder = HandshakeResponder(host, lambda key: TrustedPeer("c", key, 0.0))
+    initiator.receive(responder.receive(initiator.start()))
+    return initiator.keys, responder.keys
+
+
+@pytest.fixture
+def pair():
+    a = UdpTransport(("127.0.0.1", 0), require_sealing=True)
+    b = UdpTransport(("127.0.0.1", 0), require_sealing=True)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_sealed_both_ways_and_never_in_clear(pair):
+    a, b = pair
+    a_keys, b_keys = _keys()
+    a.secure(b.address, a_keys)
+    b.secure(a.address, b_keys)
+    a.send(PacketType.INPUT, b"key down", b.address)
+    got = b.receive(timeout=1)
+    assert got.sealed and bytes(got.payload) == b"key down"
+    assert got.header.payload_size == len(b"key down") + 24
+    # Once the session ends, nothing goes out in clear...
+    a.secure(None)
+    a.send(PacketType.INPUT, b"secret", b.address)
+    assert a.dropped_unsealed == 1
+    assert b.receive(timeout=0.2) is None
+    # ...except what is meant to travel unsealed (pairing and handshake).
+    a.send(PacketType.CONTROL, b"\x28\x01hello", b.address, seal=False)
+    assert bytes(b.receive(timeout=1).payload) == b"\x28\x01hello"
+
+
+def test_forged_and_replayed_boxes_are_counted_by_cause_and_dropped(pair):
+    a, b = pair
+    a_keys, b_keys = _keys()
+    a.secure(b.address, a_keys)
+    b.secure(a.address, b_keys)
+    sealed = a._frame(PacketType.VIDEO, b"x" * 100, b.address, 0, True)
+    a.sock.sendto(sealed, b.address)
+    assert bytes(b.receive(timeout=1).payload) == b"x" * 100
+    a.sock.sendto(sealed, b.address)  # the same datagram again
+    forged = (50).to_bytes(8, "big") + bytes(116)  # a fresh counter, no valid tag
+    a.sock.sendto(encode_datagram(PacketType.VIDEO, 9, 0, forged), b.address)
+    assert b.receive(timeout=0.3) is None
+    assert b.counters.rejected == {"replayed": 1, "forged": 1}
+
+
+def test_receive_counts_malformed_datagrams(pair):
+    a, b = pair
+    a.sock.sendto(b"not a ROOT datagram", b.address)
+    assert b.receive(timeout=0.3) is None
+    assert b.counters.malformed == 1
+
+
+def test_the_receive_buffer_is_what_the_kernel_granted():
+    with UdpTransport(("127.0.0.1", 0)) as t:
+        assert t.receive_buffer == t.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert t.small_receive_buffer == (t.receive_buffer < 2 * 1024 * 1024)
+
+
+@pytest.mark.parametrize("text, want", [
+    ("127.0.0.1", ("127.0.0.1", 47100)),
+    ("127.0.0.1:5000", ("127.0.0.1", 5000)),
+    ("[::1]:5000", ("::1", 5000)),
+    ("localhost", (None, 47100)),
+])
+def test_parse_address(text, want):
+    host, port = parse_address(text)
+    assert port == want[1]
+    if want[0]:
+        assert host == want[0]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("host:0", "the port must be 1-65535"),
+    ("host:http", "the port must be 1-65535"),
+    ("[::1", "missing ']'"),
+    (":5000", "no host name"),
+])
+def test_bad_addresses_are_plain_errors(text, message):
+    with pytest.raises(NetworkError, match=message):
+        parse_address(text)
+
+
+def test_an_insecure_transport_sends_in_clear():
+    with UdpTransport(("127.0.0.1", 0)) as a, UdpTransport(("127.0.0.1", 0)) as b:
+        a.send(PacketType.CONTROL, b"\x03\x00\x00\x00\x01", b.address, timestamp_ms=7)
+        got = b.receive(timeout=1)
+        assert not got.sealed and got.header.timestamp_ms == 7
+        assert bytes(got.payload) == b"\x03\x00\x00\x00\x01"
