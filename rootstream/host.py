@@ -1,13 +1,12 @@
 """The host's session loop: wait for a client, then stream to it.
 
-Threads, each owning one stage (rules of the road: latest frame wins):
+The caller's thread (``serve``) runs the control channel: the handshake and
+pairing (rootstream.crypto.gate), hello/config, keepalives, keyframe
+requests, stats, bye, liveness, the services (input, sound, adaptive
+bitrate) and the periodic report.  The picture flows through
+rootstream.host_video's two threads.
 
-- ``capture``: grab -> convert to NV12 -> one-slot mailbox;
-- ``encode``: mailbox -> encode -> fragment -> send, stamping each frame;
-- the caller's thread (``serve``): the control channel: hello/config,
-  keepalives, IDR requests, stats, bye, liveness, and the periodic report.
-
-One client at a time.  A second client's hello gets one small ``bye (busy)``,
+One client at a time.  Another client gets one small refusal ("busy"),
 never more bytes than it sent.  A client silent for ``PEER_TIMEOUT_S`` is
 dropped and the host waits for the next one.
 """
@@ -25,16 +24,8 @@ from dataclasses import dataclass
 from rootstream.adaptive import AdaptiveBitrate
 from rootstream.benchrun.cpu import process_cpu_ns
 from rootstream.benchrun.machine import describe_machine
-from rootstream.capture import open_capture
-from rootstream.capture.marker import MARKER_HEIGHT, MARKER_WIDTH
-from rootstream.capture.test_pattern import MAX_SIZE
-from rootstream.convert import NV12Converter
 from rootstream.crypto.seal import SEAL_OVERHEAD
-from rootstream.encode import open_encoder
-from rootstream.errors import RootStreamError
-from rootstream.frame import CapturedFrame, HostStamps
-from rootstream.mailbox import Mailbox
-from rootstream.net.pacing import PacedSender
+from rootstream.host_video import HOST_STAGES, VideoPipeline
 from rootstream.net.udp import DEFAULT_PORT, UdpTransport, is_unsealed_crypto
 from rootstream.protocol import (
     MAX_PAYLOAD,
@@ -51,7 +42,6 @@ from rootstream.protocol import (
     Pong,
     ProtocolError,
     StatsReport,
-    VideoFragmenter,
     decode_control,
     encode_control,
 )
@@ -60,10 +50,6 @@ from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
 
 PEER_TIMEOUT_S = 2.0
 KEEPALIVE_S = 0.5
-# A keyframe is what a client waits on after a loss; losing it too costs
-# another round trip of frozen picture, so it carries more parity.
-KEYFRAME_FEC_SHARE = 0.5
-HOST_STAGES = ("convert", "encode", "send", "host")
 
 
 @dataclass
@@ -109,12 +95,6 @@ class _Session:
     info: SessionInfo | None = None
 
 
-@dataclass
-class _PendingFrame:
-    frame: object  # av.VideoFrame from the converter's pool
-    stamps: HostStamps
-
-
 class Host:
     """A rootstream host.  ``serve()`` blocks until ``stop()`` (or max_sessions)."""
 
@@ -142,65 +122,35 @@ class Host:
         self._stop = threading.Event()
         self._session: _Session | None = None
         self._session_lock = threading.Lock()
-        self._idr = threading.Event()
         self._pending_peer_name = ""
-        # A still screen produces no frames: a new client or a keyframe request
-        # makes the capture stage grab the current picture anyway.
-        self._want_picture = threading.Event()
-        self._mailbox: Mailbox[_PendingFrame] = Mailbox("encode")
         self.sessions_served = 0
         self.last_client_stats: StatsReport | None = None
-
-        opts = {"fps": options.fps}
-        if options.display:
-            opts["display"] = options.display
-        if options.source in ("test", "auto"):
-            opts["width"], opts["height"] = options.size
-        self.capture = open_capture(options.source, **opts)
+        self.transport = UdpTransport((options.bind, options.port),
+                                      require_sealing=not options.insecure)
         try:
-            width, height = self.capture.width, self.capture.height
-            self.converter = NV12Converter(width, height, self.capture.pixel_format, pool_size=4)
-            self.encoder = open_encoder(options.encoder, width=width, height=height,
-                                        fps=options.fps, bitrate=options.bitrate,
-                                        codec=options.codec)
-            self.transport = UdpTransport((options.bind, options.port),
-                                          require_sealing=not options.insecure)
+            # Sealing adds SEAL_OVERHEAD bytes to every payload: fragments shrink to fit.
+            max_payload = MAX_PAYLOAD if options.insecure else MAX_PAYLOAD - SEAL_OVERHEAD
+            self.video = VideoPipeline(options, transport=self.transport, stats=self.stats,
+                                       max_payload=max_payload, log=log)
+            self.gate = None if options.insecure else _open_gate(options, log)
         except BaseException:
-            self.capture.close()
+            self.transport.close()
             raise
-        self.width, self.height = width, height
-        # What the current session streams: the options, or what its client asked
-        # for (_take_wishes).  The capture and encode threads read the tuple, one
-        # attribute, so they never see half of a change.
-        self.fps, self.bitrate = options.fps, options.bitrate
-        self._stream = (width, height, self.fps, self.bitrate)
-        self._capture_settings = (width, height, self.fps)  # owned by the capture thread
-        self._bitrate_wish: int | None = None  # applied once by the encode thread
         self.machine = describe_machine()  # told to clients in the config
-        # Sealing adds SEAL_OVERHEAD bytes to every payload: fragments shrink to fit.
-        self.gate = None if options.insecure else _open_gate(options, log)
-        max_payload = MAX_PAYLOAD if options.insecure else MAX_PAYLOAD - SEAL_OVERHEAD
-        self.fragmenter = VideoFragmenter(fec_share=options.fec_share, max_payload=max_payload)
         self.host_name = options.host_name or socket.gethostname()
-        self.pacer = PacedSender() if options.pacing else None
-        self._frame_interval_ns = 1_000_000_000 // options.fps
-        self._next_bitrate: int | None = None  # set by the control thread, applied by encode
-        self._fec_share = options.fec_share  # follows the loss the client reports
         if options.adaptive:
             self.services.append(AdaptiveBitrate(
-                options.bitrate, options.min_bitrate, apply=self._set_bitrate,
+                options.bitrate, options.min_bitrate, apply=self.video.set_bitrate,
                 sent_bytes=lambda: self.transport.counters.sent_bytes,
-                apply_fec=self._set_fec_share, fec_share=options.fec_share, log=log))
+                apply_fec=self.video.set_fec_share, fec_share=options.fec_share, log=log))
 
     # -- the control channel ---------------------------------------------------------------
 
     def serve(self) -> None:
-        threads = [threading.Thread(target=self._capture_loop, name="capture", daemon=True),
-                   threading.Thread(target=self._encode_loop, name="encode", daemon=True)]
-        for thread in threads:
-            thread.start()
-        self.log(f"rootstream host: {self.capture.name} {self.width}x{self.height}@"
-                 f"{self.options.fps}, {self.encoder.name}, listening on "
+        video = self.video
+        video.start(self._destination, self._stop)
+        self.log(f"rootstream host: {video.capture.name} {video.width}x{video.height}@"
+                 f"{self.options.fps}, {video.encoder.name}, listening on "
                  f"{self.transport.address[0]}:{self.transport.address[1]}")
         next_report = time.monotonic() + self.options.stats_interval
         next_keepalive = time.monotonic()
@@ -230,9 +180,7 @@ class Host:
             if self._session is not None:
                 self._end_session(ByeReason.NORMAL)
             self._stop.set()
-            self._mailbox.close()
-            for thread in threads:
-                thread.join(timeout=2)
+            video.join()
             self._report()
 
     def stop(self) -> None:
@@ -243,8 +191,7 @@ class Host:
         for service in self.services:
             service.close()
         self.transport.close()
-        self.capture.close()
-        self.encoder.close()
+        self.video.close()
         if self._json:
             self._json.close()
 
@@ -281,8 +228,7 @@ class Host:
             return
         session.last_heard = now
         if isinstance(message, IdrRequest):
-            self._idr.set()
-            self._want_picture.set()
+            self.video.request_keyframe()
             self.stats.count("idr_requests")
         elif isinstance(message, StatsReport):
             self.last_client_stats = message
@@ -332,7 +278,7 @@ class Host:
             # A paired client is known by the name it paired with, not by its claim.
             name = self._pending_peer_name if self.gate is not None else hello.client_name
             session = _Session(address, secrets.randbits(32), name, now, now)
-            self._take_wishes(hello)
+            self.video.take_wishes(hello)
             with self._session_lock:
                 self._session = session
             self.sessions_served += 1
@@ -346,8 +292,7 @@ class Host:
                                        hello.capabilities)
             for service in self.services:
                 service.session_started(session.info, self._sender(address))
-        self._idr.set()
-        self._want_picture.set()
+        self.video.request_keyframe()
 
     def _config(self, session: _Session) -> Config:
         caps = Capability.H264 if self.options.codec == "h264" else Capability.HEVC
@@ -355,11 +300,12 @@ class Host:
             caps |= Capability.FEC
         if self.audio is not None and self.audio.available:
             caps |= Capability.AUDIO
+        video = self.video
         return Config(codec=Codec.H264 if self.options.codec == "h264" else Codec.HEVC,
-                      width=self.width, height=self.height, fps=self.fps,
-                      bitrate_kbps=self.bitrate // 1000, capabilities=caps,
+                      width=video.width, height=video.height, fps=video.fps,
+                      bitrate_kbps=video.bitrate // 1000, capabilities=caps,
                       session_id=session.session_id, host_name=self.host_name,
-                      encoder=self.encoder.name, capture=self.capture.name,
+                      encoder=video.encoder.name, capture=video.capture.name,
                       host_system=self.machine.system, host_cpu=self.machine.cpu,
                       host_cpus=self.machine.cpus, host_software=self.machine.software)
 
@@ -378,56 +324,6 @@ class Host:
             return
         self.transport.send(PacketType.CONTROL, payload, address)
 
-    # -- a session's wishes: rootstream bench asks for each phase's stream -----------------
-
-    def _take_wishes(self, hello: Hello) -> None:
-        """Settle what a new session streams (docs/PROTOCOL.md §4): the test pattern
-        takes the hello's size and frame rate, any source its bitrate; the rest
-        comes from the options.  The capture and encode threads rebuild their own
-        stage before their next frame (_follow_capture_wishes, _follow_wishes)."""
-        width, height, fps = self.width, self.height, self.fps
-        if self.capture.name == "test":
-            (width, height), fps = self.options.size, self.options.fps
-            w, h = hello.max_width, hello.max_height
-            if (MARKER_WIDTH <= w <= MAX_SIZE[0] and MARKER_HEIGHT <= h <= MAX_SIZE[1]
-                    and w % 2 == 0 and h % 2 == 0):
-                width, height = w, h
-            if 1 <= hello.want_fps <= 240:
-                fps = hello.want_fps
-        bitrate = self.options.bitrate
-        if hello.want_bitrate_kbps:
-            bitrate = min(max(hello.want_bitrate_kbps * 1000, 200_000), 500_000_000)
-        self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
-        self._stream = (width, height, fps, bitrate)
-        self._bitrate_wish = bitrate
-
-    def _follow_capture_wishes(self) -> None:
-        """Capture thread: a test pattern of the session's size and rate."""
-        width, height, fps, _ = self._stream
-        if (width, height, fps) == self._capture_settings:
-            return
-        capture = open_capture("test", width=width, height=height, fps=fps)
-        self.converter = NV12Converter(width, height, capture.pixel_format, pool_size=4)
-        self.capture, old = capture, self.capture
-        self._capture_settings = (width, height, fps)
-        old.close()
-
-    def _follow_wishes(self, frame) -> bool:
-        """Encode thread: an encoder for the session's size, rate and bitrate.  False
-        for a frame of another size, captured before the session's wishes."""
-        width, height, fps, bitrate = self._stream
-        if (frame.width, frame.height) != (width, height):
-            return False
-        old = self.encoder
-        if (old.width, old.height, old.fps) != (width, height, fps):
-            self.encoder = open_encoder(old.name, width=width, height=height, fps=fps,
-                                        bitrate=bitrate, codec=self.options.codec)
-            old.close()
-        wish, self._bitrate_wish = self._bitrate_wish, None
-        if wish is not None and wish != self.encoder.bitrate:
-            self.encoder.set_bitrate(wish)
-        return True
-
     def _end_session(self, reason: ByeReason | None) -> None:
         session = self._session
         if session is None:
@@ -442,41 +338,33 @@ class Host:
             why = "bye" if reason is None else ByeReason(reason).name.lower()
             for service in self.services:
                 service.session_ended(why)
-        self._mailbox.clear()
+        self.video.drop_pending()
         if self.options.max_sessions is not None and (
                 self.sessions_served >= self.options.max_sessions):
             self._stop.set()
 
     def _sender(self, address):
+        # A service's own thread may send after the session ended: an encrypted
+        # transport then drops the payload rather than send it in clear.
         def send(ptype: PacketType, payload: bytes) -> None:
-            if self.gate is not None and self.transport.secured_peer != address:
-                # The session ended (its keys are gone) while a service's own thread
-                # was still sending: drop, never send its payload in clear.
-                return
             self.transport.send(ptype, payload, address)
         return send
+
+    def _destination(self) -> tuple | None:
+        """Where the picture goes: the session's client, or nowhere."""
+        session = self._session
+        return None if session is None else session.address
 
     def _send_control(self, message, address) -> None:
         self.transport.send(PacketType.CONTROL, encode_control(message), address)
 
-    def _set_bitrate(self, bps: int) -> None:
-        self._next_bitrate = bps
-
-    def _apply_bitrate(self) -> None:
-        bps, self._next_bitrate = self._next_bitrate, None
-        if bps is None or bps == self.encoder.bitrate:
-            return
-        if not self.encoder.set_bitrate(bps):
-            # x264 cannot raise its VBV ceiling in place: it reopened, and
-            # its next frame is an IDR.
-            self.stats.count("encoder_reopened")
-
     def _report(self) -> None:
-        self.stats.set_total("dropped_frames", self._mailbox.dropped)
-        self.stats.set_total("bitrate_kbps", self.encoder.bitrate // 1000)
-        if self.pacer is not None:
-            self.stats.set_total("paced_frames", self.pacer.frames_paced)
-        self.stats.set_total("fec_percent", round(self._fec_share * 100))
+        video = self.video
+        self.stats.set_total("dropped_frames", video.frames_dropped)
+        self.stats.set_total("bitrate_kbps", video.encoder.bitrate // 1000)
+        if video.pacer is not None:
+            self.stats.set_total("paced_frames", video.pacer.frames_paced)
+        self.stats.set_total("fec_percent", round(video.fec_share * 100))
         report = self.stats.report()
         client = self.last_client_stats
         if client is not None:
@@ -488,94 +376,6 @@ class Host:
             self.log(format_report(report))
         if self._json:
             self._json.write(report)
-
-    # -- the pipeline threads ----------------------------------------------------------------
-
-    def _capture_loop(self) -> None:
-        _yield_to_input()
-        try:
-            while not self._stop.is_set():
-                if self._session is None:
-                    time.sleep(0.02)
-                    continue
-                self._follow_capture_wishes()
-                force = self._want_picture.is_set()
-                self._want_picture.clear()
-                captured: CapturedFrame | None = self.capture.grab(timeout=0.1, force=force)
-                if captured is None:
-                    continue
-                frame = self.converter.convert(captured)
-                self._mailbox.put(_PendingFrame(frame, captured.stamps))
-        except RootStreamError as exc:
-            self.log(f"rootstream host: capture stopped: {exc}")
-            self._stop.set()
-
-    def _encode_loop(self) -> None:
-        _yield_to_input()
-        try:
-            while not self._stop.is_set():
-                pending = self._mailbox.take(timeout=0.1)
-                session = self._session
-                if pending is None or session is None:
-                    continue
-                self._apply_bitrate()
-                if not self._follow_wishes(pending.frame):
-                    continue
-                force = self._idr.is_set()
-                if force:
-                    self._idr.clear()
-                units = self.encoder.encode(pending.frame, force_keyframe=force)
-                stamps = pending.stamps
-                stamps.encoded = time.monotonic_ns()
-                capture_ms = (stamps.captured // 1_000_000) & 0xFFFFFFFF
-                host_us = (stamps.encoded - stamps.captured) // 1000
-                size = 0
-                for unit in units:
-                    payloads = self._fragment(unit, host_us)
-                    self._send_video(payloads, session.address, capture_ms)
-                    size += len(unit.data)
-                stamps.sent = time.monotonic_ns()
-                if units:
-                    self.stats.frame(size)
-                    self.stats.record("convert", stamps.converted - stamps.captured)
-                    self.stats.record("encode", stamps.encoded - stamps.converted)
-                    self.stats.record("send", stamps.sent - stamps.encoded)
-                    self.stats.record("host", stamps.sent - stamps.captured)
-        except RootStreamError as exc:
-            self.log(f"rootstream host: encoder stopped: {exc}")
-            self._stop.set()
-
-
-    def _set_fec_share(self, share: float) -> None:
-        self._fec_share = share  # a float store: the encode thread reads it per frame
-
-    def _fragment(self, unit, host_us: int) -> list[bytes]:
-        share = self._fec_share
-        if unit.keyframe and share > 0:
-            share = max(share, KEYFRAME_FEC_SHARE)
-        self.fragmenter.fec_share = share  # only the encode thread uses the fragmenter
-        return self.fragmenter.fragment(unit.data, keyframe=unit.keyframe, host_us=host_us)
-
-    def _send_video(self, payloads: list[bytes], address, capture_ms: int) -> None:
-        def send_batch(batch) -> None:
-            self.transport.send_many(PacketType.VIDEO, batch, address, capture_ms)
-
-        if self.pacer is None:
-            send_batch(payloads)
-            return
-        self.pacer.send(payloads, send_batch, bitrate_bps=self.encoder.bitrate,
-                        frame_interval_ns=self._frame_interval_ns)
-
-
-def _yield_to_input() -> None:
-    """Input first: the video threads run at a lower priority than the control
-    thread that injects input, so on a busy machine a key press does not wait
-    for the scheduler behind a frame (nice 10 for this thread only; Linux
-    niceness is per thread, and lowering it needs no privilege)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (OSError, AttributeError):
-        pass
 
 
 def _open_gate(options: HostOptions, log):

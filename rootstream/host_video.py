@@ -1,0 +1,279 @@
+"""The host's video pipeline: capture -> convert -> encode -> packetise -> send.
+
+Two threads, each owning its stage (rules of the road: latest frame wins):
+
+- ``capture``: grab -> convert to NV12 -> a one-slot mailbox;
+- ``encode``: mailbox -> encode -> fragment (with FEC) -> paced send,
+  stamping each frame so every stage's latency is a field.
+
+Both run at a lower priority than the host's control thread, which injects
+input: a key press never waits behind a frame.  The control thread steers
+the pipeline only through small thread-safe calls (``request_keyframe``,
+``set_bitrate``, ``set_fec_share``, ``take_wishes``); each thread applies
+them to the objects it owns before its next frame.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rootstream.capture import open_capture
+from rootstream.capture.marker import MARKER_HEIGHT, MARKER_WIDTH
+from rootstream.capture.test_pattern import MAX_SIZE
+from rootstream.convert import NV12Converter
+from rootstream.encode import open_encoder
+from rootstream.errors import RootStreamError
+from rootstream.frame import CapturedFrame, HostStamps
+from rootstream.mailbox import Mailbox
+from rootstream.net.pacing import PacedSender
+from rootstream.protocol import Hello, PacketType, VideoFragmenter
+from rootstream.stats import StatsCollector
+
+# A keyframe is what a client waits on after a loss; losing it too costs
+# another round trip of frozen picture, so it carries more parity.
+KEYFRAME_FEC_SHARE = 0.5
+HOST_STAGES = ("convert", "encode", "send", "host")
+
+
+@dataclass
+class _PendingFrame:
+    frame: object  # av.VideoFrame from the converter's pool
+    stamps: HostStamps
+
+
+class VideoPipeline:
+    """Opens the capture and the encoder; ``start`` runs the two threads.
+
+    ``destination()`` returns where frames go (the session's address) or
+    None when there is no session: the threads then idle.
+    """
+
+    def __init__(self, options, *, transport, stats: StatsCollector, max_payload: int,
+                 log: Callable[[str], None]):
+        self.options = options
+        self.transport = transport
+        self.stats = stats
+        self.log = log
+        opts = {"fps": options.fps}
+        if options.display:
+            opts["display"] = options.display
+        if options.source in ("test", "auto"):
+            opts["width"], opts["height"] = options.size
+        self.capture = open_capture(options.source, **opts)
+        try:
+            width, height = self.capture.width, self.capture.height
+            self.converter = NV12Converter(width, height, self.capture.pixel_format, pool_size=4)
+            self.encoder = open_encoder(options.encoder, width=width, height=height,
+                                        fps=options.fps, bitrate=options.bitrate,
+                                        codec=options.codec)
+        except BaseException:
+            self.capture.close()
+            raise
+        self.width, self.height = width, height
+        self.fps, self.bitrate = options.fps, options.bitrate
+        # What the current session streams, as one tuple the threads read at
+        # once so they never see half of a change (see take_wishes).
+        self._stream = (width, height, self.fps, self.bitrate)
+        self._capture_settings = (width, height, self.fps)  # owned by the capture thread
+        self._bitrate_wish: int | None = None  # a session's rate, set once by the encode thread
+        self._next_bitrate: int | None = None  # adaptive rate, applied by the encode thread
+        self._fec_share = options.fec_share  # follows the loss the client reports
+        self.fragmenter = VideoFragmenter(fec_share=options.fec_share, max_payload=max_payload)
+        self.pacer = PacedSender() if options.pacing else None
+        self._idr = threading.Event()
+        # A still screen produces no frames: a new client or a keyframe request
+        # makes the capture stage grab the current picture anyway.
+        self._want_picture = threading.Event()
+        self._mailbox: Mailbox[_PendingFrame] = Mailbox("encode")
+        self._threads: list[threading.Thread] = []
+
+    # -- steering, from the control thread ----------------------------------------------------
+
+    def start(self, destination: Callable[[], tuple | None], stop: threading.Event) -> None:
+        self._threads = [
+            threading.Thread(target=self._capture_loop, args=(destination, stop),
+                             name="capture", daemon=True),
+            threading.Thread(target=self._encode_loop, args=(destination, stop),
+                             name="encode", daemon=True)]
+        for thread in self._threads:
+            thread.start()
+
+    def join(self) -> None:
+        self._mailbox.close()
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+    def close(self) -> None:
+        self.capture.close()
+        self.encoder.close()
+
+    def request_keyframe(self) -> None:
+        """An IDR from the current picture, even if the screen is still."""
+        self._idr.set()
+        self._want_picture.set()
+
+    def drop_pending(self) -> None:
+        self._mailbox.clear()
+
+    def set_bitrate(self, bps: int) -> None:
+        self._next_bitrate = bps
+
+    def set_fec_share(self, share: float) -> None:
+        self._fec_share = share  # a float store: the encode thread reads it per frame
+
+    @property
+    def fec_share(self) -> float:
+        return self._fec_share
+
+    @property
+    def frames_dropped(self) -> int:
+        return self._mailbox.dropped
+
+    def take_wishes(self, hello: Hello) -> None:
+        """Settle what a new session streams (docs/PROTOCOL.md §4): the test pattern
+        takes the hello's size and frame rate, any source its bitrate; the rest
+        comes from the options.  Each thread rebuilds its own stage before its
+        next frame (_follow_capture_wishes, _follow_wishes)."""
+        width, height, fps = self.width, self.height, self.fps
+        if self.capture.name == "test":
+            (width, height), fps = self.options.size, self.options.fps
+            w, h = hello.max_width, hello.max_height
+            if (MARKER_WIDTH <= w <= MAX_SIZE[0] and MARKER_HEIGHT <= h <= MAX_SIZE[1]
+                    and w % 2 == 0 and h % 2 == 0):
+                width, height = w, h
+            if 1 <= hello.want_fps <= 240:
+                fps = hello.want_fps
+        bitrate = self.options.bitrate
+        if hello.want_bitrate_kbps:
+            bitrate = min(max(hello.want_bitrate_kbps * 1000, 200_000), 500_000_000)
+        self.width, self.height, self.fps, self.bitrate = width, height, fps, bitrate
+        self._stream = (width, height, fps, bitrate)
+        self._bitrate_wish = bitrate
+
+    # -- the capture thread ---------------------------------------------------------------
+
+    def _capture_loop(self, destination, stop: threading.Event) -> None:
+        _yield_to_input()
+        try:
+            while not stop.is_set():
+                if destination() is None:
+                    time.sleep(0.02)
+                    continue
+                self._follow_capture_wishes()
+                force = self._want_picture.is_set()
+                self._want_picture.clear()
+                captured: CapturedFrame | None = self.capture.grab(timeout=0.1, force=force)
+                if captured is None:
+                    continue
+                frame = self.converter.convert(captured)
+                self._mailbox.put(_PendingFrame(frame, captured.stamps))
+        except RootStreamError as exc:
+            self.log(f"rootstream host: capture stopped: {exc}")
+            stop.set()
+
+    def _follow_capture_wishes(self) -> None:
+        """A test pattern of the session's size and rate."""
+        width, height, fps, _ = self._stream
+        if (width, height, fps) == self._capture_settings:
+            return
+        capture = open_capture("test", width=width, height=height, fps=fps)
+        self.converter = NV12Converter(width, height, capture.pixel_format, pool_size=4)
+        self.capture, old = capture, self.capture
+        self._capture_settings = (width, height, fps)
+        old.close()
+
+    # -- the encode thread ----------------------------------------------------------------
+
+    def _encode_loop(self, destination, stop: threading.Event) -> None:
+        _yield_to_input()
+        try:
+            while not stop.is_set():
+                pending = self._mailbox.take(timeout=0.1)
+                address = destination()
+                if pending is None or address is None:
+                    continue
+                self._apply_bitrate()
+                if not self._follow_wishes(pending.frame):
+                    continue
+                self._encode_and_send(pending, address)
+        except RootStreamError as exc:
+            self.log(f"rootstream host: encoder stopped: {exc}")
+            stop.set()
+
+    def _encode_and_send(self, pending: _PendingFrame, address) -> None:
+        force = self._idr.is_set()
+        if force:
+            self._idr.clear()
+        units = self.encoder.encode(pending.frame, force_keyframe=force)
+        stamps = pending.stamps
+        stamps.encoded = time.monotonic_ns()
+        capture_ms = (stamps.captured // 1_000_000) & 0xFFFFFFFF
+        host_us = (stamps.encoded - stamps.captured) // 1000
+        size = 0
+        for unit in units:
+            self._send(self._fragment(unit, host_us), address, capture_ms)
+            size += len(unit.data)
+        stamps.sent = time.monotonic_ns()
+        if units:
+            self.stats.frame(size)
+            self.stats.record("convert", stamps.converted - stamps.captured)
+            self.stats.record("encode", stamps.encoded - stamps.converted)
+            self.stats.record("send", stamps.sent - stamps.encoded)
+            self.stats.record("host", stamps.sent - stamps.captured)
+
+    def _follow_wishes(self, frame) -> bool:
+        """An encoder for the session's size, rate and bitrate.  False for a frame
+        of another size, captured before the session's wishes."""
+        width, height, fps, _ = self._stream
+        if (frame.width, frame.height) != (width, height):
+            return False
+        old = self.encoder
+        if (old.width, old.height, old.fps) != (width, height, fps):
+            self.encoder = open_encoder(old.name, width=width, height=height, fps=fps,
+                                        bitrate=self._stream[3], codec=self.options.codec)
+            old.close()
+        wish, self._bitrate_wish = self._bitrate_wish, None
+        if wish is not None and wish != self.encoder.bitrate:
+            self.encoder.set_bitrate(wish)
+        return True
+
+    def _apply_bitrate(self) -> None:
+        bps, self._next_bitrate = self._next_bitrate, None
+        if bps is None or bps == self.encoder.bitrate:
+            return
+        if not self.encoder.set_bitrate(bps):
+            # x264 cannot raise its VBV ceiling in place: it reopened, and
+            # its next frame is an IDR.
+            self.stats.count("encoder_reopened")
+
+    def _fragment(self, unit, host_us: int) -> list[bytes]:
+        share = self._fec_share
+        if unit.keyframe and share > 0:
+            share = max(share, KEYFRAME_FEC_SHARE)
+        self.fragmenter.fec_share = share  # only the encode thread uses the fragmenter
+        return self.fragmenter.fragment(unit.data, keyframe=unit.keyframe, host_us=host_us)
+
+    def _send(self, payloads: list[bytes], address, capture_ms: int) -> None:
+        def send_batch(batch) -> None:
+            self.transport.send_many(PacketType.VIDEO, batch, address, capture_ms)
+
+        if self.pacer is None:
+            send_batch(payloads)
+            return
+        self.pacer.send(payloads, send_batch, bitrate_bps=self.encoder.bitrate,
+                        frame_interval_ns=1_000_000_000 // self._stream[2])
+
+
+def _yield_to_input() -> None:
+    """Input first: the video threads run at a lower priority than the control
+    thread that injects input, so on a busy machine a key press does not wait
+    for the scheduler behind a frame (nice 10 for this thread only; Linux
+    niceness is per thread, and lowering it needs no privilege)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (OSError, AttributeError):
+        pass
