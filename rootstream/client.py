@@ -4,20 +4,15 @@ Threads, each owning one stage:
 
 - ``receive``: the socket: VIDEO fragments into the reassembler, CONTROL
   messages, keepalives and stats out, liveness;
-- ``decode``: every complete frame in order (a P-frame needs its reference,
-  so the decoder may not skip), never a P-frame after a loss until a keyframe
-  arrives; decoded pictures go to a one-slot mailbox (latest picture wins);
+- ``decode`` (rootstream.client_video): every complete frame in order,
+  never a P-frame after a loss until a keyframe arrives; the newest decoded
+  picture wins;
 - the caller's thread (``run``): the presenter and its window events (SDL
   wants the thread that made the window).
-
-Between receive and decode sits a short queue, not a mailbox: when it
-overflows the decoder is hopelessly behind, so it is emptied and a keyframe
-requested instead of decoding a backlog (moonlight does the same).
 """
 
 from __future__ import annotations
 
-import queue
 import socket
 import threading
 import time
@@ -28,17 +23,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rootstream.capture.marker import read_marker_y
+from rootstream.client_video import Decoded, DecodeStage
 from rootstream.crypto.client_keys import ClientKeys
 from rootstream.crypto.handshake import REASON_UNKNOWN_HOST_KEY, HandshakeRefused
 from rootstream.decode import open_decoder
-from rootstream.errors import CryptoError, DecodeError, NetworkError, RootStreamError
-from rootstream.frame import ClientStamps
-from rootstream.mailbox import Mailbox
+from rootstream.errors import CryptoError, NetworkError, RootStreamError
 from rootstream.net.feedback import PathMonitor
 from rootstream.net.udp import UdpTransport, is_unsealed_crypto
 from rootstream.present import open_presenter
 from rootstream.protocol import (
-    AssembledFrame,
     Bitrate,
     Bye,
     ByeReason,
@@ -66,7 +59,6 @@ CONNECT_TIMEOUT_S = 5.0
 KEEPALIVE_S = 0.5
 STATS_REPORT_S = 1.0
 IDR_RETRY_S = 0.1  # repeat a keyframe request this often until one arrives
-DECODE_QUEUE = 4
 CLIENT_STAGES = ("assemble", "decode", "present", "client", "host", "glass")
 
 
@@ -117,13 +109,6 @@ class ClientResult:
     present_ns: deque[int] = field(default_factory=lambda: deque(maxlen=100_000))
 
 
-@dataclass
-class _Decoded:
-    picture: object  # av.VideoFrame
-    frame: AssembledFrame
-    stamps: ClientStamps
-
-
 class Client:
     """A rootstream client.  ``run()`` blocks until the stream ends."""
 
@@ -163,15 +148,11 @@ class Client:
         self._reason = ""
         self._config: Config | None = None
         self._configured = threading.Event()
-        self._decoder_ready = threading.Event()
         self._reassembler = Reassembler()
-        self._decode_queue: queue.Queue[AssembledFrame] = queue.Queue(DECODE_QUEUE)
-        self._pictures: Mailbox[_Decoded] = Mailbox("present")
-        self._need_keyframe = threading.Event()
+        self._video = DecodeStage(self.stats)
         self._last_idr_request = 0.0
         self._last_heard = time.monotonic()
         self._last_sent = 0.0
-        self._decoded_frame_id = 0
         self._present_ring: list[int] = []
         self._path = PathMonitor()
         self._reconnecting_since: float | None = None  # set while the host is silent
@@ -184,15 +165,12 @@ class Client:
         receiver = threading.Thread(target=self._receive_loop, name="receive", daemon=True)
         receiver.start()
         presenter = None
-        decoder_thread = None
         try:
             config = self._connect()
             self.result.config = config
             codec = "hevc" if config.codec == Codec.HEVC else "h264"
             decoder = open_decoder(self.options.decoder, codec=codec)
-            decoder_thread = threading.Thread(target=self._decode_loop, args=(decoder,),
-                                              name="decode", daemon=True)
-            decoder_thread.start()
+            self._video.start(decoder, self._stop)
             presenter = open_presenter(self.options.present, width=config.width,
                                        height=config.height,
                                        title=f"rootstream: {config.host_name}",
@@ -209,10 +187,8 @@ class Client:
             if self._configured.is_set() and self._reason not in ("host said bye",):
                 self._send(Bye(ByeReason.NORMAL))
             self._stop.set()
-            self._pictures.close()
             receiver.join(timeout=2)
-            if decoder_thread is not None:
-                decoder_thread.join(timeout=2)
+            self._video.close()
             if self._configured.is_set():
                 for service in self.services:
                     service.session_ended(self._reason or "stopped")
@@ -273,7 +249,7 @@ class Client:
                     # While input is captured F11 belongs to the host; Ctrl+Alt+Shift+F
                     # toggles fullscreen instead.
                     presenter.toggle_fullscreen()
-            decoded = self._pictures.take(timeout=0.005)
+            decoded = self._video.pictures.take(timeout=0.005)
             now = time.monotonic()
             self._show_liveness(presenter)
             if decoded is not None:
@@ -295,7 +271,7 @@ class Client:
         self._notice_shown = away
         presenter.set_overlay([f"reconnecting to {self.options.host[0]}..."] if away else None)
 
-    def _account(self, decoded: _Decoded) -> None:
+    def _account(self, decoded: Decoded) -> None:
         stamps = decoded.stamps
         stamps.presented = time.monotonic_ns()
         frame = decoded.frame
@@ -334,7 +310,7 @@ class Client:
                 "drops": {"frames lost": self._reassembler.stats.frames_lost,
                           "datagrams lost": self.transport.counters.lost.get(
                               PacketType.VIDEO, 0),
-                          "pictures dropped": self._pictures.dropped}}
+                          "pictures dropped": self._video.pictures.dropped}}
 
     def _finish(self, reason: str) -> None:
         if not self._reason:
@@ -371,7 +347,8 @@ class Client:
                 expired = self._reassembler.expire(time.monotonic_ns())
                 if expired:
                     self._ask_keyframe(IdrReason.FRAME_LOST, now)
-                if self._need_keyframe.is_set() and now - self._last_idr_request > IDR_RETRY_S:
+                if self._video.need_keyframe.is_set() and (
+                        now - self._last_idr_request > IDR_RETRY_S):
                     self._ask_keyframe(IdrReason.FRAME_LOST, now)
                 for service in self.services:
                     service.tick(time.monotonic_ns())
@@ -386,7 +363,7 @@ class Client:
 
     def _on_datagram(self, header, payload, received_ns: int) -> None:
         if header.ptype == PacketType.VIDEO:
-            if not self._decoder_ready.is_set():
+            if not self._video.ready.is_set():
                 return  # the decode thread asks for a keyframe once it is ready
             frame = self._reassembler.push(payload, header.timestamp_ms, received_ns)
             if frame is None:
@@ -397,14 +374,7 @@ class Client:
                     time.monotonic() - self._last_idr_request > IDR_RETRY_S):
                 # The decoder will skip this frame: ask now, not after the queue.
                 self._ask_keyframe(IdrReason.FRAME_LOST, time.monotonic())
-            try:
-                self._decode_queue.put_nowait(frame)
-            except queue.Full:
-                # The decoder is hopelessly behind: drop the backlog and restart
-                # from a keyframe rather than show stale pictures late.
-                self._drain_decode_queue()
-                self.stats.count("decode_overflow")
-                self._need_keyframe.set()
+            self._video.offer(frame)
             return
         if header.ptype != PacketType.CONTROL:
             if not any(service.handle(header, payload) for service in self.services):
@@ -458,7 +428,7 @@ class Client:
             return False
         if self._reconnecting_since is None:
             self._reconnecting_since = now
-            self._need_keyframe.set()
+            self._video.need_keyframe.set()
             # The host may have restarted with new keys: handshake again.
             self.transport.secure(None)
             self.stats.count("reconnecting")
@@ -524,7 +494,7 @@ class Client:
             self._earlier_recovered += self._reassembler.stats.frames_recovered
             self._reassembler = Reassembler()
             self._path = PathMonitor()
-            self._drain_decode_queue()
+            self._video.drain()
             info = SessionInfo(self.options.host, config.session_id, config.host_name, config)
             for service in self.services:
                 service.session_started(info, self._sender)
@@ -535,17 +505,10 @@ class Client:
         self.log(f"rootstream: reconnected to {config.host_name} after {away:.1f} s")
         self._ask_keyframe(IdrReason.STARTUP, time.monotonic())
 
-    def _drain_decode_queue(self) -> None:
-        while True:
-            try:
-                self._decode_queue.get_nowait()
-            except queue.Empty:
-                return
-
     def _ask_keyframe(self, reason: IdrReason, now: float) -> None:
-        self._need_keyframe.set()
+        self._video.need_keyframe.set()
         self._last_idr_request = now
-        request = IdrRequest(reason, self._decoded_frame_id)
+        request = IdrRequest(reason, self._video.decoded_frame_id)
         # Twice: a lost request costs a whole retry interval of frozen
         # picture, a duplicate costs the host nothing (one event, one IDR).
         self._send(request)
@@ -579,47 +542,11 @@ class Client:
             queue_delay_us=min(path.queue_delay_us, 0xFFFFFFFF),
             delay_trend_us=max(-(1 << 31), min(path.delay_trend_us, (1 << 31) - 1))))
 
-    # -- the decode thread -------------------------------------------------------------------
-
-    def _decode_loop(self, decoder) -> None:
-        self._need_keyframe.set()  # start from a keyframe: the receiver asks for one
-        self._decoder_ready.set()
-        while not self._stop.is_set():
-            try:
-                frame = self._decode_queue.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            if frame.lost_before:
-                self._need_keyframe.set()
-            if self._need_keyframe.is_set():
-                if not frame.keyframe:
-                    self.stats.count("skipped_waiting_keyframe")
-                    continue
-                self._need_keyframe.clear()
-            stamps = ClientStamps(received=frame.first_ns, assembled=frame.assembled_ns)
-            try:
-                pictures = decoder.decode(bytes(frame.data))
-            except DecodeError:
-                self.stats.count("decode_errors")
-                self._need_keyframe.set()
-                continue
-            stamps.decoded = time.monotonic_ns()
-            self._decoded_frame_id = frame.frame_id
-            for picture in pictures:
-                if picture.is_corrupt:
-                    # FFmpeg concealed damage: never show it, start over from a keyframe.
-                    self.stats.count("corrupt_pictures")
-                    self._need_keyframe.set()
-                    continue
-                self.stats.frame(len(frame.data))
-                self._pictures.put(_Decoded(picture, frame, stamps))
-        decoder.close()
-
     def _report(self) -> None:
         r = self._reassembler.stats
         lost = self._earlier_lost + r.frames_lost
         self.stats.set_total("frames_lost", lost)
-        self.stats.set_total("dropped_pictures", self._pictures.dropped)
+        self.stats.set_total("dropped_pictures", self._video.pictures.dropped)
         self.stats.set_total("frames_recovered", self._earlier_recovered + r.frames_recovered)
         self.stats.set_total("datagrams_lost",
                              self.transport.counters.lost.get(PacketType.VIDEO, 0))
