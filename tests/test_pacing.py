@@ -72,9 +72,9 @@ def test_the_sender_sleeps_through_the_schedule_in_order():
     assert batches[0][0] == 0 and payloads[0] in batches[0][1]
     times = [t for t, _ in batches]
     assert times == sorted(times)
-    # An average frame at 1.4 Mbit/s (2.9 KB) leaves at once; the rest at
-    # 2.8 Mbit/s would take 32 ms, so the budget (half of 16.7 ms) sets the pace.
-    assert 7_000_000 <= times[-1] <= FRAME_60 // 2
+    # Two average frames at 1.4 Mbit/s (5.8 KB) leave at once; the rest at
+    # 2.8 Mbit/s would take 23 ms, so the budget (half of 16.7 ms) sets the pace.
+    assert 6_000_000 <= times[-1] <= FRAME_60 // 2
     assert all(s > 0 for s in sleeps)
 
 
@@ -92,7 +92,8 @@ def test_a_paced_frame_crosses_a_real_socket_spread_out():
                 sender_sock.sendto(payload, address)
 
         sender = PacedSender(burst_bytes=2400)
-        sender.send(payloads, send_batch, bitrate_bps=20e6, frame_interval_ns=FRAME_60)
+        # 48 KB at 5 Mbit/s is almost five average frames: a keyframe, paced.
+        sender.send(payloads, send_batch, bitrate_bps=5e6, frame_interval_ns=FRAME_60)
         arrivals = []
         for _ in payloads:
             data = receiver.recv(2048)
