@@ -11,7 +11,8 @@ setup(
     # its own import name (package-dir in pyproject.toml maps it).
     packages=find_packages(include=["rootstream", "rootstream.*"]) + ["rootstream_cli"],
     ext_modules=[
-        Extension("rootstream._native._crc16", ["rootstream/_native/crc16.c"], extra_compile_args=["-O3"]),
+        Extension("rootstream._native._crc16", ["rootstream/_native/crc16.c"],
+                  extra_compile_args=["-O3"]),
         Extension(
             "rootstream._native._nv12",
             [
