@@ -10,6 +10,7 @@ import click
 # (name, ok, reason) tuples.
 SECTIONS = (
     ("capture", "rootstream.capture:probe_captures"),
+    ("colour conversion", "rootstream.convert:probe_paths"),
     ("encode", "rootstream.encode:probe_encoders"),
     ("decode", "rootstream.decode:probe_decoders"),
     ("present", "rootstream.present:probe_presenters"),
