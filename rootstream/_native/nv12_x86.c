@@ -275,10 +275,20 @@ AVX2 static inline void avx2_rows(const nv12_job *job, int row_begin, int row_en
     sse2_setup(&job->k, &tail);
     for (int row = row_begin; row < row_end; row++) {
         nv12_pair_at(job, row, &pair);
-        for (int x = 0; x < blocks_end; x += 32)
-            avx2_block32(&c, pair.s0 + (size_t)x * 4, pair.s1 + (size_t)x * 4, pair.y0 + x,
-                         pair.y1 + x, pair.u + (i420 ? x / 2 : x), i420 ? pair.v + x / 2 : NULL,
-                         i420);
+        /* Locals, not pair.*: the stores below could otherwise alias the
+         * struct, and the compiler would reload every pointer per block. */
+        const uint8_t *s0 = pair.s0, *s1 = pair.s1;
+        uint8_t *y0 = pair.y0, *y1 = pair.y1, *u = pair.u, *v = pair.v;
+        for (int x = 0; x < blocks_end; x += 32) {
+            avx2_block32(&c, s0, s1, y0, y1, u, v, i420);
+            s0 += 128;
+            s1 += 128;
+            y0 += 32;
+            y1 += 32;
+            u += i420 ? 16 : 32;
+            if (i420)
+                v += 16;
+        }
         sse2_pair(&tail, job, &pair, blocks_end, i420);
     }
 }
