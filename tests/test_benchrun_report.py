@@ -189,8 +189,8 @@ def test_the_meter_reads_each_shown_frame_and_drops_what_disagrees():
                                first + 1_000_000, False, 0)
         picture = marked_picture(500 + i, captured // 1_000_000)
         meter.picture_shown(picture, frame, presented)
-    meter.picture_shown(av.VideoFrame(640, 360, "yuv420p"), frame,  # no marker at all
-                        clock.now + 400_000_000)
+    blank = av.VideoFrame.from_ndarray(np.zeros((540, 640), np.uint8), format="yuv420p")
+    meter.picture_shown(blank, frame, clock.now + 400_000_000)  # no marker at all
     figures = meter.figures()
     frames = figures["frames"]
     assert frames["shown"] == 11 and frames["markers_unreadable"] == 1
