@@ -261,6 +261,12 @@ AVX2 static inline void avx2_block32(const avx2_consts *c, const uint8_t *s0, co
     }
 }
 
+/* The source rows this many pairs ahead are prefetched while a pair is
+ * converted.  The hardware prefetchers stop at 4 KiB page ends, and a 1080p
+ * row is two pages.  Measured on Zen 3 (2-vCPU VM): 3840x2160 15% faster,
+ * 1920x1080 at 60 fps (cold caches) 10%, back to back (warm) 2%. */
+#define PREFETCH_PAIRS 4
+
 /* `i420` is a constant at each call site, so the compiler emits two loops
  * without a per-block branch.  A last run of fewer than 32 pixels is left to
  * the SSE2 code (blocks of 8) and then the scalar code. */
@@ -268,18 +274,28 @@ AVX2 static inline void avx2_rows(const nv12_job *job, int row_begin, int row_en
 {
     avx2_consts c;
     sse2_consts tail;
-    nv12_pair pair;
+    nv12_pair pair, ahead;
     int blocks_end = job->width & ~31;
+    int pairs = (job->height + 1) / 2;
 
     avx2_setup(&job->k, &c);
     sse2_setup(&job->k, &tail);
     for (int row = row_begin; row < row_end; row++) {
         nv12_pair_at(job, row, &pair);
+        /* Near the end the last pair is "ahead": every address stays inside
+         * the source. */
+        nv12_pair_at(job, row + PREFETCH_PAIRS < pairs ? row + PREFETCH_PAIRS : pairs - 1, &ahead);
         /* Locals, not pair.*: the stores below could otherwise alias the
          * struct, and the compiler would reload every pointer per block. */
         const uint8_t *s0 = pair.s0, *s1 = pair.s1;
+        const ptrdiff_t ahead0 = ahead.s0 - s0, ahead1 = ahead.s1 - s1;
         uint8_t *y0 = pair.y0, *y1 = pair.y1, *u = pair.u, *v = pair.v;
         for (int x = 0; x < blocks_end; x += 32) {
+            /* a block reads two 64-byte lines of each row */
+            _mm_prefetch((const char *)(s0 + ahead0), _MM_HINT_T0);
+            _mm_prefetch((const char *)(s0 + ahead0 + 64), _MM_HINT_T0);
+            _mm_prefetch((const char *)(s1 + ahead1), _MM_HINT_T0);
+            _mm_prefetch((const char *)(s1 + ahead1 + 64), _MM_HINT_T0);
             avx2_block32(&c, s0, s1, y0, y1, u, v, i420);
             s0 += 128;
             s1 += 128;
