@@ -14,8 +14,10 @@ Named baselines, measured in the same run on the same pixels:
 Ours: ``auto`` path (AVX2 where the CPU has it) with one thread, with the
 automatic thread count, forced SSE2 with one thread, and ``NV12Converter``
 end to end (pooled ``av.VideoFrame``, the host's hot path).  Each is timed
-back to back (warm caches, helper threads awake), and ours and libyuv also at
-the host's cadence, one frame per 1/60 s, where an idle core must first wake.
+back to back (warm caches; conversions less than 2 ms apart keep the pool's
+helper spinning, see nv12_pool.c), and ours and libyuv also at the host's
+cadence, one frame per 1/60 s, where caches have cooled and the helper sleeps
+and must be woken (40-460 us on a cloud VM).
 
 Run: ``pytest bench/bench_convert.py --benchmark-only``; the summary at the
 end lists median and p99 per frame and the ratios.
@@ -32,6 +34,7 @@ import time
 import av
 import numpy as np
 import pytest
+from conftest import machine_lines
 
 from rootstream._native import _nv12
 from rootstream.convert import NV12Converter, auto_path, available_paths
@@ -152,6 +155,12 @@ def test_swscale(benchmark, bench_summary, frame):
 
 # (size, "a/b") -> per-round ratios of a to b, from test_interleaved.
 _paired: dict[tuple[str, str], list[float]] = {}
+# (size, contender) -> per-round seconds, from test_interleaved.
+_interleaved_times: dict[tuple[str, str], list[float]] = {}
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 def test_interleaved(benchmark, frame):
@@ -173,6 +182,8 @@ def test_interleaved(benchmark, frame):
     for name in ("ours-1t", "ours-threaded"):
         _paired[(frame.size_name, f"{name}/libyuv")] = [
             ours / base for ours, base in zip(times[name], times["libyuv"], strict=True)]
+    for name, seconds in times.items():
+        _interleaved_times[(frame.size_name, name)] = seconds
 
 
 @pytest.mark.parametrize("contender", ["ours-1t", "ours-threaded", "libyuv"])
@@ -206,11 +217,18 @@ def summary_lines(results) -> list[str]:
             if numerator in rows and denominator in rows:
                 ratio = rows[numerator][0] / rows[denominator][0]
                 lines.append(f"  {size} {label}: {ratio:.2f}x (medians)")
+        for (timed_size, contender), seconds in sorted(_interleaved_times.items()):
+            if timed_size == size:
+                ordered = sorted(seconds)
+                lines.append(f"  {size} interleaved {contender:14} median "
+                             f"{statistics.median(ordered) * 1e3:7.3f} ms"
+                             f"  p99 {percentile(ordered, 0.99) * 1e3:7.3f} ms")
         for (paired_size, label), ratios in sorted(_paired.items()):
             if paired_size == size:
                 ordered = sorted(ratios)
                 median = statistics.median(ordered)
                 lines.append(f"  {size} interleaved {label}: median {median:.2f}x"
-                             f", p10 {ordered[len(ordered) // 10]:.2f}x"
-                             f", p90 {ordered[len(ordered) * 9 // 10]:.2f}x per round")
-    return lines
+                             f", p10 {percentile(ordered, 0.1):.2f}x"
+                             f", p90 {percentile(ordered, 0.9):.2f}x"
+                             f", p99 {percentile(ordered, 0.99):.2f}x per round")
+    return lines + ["  " + line for line in machine_lines()]

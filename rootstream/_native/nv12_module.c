@@ -18,8 +18,12 @@
 #include "nv12.h"
 
 #define MAX_DIMENSION 32768
-/* Below this many pixels a frame converts faster than threads start. */
-#define THREADING_MIN_PIXELS (640 * 360)
+/* Below this many pixels threads=0 converts on the caller alone.  Measured
+ * on a 2-vCPU VM (bench/bench_convert.py): back to back a second thread
+ * halves the time from 640x360 up, but at a display's cadence, where the
+ * helper must first be woken (40-460 us there), 960x540 lost about 10% with
+ * two threads and 1280x720 gained about 15%. */
+#define THREADING_MIN_PIXELS (1280 * 720)
 
 /* ----------------------------------------------------------- coefficients */
 
