@@ -124,6 +124,31 @@ def test_thread_counts_change_between_calls():
         assert_nv12(src, 100, 60, y, uv)
 
 
+def test_back_to_back_conversions_reach_a_spinning_helper():
+    """Conversions less than 2 ms apart find the helper spinning, not asleep
+    (nv12_pool.c): each must still see its own job, frame after frame."""
+    rng = np.random.default_rng(11)
+    frames = [(random_frame(rng, w, h), w, h) for w, h in [(96, 40), (130, 23), (64, 64)]]
+    for i in range(30):
+        src, width, height = frames[i % len(frames)]
+        y, uv = nv12_planes(width, height)
+        run_nv12(src, width, height, y, uv, threads=2)
+        assert_nv12(src, width, height, y, uv)
+
+
+def test_helpers_sleep_after_a_burst():
+    """The helper's spin is bounded (2 ms): an idle process uses no CPU."""
+    rng = np.random.default_rng(12)
+    src = random_frame(rng, 96, 40)
+    y, uv = nv12_planes(96, 40)
+    for _ in range(10):  # back to back: the helper spins after each
+        run_nv12(src, 96, 40, y, uv, threads=2)
+    cpu_before = time.process_time()
+    time.sleep(0.25)
+    # An unbounded spin would burn the whole 0.25 s on the helper's core.
+    assert time.process_time() - cpu_before < 0.08
+
+
 def test_concurrent_conversions_from_python_threads():
     """While one call holds the helper pool, others start their own threads."""
     rng = np.random.default_rng(9)
