@@ -1,5 +1,7 @@
 """Xlib, MIT-SHM, XDAMAGE, XRandR, XFIXES and XInput2 declarations for cffi's ABI mode.
 
+Used by the X11 capture and by the x11 presenter (a window of its own).
+
 Nothing here is compiled: the shared libraries are opened with ``dlopen`` the
 first time a display is opened, so installing rootstream needs no X headers and
 a machine without libX11 only loses the x11 backend.  In ABI mode cffi cannot
@@ -16,9 +18,11 @@ as a flag (``connection_lost``) checked after every round trip.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
+import numpy as np
 from cffi import FFI
 
 from ..errors import CaptureError
@@ -151,6 +155,77 @@ ffi.cdef(
         unsigned char *mask;
     } XIEventMask;
 
+    /* A window of our own (the x11 presenter): the events it reads. */
+    typedef unsigned long KeySym;
+
+    typedef struct {
+        int type;
+        unsigned long serial;
+        Bool send_event;
+        Display *display;
+        Window window;
+        Window root;
+        Window subwindow;
+        Time time;
+        int x, y;
+        int x_root, y_root;
+        unsigned int state;
+        unsigned int keycode;
+        Bool same_screen;
+    } XKeyEvent;
+
+    typedef struct {
+        int type;
+        unsigned long serial;
+        Bool send_event;
+        Display *display;
+        Window window;
+        int x, y;
+        int width, height;
+        int count;
+    } XExposeEvent;
+
+    typedef struct {
+        int type;
+        unsigned long serial;
+        Bool send_event;
+        Display *display;
+        Window event;
+        Window window;
+        int x, y;
+        int width, height;
+        int border_width;
+        Window above;
+        Bool override_redirect;
+    } XConfigureEvent;
+
+    typedef struct {
+        int type;
+        unsigned long serial;
+        Bool send_event;
+        Display *display;
+        Window window;
+        Atom message_type;
+        int format;
+        union {
+            char b[20];
+            short s[10];
+            long l[5];
+        } data;
+    } XClientMessageEvent;
+
+    typedef struct {
+        int type;
+        unsigned long serial;
+        Bool send_event;
+        Display *display;
+        Drawable drawable;
+        int major_code;
+        int minor_code;
+        ShmSeg shmseg;
+        unsigned long offset;
+    } XShmCompletionEvent;
+
     typedef int (*XErrorHandler)(Display *, XErrorEvent *);
     typedef int (*XIOErrorHandler)(Display *);
     typedef void (*XIOErrorExitHandler)(Display *, void *);
@@ -194,6 +269,27 @@ ffi.cdef(
                                unsigned int height, unsigned int border_width,
                                unsigned long border, unsigned long background);
     int XMapRaised(Display *dpy, Window w);
+    int XMapWindow(Display *dpy, Window w);
+    int XDestroyWindow(Display *dpy, Window w);
+    int XSelectInput(Display *dpy, Window w, long event_mask);
+    int XStoreName(Display *dpy, Window w, const char *name);
+    Status XSetWMProtocols(Display *dpy, Window w, Atom *protocols, int count);
+    int XResizeWindow(Display *dpy, Window w, unsigned int width, unsigned int height);
+    int XMoveResizeWindow(Display *dpy, Window w, int x, int y, unsigned int width,
+                          unsigned int height);
+    int XSetWindowBackgroundPixmap(Display *dpy, Window w, Pixmap background);
+    Status XSendEvent(Display *dpy, Window w, Bool propagate, long event_mask, XEvent *event);
+    Status XGetGeometry(Display *dpy, Drawable d, Window *root, int *x, int *y,
+                        unsigned int *width, unsigned int *height, unsigned int *border,
+                        unsigned int *depth);
+    int XGetWindowProperty(Display *dpy, Window w, Atom property, long offset, long length,
+                           Bool delete, Atom req_type, Atom *actual_type, int *actual_format,
+                           unsigned long *nitems, unsigned long *bytes_after,
+                           unsigned char **prop);
+    int XChangeProperty(Display *dpy, Window w, Atom property, Atom type, int format,
+                        int mode, const unsigned char *data, int nelements);
+    KeySym XLookupKeysym(XKeyEvent *event, int index);
+    char *XKeysymToString(KeySym keysym);
 
     Bool XQueryExtension(Display *dpy, const char *name, int *major_opcode,
                          int *first_event, int *first_error);
@@ -204,6 +300,10 @@ ffi.cdef(
                             unsigned int height);
     Bool XShmAttach(Display *dpy, XShmSegmentInfo *shminfo);
     Bool XShmDetach(Display *dpy, XShmSegmentInfo *shminfo);
+    Bool XShmPutImage(Display *dpy, Drawable d, GC gc, XImage *image, int src_x, int src_y,
+                      int dst_x, int dst_y, unsigned int width, unsigned int height,
+                      Bool send_event);
+    int XShmGetEventBase(Display *dpy);
     Bool XShmGetImage(Display *dpy, Drawable d, XImage *image, int x, int y,
                       unsigned long plane_mask);
 
@@ -246,6 +346,27 @@ XFIXES_CURSOR_NOTIFY = 1  # added to the extension's event base
 XFIXES_DISPLAY_CURSOR_NOTIFY_MASK = 1
 XI_ALL_MASTER_DEVICES = 1
 XI_RAW_MOTION = 17
+# Our own window's events (X.h): types, the masks that select them, modifier bits.
+KEY_PRESS = 2
+KEY_RELEASE = 3
+EXPOSE = 12
+MAP_NOTIFY = 19
+CONFIGURE_NOTIFY = 22
+CLIENT_MESSAGE = 33
+KEY_PRESS_MASK = 1 << 0
+KEY_RELEASE_MASK = 1 << 1
+EXPOSURE_MASK = 1 << 15
+STRUCTURE_NOTIFY_MASK = 1 << 17
+SUBSTRUCTURE_NOTIFY_MASK = 1 << 19
+SUBSTRUCTURE_REDIRECT_MASK = 1 << 20
+SHIFT_MASK = 1 << 0
+CONTROL_MASK = 1 << 2
+MOD1_MASK = 1 << 3  # Alt on every common keymap
+MOD4_MASK = 1 << 6  # Super
+SHM_COMPLETION = 0  # added to XShmGetEventBase()
+XA_ATOM = 4
+XA_WINDOW = 33
+PROP_MODE_REPLACE = 0
 MAX_RECORDED_ERRORS = 64  # per display, until take_errors() empties the list
 
 
@@ -360,3 +481,59 @@ def forget(display) -> None:
     address = _address(display)
     _errors.pop(address, None)
     _lost.discard(address)
+
+
+@dataclass
+class ShmImage:
+    """A ZPixmap XImage over a SysV segment the X server has attached.
+
+    ``mapping`` is our view of the segment (released when the last object
+    made from it is collected); ``pixels`` rows of ``bytes_per_line`` bytes.
+    """
+
+    image: object
+    shminfo: object
+    mapping: object
+    pixels: object  # numpy (height, bytes_per_line) uint8 over the mapping
+
+
+def _detach(address) -> None:
+    load().libc.shmdt(address)
+
+
+def create_shm_image(display, visual, depth: int, width: int, height: int) -> ShmImage | str:
+    """A shared-memory image of ``width`` x ``height``, or why there is none.
+
+    The segment is marked for removal as soon as it exists: the kernel frees
+    it once both the X server and we let go, however this process ends
+    (Linux still lets the server attach a segment marked so).
+    """
+    libs = load()
+    x11, xext, libc = libs.x11, libs.xext, libs.libc
+    shminfo = ffi.new("XShmSegmentInfo *")
+    image = xext.XShmCreateImage(display, visual, depth, ZPIXMAP, ffi.NULL, shminfo,
+                                 width, height)
+    if image == ffi.NULL:
+        return "XShmCreateImage failed"
+    size = image.bytes_per_line * image.height
+    shmid = libc.shmget(IPC_PRIVATE, size, IPC_CREAT | 0o600)
+    address = ffi.NULL if shmid < 0 else libc.shmat(shmid, ffi.NULL, 0)
+    errno = ffi.errno
+    if shmid >= 0:
+        libc.shmctl(shmid, IPC_RMID, ffi.NULL)
+    if address == ffi.NULL or int(ffi.cast("intptr_t", address)) == -1:
+        x11.XDestroyImage(image)
+        return f"cannot create a shared memory segment ({os.strerror(errno)})"
+    mapping = ffi.gc(ffi.cast("char *", address), _detach)
+    shminfo.shmid, shminfo.shmaddr, shminfo.readOnly = shmid, mapping, False
+    image.data = mapping
+    xext.XShmAttach(display, shminfo)
+    x11.XSync(display, False)
+    errors = take_errors(display)
+    if errors:
+        image.data = ffi.NULL  # the mapping is ours to release, not Xlib's to free()
+        x11.XDestroyImage(image)
+        return f"the X server could not attach our shared memory ({errors[0]}; remote display?)"
+    pixels = np.frombuffer(ffi.buffer(mapping, size), dtype=np.uint8).reshape(
+        image.height, image.bytes_per_line)
+    return ShmImage(image, shminfo, mapping, pixels)

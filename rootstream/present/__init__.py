@@ -8,6 +8,12 @@ SDL_VIDEODRIVER names), then ``kms`` (straight to the display, for a client
 booted without a desktop: SDL gets no display server there).  ``null`` is
 never chosen by ``auto``: a client that silently shows nothing would look like
 a network fault; ask for it with ``--present null``.
+
+``x11`` (Xlib + MIT-SHM, swscale on the CPU) is never chosen by ``auto``
+either, though without a GPU it presents a 720p frame several times faster
+than SDL (docs/BENCHMARKS.md): it captures no input for the host, so ``auto``
+picking it would quietly turn a game client into a viewer.  Ask for it with
+``--present x11`` on a machine without a GPU, or to watch.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ PRESENTERS = {
     "sdl": "rootstream.present.sdl:SdlPresenter",
     "kms": "rootstream.present.kms:KmsPresenter",
     "null": "rootstream.present.null:NullPresenter",
+    "x11": "rootstream.present.x11:X11Presenter",
 }
 AUTO_ORDER = ("sdl", "kms")
 HINT = "run with --present null"

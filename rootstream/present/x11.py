@@ -1,0 +1,561 @@
+"""The X11 presenter: plain Xlib and MIT-SHM, for clients without a GPU.
+
+Without a GPU, SDL renders in software and ``SDL_RenderPresent`` waits on the
+X server: 12-15 ms per 720p frame on Xvfb.  Here swscale (PyAV's
+``VideoReformatter``, kept between frames so its context is cached) turns the
+decoded NV12/yuv420p picture into BGRX at the size of its letterbox, the rows
+are copied into a SysV shared memory segment of the window's size, and one
+``XShmPutImage`` hands it to the server: no pixels cross the socket.
+
+Two segments alternate: the server may still be copying the one put last
+while the next frame is converted into the other.  A segment is written only
+after the server's ShmCompletion event for its previous put arrived, so a
+frame is never torn by our own writes.  The segments have the window's size
+and are made again when the window is resized (ConfigureNotify); the bars
+around the picture are zeros (black) written once per layout.
+
+Each missing piece falls back, with the reason in ``fallbacks_used``: no
+MIT-SHM on the server (or a remote display refusing our segment) means
+``XPutImage``, the pixels going through the socket.
+
+Limits, on purpose: this presenter does not capture input for the host (the
+input service needs SDL's events; ``--present sdl`` plays, ``x11`` watches);
+``add_event_listener`` callbacks get cffi ``XEvent *`` pointers, valid during
+the call only; key events carry X keysym names (letters upper-cased, as SDL
+names them), SDL modifier bits, no scancode and no repeat flag; the stats
+overlay is not drawn (``set_overlay`` stores the lines and draws nothing;
+``overlay_problem()`` says so).
+
+Threading: Xlib calls run on the thread that opened the presenter; another
+thread gets a PresentError.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+
+import av
+import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
+
+from rootstream.capture import xlib
+from rootstream.capture.xlib import ffi
+from rootstream.errors import CaptureError, PresentError
+from rootstream.present.base import Presenter, PresenterEvent, Rect, letterbox
+
+NO_DISPLAY = "no X display to open a window on"
+NO_DISPLAY_HINT = "set DISPLAY (run inside the desktop session), or use --present null"
+LOST_DISPLAY = "lost the connection to the X display"
+NO_OVERLAY = "the x11 presenter draws no text overlay (use --present sdl for the stats overlay)"
+# Waiting longer than this for the server to finish a put means it is gone or wedged.
+COMPLETION_TIMEOUT_S = 2.0
+MAP_TIMEOUT_S = 2.0
+SEGMENTS = 2
+# swscale at equal sizes or plain scaling: FAST_BILINEAR measured fastest
+# (docs/BENCHMARKS.md); one thread, because the decoder runs on the other core.
+INTERPOLATION = Interpolation.FAST_BILINEAR
+SCALE_THREADS = 1
+_NET_WM_STATE_TOGGLE = 2
+
+# X modifier bits -> SDL KMOD_* bits (LSHIFT, LCTRL, LALT, LGUI), as the client reads them.
+_MODIFIERS = ((xlib.SHIFT_MASK, 0x0001), (xlib.CONTROL_MASK, 0x0040),
+              (xlib.MOD1_MASK, 0x0100), (xlib.MOD4_MASK, 0x0400))
+# X's masks for a 32-bit little-endian pixel -> swscale's name for that layout.
+_PIXEL_FORMATS = {(0xFF0000, 0xFF00, 0xFF): "bgr0", (0xFF, 0xFF00, 0xFF0000): "rgb0"}
+
+
+class _Buffer:
+    """One window-sized picture the server can take: a shared segment, or
+    (without MIT-SHM) plain memory sent by XPutImage."""
+
+    def __init__(self, image, shminfo, pixels: np.ndarray, keep):
+        self.image, self.shminfo, self.pixels = image, shminfo, pixels
+        self._keep = keep  # what ``pixels`` views; freed with the last view
+        self.busy = False  # put, and the server's ShmCompletion not read yet
+        self.layout: tuple | None = None  # (box, format) its bars were cleared for
+
+
+class X11Presenter(Presenter):
+    """A window on an X display, fed through MIT-SHM.
+
+    ``display``: an X display name (default $DISPLAY).  The window starts at
+    the stream's size, or the screen's when ``fullscreen``.  ``use_shm=False``
+    sends the pixels through the socket (XPutImage), as a remote display must.
+    """
+
+    name = "x11"
+
+    def __init__(self, *, width: int, height: int, title: str = "rootstream",
+                 fullscreen: bool = False, display: str | None = None,
+                 use_shm: bool = True):
+        super().__init__(width=width, height=height)
+        self._thread = threading.get_ident()
+        self._display = None
+        self._window = 0
+        self._gc = None
+        self._buffers: list[_Buffer] = []
+        self._next = 0
+        self._last_frame: av.VideoFrame | None = None
+        self._pending: list[PresenterEvent] = []
+        self._size = (0, 0)  # the window's, from the server's last ConfigureNotify
+        self._mapped = False
+        self._resize_pending = False  # _size changed; the buffers are of the old one
+        self._overlay_lines: tuple[str, ...] = ()
+        self._fullscreen = False
+        self._windowed_geometry: tuple[int, int, int, int] | None = None
+        self._reformatter = VideoReformatter()
+        self.fallbacks_used: list[str] = []
+        self.use_shm = False
+        try:
+            self._libs = xlib.load()
+        except CaptureError as exc:
+            raise PresentError(str(exc), hint=exc.hint, details=exc.details) from exc
+        try:
+            self._connect(display, use_shm)
+            self._open_window(title, fullscreen)
+            self._size = self._window_geometry()[2:]
+            self._make_buffers()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def probe(cls, display: str | None = None) -> str:
+        """Empty if a window can be opened on the X display, else why not."""
+        name = display or os.environ.get("DISPLAY", "")
+        if not name:
+            return f"{NO_DISPLAY}: DISPLAY is not set"
+        try:
+            libs = xlib.load()
+        except CaptureError as exc:
+            return "; ".join([str(exc), *exc.details])
+        connection = libs.x11.XOpenDisplay(name.encode())
+        if connection == ffi.NULL:
+            return f"{NO_DISPLAY}: cannot connect to X display {name!r}"
+        libs.x11.XCloseDisplay(connection)
+        return ""
+
+    # -- opening -------------------------------------------------------------
+
+    def _connect(self, display: str | None, use_shm: bool) -> None:
+        name = display or os.environ.get("DISPLAY", "")
+        if not name:
+            raise PresentError(NO_DISPLAY, hint=NO_DISPLAY_HINT, details=["DISPLAY is not set"])
+        x11 = self._libs.x11
+        connection = x11.XOpenDisplay(name.encode())
+        if connection == ffi.NULL:
+            raise PresentError(NO_DISPLAY, hint=NO_DISPLAY_HINT,
+                               details=[f"cannot connect to X display {name!r}"])
+        self._display = connection
+        xlib.watch(connection)
+        self.display_name = name
+        screen = x11.XDefaultScreen(connection)
+        self._root = x11.XRootWindow(connection, screen)
+        self._visual = x11.XDefaultVisual(connection, screen)
+        self._depth = x11.XDefaultDepth(connection, screen)
+        self.screen_size = (x11.XDisplayWidth(connection, screen),
+                            x11.XDisplayHeight(connection, screen))
+        self._poll = select.poll()
+        self._poll.register(x11.XConnectionNumber(connection), select.POLLIN)
+        self._event = ffi.new("XEvent *")
+        self._atoms = {atom: x11.XInternAtom(connection, atom.encode(), False) for atom in (
+            "WM_PROTOCOLS", "WM_DELETE_WINDOW", "_NET_WM_STATE", "_NET_WM_STATE_FULLSCREEN",
+            "_NET_WM_NAME", "UTF8_STRING", "_NET_SUPPORTING_WM_CHECK")}
+        self._shm_completion = -1
+        if not use_shm:
+            self.fallbacks_used.append("MIT-SHM off (use_shm=False): XPutImage")
+        elif self._libs.xext.XShmQueryExtension(connection):
+            self._shm_completion = (self._libs.xext.XShmGetEventBase(connection)
+                                    + xlib.SHM_COMPLETION)
+        else:
+            self.fallbacks_used.append("MIT-SHM missing on the X server: XPutImage, "
+                                       "the pixels through the socket")
+
+    def _open_window(self, title: str, fullscreen: bool) -> None:
+        x11, display = self._libs.x11, self._display
+        wm = self._window_manager_running()
+        size = self.screen_size if fullscreen and not wm else (self.width, self.height)
+        self._window = x11.XCreateSimpleWindow(display, self._root, 0, 0, size[0], size[1],
+                                               0, 0, 0)
+        # No background: the server would clear to it on every resize and
+        # expose, a black flash before our next put.
+        x11.XSetWindowBackgroundPixmap(display, self._window, 0)
+        x11.XSelectInput(display, self._window,
+                         xlib.KEY_PRESS_MASK | xlib.KEY_RELEASE_MASK | xlib.EXPOSURE_MASK
+                         | xlib.STRUCTURE_NOTIFY_MASK)
+        x11.XStoreName(display, self._window, title.encode("latin-1", errors="replace"))
+        utf8 = title.encode()
+        x11.XChangeProperty(display, self._window, self._atoms["_NET_WM_NAME"],
+                            self._atoms["UTF8_STRING"], 8, xlib.PROP_MODE_REPLACE,
+                            utf8, len(utf8))
+        protocols = ffi.new("Atom[1]", [self._atoms["WM_DELETE_WINDOW"]])
+        x11.XSetWMProtocols(display, self._window, protocols, 1)
+        self._gc = x11.XCreateGC(display, self._window, 0, ffi.NULL)
+        if fullscreen:
+            self._fullscreen = True
+            if wm:  # EWMH: an unmapped window asks through its own property
+                state = ffi.new("Atom[1]", [self._atoms["_NET_WM_STATE_FULLSCREEN"]])
+                x11.XChangeProperty(display, self._window, self._atoms["_NET_WM_STATE"],
+                                    xlib.XA_ATOM, 32, xlib.PROP_MODE_REPLACE,
+                                    ffi.cast("unsigned char *", state), 1)
+            else:
+                self._windowed_geometry = (0, 0, self.width, self.height)
+        x11.XMapWindow(display, self._window)
+        self._wait_for(lambda: self._mapped, MAP_TIMEOUT_S, "the window was never shown")
+
+    def _window_manager_running(self) -> bool:
+        """Whether an EWMH window manager says it is there (none on a bare Xvfb)."""
+        x11 = self._libs.x11
+        actual_type, actual_format = ffi.new("Atom *"), ffi.new("int *")
+        count, after = ffi.new("unsigned long *"), ffi.new("unsigned long *")
+        data = ffi.new("unsigned char **")
+        status = x11.XGetWindowProperty(self._display, self._root,
+                                        self._atoms["_NET_SUPPORTING_WM_CHECK"], 0, 1, False,
+                                        xlib.XA_WINDOW, actual_type, actual_format, count,
+                                        after, data)
+        found = status == 0 and actual_type[0] == xlib.XA_WINDOW and count[0] == 1
+        if data[0] != ffi.NULL:
+            x11.XFree(data[0])
+        return found
+
+    def _window_geometry(self) -> tuple[int, int, int, int]:
+        root, x, y = ffi.new("Window *"), ffi.new("int *"), ffi.new("int *")
+        w, h = ffi.new("unsigned int *"), ffi.new("unsigned int *")
+        border, depth = ffi.new("unsigned int *"), ffi.new("unsigned int *")
+        if not self._libs.x11.XGetGeometry(self._display, self._window, root, x, y, w, h,
+                                           border, depth):
+            self._check_connection()
+            raise PresentError("the X server does not know our window",
+                               details=xlib.take_errors(self._display))
+        return x[0], y[0], w[0], h[0]
+
+    # -- the buffers the server takes pictures from --------------------------------
+
+    def _make_buffers(self) -> None:
+        self._free_buffers()
+        self._resize_pending = False
+        w, h = self._size
+        self.use_shm = self._shm_completion >= 0
+        for _ in range(SEGMENTS if self.use_shm else 1):
+            buffer = self._shm_buffer(w, h) if self.use_shm else None
+            if buffer is None:
+                self.use_shm = False
+                self._free_buffers()
+                self._buffers = [self._plain_buffer(w, h)]
+                break
+            self._buffers.append(buffer)
+        self._next = 0
+        self.pixel_format = self._pixel_format(self._buffers[0].image)
+
+    def _shm_buffer(self, w: int, h: int) -> _Buffer | None:
+        made = xlib.create_shm_image(self._display, self._visual, self._depth, w, h)
+        if isinstance(made, str):
+            self.fallbacks_used.append(f"{made}: XPutImage")
+            return None
+        return _Buffer(made.image, made.shminfo, made.pixels, made.mapping)
+
+    def _plain_buffer(self, w: int, h: int) -> _Buffer:
+        memory = ffi.new("char[]", w * h * 4)  # zeroed: black
+        image = self._libs.x11.XCreateImage(self._display, self._visual, self._depth,
+                                            xlib.ZPIXMAP, 0, memory, w, h, 32, w * 4)
+        if image == ffi.NULL:
+            raise PresentError("the X server's visual cannot hold our pictures",
+                               details=[f"depth {self._depth}"])
+        pixels = np.frombuffer(ffi.buffer(memory), dtype=np.uint8).reshape(h, w * 4)
+        return _Buffer(image, None, pixels, memory)
+
+    def _pixel_format(self, image) -> str:
+        layout = (image.red_mask, image.green_mask, image.blue_mask)
+        if image.bits_per_pixel != 32 or image.byte_order != xlib.LSB_FIRST or \
+                layout not in _PIXEL_FORMATS:
+            raise PresentError(
+                "unsupported X pixel format",
+                hint="run the X server at depth 24 (32 bits per pixel)",
+                details=[f"depth {image.depth}, {image.bits_per_pixel} bits per pixel, masks "
+                         f"{layout[0]:#x}/{layout[1]:#x}/{layout[2]:#x}"])
+        return _PIXEL_FORMATS[layout]
+
+    def _free_buffers(self) -> None:
+        buffers = self._buffers
+        if not buffers:
+            return
+        alive = self._display is not None and not xlib.connection_lost(self._display)
+        if alive and any(b.busy for b in buffers):
+            # Detaching a segment the server is still reading from would cut the put short.
+            try:
+                self._wait_for(lambda: not any(b.busy for b in buffers), COMPLETION_TIMEOUT_S,
+                               "the X server never finished showing a frame")
+            except PresentError:
+                pass  # closing anyway; the segment is already marked for removal
+        self._buffers = []
+        for buffer in buffers:
+            if buffer.shminfo is not None and alive:
+                self._libs.xext.XShmDetach(self._display, buffer.shminfo)
+            buffer.image.data = ffi.NULL  # the memory is released with its last view
+            self._libs.x11.XDestroyImage(buffer.image)
+        if alive:
+            self._libs.x11.XSync(self._display, False)
+
+    # -- drawing -------------------------------------------------------------
+
+    def _check_thread(self) -> None:
+        if threading.get_ident() != self._thread:
+            raise PresentError("the x11 presenter was used from a thread that did not open it")
+        if self._display is None:
+            raise PresentError("the x11 presenter is closed")
+
+    def present(self, frame: av.VideoFrame) -> int:
+        self._check_thread()
+        self.width, self.height = frame.width, frame.height
+        self._last_frame = frame
+        self._draw(frame)
+        self.frames_presented += 1
+        return time.monotonic_ns()
+
+    def _draw(self, frame: av.VideoFrame) -> None:
+        while True:
+            # A resize since the last frame (or while waiting) remakes the buffers first.
+            self._take_events(redraw=False)
+            buffer = self._buffers[self._next]
+            if buffer.busy:
+                self._wait_for(lambda b=buffer: not b.busy, COMPLETION_TIMEOUT_S,
+                               "the X server never finished showing a frame")
+            if not self._resize_pending:
+                break
+        box = letterbox(frame.width, frame.height, *self._size)
+        if box.w and box.h:
+            self._scale_into(buffer, frame, box)
+        self._put(buffer)
+        self._next = (self._next + 1) % len(self._buffers)
+
+    def _scale_into(self, buffer: _Buffer, frame: av.VideoFrame, box: Rect) -> None:
+        layout = (box, self.pixel_format)
+        if buffer.layout != layout:  # new size or stream shape: bars must be black
+            buffer.pixels.fill(0)
+            buffer.layout = layout
+        # VideoReformatter cannot write into our segment, so swscale fills a
+        # frame of its own and one copy moves its rows into place.
+        scaled = self._reformatter.reformat(
+            frame, box.w, box.h, self.pixel_format, src_colorspace="ITU709",
+            src_color_range="MPEG", dst_color_range="JPEG", interpolation=INTERPOLATION,
+            threads=SCALE_THREADS)
+        plane = scaled.planes[0]
+        rows = np.frombuffer(plane, dtype=np.uint8).reshape(box.h, plane.line_size)
+        np.copyto(buffer.pixels[box.y:box.y + box.h, box.x * 4:(box.x + box.w) * 4],
+                  rows[:, :box.w * 4])
+
+    def _put(self, buffer: _Buffer) -> None:
+        w, h = self._size
+        if buffer.shminfo is not None:
+            # send_event=True: the server tells us when it copied the segment,
+            # the moment we may write into it again.
+            self._libs.xext.XShmPutImage(self._display, self._window, self._gc, buffer.image,
+                                         0, 0, 0, 0, w, h, True)
+            buffer.busy = True
+        else:
+            self._libs.x11.XPutImage(self._display, self._window, self._gc, buffer.image,
+                                     0, 0, 0, 0, w, h)
+        self._libs.x11.XFlush(self._display)
+        self._check_connection()
+
+    def _redraw(self) -> None:
+        """Show the last frame again (after a resize or expose); not counted."""
+        if self._last_frame is not None:
+            self._draw(self._last_frame)
+
+    # -- the stats overlay: not drawn here -------------------------------------
+
+    def set_overlay(self, lines: list[str] | None) -> None:
+        """Stored and not drawn: this presenter has no text renderer (see overlay_problem)."""
+        self._overlay_lines = tuple(lines or ())
+
+    def overlay_problem(self) -> str:
+        return NO_OVERLAY
+
+    def output_rect(self) -> Rect:
+        """Where the picture is drawn, in window pixels."""
+        return letterbox(self.width, self.height, *self._size)
+
+    def read_pixels(self) -> np.ndarray:
+        """The window's pixels as the X server holds them (after every put finished)."""
+        self._check_thread()
+        self._take_events()
+        x11 = self._libs.x11
+        x11.XSync(self._display, False)
+        w, h = self._size
+        image = x11.XGetImage(self._display, self._window, 0, 0, w, h, xlib.ALL_PLANES,
+                              xlib.ZPIXMAP)
+        if image == ffi.NULL:
+            self._check_connection()
+            raise PresentError("the X server would not send the window's pixels back",
+                               details=xlib.take_errors(self._display))
+        try:
+            rows = np.frombuffer(ffi.buffer(image.data, image.bytes_per_line * h),
+                                 dtype=np.uint8).reshape(h, image.bytes_per_line)
+            pixels = rows[:, :w * 4].reshape(h, w, 4).copy()
+        finally:
+            x11.XDestroyImage(image)
+        if self.pixel_format == "rgb0":
+            pixels[..., [0, 2]] = pixels[..., [2, 0]]
+        return pixels
+
+    # -- window and events ----------------------------------------------------
+
+    def poll_events(self) -> list[PresenterEvent]:
+        self._check_thread()
+        self._take_events()
+        events, self._pending = self._pending, []
+        return events
+
+    def _take_events(self, *, redraw: bool = True) -> None:
+        """Read what the server sent without blocking; a resize remakes the
+        buffers, and shows the last frame at the new size if ``redraw``."""
+        x11 = self._libs.x11
+        while x11.XPending(self._display):
+            x11.XNextEvent(self._display, self._event)
+            self._handle(self._event)
+        self._check_connection()
+        if self._resize_pending:
+            self._make_buffers()
+            if redraw:
+                self._redraw()
+
+    def _handle(self, event) -> None:
+        """Turn one raw event into PresenterEvents and buffer state."""
+        for listener in self._listeners:
+            listener(event)
+        kind = event.type
+        if kind == self._shm_completion:
+            completion = ffi.cast("XShmCompletionEvent *", event)
+            for buffer in self._buffers:
+                if buffer.shminfo is not None and buffer.shminfo.shmseg == completion.shmseg:
+                    buffer.busy = False
+        elif kind == xlib.CONFIGURE_NOTIFY:
+            configure = ffi.cast("XConfigureEvent *", event)
+            size = (configure.width, configure.height)
+            if configure.window == self._window and size != self._size:
+                self._size = size
+                self._resize_pending = True
+                self._pending.append(PresenterEvent("resized", width=size[0], height=size[1]))
+        elif kind == xlib.MAP_NOTIFY:
+            self._mapped = True
+        elif kind == xlib.EXPOSE:
+            if ffi.cast("XExposeEvent *", event).count == 0 and self._last_frame is not None:
+                self._put_last()
+        elif kind == xlib.CLIENT_MESSAGE:
+            message = ffi.cast("XClientMessageEvent *", event)
+            if (message.message_type == self._atoms["WM_PROTOCOLS"]
+                    and message.data.l[0] == self._atoms["WM_DELETE_WINDOW"]):
+                self._pending.append(PresenterEvent("quit"))
+        elif kind in (xlib.KEY_PRESS, xlib.KEY_RELEASE):
+            self._pending.append(self._key_event(ffi.cast("XKeyEvent *", event)))
+
+    def _put_last(self) -> None:
+        # The last put buffer still holds the picture: show it again as is.
+        previous = self._buffers[(self._next - 1) % len(self._buffers)]
+        if previous.busy:
+            return  # its put is still on the way, and will paint the window
+        self._put(previous)
+
+    def _key_event(self, key) -> PresenterEvent:
+        keysym = self._libs.x11.XLookupKeysym(key, 0)
+        text = self._libs.x11.XKeysymToString(keysym) if keysym else ffi.NULL
+        name = ffi.string(text).decode(errors="replace") if text != ffi.NULL else ""
+        if len(name) == 1:
+            name = name.upper()  # SDL names letter keys by their capital
+        modifiers = 0
+        for x_bit, sdl_bit in _MODIFIERS:
+            if key.state & x_bit:
+                modifiers |= sdl_bit
+        return PresenterEvent("key", key=name, pressed=key.type == xlib.KEY_PRESS,
+                              modifiers=modifiers)
+
+    def _wait_for(self, done, timeout_s: float, failure: str) -> None:
+        """Handle events until ``done()``; a server that stays silent is an error."""
+        x11 = self._libs.x11
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if x11.XPending(self._display):
+                x11.XNextEvent(self._display, self._event)
+                self._handle(self._event)  # a resize is left to the caller: _resize_pending
+                continue
+            self._check_connection()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PresentError(failure, hint="is the X server overloaded or stopped?",
+                                   details=xlib.take_errors(self._display))
+            self._poll.poll(max(1, int(remaining * 1000)))
+
+    def _check_connection(self) -> None:
+        if xlib.connection_lost(self._display):
+            raise PresentError(LOST_DISPLAY, hint="the X server exited or the session ended")
+
+    def toggle_fullscreen(self) -> bool:
+        """EWMH fullscreen when a window manager runs; without one (bare Xvfb),
+        the window is moved over the whole screen and back."""
+        self._check_thread()
+        x11 = self._libs.x11
+        going = not self._fullscreen
+        if self._window_manager_running():
+            message = ffi.new("XEvent *")
+            client = ffi.cast("XClientMessageEvent *", message)
+            client.type = xlib.CLIENT_MESSAGE
+            client.window = self._window
+            client.message_type = self._atoms["_NET_WM_STATE"]
+            client.format = 32
+            client.data.l[0] = _NET_WM_STATE_TOGGLE
+            client.data.l[1] = self._atoms["_NET_WM_STATE_FULLSCREEN"]
+            client.data.l[3] = 1  # source: a normal application
+            x11.XSendEvent(self._display, self._root, False,
+                           xlib.SUBSTRUCTURE_REDIRECT_MASK | xlib.SUBSTRUCTURE_NOTIFY_MASK,
+                           message)
+        elif going:
+            self._windowed_geometry = self._window_geometry()
+            x11.XMoveResizeWindow(self._display, self._window, 0, 0, *self.screen_size)
+        else:
+            x, y, w, h = self._windowed_geometry or (0, 0, self.width, self.height)
+            x11.XMoveResizeWindow(self._display, self._window, x, y, w, h)
+        x11.XFlush(self._display)
+        self._check_connection()
+        self._fullscreen = going
+        return going
+
+    def window_size(self) -> tuple[int, int]:
+        self._check_thread()
+        self._take_events()
+        return self._size
+
+    def set_window_size(self, width: int, height: int) -> None:
+        self._check_thread()
+        self._libs.x11.XResizeWindow(self._display, self._window, width, height)
+        self._libs.x11.XFlush(self._display)
+
+    @property
+    def x11_window(self) -> int:
+        """The X11 window id (for input tools and tests)."""
+        return int(self._window)
+
+    def describe(self) -> str:
+        method = "MIT-SHM" if self.use_shm else "XPutImage"
+        return f"{self.display_name} {self._size[0]}x{self._size[1]} via {method}" + "".join(
+            f"; {why}" for why in self.fallbacks_used)
+
+    def close(self) -> None:
+        display = self._display
+        if display is None:
+            return
+        alive = not xlib.connection_lost(display)
+        self._free_buffers()
+        x11 = self._libs.x11
+        if alive:
+            if self._gc is not None:
+                x11.XFreeGC(display, self._gc)
+            if self._window:
+                x11.XDestroyWindow(display, self._window)
+        self._gc, self._window, self._display = None, 0, None
+        self._last_frame = None
+        x11.XCloseDisplay(display)
+        xlib.forget(display)
