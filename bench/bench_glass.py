@@ -13,7 +13,8 @@ test reports is used for the latency.
 
 On request (``--pipelines``): ``rootstream-sdl-software``, the same client
 with SDL's software renderer instead of SDL's choice (OpenGL, i.e. Mesa's
-llvmpipe on Xvfb), and ``observer-floor``, the observer reading the very
+llvmpipe on Xvfb), ``rootstream-x11``, the client with ``--present x11``
+(Xlib + MIT-SHM, no SDL), and ``observer-floor``, the observer reading the very
 display it paints, which is what the observer itself adds to every figure.
 
 The pipelines run one after the other on fresh displays, alternating which goes
@@ -77,7 +78,10 @@ class GlassRun:
 
 # rootstream's client with SDL's software renderer instead of SDL's choice (OpenGL,
 # which on Xvfb is Mesa's llvmpipe): measured on request, to see what presenting costs.
-CLIENT_ENV = {"rootstream": {}, "rootstream-sdl-software": {"SDL_RENDER_DRIVER": "software"}}
+CLIENT_ENV = {"rootstream": {}, "rootstream-sdl-software": {"SDL_RENDER_DRIVER": "software"},
+              "rootstream-x11": {}}
+# The client's --present per variant; SDL's x11 driver unless named here.
+CLIENT_PRESENTER = {"rootstream-x11": "x11"}
 # The observer reading the very display it paints: what it adds to every figure.
 FLOOR = "observer-floor"
 PIPELINES = ("rootstream", "gstreamer")
@@ -85,7 +89,7 @@ KNOWN = (*CLIENT_ENV, "gstreamer", FLOOR)
 
 
 def _rootstream_sides(a: XvfbDisplay, b: XvfbDisplay, port: int, log_dir: Path,
-                      client_env: dict[str, str]):
+                      client_env: dict[str, str], presenter: str = "sdl"):
     python = [sys.executable, "-m", "rootstream_cli"]
     host = Spawned("rootstream-host", python + [
         "host", "--source", "x11", "--display", a.display, "--encoder", "x264",
@@ -96,10 +100,10 @@ def _rootstream_sides(a: XvfbDisplay, b: XvfbDisplay, port: int, log_dir: Path,
     try:
         host.wait_for("listening on")
         client = Spawned("rootstream-client", python + [
-            "connect", f"127.0.0.1:{port}", "--present", "sdl", "--stats-interval", "1",
+            "connect", f"127.0.0.1:{port}", "--present", presenter, "--stats-interval", "1",
             "--stats-json", str(log_dir / "client.jsonl")],
             log_dir, env=b.env(SDL_VIDEODRIVER="x11", **client_env))
-        client.wait_for("showing with sdl")
+        client.wait_for(f"showing with {presenter}")
     except BaseException:
         host.stop()
         raise
@@ -118,7 +122,8 @@ def run_once(pipeline: str, log_dir: Path, *, seconds: float = SECONDS,
         if pipeline == FLOOR:
             pids, stop, alive = {}, [], []
         elif pipeline in CLIENT_ENV:
-            host, client = _rootstream_sides(a, b, port, log_dir, CLIENT_ENV[pipeline])
+            host, client = _rootstream_sides(a, b, port, log_dir, CLIENT_ENV[pipeline],
+                                             CLIENT_PRESENTER.get(pipeline, "sdl"))
             pids = {"host": host.pid, "client": client.pid}
             stop = [client.stop, host.stop]
             alive = [host, client]
