@@ -102,6 +102,28 @@ def test_every_path_matches_the_model(path, pixel_format, matrix, full_range):
         assert_nv12(src, width, height, y, uv, pixel_format, matrix, full_range)
 
 
+@pytest.mark.parametrize("matrix", ["bt601", "bt709"])
+@pytest.mark.parametrize("full_range", [False, True])
+def test_luma_of_every_rgb_colour(matrix, full_range):
+    """All 2^24 colours, one pixel each of a 4096x4096 frame with junk in the
+    X bytes: every path's Y is the formula's, bit for bit.  (Before the shift
+    some colours sit exactly on a multiple of 2^15 and others one or two below
+    the next, in every matrix and range, so no arithmetic coarser than the
+    full 15-bit products, e.g. 16-bit pmulhrsw, could give the same bytes.)"""
+    colour = np.arange(1 << 24, dtype=np.uint32)
+    src = (colour | ((colour * 7) & 0xFF) << 24).view(np.uint8).reshape(4096, 4096 * 4)
+    k = coefficients(matrix, full_range)
+    red, green, blue = (colour >> 16).astype(np.int32), (colour >> 8 & 0xFF).astype(np.int32), \
+        (colour & 0xFF).astype(np.int32)
+    want = ((k["y"][0] * red + k["y"][1] * green + k["y"][2] * blue + k["y_bias"])
+            >> k["shift"]).reshape(4096, 4096)
+    for path in PATHS:
+        y, uv = np.empty((4096, 4096), np.uint8), np.empty((2048, 4096), np.uint8)
+        run_nv12(src, 4096, 4096, y, uv, matrix=matrix, full_range=full_range, path=path,
+                 threads=0)
+        np.testing.assert_array_equal(y, want, err_msg=path)
+
+
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("threads", [2, 3, 7])
 def test_threads_split_rows_identically(path, threads):
