@@ -41,23 +41,24 @@
  * large enough that claiming (one atomic operation) stays negligible. */
 #define SLICES_PER_THREAD 4
 
-/* The spins described above; see nv12_run(). */
-#define CALLER_SPIN_NS 200000L
-#define BURST_GAP_NS 2000000L
+/* The spins described above; see run_with_pool(). */
+#define CALLER_SPIN_NS 200000
+#define BURST_GAP_NS 2000000
 
-static long now_ns(void)
+/* 64 bits: a 32-bit long would overflow within seconds. */
+static int64_t now_ns(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1000000000L + t.tv_nsec;
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
 /* Spins until *value differs from `old` or `budget_ns` have passed; returns
  * whether it changed.  The pause hint between checks frees the sibling
  * hyperthread; sched_yield() hands the CPU to any thread waiting for it. */
-static int spin_while_equal(const unsigned long *value, unsigned long old, long budget_ns)
+static int spin_while_equal(const unsigned long *value, unsigned long old, int64_t budget_ns)
 {
-    long deadline = now_ns() + budget_ns;
+    int64_t deadline = now_ns() + budget_ns;
 
     do {
         for (int i = 0; i < 64; i++) {
@@ -126,8 +127,8 @@ static struct {
     unsigned long generation; /* atomic: bumped once per conversion */
     int helpers;              /* threads started */
     int wanted;               /* atomic: helpers with an index below this take part */
-    long last_start_ns;       /* when the previous conversion started */
-    long helper_spin_ns;      /* atomic: how long helpers spin for the next one */
+    int64_t last_start_ns;    /* when the previous conversion started */
+    int64_t helper_spin_ns;   /* atomic: how long helpers spin for the next one */
     int atfork_registered;
     /* The current conversion, published before its ticket. */
     const nv12_job *job;
@@ -179,7 +180,7 @@ static void *helper_main(void *arg)
     unsigned long seen = start->generation;
 
     for (;;) {
-        long spin = __atomic_load_n(&pool.helper_spin_ns, __ATOMIC_RELAXED);
+        int64_t spin = __atomic_load_n(&pool.helper_spin_ns, __ATOMIC_RELAXED);
         if (!spin || !spin_while_equal(&pool.generation, seen, spin)) {
             pthread_mutex_lock(&pool.lock);
             while (__atomic_load_n(&pool.generation, __ATOMIC_RELAXED) == seen)
@@ -235,8 +236,8 @@ static void grow_pool(int helpers)
 static void run_with_pool(const nv12_job *job, nv12_rows_fn rows, int chroma_rows, int slices,
                           int helpers)
 {
-    long start_ns = now_ns();
-    long gap_ns = start_ns - pool.last_start_ns;
+    int64_t start_ns = now_ns();
+    int64_t gap_ns = start_ns - pool.last_start_ns;
 
     pool.last_start_ns = start_ns;
     __atomic_store_n(&pool.helper_spin_ns, gap_ns < BURST_GAP_NS ? BURST_GAP_NS : 0,
