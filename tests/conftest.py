@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -39,26 +39,37 @@ class Xvfb:
         if shutil.which("Xvfb") is None:
             raise RuntimeError("Xvfb is not installed (apt-get install xvfb)")
         self.width, self.height = width, height
-        for number in range(90, 190):
-            if not Path(f"/tmp/.X{number}-lock").exists() and not Path(
-                f"/tmp/.X11-unix/X{number}"
-            ).exists():
-                break
-        else:
-            raise RuntimeError("no free X display number")
-        self.display = f":{number}"
+        # -displayfd: Xvfb picks a free display number itself and writes it to
+        # the pipe once it accepts connections.  Choosing a number here would
+        # race with any other X server starting on the machine at that moment.
+        read_end, write_end = os.pipe()
         self.proc = subprocess.Popen(
-            ["Xvfb", self.display, "-screen", "0", f"{width}x{height}x{depth}",
+            ["Xvfb", "-displayfd", str(write_end), "-screen", "0", f"{width}x{height}x{depth}",
              "-nolisten", "tcp", "-noreset", "+extension", "DAMAGE", "+extension", "XTEST"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(write_end,),
         )
-        socket_path = Path(f"/tmp/.X11-unix/X{number}")
-        deadline = time.monotonic() + 10
-        while not socket_path.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError(f"Xvfb {self.display} did not start")
-            time.sleep(0.02)
+        os.close(write_end)
+        try:
+            number = self._read_display_number(read_end)
+        finally:
+            os.close(read_end)
+        if number is None:
+            self.close()
+            raise RuntimeError("Xvfb did not start")
+        self.display = f":{number}"
+
+    def _read_display_number(self, fd: int, timeout: float = 10.0) -> int | None:
+        deadline = time.monotonic() + timeout
+        text = b""
+        while not text.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(fd, 64)
+            if not chunk:
+                return None  # Xvfb exited before it was ready
+            text += chunk
+        return int(text.strip())
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
