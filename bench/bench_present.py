@@ -14,6 +14,10 @@ frames earlier, so the server's copy is in the figure, not hidden behind it.
 - ``x11-xputimage``: the same without MIT-SHM (pixels through the socket);
 - ``x11-scaled``: a 720p stream in a 1920x1080 window (swscale scales too).
 
+And swscale alone (``test_swscale``), NV12 -> BGRX through a reused
+``VideoReformatter``, per interpolation and thread count, to choose the
+presenter's: equal sizes (the usual case) and 720p scaled up to 1080p.
+
 Run: ``pytest bench/bench_present.py --benchmark-only``; the summary lists
 median and p99 per frame and the ratios against ``sdl`` of the same size.
 """
@@ -26,6 +30,7 @@ import shutil
 import av
 import numpy as np
 import pytest
+from av.video.reformatter import Interpolation, VideoReformatter
 from conftest import XvfbDisplay
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
@@ -80,11 +85,14 @@ def open_one(kind: str, width: int, height: int, display: str):
 
 
 def summary_lines(results) -> list[str]:
-    lines = ["", "present per frame on Xvfb (window = stream size): median / p99"]
+    lines = ["", "present per frame on Xvfb (window = stream size), and swscale alone:"
+                 " median / p99"]
+    width = max(len(kind) for kind, *_ in results)
     for (kind, size, how), (median, p99) in results.items():
-        lines.append(f"  {kind:14} {size:6} {median * 1e3:7.2f} ms / {p99 * 1e3:7.2f} ms"
+        lines.append(f"  {kind:{width}} {size:13} {median * 1e3:7.2f} ms / {p99 * 1e3:7.2f} ms"
                      f"   ({how})")
-    medians = {(kind, size): times[0] for (kind, size, _), times in results.items()}
+    medians = {(kind, size): times[0] for (kind, size, _), times in results.items()
+               if not kind.startswith("swscale")}
     for (kind, size), median in medians.items():
         baseline = medians.get(("sdl", size))
         if kind != "sdl" and baseline:
@@ -117,3 +125,25 @@ def test_present(benchmark, bench_summary, screen, kind, size):
     finally:
         presenter.close()
     bench_summary.record(benchmark, kind, size, how)
+
+
+@pytest.mark.parametrize("threads", [1, 0], ids=["1-thread", "auto-threads"])
+@pytest.mark.parametrize("interpolation", ["FAST_BILINEAR", "POINT", "BILINEAR"])
+@pytest.mark.parametrize("scale", ["720p", "1080p", "720p-to-1080p"])
+def test_swscale(benchmark, bench_summary, scale, interpolation, threads):
+    benchmark.group = f"swscale-{scale}"
+    source = SIZES[scale.split("-")[0]]
+    target = SIZES[scale.split("-")[-1]]
+    frame = decoded_like(*source)
+    reformatter = VideoReformatter()
+
+    def one():
+        return reformatter.reformat(frame, *target, "bgr0", src_colorspace="ITU709",
+                                    src_color_range="MPEG", dst_color_range="JPEG",
+                                    interpolation=Interpolation[interpolation],
+                                    threads=threads)
+
+    out = benchmark.pedantic(one, rounds=100, iterations=1, warmup_rounds=3)
+    assert (out.width, out.height) == target
+    bench_summary.record(benchmark, f"swscale {interpolation} threads={threads or 'auto'}",
+                         scale, "NV12 -> BGRX")
