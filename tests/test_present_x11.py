@@ -184,6 +184,57 @@ def test_fullscreen_without_a_window_manager_covers_the_screen(xvfb):
         assert (event.width, event.height) == (320, 180)
 
 
+def test_under_a_window_manager_fullscreen_is_asked_for_the_ewmh_way(xvfb):
+    with X11Presenter(width=320, height=180, display=xvfb.display) as presenter, \
+            _EwmhListener(xvfb.display) as window_manager:
+        assert presenter.toggle_fullscreen() is True
+        assert window_manager.state_requests() == [
+            (presenter.x11_window, 2, window_manager.atom(b"_NET_WM_STATE_FULLSCREEN"))]
+        assert presenter.window_size() == (320, 180)  # resizing is the manager's job
+
+
+class _EwmhListener:
+    """The part of a window manager that matters here: it announces itself on
+    the root window (_NET_SUPPORTING_WM_CHECK) and receives what clients send
+    to the root with SubstructureRedirect."""
+
+    def __init__(self, display_name: str):
+        self.x11 = x11 = xlib.load().x11
+        self.display = x11.XOpenDisplay(display_name.encode())
+        assert self.display != ffi.NULL
+        self.root = x11.XRootWindow(self.display, 0)
+        self.check = x11.XCreateSimpleWindow(self.display, self.root, 0, 0, 1, 1, 0, 0, 0)
+        window = ffi.new("Window[1]", [self.check])
+        x11.XChangeProperty(self.display, self.root, self.atom(b"_NET_SUPPORTING_WM_CHECK"),
+                            xlib.XA_WINDOW, 32, xlib.PROP_MODE_REPLACE,
+                            ffi.cast("unsigned char *", window), 1)
+        x11.XSelectInput(self.display, self.root, xlib.SUBSTRUCTURE_REDIRECT_MASK)
+        x11.XSync(self.display, False)
+
+    def atom(self, name: bytes) -> int:
+        return self.x11.XInternAtom(self.display, name, False)
+
+    def state_requests(self, timeout: float = 5.0) -> list[tuple[int, int, int]]:
+        event = ffi.new("XEvent *")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while self.x11.XPending(self.display):
+                self.x11.XNextEvent(self.display, event)
+                message = ffi.cast("XClientMessageEvent *", event)
+                if (event.type == xlib.CLIENT_MESSAGE
+                        and message.message_type == self.atom(b"_NET_WM_STATE")):
+                    return [(message.window, message.data.l[0], message.data.l[1])]
+            time.sleep(0.01)
+        return []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.x11.XDestroyWindow(self.display, self.check)
+        self.x11.XCloseDisplay(self.display)
+
+
 def test_starting_fullscreen(xvfb):
     with X11Presenter(width=320, height=180, display=xvfb.display,
                       fullscreen=True) as presenter:
