@@ -428,8 +428,9 @@ class Reassembler:
         self._pending_bytes -= pending.cost
         self._remember(fid)
         # Frames older than this one will never be shown: give them up now.
-        for older in [f for f in self._pending if seq32_diff(f, fid) < 0]:
-            self._give_up(older)
+        if self._pending:
+            for older in [f for f in self._pending if seq32_diff(f, fid) < 0]:
+                self._give_up(older)
         try:
             recovered = pending.rebuild()
         except ProtocolError:
@@ -443,14 +444,16 @@ class Reassembler:
         last = self._last_emitted
         if last is not None:
             lost_before = seq32_diff(fid, last) - 1
-            # Ids in between that were never seen at all are lost too; those
-            # given up while pending were counted already.
-            given_up = sum(1 for f in self._given_up_since_emit
-                           if seq32_diff(f, last) > 0 and seq32_diff(f, fid) < 0)
-            self.stats.frames_lost += max(0, lost_before - given_up)
-        # Keep only give-ups newer than this frame: they belong to a later gap.
-        self._given_up_since_emit = {f for f in self._given_up_since_emit
-                                     if seq32_diff(f, fid) > 0}
+            if lost_before:
+                # Ids in between that were never seen at all are lost too;
+                # those given up while pending were counted already.
+                given_up = sum(1 for f in self._given_up_since_emit
+                               if seq32_diff(f, last) > 0 and seq32_diff(f, fid) < 0)
+                self.stats.frames_lost += max(0, lost_before - given_up)
+        if self._given_up_since_emit:
+            # Keep only give-ups newer than this frame: they belong to a later gap.
+            self._given_up_since_emit = {f for f in self._given_up_since_emit
+                                         if seq32_diff(f, fid) > 0}
         if recovered:
             self.stats.frames_recovered += 1
         self.stats.frames_completed += 1
