@@ -147,6 +147,7 @@ class Host:
     # -- the control channel ---------------------------------------------------------------
 
     def serve(self) -> None:
+        _favour_this_thread()
         video = self.video
         video.start(self._destination, self._stop)
         self.log(f"rootstream host: {video.capture.name} {video.width}x{video.height}@"
@@ -376,6 +377,19 @@ class Host:
             self.log(format_report(report))
         if self._json:
             self._json.write(report)
+
+
+def _favour_this_thread() -> None:
+    """Input first: the control thread, which injects the client's input, asks
+    for a higher priority than everything else on the host (the game
+    included), so a key press never waits for the scheduler behind a frame.
+    That needs root or CAP_SYS_NICE; without it nothing changes.  (Lowering
+    the video threads instead needs no privilege, but lets a busy game starve
+    the stream: measured +1 ms host p50 with the client on the same 2 cores.)"""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -5)
+    except (OSError, AttributeError):
+        pass
 
 
 def _open_gate(options: HostOptions, log):

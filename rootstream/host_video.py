@@ -6,8 +6,7 @@ Two threads, each owning its stage (rules of the road: latest frame wins):
 - ``encode``: mailbox -> encode -> fragment (with FEC) -> paced send,
   stamping each frame so every stage's latency is a field.
 
-Both run at a lower priority than the host's control thread, which injects
-input: a key press never waits behind a frame.  The control thread steers
+The control thread steers
 the pipeline only through small thread-safe calls (``request_keyframe``,
 ``set_bitrate``, ``set_fec_share``, ``take_wishes``); each thread applies
 them to the objects it owns before its next frame.
@@ -15,7 +14,6 @@ them to the objects it owns before its next frame.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -157,7 +155,6 @@ class VideoPipeline:
     # -- the capture thread ---------------------------------------------------------------
 
     def _capture_loop(self, destination, stop: threading.Event) -> None:
-        _yield_to_input()
         try:
             while not stop.is_set():
                 if destination() is None:
@@ -189,7 +186,6 @@ class VideoPipeline:
     # -- the encode thread ----------------------------------------------------------------
 
     def _encode_loop(self, destination, stop: threading.Event) -> None:
-        _yield_to_input()
         try:
             while not stop.is_set():
                 pending = self._mailbox.take(timeout=0.1)
@@ -267,13 +263,3 @@ class VideoPipeline:
         self.pacer.send(payloads, send_batch, bitrate_bps=self.encoder.bitrate,
                         frame_interval_ns=1_000_000_000 // self._stream[2])
 
-
-def _yield_to_input() -> None:
-    """Input first: the video threads run at a lower priority than the control
-    thread that injects input, so on a busy machine a key press does not wait
-    for the scheduler behind a frame (nice 10 for this thread only; Linux
-    niceness is per thread, and lowering it needs no privilege)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (OSError, AttributeError):
-        pass
