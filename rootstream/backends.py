@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,3 +159,18 @@ def accepted_options(backend_class: type, opts: Mapping[str, Any]) -> dict[str, 
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return dict(opts)
     return {key: value for key, value in opts.items() if key in parameters}
+
+
+def first_that_opens(names: Iterable[str], attempt: Callable[[str], Any]):
+    """Try ``attempt(name)`` in order; ``attempt`` returns the opened backend,
+    or a BackendProbe saying why it failed.  Returns ``(backend or None,
+    [the failures before it])`` for stages that prove a backend by using it
+    (an encoder encodes a frame, a decoder decodes one) rather than by opening."""
+    failed: list[BackendProbe] = []
+    for name in names:
+        outcome = attempt(name)
+        if isinstance(outcome, BackendProbe):
+            failed.append(outcome)
+            continue
+        return outcome, failed
+    return None, failed

@@ -34,7 +34,7 @@ import av.logging
 from av.codec.context import CodecContext, Flags
 from av.codec.hwaccel import HWAccel, hwdevices_available
 
-from rootstream.backends import BackendProbe
+from rootstream.backends import BackendProbe, first_that_opens
 from rootstream.errors import DecodeError, EncodeError
 
 __all__ = ["VideoDecoder", "DECODERS", "open_decoder", "probe_decoders"]
@@ -197,14 +197,10 @@ def open_decoder(name: str = "auto", codec: str = "h264", *,
     keyframe (``auto``); ``decoder.fallbacks`` says why earlier ones did not."""
     if name != "auto":
         return _open_proven(name, codec, device)
-    failed: list[BackendProbe] = []
-    for candidate in DECODERS:
-        outcome = _attempt(candidate, codec, device)
-        if isinstance(outcome, BackendProbe):
-            failed.append(outcome)
-            continue
-        outcome.fallbacks = failed
-        return outcome
+    decoder, failed = first_that_opens(DECODERS, lambda n: _attempt(n, codec, device))
+    if decoder is not None:
+        decoder.fallbacks = failed
+        return decoder
     raise DecodeError(f"no {codec} decoder works on this machine",
                       details=[f"{p.name}: {p.reason}" for p in failed])
 

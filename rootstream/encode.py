@@ -38,7 +38,7 @@ from av.codec.context import CodecContext
 from av.codec.hwaccel import HWAccel, hwdevices_available
 from av.video.frame import PictureType
 
-from rootstream.backends import BackendProbe
+from rootstream.backends import BackendProbe, first_that_opens
 from rootstream.errors import EncodeError
 
 __all__ = [
@@ -482,14 +482,10 @@ def open_encoder(name: str = "auto", *, width: int, height: int, fps: int = 60,
             raise EncodeError(f"unknown encoder {name!r}",
                               details=[f"known: auto, {', '.join(ENCODERS)}"])
         return _try_open(name, codec, kwargs)
-    failed: list[BackendProbe] = []
-    for candidate in candidates:
-        outcome = _attempt(candidate, codec, kwargs)
-        if isinstance(outcome, BackendProbe):
-            failed.append(outcome)
-            continue
-        outcome.fallbacks = failed
-        return outcome
+    encoder, failed = first_that_opens(candidates, lambda n: _attempt(n, codec, kwargs))
+    if encoder is not None:
+        encoder.fallbacks = failed
+        return encoder
     raise EncodeError(
         f"no {codec} encoder works on this machine",
         hint="install a PyAV/FFmpeg build with libx264, or a GPU driver with VA-API",
