@@ -85,11 +85,12 @@ def decode_datagram(data: bytes | bytearray | memoryview) -> tuple[Header, memor
     Raises ProtocolError, with one fixed message per cause, and nothing else.
     """
     view = memoryview(data)
-    if view.ndim != 1 or view.itemsize != 1:
-        view = view.cast("B")
-    if len(view) < HEADER_SIZE:
+    if type(data) is not bytes and (view.ndim != 1 or view.itemsize != 1):
+        view = view.cast("B")  # what recvfrom returns (bytes) never needs this
+    length = len(view)
+    if length < HEADER_SIZE:
         raise ProtocolError("ROOT datagram is shorter than its header")
-    magic, version, ptype, seq, timestamp, size, checksum = HEADER.unpack_from(view)
+    magic, version, ptype, seq, timestamp, size, checksum = _unpack_header(view)
     if magic != MAGIC:
         raise ProtocolError("ROOT datagram has a wrong magic")
     if version != VERSION:
@@ -99,11 +100,14 @@ def decode_datagram(data: bytes | bytearray | memoryview) -> tuple[Header, memor
         raise ProtocolError("ROOT datagram has an unknown packet type")
     if size > MAX_PAYLOAD:
         raise ProtocolError("ROOT payload size exceeds the limit")
-    if size != len(view) - HEADER_SIZE:
+    if size != length - HEADER_SIZE:
         raise ProtocolError("ROOT payload size disagrees with the datagram length")
     if datagram_crc(view) != checksum:
         raise ProtocolError("ROOT datagram has a bad checksum")
     return Header(packet_type, seq, timestamp, size, checksum), view[HEADER_SIZE:]
+
+
+_unpack_header = HEADER.unpack_from
 
 
 def associated_data(datagram: bytes | memoryview) -> bytes:
