@@ -211,7 +211,9 @@ class VideoPipeline:
         host_us = (stamps.encoded - stamps.captured) // 1000
         size = 0
         for unit in units:
-            self._send(self._fragment(unit, host_us), address, capture_ms)
+            payloads, parity = self._fragment(unit, host_us)
+            self._send(payloads, address, capture_ms)  # data first: see fragment_split
+            self._send(parity(), address, capture_ms)
             size += len(unit.data)
         stamps.sent = time.monotonic_ns()
         if units:
@@ -246,14 +248,18 @@ class VideoPipeline:
             # its next frame is an IDR.
             self.stats.count("encoder_reopened")
 
-    def _fragment(self, unit, host_us: int) -> list[bytes]:
+    def _fragment(self, unit, host_us: int):
         share = self._fec_share
         if unit.keyframe and share > 0:
             share = max(share, KEYFRAME_FEC_SHARE)
         self.fragmenter.fec_share = share  # only the encode thread uses the fragmenter
-        return self.fragmenter.fragment(unit.data, keyframe=unit.keyframe, host_us=host_us)
+        return self.fragmenter.fragment_split(unit.data, keyframe=unit.keyframe,
+                                              host_us=host_us)
 
     def _send(self, payloads: list[bytes], address, capture_ms: int) -> None:
+        if not payloads:
+            return
+
         def send_batch(batch) -> None:
             self.transport.send_many(PacketType.VIDEO, batch, address, capture_ms)
 

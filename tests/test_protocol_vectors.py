@@ -132,3 +132,14 @@ def test_every_prefix_of_every_vector_is_rejected(name):
                 continue
             with pytest.raises(ProtocolError):
                 parse(raw[:cut])
+
+
+def test_a_sender_gets_the_data_fragments_before_the_parity_is_computed():
+    fragmenter = VideoFragmenter(max_payload=28, fec_share=0.5, first_frame_id=9)
+    data, parity = fragmenter.fragment_split(FRAME, keyframe=False, host_us=800)
+    assert data == VECTORS["video.fec-3-plus-2"][:3]
+    assert parity() == VECTORS["video.fec-3-plus-2"][3:]
+    # The data fragments alone complete the frame: nobody waits for parity.
+    reassembler = Reassembler()
+    frames = [f for p in data if (f := reassembler.push(p, 0, 0)) is not None]
+    assert len(frames) == 1 and bytes(frames[0].data) == FRAME

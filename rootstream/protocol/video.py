@@ -31,6 +31,7 @@ import math
 import operator
 import struct
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -167,6 +168,17 @@ class VideoFragmenter:
     def fragment(self, data: bytes | memoryview, *, keyframe: bool,
                  host_us: int = 0) -> list[bytes]:
         """Return the payloads of one frame: data fragments, then parity."""
+        payloads, parity = self.fragment_split(data, keyframe=keyframe, host_us=host_us)
+        return payloads + parity()
+
+    def fragment_split(self, data: bytes | memoryview, *, keyframe: bool, host_us: int = 0
+                       ) -> tuple[list[bytes], Callable[[], list[bytes]]]:
+        """The data fragments now, and a function that computes the parity.
+
+        A sender puts the data fragments on the wire first: a client that
+        loses nothing completes the frame without waiting for the parity to
+        be computed (about 2 ms for a 400 KB keyframe).
+        """
         size = len(data)
         if size == 0:
             raise ValueError("cannot send an empty frame")
@@ -187,12 +199,16 @@ class VideoFragmenter:
             pack(frame_id, size, i, n, p, flags, g, host_us) + view[i * chunk:(i + 1) * chunk]
             for i in range(n)
         ]
-        if p:
+
+        def parity_payloads() -> list[bytes]:
+            if not p:
+                return []
             parity = _encode_parity(view, chunk, n, p, g)
             pflags = flags | FLAG_PARITY
-            payloads.extend(pack(frame_id, size, j, n, p, pflags, g, host_us) + parity[j]
-                            for j in range(p))
-        return payloads
+            return [pack(frame_id, size, j, n, p, pflags, g, host_us) + parity[j]
+                    for j in range(p)]
+
+        return payloads, parity_payloads
 
 
 def _encode_parity(view: memoryview, chunk: int, n: int, p: int, g: int) -> list[bytes]:
