@@ -52,10 +52,6 @@ def _bgrx_format(image) -> str | None:
     return {(0xFF0000, 0xFF00, 0xFF): "BGRX", (0xFF, 0xFF00, 0xFF0000): "RGBX"}.get(masks)
 
 
-def _detach(address) -> None:
-    xlib.load().libc.shmdt(address)
-
-
 class X11Capture(CaptureBackend):
     """The X screen (or a region, or one RandR output) as BGRX frames."""
 
@@ -197,47 +193,19 @@ class X11Capture(CaptureBackend):
         self.pixel_format = pixel_format
 
     def _attach_shm(self) -> None:
-        x11, xext, libc = self._libs.x11, self._libs.xext, self._libs.libc
-        if not xext.XShmQueryExtension(self._display):
+        if not self._libs.xext.XShmQueryExtension(self._display):
             self.fallbacks.append(
                 "MIT-SHM missing on the X server: XGetImage and a copy per frame")
             return
-        shminfo = ffi.new("XShmSegmentInfo *")
-        image = xext.XShmCreateImage(self._display, self._visual, self._depth, xlib.ZPIXMAP,
-                                     ffi.NULL, shminfo, self.width, self.height)
-        if image == ffi.NULL:
-            self.fallbacks.append("XShmCreateImage failed: XGetImage and a copy per frame")
+        shm = xlib.create_shm_image(self._display, self._visual, self._depth,
+                                    self.width, self.height)
+        if isinstance(shm, str):
+            self.fallbacks.append(f"{shm}: XGetImage and a copy per frame")
             return
-        size = image.bytes_per_line * image.height
-        shmid = libc.shmget(xlib.IPC_PRIVATE, size, xlib.IPC_CREAT | 0o600)
-        address = ffi.NULL if shmid < 0 else libc.shmat(shmid, ffi.NULL, 0)
-        errno = ffi.errno
-        if shmid >= 0:
-            # Marked for removal now: the kernel frees it once every mapping is
-            # gone, however this process ends.  Linux still lets the X server attach.
-            libc.shmctl(shmid, xlib.IPC_RMID, ffi.NULL)
-        if address == ffi.NULL or int(ffi.cast("intptr_t", address)) == -1:
-            x11.XDestroyImage(image)
-            self.fallbacks.append(f"cannot create a shared memory segment ({os.strerror(errno)}):"
-                                  " XGetImage and a copy per frame")
-            return
-        mapping = ffi.gc(ffi.cast("char *", address), _detach)
-        shminfo.shmid = shmid
-        shminfo.shmaddr = mapping
-        shminfo.readOnly = False
-        image.data = mapping
-        xext.XShmAttach(self._display, shminfo)
-        x11.XSync(self._display, False)
-        errors = xlib.take_errors(self._display)
-        if errors:
-            image.data = ffi.NULL  # the mapping is ours to release, not Xlib's to free()
-            x11.XDestroyImage(image)
-            self.fallbacks.append(f"the X server could not attach our shared memory ({errors[0]};"
-                                  " remote display?): XGetImage and a copy per frame")
-            return
-        self._image, self._shminfo = image, shminfo
-        self._pixels = np.frombuffer(ffi.buffer(mapping, size), dtype=np.uint8).reshape(
-            image.height, image.bytes_per_line)
+        self._image, self._shminfo = shm.image, shm.shminfo
+        # The pixels keep the mapping alive, even past close() (a frame kept by
+        # the caller stays readable).
+        self._pixels = shm.pixels
 
     def _watch_damage(self) -> None:
         xdamage = self._libs.xdamage
