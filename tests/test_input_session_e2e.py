@@ -64,10 +64,13 @@ class Player:
         deadline = time.monotonic() + 20
         found = ""
         while not found and time.monotonic() < deadline:
-            # The client is the only X client on its display: any window with a
-            # class is its window (xdotool does not read SDL's UTF-8 title).
-            found = subprocess.run(["xdotool", "search", "--class", "."], env=self.env,
-                                   capture_output=True, text=True, timeout=10).stdout.split()
+            # The client is the only X client on its display: any mapped window
+            # with a class is its window (xdotool does not read SDL's UTF-8
+            # title).  Only mapped ones: SDL makes and destroys a hidden helper
+            # window while it starts, and aiming at that one fails with BadWindow.
+            found = subprocess.run(["xdotool", "search", "--onlyvisible", "--class", "."],
+                                   env=self.env, capture_output=True, text=True,
+                                   timeout=10).stdout.split()
             found = found[0] if found else ""
             time.sleep(0.1)
         assert found, "the client's window never appeared"
