@@ -23,11 +23,10 @@ end lists median and p99 per frame and the ratios against each baseline.
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
 
 import numpy as np
 import pytest
+from conftest import XvfbDisplay
 
 from rootstream.capture import xlib
 from rootstream.capture.marker import draw_marker, read_marker_y
@@ -45,17 +44,9 @@ RATIOS = [
 
 @pytest.fixture(scope="module")
 def screen_1080p():
-    """A 1920x1080 Xvfb of our own; Xvfb picks a free display and tells us on a pipe."""
-    ready, announce = os.pipe()
-    server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(announce), "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
-        pass_fds=(announce,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(announce)
-    with os.fdopen(ready) as pipe:
-        display = ":" + pipe.readline().strip()
-    yield display
-    server.terminate()
-    server.wait(5)
+    """A 1920x1080 Xvfb of our own (bench/conftest.py picks a free display)."""
+    with XvfbDisplay(1920, 1080) as server:
+        yield server.display
 
 
 def summary_lines(results) -> list[str]:

@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
 from fractions import Fraction
 
 import pytest
 from av.codec.context import CodecContext
+from conftest import XvfbDisplay
 
 from rootstream.decode import open_decoder
 from rootstream.encode import open_encoder, pattern_nv12
@@ -165,13 +165,8 @@ def test_reformat_baseline(benchmark, decoded, size):
 @pytest.fixture(scope="module")
 def display():
     """A 1920x1080 Xvfb of our own, with SDL pointed at it for this module."""
-    ready, announce = os.pipe()
-    server = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(announce), "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
-        pass_fds=(announce,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(announce)
-    with os.fdopen(ready) as pipe:
-        name = ":" + pipe.readline().strip()
+    server = XvfbDisplay(1920, 1080)
+    name = server.display
     saved = {k: os.environ.get(k) for k in ("DISPLAY", "SDL_VIDEODRIVER")}
     os.environ.update(DISPLAY=name, SDL_VIDEODRIVER="x11")
     yield name
@@ -180,8 +175,7 @@ def display():
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    server.terminate()
-    server.wait(5)
+    server.close()
 
 
 # (SDL_VIDEODRIVER, renderer): x11 on Xvfb with SDL's default renderer and with
