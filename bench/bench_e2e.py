@@ -191,7 +191,7 @@ def stage_breakdown(size: str, frames: int = BREAKDOWN_FRAMES) -> dict[str, floa
             t0 = clock()
             pixels = pattern.render(number, time.monotonic_ns())
             t1 = clock()
-            captured = CapturedFrame(pixels, width, height, width * 4, "BGRX", number)
+            captured = CapturedFrame(pixels, width, height, pixels.shape[1], "BGRX", number)
             picture = converter.convert(captured)
             t2 = clock()
             times["render"].append(t1 - t0)
