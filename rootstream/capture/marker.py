@@ -46,6 +46,12 @@ THRESHOLD = 128  # mid-grey, right for full-range and limited-range (16..235) lu
 
 _TIMING_ROW = np.arange(COLUMNS) % 2 == 0  # white on even columns
 _TIMING_COLUMN = np.arange(ROWS) % 2 == 0
+# The timing cells, with the data cells still to fill.
+_GRID = np.zeros((ROWS, COLUMNS), dtype=bool)
+_GRID[0, :] = _TIMING_ROW
+_GRID[:, 0] = _TIMING_COLUMN
+# A BGRX pixel as one native uint32: every byte 255 (white) or 0 (black).
+_WHITE = np.uint32(0xFFFFFFFF)
 # How far a measured timing edge may stray from where the pitch puts it.
 _EDGE_TOLERANCE = 0.3
 
@@ -67,9 +73,7 @@ def marker_cells(frame_number: int, capture_ms: int) -> np.ndarray:
         if not 0 <= value <= 0xFFFFFFFF:
             raise ValueError(f"{what} must fit in 32 bits, got {value}")
     bits = np.unpackbits(np.frombuffer(_payload(frame_number, capture_ms), np.uint8))
-    grid = np.empty((ROWS, COLUMNS), dtype=bool)
-    grid[0, :] = _TIMING_ROW
-    grid[:, 0] = _TIMING_COLUMN
+    grid = _GRID.copy()
     grid[1:, 1:] = bits.reshape(ROWS - 1, COLUMNS - 1)
     return grid
 
@@ -83,11 +87,16 @@ def draw_marker(pixels_bgrx: np.ndarray, width: int, height: int,
     if pixels_bgrx.dtype != np.uint8 or pixels_bgrx.ndim != 2 or \
             pixels_bgrx.shape[0] < height or pixels_bgrx.shape[1] < width * 4:
         raise ValueError("pixels must be a (height, stride >= width*4) uint8 array")
-    levels = marker_cells(frame_number, capture_ms).astype(np.uint8) * np.uint8(255)
-    # One BGRX pixel row per cell row, written to the CELL pixel rows it spans.
-    cell_rows = np.repeat(levels, CELL * 4, axis=1)
-    for row in range(ROWS):
-        pixels_bgrx[row * CELL:(row + 1) * CELL, : MARKER_WIDTH * 4] = cell_rows[row]
+    # Whole pixels as uint32 and every cell row in one assignment: the host
+    # draws this each frame, where numpy's per-call cost is what counts.
+    cell_rows = np.repeat(marker_cells(frame_number, capture_ms) * _WHITE, CELL, axis=1)
+    corner = marker_area(pixels_bgrx).view(np.uint32).reshape(ROWS, CELL, MARKER_WIDTH)
+    corner[...] = cell_rows[:, None, :]
+
+
+def marker_area(pixels_bgrx: np.ndarray) -> np.ndarray:
+    """The view of a (height, stride) BGRX array that the marker covers."""
+    return pixels_bgrx[:MARKER_HEIGHT, :MARKER_WIDTH * 4]
 
 
 def _edges(line: np.ndarray, count: int) -> np.ndarray | None:

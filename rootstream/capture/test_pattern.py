@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import CaptureError
 from ..frame import CapturedFrame
 from .base import CaptureBackend, Pacer, deadline_after
-from .marker import MARKER_HEIGHT, MARKER_WIDTH, draw_marker
+from .marker import MARKER_HEIGHT, MARKER_WIDTH, draw_marker, marker_area
 
 PERIOD = 256  # the tile repeats every PERIOD pixels in x and y
 STEP_X, STEP_Y = 3, 2  # scroll per frame, in pixels
@@ -101,7 +101,7 @@ class TestPatternCapture(CaptureBackend):
         # texture is a period taller than the picture, so the window fits.
         pixels = self._texture[start:start + self.height * self._pitch].reshape(
             self.height, self._pitch)
-        under = pixels[:MARKER_HEIGHT, :MARKER_WIDTH * 4]
+        under = marker_area(pixels)
         self._under_marker = (under, under.copy())
         draw_marker(pixels, self.width, self.height, frame_number & 0xFFFFFFFF,
                     (captured_ns // 1_000_000) & 0xFFFFFFFF)
