@@ -280,6 +280,7 @@ class Host:
             name = self._pending_peer_name if self.gate is not None else hello.client_name
             session = _Session(address, secrets.randbits(32), name, now, now)
             self.video.take_wishes(hello)
+            self.stats.new_session()
             with self._session_lock:
                 self._session = session
             self.sessions_served += 1

@@ -95,6 +95,13 @@ class StatsCollector:
             self.window.counters[name] = self.window.counters.get(name, 0) + n
             self.totals[name] = self.totals.get(name, 0) + n
 
+    def new_session(self) -> None:
+        """Empty the latency rings, so a new client's percentiles are its own
+        and not the last client's (the totals keep counting)."""
+        with self._lock:
+            for ring in self.window.rings.values():
+                ring.reset()
+
     def set_total(self, name: str, value: int) -> None:
         """Mirror a counter kept elsewhere (e.g. a mailbox's drops)."""
         with self._lock:
