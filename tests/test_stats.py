@@ -16,7 +16,8 @@ def test_ring_percentiles_are_in_milliseconds_over_the_last_samples_only():
     ring = LatencyRing(size=100)
     for ms in range(1, 101):
         ring.add(ms * 1_000_000)
-    assert ring.percentiles_ms((50, 99)) == {"p50": pytest.approx(50.5), "p99": pytest.approx(99.01)}
+    assert ring.percentiles_ms((50, 99)) == {"p50": pytest.approx(50.5),
+                                             "p99": pytest.approx(99.01)}
     for _ in range(100):  # a full turn of the ring: the old samples are gone
         ring.add(7_000_000)
     assert len(ring) == 100 and ring.total == 200
