@@ -227,3 +227,51 @@ def test_sealed_datagram_through_the_protocol_layer():
     header, box = decode_datagram(datagram)
     assert associated_data(datagram) == pre_image  # both layers agree on the AD
     assert Opener(KEY, 1).open(datagram[:16], box) == payload
+
+
+@pytest.mark.parametrize("direction,counter,payload,sealed", VECTORS)
+def test_seal_parts_are_the_sealed_payload_split_after_the_counter(direction, counter, payload,
+                                                                   sealed):
+    parts = Sealer(KEY, direction, counter=counter).seal_parts(HEADER, memoryview(payload))
+    assert len(parts[0]) == 8 and (parts[0] + parts[1]).hex() == sealed
+
+
+@pytest.mark.parametrize("direction,counter,payload,sealed", VECTORS)
+def test_open_reads_a_memoryview_into_the_datagram_in_place(direction, counter, payload, sealed):
+    datagram = memoryview(HEADER + bytes.fromhex(sealed))
+    assert Opener(KEY, direction).open(datagram[:16], datagram[16:]) == payload
+
+
+def test_vectors_match_pynacl_which_still_does_the_handshake():
+    """Sealer now uses cryptography's ChaCha20-Poly1305; PyNaCl's is the same
+    construction, so boxes from either open with the other."""
+    import nacl.bindings
+
+    payload, ad = os.urandom(300), HEADER[:14] + b"\0\0"
+    nonce = bytes(4) + (77).to_bytes(8, "big")
+    box = Sealer(KEY, 0, counter=77).seal(HEADER, payload)
+    assert box[8:] == nacl.bindings.crypto_aead_chacha20poly1305_ietf_encrypt(
+        payload, ad, nonce, KEY)
+
+
+def test_opener_shared_by_two_threads_accepts_each_box_exactly_once():
+    sealer, opener = Sealer(KEY), Opener(KEY, window=4096)
+    boxes = [sealer.seal(HEADER, b"x" * 64) for _ in range(1500)]
+    accepted: list[list[bytes]] = [[], []]
+    rejected: list[list[str]] = [[], []]
+
+    def receive(slot):
+        for box in boxes:  # both threads try every box
+            try:
+                accepted[slot].append(opener.open(HEADER, box))
+            except PacketRejected as exc:
+                rejected[slot].append(exc.reason)
+
+    threads = [threading.Thread(target=receive, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(accepted[0]) + len(accepted[1]) == len(boxes)
+    assert set(rejected[0] + rejected[1]) <= {"replayed"}
+    assert opener.highest_counter == len(boxes) - 1
