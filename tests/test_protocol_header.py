@@ -14,7 +14,7 @@ from rootstream.protocol import (
     decode_datagram,
     encode_datagram,
 )
-from rootstream.protocol.header import HEADER, MAGIC
+from rootstream.protocol.header import HEADER, MAGIC, header_pre_image, join_datagram
 
 
 def test_header_is_16_bytes():
@@ -115,3 +115,59 @@ def test_any_single_byte_change_is_detected(payload, where, flip):
 def test_associated_data_is_the_header_with_checksum_zeroed():
     datagram = encode_datagram(PacketType.VIDEO, 3, 4, b"xyz")
     assert associated_data(datagram) == datagram[:14] + b"\0\0"
+
+
+# -- join_datagram (native) against the Python definition of a datagram -------------------
+
+
+def _reference_datagram(ptype: int, seq: int, ts: int, payload: bytes) -> bytes:
+    """docs/PROTOCOL.md §2 written out in plain Python: pack the header with a
+    zero checksum, append the payload, then write the CRC over all of it."""
+    buf = bytearray(HEADER.pack(MAGIC, 1, ptype, seq & 0xFFFF, ts & 0xFFFFFFFF, len(payload), 0))
+    buf += payload
+    buf[14:16] = struct.pack("!H", binascii.crc_hqx(bytes(buf), 0xFFFF))
+    return bytes(buf)
+
+
+@given(
+    ptype=st.sampled_from(list(PacketType)),
+    seq=st.integers(0, 0x1FFFF),
+    ts=st.integers(0, 0x1_FFFF_FFFF),
+    parts=st.lists(st.binary(max_size=MAX_PAYLOAD // 3), max_size=3),
+)
+def test_join_datagram_is_byte_exact_with_the_python_definition(ptype, seq, ts, parts):
+    payload = b"".join(parts)
+    want = _reference_datagram(ptype, seq, ts, payload)
+    pre_image = header_pre_image(ptype, seq, ts, len(payload))
+    assert pre_image == want[:14] + b"\0\0"
+    assert join_datagram(pre_image, *parts) == want
+    assert join_datagram(pre_image, *(memoryview(p) for p in parts)) == want
+    assert encode_datagram(ptype, seq, ts, payload) == want
+
+
+def test_join_datagram_ignores_whatever_checksum_the_header_carries():
+    pre_image = header_pre_image(PacketType.VIDEO, 1, 2, 3)
+    assert join_datagram(pre_image[:14] + b"\xab\xcd", b"abc") == join_datagram(pre_image, b"abc")
+
+
+@pytest.mark.parametrize("args, error, message", [
+    ((), TypeError, "expects a header and at most 3 parts"),
+    ((bytes(16), b"", b"", b"", b""), TypeError, "expects a header and at most 3 parts"),
+    ((bytes(15),), ValueError, "the header must be 16 bytes"),
+    ((bytes(16), b"x"), ValueError, "payload_size disagrees with the parts"),
+    ((header_pre_image(PacketType.VIDEO, 0, 0, 2), b"x"), ValueError, "payload_size disagrees"),
+    ((bytes(16), "text"), TypeError, "bytes-like"),
+])
+def test_join_datagram_refuses_what_it_cannot_frame(args, error, message):
+    with pytest.raises(error, match=message):
+        join_datagram(*args)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((PacketType.VIDEO, 0, 0, MAX_PAYLOAD + 1), "exceeds the 1384-byte limit"),
+    ((5, 0, 0, 0), "unknown packet type"),
+    ((0, 0, 0, 0), "unknown packet type"),
+])
+def test_header_pre_image_refuses_programming_errors(args, message):
+    with pytest.raises(ValueError, match=message):
+        header_pre_image(*args)

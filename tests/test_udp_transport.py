@@ -108,3 +108,62 @@ def test_an_insecure_transport_sends_in_clear():
         got = b.receive(timeout=1)
         assert not got.sealed and got.header.timestamp_ms == 7
         assert bytes(got.payload) == b"\x03\x00\x00\x00\x01"
+
+
+def test_send_many_seals_a_whole_frame_in_sequence(pair):
+    a, b = pair
+    a_keys, b_keys = _keys()
+    a.secure(b.address, a_keys)
+    b.secure(a.address, b_keys)
+    a._seq[PacketType.VIDEO] = 0xFFFE  # the frame's sequence numbers wrap
+    fragments = [bytes([i]) * (a.max_payload - i) for i in range(5)]
+    a.send_many(PacketType.VIDEO, fragments, b.address, 1234)
+    got = [b.receive(timeout=1) for _ in fragments]
+    assert [bytes(g.payload) for g in got] == fragments
+    assert all(g.sealed and g.header.timestamp_ms == 1234 for g in got)
+    assert [g.header.sequence for g in got] == [0xFFFE, 0xFFFF, 0, 1, 2]
+    assert a.counters.sent == 5 and b.counters.lost == {}
+    assert b.receive(timeout=0.05) is None
+
+
+def test_send_many_refuses_a_whole_frame_to_an_address_without_keys(pair):
+    a, b = pair
+    a.send_many(PacketType.VIDEO, [b"one", b"two", b"three"], b.address, 0)
+    assert a.dropped_unsealed == 3 and a.counters.sent == 0
+    assert a._seq[PacketType.VIDEO] == 0  # refused datagrams take no sequence number
+    assert b.receive(timeout=0.1) is None
+
+
+def test_a_sealed_payload_over_the_limit_is_a_programming_error(pair):
+    a, b = pair
+    a_keys, _ = _keys()
+    a.secure(b.address, a_keys)
+    with pytest.raises(ValueError, match="exceeds the 1384-byte limit"):
+        a.send(PacketType.VIDEO, bytes(a.max_payload + 1), b.address)
+
+
+def test_sealed_datagrams_are_byte_exact_with_the_layered_definition(pair):
+    """What _frame builds in one allocation equals header -> Sealer.seal ->
+    encode_datagram done step by step."""
+    from rootstream.crypto.seal import SEAL_OVERHEAD
+    from rootstream.protocol.header import header_pre_image
+
+    a, b = pair
+    a_keys, _ = _keys()
+    a.secure(b.address, a_keys)
+    payload = bytes(range(200))
+    datagram = a._frame(PacketType.AUDIO, memoryview(payload), b.address, 99, True)
+    pre_image = header_pre_image(PacketType.AUDIO, 0, 99, len(payload) + SEAL_OVERHEAD)
+    layered = encode_datagram(PacketType.AUDIO, 0, 99,
+                              a_keys.sealer().seal(pre_image, payload))
+    assert datagram == layered
+
+
+def test_receive_takes_a_queued_burst_then_waits_out_its_timeout():
+    with UdpTransport(("127.0.0.1", 0)) as a, UdpTransport(("127.0.0.1", 0)) as b:
+        a.send_many(PacketType.VIDEO, [b"%d" % i for i in range(20)], b.address, 3)
+        assert [bytes(b.receive(timeout=0).payload) for _ in range(20)] == [
+            b"%d" % i for i in range(20)]
+        assert b.receive(timeout=0) is None
+        assert b.receive(timeout=0.05) is None
+    assert b.receive(timeout=1) is None  # closed: returns at once instead of raising

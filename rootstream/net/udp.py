@@ -18,16 +18,9 @@ from typing import NamedTuple
 
 from rootstream.crypto.seal import SEAL_OVERHEAD
 from rootstream.errors import CryptoError, NetworkError, ProtocolError
-from rootstream.protocol import (
-    MAX_PAYLOAD,
-    Header,
-    PacketType,
-    associated_data,
-    decode_datagram,
-    encode_datagram,
-)
+from rootstream.protocol import MAX_PAYLOAD, Header, PacketType, decode_datagram, encode_datagram
 from rootstream.protocol.control import CRYPTO_KINDS
-from rootstream.protocol.header import HEADER, MAGIC, VERSION
+from rootstream.protocol.header import header_pre_image, join_datagram
 from rootstream.protocol.seqnum import seq16_diff
 
 DEFAULT_PORT = 47100
@@ -170,10 +163,12 @@ class UdpTransport:
         # Linux reports twice what it granted (bookkeeping overhead included).
         return self.receive_buffer < 2 * 1024 * 1024
 
-    def _next_seq(self, ptype: int) -> int:
+    def _reserve_seq(self, ptype: int, count: int = 1) -> int:
+        """The first of ``count`` consecutive sequence numbers for ``ptype``
+        (callers reduce them to 16 bits), taken under one lock acquisition."""
         with self._seq_lock:
             seq = self._seq[ptype]
-            self._seq[ptype] = (seq + 1) & 0xFFFF
+            self._seq[ptype] = (seq + count) & 0xFFFF
             return seq
 
     def send(self, ptype: PacketType, payload: bytes | memoryview, address,
@@ -186,23 +181,45 @@ class UdpTransport:
 
     def send_many(self, ptype: PacketType, payloads: list[bytes], address,
                   timestamp_ms: int) -> None:
-        """Send the fragments of one frame back to back, in order."""
+        """Send the fragments of one frame back to back, in order.
+
+        The keys are looked up once per frame, so a frame never straddles two
+        sessions' keys."""
+        sealer = self._sealer_for(address, True)
+        if sealer is False:
+            self.dropped_unsealed += len(payloads)
+            return
+        seq = self._reserve_seq(ptype, len(payloads))
         for payload in payloads:
-            self._sendto(self._frame(ptype, payload, address, timestamp_ms, True), address)
+            self._sendto(self._build(ptype, seq, timestamp_ms, payload, sealer), address)
+            seq += 1
+
+    def _sealer_for(self, address, seal: bool):
+        """The Sealer for a datagram to ``address``; None to send it in clear;
+        False when it must not leave (sealing required, no keys for ``address``)."""
+        if not seal:
+            return None
+        peer, sealer, _ = self._secured
+        if sealer is not None and address == peer:
+            return sealer
+        return False if self.require_sealing else None
 
     def _frame(self, ptype, payload, address, timestamp_ms: int, seal: bool) -> bytes | None:
-        peer, sealer, _ = self._secured
-        if seal and self.require_sealing and (sealer is None or address != peer):
+        sealer = self._sealer_for(address, seal)
+        if sealer is False:
             self.dropped_unsealed += 1
             return None
-        seq = self._next_seq(ptype)
-        if sealer is not None and seal and address == peer:
-            # The header, with the sealed size and a zero checksum, is the
-            # associated data: the checksum covers the box, so it comes after.
-            header = HEADER.pack(MAGIC, VERSION, ptype, seq, timestamp_ms & 0xFFFFFFFF,
-                                 len(payload) + SEAL_OVERHEAD, 0)
-            payload = sealer.seal(header, bytes(payload))
-        return encode_datagram(ptype, seq, timestamp_ms, payload)
+        return self._build(ptype, self._reserve_seq(ptype), timestamp_ms, payload, sealer)
+
+    @staticmethod
+    def _build(ptype, seq: int, timestamp_ms: int, payload, sealer) -> bytes:
+        if sealer is None:
+            return encode_datagram(ptype, seq, timestamp_ms, payload)
+        # The header, with the sealed size and a zero checksum, is the
+        # associated data: the checksum covers the box, so it comes after.
+        header = header_pre_image(ptype, seq, timestamp_ms, len(payload) + SEAL_OVERHEAD)
+        counter, box = sealer.seal_parts(header, payload)
+        return join_datagram(header, counter, box)
 
     def _sendto(self, datagram: bytes | None, address) -> None:
         if datagram is None:
@@ -225,16 +242,21 @@ class UdpTransport:
         None when ``timeout`` passes first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._closed:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            # Read first and wait only when the queue is empty: datagrams come
+            # in bursts (a frame's fragments), and a select() per datagram of
+            # a burst would cost a system call each for nothing.
             try:
-                ready, _, _ = select.select([self.sock], [], [], remaining)
-            except (OSError, ValueError):
-                return None  # closed under us
-            if not ready:
-                return None
-            try:
-                data, address = self.sock.recvfrom(2048)
-            except (BlockingIOError, ConnectionRefusedError, InterruptedError):
+                data, address = self.sock.recvfrom(2048, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    ready, _, _ = select.select([self.sock], [], [], remaining)
+                except (OSError, ValueError):
+                    return None  # closed under us
+                if not ready:
+                    return None
+                continue
+            except ConnectionRefusedError:
                 continue
             except OSError:
                 return None
@@ -251,7 +273,7 @@ class UdpTransport:
             if opener is not None and address == peer and not is_unsealed_crypto(
                     header, payload):
                 try:
-                    payload = memoryview(opener.open(associated_data(data), bytes(payload)))
+                    payload = memoryview(opener.open(data[:16], payload))
                 except CryptoError as exc:
                     cause = getattr(exc, "reason", "rejected")
                     self.counters.rejected[cause] = self.counters.rejected.get(cause, 0) + 1

@@ -21,7 +21,7 @@ import enum
 import struct
 from typing import NamedTuple
 
-from rootstream._native._crc16 import crc16, datagram_crc
+from rootstream._native._crc16 import datagram_crc, join_datagram
 from rootstream.errors import ProtocolError
 
 MAGIC = 0x524F4F54
@@ -59,24 +59,27 @@ class Header(NamedTuple):
     version: int = VERSION
 
 
-def encode_datagram(ptype: int, seq: int, timestamp_ms: int, payload: bytes | memoryview) -> bytes:
-    """Build one datagram: header, checksum and payload.
+def header_pre_image(ptype: int, seq: int, timestamp_ms: int, payload_size: int) -> bytes:
+    """The 16-byte header with its checksum field zeroed.
 
-    ``seq`` and ``timestamp_ms`` are reduced to 16 and 32 bits (they wrap by
-    design); a payload over MAX_PAYLOAD is a programming error, not bad input,
-    and raises ValueError.
+    It is what the CRC covers before the payload, and what a sealed payload
+    is bound to (``associated_data`` of the finished datagram), so a sender
+    builds it once for both.  ``seq`` and ``timestamp_ms`` are reduced to 16
+    and 32 bits (they wrap by design); a size over MAX_PAYLOAD or an unknown
+    type is a programming error, not bad input, and raises ValueError.
     """
-    size = len(payload)
-    if size > MAX_PAYLOAD:
-        raise ValueError(f"payload of {size} bytes exceeds the {MAX_PAYLOAD}-byte limit")
-    if int(ptype) not in _KNOWN_TYPES:
+    if payload_size > MAX_PAYLOAD:
+        raise ValueError(f"payload of {payload_size} bytes exceeds the {MAX_PAYLOAD}-byte limit")
+    if ptype not in _KNOWN_TYPES:
         raise ValueError(f"unknown packet type {ptype!r}")
-    buf = bytearray(HEADER_SIZE + size)
-    HEADER.pack_into(buf, 0, MAGIC, VERSION, ptype, seq & 0xFFFF, timestamp_ms & 0xFFFFFFFF,
-                     size, 0)
-    buf[HEADER_SIZE:] = payload
-    struct.pack_into("!H", buf, CHECKSUM_OFFSET, crc16(buf))
-    return bytes(buf)
+    return _pack_header(MAGIC, VERSION, ptype, seq & 0xFFFF, timestamp_ms & 0xFFFFFFFF,
+                        payload_size, 0)
+
+
+def encode_datagram(ptype: int, seq: int, timestamp_ms: int, payload: bytes | memoryview) -> bytes:
+    """Build one datagram: header, checksum and payload (see header_pre_image
+    for what raises ValueError)."""
+    return join_datagram(header_pre_image(ptype, seq, timestamp_ms, len(payload)), payload)
 
 
 def decode_datagram(data: bytes | bytearray | memoryview) -> tuple[Header, memoryview]:
@@ -108,6 +111,7 @@ def decode_datagram(data: bytes | bytearray | memoryview) -> tuple[Header, memor
 
 
 _unpack_header = HEADER.unpack_from
+_pack_header = HEADER.pack
 
 
 def associated_data(datagram: bytes | memoryview) -> bytes:
