@@ -158,18 +158,47 @@ def test_back_to_back_conversions_reach_a_spinning_helper():
         assert_nv12(src, width, height, y, uv)
 
 
+def test_conversions_at_a_steady_cadence_are_exact():
+    """At a steady pace a helper wakes on the clock before each conversion is
+    due (nv12_pool.c); conversions that come early, late or on time must each
+    still be converted whole, with the job of that call."""
+    rng = np.random.default_rng(13)
+    frames = [(random_frame(rng, w, h), w, h) for w, h in [(320, 180), (322, 97)]]
+    gaps_ms = [5] * 12 + [2.5, 5, 9, 5, 5, 0, 5, 5]  # steady, then early / late / at once
+    for i, gap in enumerate(gaps_ms):
+        time.sleep(gap / 1000)
+        src, width, height = frames[i % len(frames)]
+        y, uv = nv12_planes(width, height)
+        run_nv12(src, width, height, y, uv, threads=2)
+        assert_nv12(src, width, height, y, uv)
+
+
+def test_helpers_stop_anticipating_when_conversions_stop():
+    """After a steady run the helper waits for one more conversion, briefly
+    (about 2 ms), then sleeps: a stream that ends leaves no core spinning."""
+    rng = np.random.default_rng(14)
+    src = random_frame(rng, 96, 40)
+    y, uv = nv12_planes(96, 40)
+    run_nv12(src, 96, 40, y, uv, threads=2)  # the helper exists
+    baseline = cpu_while_idle()
+    for _ in range(10):
+        time.sleep(0.005)
+        run_nv12(src, 96, 40, y, uv, threads=2)
+    assert cpu_while_idle() < baseline + 0.06
+
+
+def cpu_while_idle() -> float:
+    """CPU seconds this process uses while its main thread sleeps 0.25 s."""
+    before = time.process_time()
+    time.sleep(0.25)
+    return time.process_time() - before
+
+
 def test_helpers_sleep_after_a_burst():
     """The helper's spin is bounded (2 ms): an idle process uses no CPU."""
     rng = np.random.default_rng(12)
     src = random_frame(rng, 96, 40)
     y, uv = nv12_planes(96, 40)
-
-    def cpu_while_idle() -> float:
-        """CPU seconds this process uses while its main thread sleeps 0.25 s."""
-        before = time.process_time()
-        time.sleep(0.25)
-        return time.process_time() - before
-
     run_nv12(src, 96, 40, y, uv, threads=2)  # the helper exists
     baseline = cpu_while_idle()  # whatever other threads of the process use
     for _ in range(10):  # back to back: the helper spins after each
