@@ -16,8 +16,10 @@ automatic thread count, forced SSE2 with one thread, and ``NV12Converter``
 end to end (pooled ``av.VideoFrame``, the host's hot path).  Each is timed
 back to back (warm caches; conversions less than 2 ms apart keep the pool's
 helper spinning, see nv12_pool.c), and ours and libyuv also at the host's
-cadence, one frame per 1/60 s, where caches have cooled and the helper sleeps
-and must be woken (40-460 us on a cloud VM).
+cadence, one frame per 1/60 s, where caches have cooled and the helper,
+seeing a steady pace, wakes on the clock just before each frame is due
+(waking it when the frame arrives took 40-460 us on this cloud VM, as long
+as the whole conversion).
 
 Run: ``pytest bench/bench_convert.py --benchmark-only``; the summary at the
 end lists median and p99 per frame and the ratios.
