@@ -101,7 +101,10 @@ def _rootstream_sides(a: XvfbDisplay, b: XvfbDisplay, port: int, log_dir: Path,
         host.wait_for("listening on")
         client = Spawned("rootstream-client", python + [
             "connect", f"127.0.0.1:{port}", "--present", presenter, "--stats-interval", "1",
-            "--stats-json", str(log_dir / "client.jsonl")],
+            "--stats-json", str(log_dir / "client.jsonl"),
+            # The client's own "glass" ring: the painter's stamp in the marker
+            # to presented, which splits the observer's figure at the present.
+            "--same-clock"],
             log_dir, env=b.env(SDL_VIDEODRIVER="x11", **client_env))
         client.wait_for(f"showing with {presenter}")
     except BaseException:

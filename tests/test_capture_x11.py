@@ -144,6 +144,22 @@ def test_still_screen_yields_nothing_and_a_draw_wakes_the_grab(xvfb, painter):
         assert capture.grab(timeout=NOTHING_CHANGES) is None
 
 
+def test_changes_faster_than_fps_are_grabbed_at_about_fps(xvfb, painter):
+    """A screen that changes before every grab is grabbed at most about
+    ``fps`` times a second: after the first, one per period (ChangeRateCap,
+    whose period is 5 % short of 1/fps)."""
+    with X11Capture(xvfb.display, fps=20) as capture:
+        captured = []
+        for i in range(6):
+            painter.fill(0, 0, 8, 8, 0x010101 * (i + 1))
+            frame = capture.grab(timeout=5)
+            assert frame is not None
+            captured.append(frame.stamps.captured)
+    # 214 ms from the first grab to the last (1.5 frames of credit, then 47.6
+    # ms apart); a lower bound with room for the stamps' read times.
+    assert captured[-1] - captured[0] >= 4 * 50_000_000
+
+
 def test_drawing_inside_a_client_window_is_seen(xvfb, painter):
     with X11Capture(xvfb.display) as capture:
         capture.grab(timeout=5)

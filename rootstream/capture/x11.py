@@ -4,8 +4,9 @@ With MIT-SHM the X server copies the screen straight into a SysV shared
 memory segment that is also our frame buffer (a numpy array over the mapping):
 no bytes cross the socket and nothing is allocated per frame.  With XDAMAGE,
 ``grab()`` sleeps in ``poll()`` on the X connection until the server reports
-that the captured rectangle changed, then grabs at once, at most ``fps`` times
-a second: a still desktop costs nothing.
+that the captured rectangle changed, then grabs at once, at most about ``fps``
+times a second (base.ChangeRateCap: 5 % over, so that a source at exactly
+``fps`` is never made to wait): a still desktop costs nothing.
 
 The X server leaves the pointer out of its pictures, so with ``cursor=True``
 each frame gets the pointer drawn in from XFIXES (picture, hotspot and
@@ -35,7 +36,7 @@ import numpy as np
 from ..errors import CaptureError
 from ..frame import CapturedFrame
 from . import xlib
-from .base import CaptureBackend, Pacer, deadline_after
+from .base import CaptureBackend, ChangeRateCap, Pacer, deadline_after
 from .xlib import ffi
 
 NO_DISPLAY = "no X display: set DISPLAY or use --source test"
@@ -90,6 +91,10 @@ class X11Capture(CaptureBackend):
             else:
                 self.fallbacks.append(
                     f"XDAMAGE off (use_damage=False): grabbing {fps:g} times a second")
+            if self._damage:
+                # Changes, not a timer, set the pace: cap their rate without
+                # a grid of slots (see ChangeRateCap).
+                self._pacer = ChangeRateCap(fps)
             if cursor:
                 self._watch_cursor()
         except BaseException:
