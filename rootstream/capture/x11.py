@@ -286,10 +286,13 @@ class X11Capture(CaptureBackend):
             # new event, so the next grab picks it up instead of losing it.
             self._libs.xdamage.XDamageSubtract(self._display, self._damage, 0, 0)
             self._dirty = False
+        # Stamped as the read is asked for: the picture is the screen from this
+        # moment on, and the read itself (0.5 ms at 720p) is then host
+        # processing, as drawing the test pattern is.
+        captured = time.monotonic_ns()
         self._read_pixels()
         if self._cursor:
             self._draw_cursor()
-        captured = time.monotonic_ns()
         self._pacer.taken(slot, captured)
         return self._frame(self._pixels, captured)
 
