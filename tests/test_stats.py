@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
+import numpy as np
 import pytest
 
 from rootstream.client import Client, ClientOptions
@@ -22,6 +23,18 @@ def test_ring_percentiles_are_in_milliseconds_over_the_last_samples_only():
         ring.add(7_000_000)
     assert len(ring) == 100 and ring.total == 200
     assert ring.percentiles_ms() == {"p50": 7.0, "p95": 7.0, "p99": 7.0}
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 10, 999, 1024, 2500])
+def test_ring_percentiles_follow_numpys_linear_rule(count):
+    rng = np.random.default_rng(count)
+    samples = rng.integers(0, 50_000_000, count)
+    ring = LatencyRing()
+    for ns in samples:
+        ring.add(int(ns))
+    kept = samples[-1024:]
+    want = {f"p{p}": round(float(np.percentile(kept, p)) / 1e6, 3) for p in (50, 90, 95, 99)}
+    assert ring.percentiles_ms((50, 90, 95, 99)) == want
 
 
 def test_an_empty_ring_has_no_percentiles():
