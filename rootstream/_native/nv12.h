@@ -46,8 +46,9 @@
  * of 2^15 and others lie one or two below the next (every matrix and range),
  * so any coarser arithmetic changes some bytes (tests/test_convert.py checks
  * every colour on every path).  The price is about 1.7 vector operations per
- * pixel in the AVX2 loop, which on a Zen 3 core at 1080p (source in cache)
- * is about libyuv's time; larger frames are bound by memory, where we win.
+ * pixel in the AVX2 loop: on a Zen 3 core at 1080p with the source in cache,
+ * 5-15 % over libyuv's time on one thread (docs/BENCHMARKS.md); at a
+ * display's cadence and at 4K memory sets the pace, and there we win.
  */
 #ifndef ROOTSTREAM_NV12_H
 #define ROOTSTREAM_NV12_H
