@@ -23,7 +23,10 @@ from rootstream_cli.options import parse_size
 @click.option("--codec", type=click.Choice(["h264", "hevc"]), default="h264", show_default=True)
 @click.option("--size", default="1280x720", show_default=True, callback=parse_size,
               help="Test pattern size, WxH (a screen is streamed at its own size).")
-@click.option("--fps", type=click.IntRange(1, 240), default=60, show_default=True)
+@click.option("--fps", type=click.IntRange(1, 240), default=60, show_default=True,
+              help="Frames a second: the test pattern's rate; a screen is grabbed as it "
+                   "changes, up to about this rate (5 % over, so a game at exactly this "
+                   "rate never waits for the cap).")
 @click.option("--bitrate", type=click.FloatRange(0.2, 500), default=10.0, show_default=True,
               help="Video bitrate in Mbit/s: the ceiling; the host lowers it while the "
                    "client reports loss, a growing delay or a shortfall, and raises it back "
