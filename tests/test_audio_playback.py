@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes.util
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+from rootstream.audio.alsa_quiet import silence_alsa
 from rootstream.audio.analysis import longest_quiet_ms
 from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.playback import open_audio_playback, probe_audio_playbacks
@@ -78,3 +84,30 @@ def test_a_missing_sdl_driver_is_an_audio_error(monkeypatch):
         open_audio_playback()
     assert info.value.details and info.value.details[0]
     assert probe_audio_playbacks()[0][1] is False
+
+
+ALSA_ATTEMPT = """
+from rootstream.audio.playback import open_audio_playback
+from rootstream.errors import AudioError
+try:
+    open_audio_playback("sdl").close()
+except AudioError as exc:
+    print("refused:", exc)
+"""
+
+
+@pytest.mark.skipif(not ctypes.util.find_library("asound"), reason="no alsa-lib on this machine")
+def test_a_failing_alsa_is_one_clear_error_not_alsa_libs_own_lines():
+    """ALSA asked for a card that does not exist: alsa-lib would print its
+    own "ALSA lib ..." lines on stderr; the user gets our error alone."""
+    env = {**os.environ, "SDL_AUDIODRIVER": "alsa", "ALSA_CARD": "no-such-card-rootstream"}
+    done = subprocess.run([sys.executable, "-c", ALSA_ATTEMPT], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "refused: no SDL audio output device could be opened" in done.stdout
+    assert "ALSA lib" not in done.stderr
+
+
+def test_silencing_alsa_is_idempotent():
+    first = silence_alsa()
+    assert silence_alsa() is first

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from rootstream.audio.alsa_quiet import silence_alsa
 from rootstream.audio.chunk import CHANNELS, RATE
 from rootstream.audio.jitter import JitterBuffer
 from rootstream.audio.sync import AudioSync
@@ -49,6 +50,7 @@ class SdlAudioPlayback:
         # (index of the first sample of a fill, client time of that fill): maps
         # any sample of the output back to when it was handed to the device.
         self.timeline: deque[tuple[int, int]] = deque(maxlen=100_000)
+        silence_alsa()  # its lookups' failures are ours to report, once
         if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_AUDIO) != 0:
             raise AudioError("SDL audio could not start", hint="try SDL_AUDIODRIVER=pulse or disk",
                              details=[_sdl_error(sdl2)])
