@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
 from rootstream import __version__
 from rootstream.errors import RootStreamError
+
+# pysdl2 announces on every start that it uses pysdl2-dll's SDL, which is
+# the dependency we chose: news to nobody running the command.
+warnings.filterwarnings("ignore", message="Using SDL2 binaries from pysdl2-dll",
+                        category=UserWarning)
 
 
 class RootStreamGroup(click.Group):

@@ -27,6 +27,10 @@ def test_doctor_lists_every_stage_with_reasons():
         assert section in done.stdout
     assert "x264     works" in done.stdout
     assert "test     works" in done.stdout
+    # What the libraries underneath would print on their own is not shown:
+    # pysdl2's note about its SDL binaries, alsa-lib's failed card lookups.
+    assert "Using SDL2 binaries" not in done.stderr
+    assert "ALSA lib" not in done.stderr
 
 
 @pytest.mark.parametrize("args, message", [
