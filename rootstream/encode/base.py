@@ -108,6 +108,8 @@ class VideoEncoder:
             options.update({k: str(v) for k, v in self.opts.items()})
             ctx.options = options
             ctx.open()
+        # PyAV's hwaccel raises NotImplementedError when the codec has no
+        # hardware config for the device ("No supported hardware config").
         except (av.error.FFmpegError, NotImplementedError, ValueError) as exc:
             raise EncodeError(f"the {self.name} encoder could not be opened",
                               details=[describe_error(exc)]) from exc
