@@ -23,8 +23,12 @@ setup(
             ],
             depends=["rootstream/_native/nv12.h"],
             # Only PyInit__nv12 is exported: internal calls skip the PLT and
-            # cannot clash with another extension's symbols.
-            extra_compile_args=["-fvisibility=hidden"],
+            # cannot clash with another extension's symbols.  Python builds
+            # extensions with -fwrapv; none of this C relies on signed
+            # wrap-around (sizes are checked before they are multiplied), and
+            # with it GCC kept the AVX2 loop's counters in a form that cost
+            # 10 % of its time (Zen 3, 1080p).
+            extra_compile_args=["-fvisibility=hidden", "-fno-wrapv"],
         ),
     ],
 )
