@@ -102,6 +102,38 @@ def test_every_path_matches_the_model(path, pixel_format, matrix, full_range):
         assert_nv12(src, width, height, y, uv, pixel_format, matrix, full_range)
 
 
+EDGE_LEVELS = np.array([0, 1, 2, 3, 127, 128, 129, 252, 253, 254, 255], np.uint8)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("pixel_format,matrix,full_range", COMBOS)
+def test_chroma_at_the_edges_of_its_range(path, pixel_format, matrix, full_range):
+    """Blocks built from levels at the ends and the middle of a byte: every
+    colour of them as a uniform block (sums 0 and 1020, the full-range chroma
+    that clamps from 255.5 to 255), then blocks of four random such pixels.
+    The AVX2 path folds the chroma bias into offset words and, in full range,
+    rounds after packing (nv12_x86.c); this pins both at their extremes."""
+    levels = EDGE_LEVELS
+    colours = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    blocks_wide = 64
+    rows = -(-len(colours) // blocks_wide)
+    uniform = np.zeros((rows * blocks_wide, 4), np.uint8)
+    uniform[:len(colours), :3] = colours
+    uniform[:, 3] = np.arange(len(uniform)) * 37  # junk in the ignored byte
+    # each colour fills a 2x2 block: repeat along x, then duplicate each row
+    pixels = np.repeat(uniform.reshape(rows, blocks_wide, 4), 2, axis=1)
+    pixels = np.repeat(pixels, 2, axis=0)
+    rng = np.random.default_rng(zlib.crc32(f"edges{pixel_format}{matrix}{full_range}".encode()))
+    mixed = levels[rng.integers(0, len(levels), (2 * rows, 2 * blocks_wide, 4))]
+    for image in (pixels, mixed):
+        height, width = image.shape[:2]
+        src = np.ascontiguousarray(image).reshape(height, width * 4)
+        y, uv = nv12_planes(width, height)
+        run_nv12(src, width, height, y, uv, pixel_format=pixel_format, matrix=matrix,
+                 full_range=full_range, path=path)
+        assert_nv12(src, width, height, y, uv, pixel_format, matrix, full_range)
+
+
 @pytest.mark.parametrize("matrix", ["bt601", "bt709"])
 @pytest.mark.parametrize("full_range", [False, True])
 def test_luma_of_every_rgb_colour(matrix, full_range):

@@ -45,10 +45,11 @@
  * over all 2^24 colours, some luma sums before the shift are exact multiples
  * of 2^15 and others lie one or two below the next (every matrix and range),
  * so any coarser arithmetic changes some bytes (tests/test_convert.py checks
- * every colour on every path).  The price is about 1.7 vector operations per
- * pixel in the AVX2 loop: on a Zen 3 core at 1080p with the source in cache,
- * 5-15 % over libyuv's time on one thread (docs/BENCHMARKS.md); at a
- * display's cadence and at 4K memory sets the pace, and there we win.
+ * every colour on every path).  The price is about 1.5 vector operations per
+ * pixel in the AVX2 loop, against about 0.8 for libyuv's coarser arithmetic;
+ * the loop wins the difference back in how it schedules them (nv12_x86.c), so
+ * on a Zen 3 core one thread still takes less time than libyuv's
+ * ARGBToNV12 (docs/BENCHMARKS.md).
  */
 #ifndef ROOTSTREAM_NV12_H
 #define ROOTSTREAM_NV12_H

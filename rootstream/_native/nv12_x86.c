@@ -8,8 +8,8 @@
  * added to its neighbour's (pshufd swap), so both slots of a 64-bit lane hold
  * the block sum; multiplying by (u0, u2, v0, v2) puts U in the even slot and V
  * in the odd one, which is already NV12's byte order once packed.  The
- * saturating packs perform clamp8().  (AVX2 replaces p3 by a constant word
- * that carries the rounding biases; see X_WORD.)
+ * saturating packs perform clamp8().  (AVX2 reads the words another way,
+ * with offsets that carry the rounding biases; see avx2_consts.)
  *
  * The AVX2 functions carry __attribute__((target("avx2"))) so the extension
  * builds with the default flags and runs on any x86-64; nv12_cpu_has_avx2()
@@ -176,48 +176,75 @@ void nv12_rows_sse2(const nv12_job *job, int row_begin, int row_end)
 
 #define AVX2 __attribute__((target("avx2")))
 
-/* The AVX2 path folds both biases into pmaddwd: instead of (p1, p3) it builds
- * the words (p1, X_WORD) -- a 16-bit shift brings p1 down, a word blend puts
- * the constant over p3 -- and gives the constant word the coefficient
- * bias / X_WORD (bias / (4 * X_WORD) for chroma, whose words are sums of
- * four).  That saves three additions per eight pixel pairs, in a loop bound by
- * vector issue.  Block sums of the constant word are 4 * X_WORD, far inside
- * int16.  (Shift and blend rather than pmaddubsw and OR: on Zen 3 pmaddwd and
- * pmaddubsw share the two multiply pipes, which this loop keeps the busiest;
- * the shift and the blend run on the others.  Measured: 3-5 % faster.) */
-#define X_WORD 256
-_Static_assert(((16 << NV12_SHIFT) + (1 << (NV12_SHIFT - 1))) % X_WORD == 0
-                   && ((16 << NV12_SHIFT) + (1 << (NV12_SHIFT - 1))) / X_WORD < 32768
-                   && (1 << (NV12_SHIFT - 1)) % X_WORD == 0,
-               "luma biases must be whole multiples of X_WORD that fit a coefficient");
-_Static_assert(((128 << (NV12_SHIFT + 2)) + (1 << (NV12_SHIFT + 1))) % (4 * X_WORD) == 0
-                   && ((128 << (NV12_SHIFT + 2)) + (1 << (NV12_SHIFT + 1))) / (4 * X_WORD)
-                          < 32768,
-               "the chroma bias must be a whole multiple of 4 * X_WORD that fits a coefficient");
-
+/* The AVX2 path reads the words with two operations per vector of pixels
+ * instead of three, and folds the rounding biases into pmaddwd:
+ * - OR with 0xFF00FF00 fills the odd bytes, so the words are (p0 - 256,
+ *   p2 - 256) when read as signed: p0 and p2 with an exact offset of -256;
+ * - pshufb picks (p1, p2).
+ * p2 is in both words, and its coefficient is split between them so that the
+ * offsets add up to the bias:
+ *   luma   (y0, a) . (p0 - 256, p2 - 256) + (y1, y2 - a) . (p1, p2)
+ *            = y0 p0 + y1 p1 + y2 p2 - 256 (y0 + a),      a = -y_bias / 256 - y0
+ *   chroma, from block sums S0..S2 (four pixels each, so the offset is -1024)
+ *          (u0, b) . (S0 - 1024, S2 - 1024) + (u1, u2 - b) . (S1, S2)
+ *            = u0 S0 + u1 S1 + u2 S2 - 1024 (u0 + b),     b = -c_bias / 1024 - u0
+ * (and likewise for V).  Every dword is then the scalar formula's sum exactly.
+ * For BT.601 and BT.709 all these coefficients fit int16 except b in full
+ * range, where u0 (or v0) is 16384 and b would be -32832.  There the chroma
+ * sums leave out the rounding half 2^(S+1), are shifted one bit less, and
+ * pavgw's (x + 1) >> 1 rounds once they are packed to words:
+ * floor((floor(T / 2^(S+1)) + 1) / 2) = floor((T + 2^(S+1)) / 2^(S+2)).
+ * Block sums of the offset words lie in [-1024, -4], far inside int16.
+ * Compared with masking, shifting and blending in a constant word (the
+ * previous way here), this is 8 fewer operations per 64 pixels, 7-8 % of the
+ * loop's time at 1080p on Zen 3. */
 typedef struct avx2_consts {
-    __m256i mask, x_word, y_02, y_1, c_02, c_1, order;
+    __m256i odd_bytes, pick_12, y_02, y_12, c_02, c_12, order;
+    int late_round; /* chroma rounded after packing (full range) */
 } avx2_consts;
 
-AVX2 static void avx2_setup(const nv12_coeffs *k, avx2_consts *c)
+static int fits_int16(int32_t value)
 {
-    c->mask = _mm256_set1_epi32(0x00FF00FF);
-    c->x_word = _mm256_set1_epi32(X_WORD << 16); /* blended over the odd words */
-    c->y_02 = _mm256_set1_epi32((int)word_pair(k->y[0], k->y[2]));
-    c->y_1 = _mm256_set1_epi32((int)word_pair(k->y[1], k->y_bias / X_WORD));
-    c->c_02 = _mm256_set1_epi64x((int64_t)((uint64_t)word_pair(k->v[0], k->v[2]) << 32
-                                           | word_pair(k->u[0], k->u[2])));
-    int32_t c_x = k->c_bias / (4 * X_WORD);
-    c->c_1 = _mm256_set1_epi64x((int64_t)((uint64_t)word_pair(k->v[1], c_x) << 32
-                                          | word_pair(k->u[1], c_x)));
-    /* The in-lane packs leave 4-byte groups in the order 0,2,4,6 | 1,3,5,7
-     * of the wanted sequence (see avx2_pack); this gathers them back. */
-    c->order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    return value >= -32768 && value <= 32767;
 }
 
-AVX2 static inline __m256i avx2_luma(const avx2_consts *c, __m256i w02, __m256i w13)
+/* Fills `c` for the coefficients `k`; 0 when some derived coefficient does
+ * not fit int16 (no BT.601 or BT.709 table does that), so the caller takes
+ * the SSE2 path instead. */
+AVX2 static int avx2_setup(const nv12_coeffs *k, avx2_consts *c)
 {
-    __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(w02, c->y_02), _mm256_madd_epi16(w13, c->y_1));
+    int32_t a = -(k->y_bias / 256) - k->y[0];
+    c->late_round = 0;
+    int32_t c_offset = k->c_bias / 1024;
+    if (!fits_int16(-c_offset - k->u[0]) || !fits_int16(-c_offset - k->v[0])) {
+        c->late_round = 1;
+        c_offset = (k->c_bias - (1 << (NV12_SHIFT + 1))) / 1024;
+    }
+    int32_t bu = -c_offset - k->u[0], bv = -c_offset - k->v[0];
+    if (k->y_bias % 256 != 0 || k->c_bias % 1024 != (c->late_round ? 1 << (NV12_SHIFT + 1) : 0) % 1024
+        || !fits_int16(a) || !fits_int16(k->y[2] - a) || !fits_int16(bu) || !fits_int16(bv)
+        || !fits_int16(k->u[2] - bu) || !fits_int16(k->v[2] - bv))
+        return 0;
+
+    c->odd_bytes = _mm256_set1_epi32((int)0xFF00FF00);
+    /* per 128-bit lane, for each pixel: byte 1, zero, byte 2, zero */
+    c->pick_12 = _mm256_setr_epi8(1, -1, 2, -1, 5, -1, 6, -1, 9, -1, 10, -1, 13, -1, 14, -1,
+                                  1, -1, 2, -1, 5, -1, 6, -1, 9, -1, 10, -1, 13, -1, 14, -1);
+    c->y_02 = _mm256_set1_epi32((int)word_pair(k->y[0], a));
+    c->y_12 = _mm256_set1_epi32((int)word_pair(k->y[1], k->y[2] - a));
+    c->c_02 = _mm256_set1_epi64x((int64_t)((uint64_t)word_pair(k->v[0], bv) << 32
+                                           | word_pair(k->u[0], bu)));
+    c->c_12 = _mm256_set1_epi64x((int64_t)((uint64_t)word_pair(k->v[1], k->v[2] - bv) << 32
+                                           | word_pair(k->u[1], k->u[2] - bu)));
+    /* The in-lane packs leave 4-byte groups in the order 0,2,4,6 | 1,3,5,7
+     * of the wanted sequence (see avx2_packed); this gathers them back. */
+    c->order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    return 1;
+}
+
+AVX2 static inline __m256i avx2_luma(const avx2_consts *c, __m256i w02, __m256i w12)
+{
+    __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(w02, c->y_02), _mm256_madd_epi16(w12, c->y_12));
     return _mm256_srai_epi32(sum, NV12_SHIFT);
 }
 
@@ -227,27 +254,35 @@ AVX2 static inline __m256i avx2_block_sum(__m256i top, __m256i bottom)
     return _mm256_add_epi16(v, _mm256_shuffle_epi32(v, _MM_SHUFFLE(2, 3, 0, 1)));
 }
 
-AVX2 static inline __m256i avx2_chroma(const avx2_consts *c, __m256i s02, __m256i s13)
+AVX2 static inline __m256i avx2_chroma(const avx2_consts *c, __m256i s02, __m256i s12,
+                                       int late_round)
 {
-    __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(s02, c->c_02), _mm256_madd_epi16(s13, c->c_1));
-    return _mm256_srai_epi32(sum, NV12_SHIFT + 2);
+    __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(s02, c->c_02), _mm256_madd_epi16(s12, c->c_12));
+    return _mm256_srai_epi32(sum, late_round ? NV12_SHIFT + 1 : NV12_SHIFT + 2);
 }
 
 /* Eight pixels of two rows, p0 above p1: luma of each row (8 x int32) and the
- * chroma of the four blocks (U, V alternating, 8 x int32).  Row words are
- * folded into block sums as soon as their luma is done, which keeps few
- * registers live. */
+ * chroma of the four blocks (U, V alternating, 8 x int32; twice their value,
+ * less the rounding, when late_round).  Row words are folded into block sums
+ * as soon as their luma is done, which keeps few registers live. */
 AVX2 static inline void avx2_eight(const avx2_consts *c, __m256i p0, __m256i p1, __m256i *y0,
-                                   __m256i *y1, __m256i *uv)
+                                   __m256i *y1, __m256i *uv, int late_round)
 {
-    __m256i p0_02 = _mm256_and_si256(p0, c->mask);
-    __m256i p1_02 = _mm256_and_si256(p1, c->mask);
-    __m256i p0_13 = _mm256_blend_epi16(_mm256_srli_epi16(p0, 8), c->x_word, 0xAA);
-    __m256i p1_13 = _mm256_blend_epi16(_mm256_srli_epi16(p1, 8), c->x_word, 0xAA);
+    __m256i p0_02 = _mm256_or_si256(p0, c->odd_bytes);
+    __m256i p1_02 = _mm256_or_si256(p1, c->odd_bytes);
+    __m256i p0_12 = _mm256_shuffle_epi8(p0, c->pick_12);
+    __m256i p1_12 = _mm256_shuffle_epi8(p1, c->pick_12);
 
-    *y0 = avx2_luma(c, p0_02, p0_13);
-    *y1 = avx2_luma(c, p1_02, p1_13);
-    *uv = avx2_chroma(c, avx2_block_sum(p0_02, p1_02), avx2_block_sum(p0_13, p1_13));
+    *y0 = avx2_luma(c, p0_02, p0_12);
+    *y1 = avx2_luma(c, p1_02, p1_12);
+    *uv = avx2_chroma(c, avx2_block_sum(p0_02, p1_02), avx2_block_sum(p0_12, p1_12), late_round);
+}
+
+/* Chroma of two eights packed to words, rounded now if it was left for later. */
+AVX2 static inline __m256i avx2_pack_chroma(__m256i a, __m256i b, int late_round)
+{
+    __m256i words = _mm256_packs_epi32(a, b);
+    return late_round ? _mm256_avg_epu16(words, _mm256_setzero_si256()) : words;
 }
 
 /* The results of 32 pixels of two rows, packed to bytes but not yet in order:
@@ -295,8 +330,9 @@ AVX2 static inline void avx2_store_chroma(const avx2_consts *c, __m256i packed, 
  *   of its own block it held up retirement, and three in a row stalled issue.
  * `i420` is a constant at each call site, so the compiler emits two loops
  * without a per-block branch on it. */
-AVX2 static inline void avx2_pair_blocks(const avx2_consts *c, const nv12_pair *pair,
-                                         const ptrdiff_t ahead[2], int blocks_end, int i420)
+AVX2 static inline __attribute__((always_inline)) void
+avx2_pair_blocks(const avx2_consts *c, const nv12_pair *pair, const ptrdiff_t ahead[2],
+                 int blocks_end, int i420, int late_round)
 {
     const uint8_t *s0 = pair->s0, *s1 = pair->s1;
     const ptrdiff_t ahead0 = ahead[0], ahead1 = ahead[1];
@@ -317,27 +353,27 @@ AVX2 static inline void avx2_pair_blocks(const avx2_consts *c, const nv12_pair *
         _mm_prefetch((const char *)(s1 + ahead1 + 64), _MM_HINT_T0);
 
         __m256i b0 = AVX2_LOAD(s0 + 32), b1 = AVX2_LOAD(s1 + 32);
-        avx2_eight(c, a0, a1, &y0a, &y1a, &uva);
+        avx2_eight(c, a0, a1, &y0a, &y1a, &uva, late_round);
         a0 = AVX2_LOAD(s0 + 64);
         a1 = AVX2_LOAD(s1 + 64);
         if (x != 0)
             avx2_store_luma(c, done.y0, y0 - 32);
-        avx2_eight(c, b0, b1, &y0b, &y1b, &uvb);
+        avx2_eight(c, b0, b1, &y0b, &y1b, &uvb, late_round);
         __m256i y0ab = _mm256_packs_epi32(y0a, y0b), y1ab = _mm256_packs_epi32(y1a, y1b);
-        __m256i uvab = _mm256_packs_epi32(uva, uvb);
+        __m256i uvab = avx2_pack_chroma(uva, uvb, late_round);
         if (x != 0)
             avx2_store_luma(c, done.y1, y1 - 32);
         b0 = AVX2_LOAD(s0 + 96);
         b1 = AVX2_LOAD(s1 + 96);
-        avx2_eight(c, a0, a1, &y0a, &y1a, &uva);
+        avx2_eight(c, a0, a1, &y0a, &y1a, &uva, late_round);
         if (x != 0)
             avx2_store_chroma(c, done.uv, u - uv_step, i420 ? v - uv_step : NULL);
         a0 = AVX2_LOAD(s0 + next);
         a1 = AVX2_LOAD(s1 + next);
-        avx2_eight(c, b0, b1, &y0b, &y1b, &uvb);
+        avx2_eight(c, b0, b1, &y0b, &y1b, &uvb, late_round);
         done.y0 = _mm256_packus_epi16(y0ab, _mm256_packs_epi32(y0a, y0b));
         done.y1 = _mm256_packus_epi16(y1ab, _mm256_packs_epi32(y1a, y1b));
-        done.uv = _mm256_packus_epi16(uvab, _mm256_packs_epi32(uva, uvb));
+        done.uv = _mm256_packus_epi16(uvab, avx2_pack_chroma(uva, uvb, late_round));
         s0 += 128;
         s1 += 128;
         y0 += 32;
@@ -354,31 +390,40 @@ AVX2 static inline void avx2_pair_blocks(const avx2_consts *c, const nv12_pair *
 }
 
 /* A last run of fewer than 32 pixels is left to the SSE2 code (blocks of 8)
- * and then the scalar code. */
-AVX2 static inline void avx2_rows(const nv12_job *job, int row_begin, int row_end, int i420)
+ * and then the scalar code.  `i420` and `late_round` are constants at each
+ * call site below, so the compiler emits four loops without a per-block
+ * branch on either. */
+AVX2 static inline void avx2_rows(const nv12_job *job, const avx2_consts *c, int row_begin,
+                                  int row_end, int i420, int late_round)
 {
-    avx2_consts c;
     sse2_consts tail;
     nv12_pair pair;
     ptrdiff_t ahead[2];
     int blocks_end = job->width & ~31;
 
-    avx2_setup(&job->k, &c);
     sse2_setup(&job->k, &tail);
     for (int row = row_begin; row < row_end; row++) {
         nv12_pair_at(job, row, &pair);
         prefetch_offsets(job, row, &pair, ahead);
-        avx2_pair_blocks(&c, &pair, ahead, blocks_end, i420);
+        avx2_pair_blocks(c, &pair, ahead, blocks_end, i420, late_round);
         sse2_pair(&tail, job, &pair, ahead, blocks_end, i420);
     }
 }
 
 AVX2 void nv12_rows_avx2(const nv12_job *job, int row_begin, int row_end)
 {
-    if (job->v)
-        avx2_rows(job, row_begin, row_end, 1);
+    avx2_consts c;
+
+    if (!avx2_setup(&job->k, &c))
+        nv12_rows_sse2(job, row_begin, row_end);
+    else if (job->v && c.late_round)
+        avx2_rows(job, &c, row_begin, row_end, 1, 1);
+    else if (job->v)
+        avx2_rows(job, &c, row_begin, row_end, 1, 0);
+    else if (c.late_round)
+        avx2_rows(job, &c, row_begin, row_end, 0, 1);
     else
-        avx2_rows(job, row_begin, row_end, 0);
+        avx2_rows(job, &c, row_begin, row_end, 0, 0);
 }
 
 #endif /* NV12_HAVE_X86 */
