@@ -4,6 +4,7 @@ arguments checked, the GIL released, and PyAV frames the encoder accepts."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -261,6 +262,40 @@ def test_concurrent_conversions_from_python_threads():
     for thread in threads:
         thread.join()
     assert not failures, failures[0]
+
+
+GUARD_PAGE_SCRIPT = """
+import ctypes, mmap, sys
+import numpy as np
+from rootstream._native import _nv12
+page = mmap.PAGESIZE
+libc = ctypes.CDLL(None, use_errno=True)
+for path in sys.argv[1:]:
+    for width in list(range(1, 41)) + [63, 64, 65, 96, 127]:
+        for height in (1, 2, 3):
+            size = width * 4 * height
+            pages = -(-size // page)
+            area = mmap.mmap(-1, (pages + 1) * page)
+            base = ctypes.addressof(ctypes.c_char.from_buffer(area))
+            if libc.mprotect(ctypes.c_void_p(base + pages * page), page, 0) != 0:
+                raise OSError(ctypes.get_errno(), "mprotect")
+            # the pixels end exactly where the unreadable page begins
+            src = np.frombuffer(area, np.uint8, size, pages * page - size).reshape(height, width * 4)
+            y = np.empty((height, width), np.uint8)
+            uv = np.empty(((height + 1) // 2, 2 * ((width + 1) // 2)), np.uint8)
+            _nv12.nv12(src, width, height, width * 4, y, width, uv, uv.shape[1], path=path)
+            del src
+print("ok")
+"""
+
+
+def test_no_path_reads_past_the_last_pixel():
+    """The source ends on a page that cannot be read: a SIMD load past the last
+    pixel (a short row's first block, a pipelined load of the next block)
+    would kill the process, so each width runs in a child."""
+    child = subprocess.run([sys.executable, "-c", GUARD_PAGE_SCRIPT, *PATHS],
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0 and child.stdout.strip() == "ok", child.stderr[-2000:]
 
 
 def test_a_forked_child_converts_with_threads():

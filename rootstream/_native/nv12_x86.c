@@ -339,6 +339,9 @@ avx2_pair_blocks(const avx2_consts *c, const nv12_pair *pair, const ptrdiff_t ah
     uint8_t *y0 = pair->y0, *y1 = pair->y1, *u = pair->u, *v = i420 ? pair->v : NULL;
     const int uv_step = i420 ? 16 : 32; /* bytes of u (and of v) per block */
     avx2_packed done = {0};             /* the previous block, still to be stored */
+
+    if (blocks_end == 0)
+        return; /* a row under 32 pixels: not even the first load is in bounds */
     __m256i a0 = AVX2_LOAD(s0), a1 = AVX2_LOAD(s1);
 
     for (int x = 0; x < blocks_end; x += 32) {
@@ -382,11 +385,9 @@ avx2_pair_blocks(const avx2_consts *c, const nv12_pair *pair, const ptrdiff_t ah
         if (i420)
             v += uv_step;
     }
-    if (blocks_end > 0) {
-        avx2_store_luma(c, done.y0, y0 - 32);
-        avx2_store_luma(c, done.y1, y1 - 32);
-        avx2_store_chroma(c, done.uv, u - uv_step, i420 ? v - uv_step : NULL);
-    }
+    avx2_store_luma(c, done.y0, y0 - 32);
+    avx2_store_luma(c, done.y1, y1 - 32);
+    avx2_store_chroma(c, done.uv, u - uv_step, i420 ? v - uv_step : NULL);
 }
 
 /* A last run of fewer than 32 pixels is left to the SSE2 code (blocks of 8)
