@@ -280,7 +280,8 @@ for path in sys.argv[1:]:
             if libc.mprotect(ctypes.c_void_p(base + pages * page), page, 0) != 0:
                 raise OSError(ctypes.get_errno(), "mprotect")
             # the pixels end exactly where the unreadable page begins
-            src = np.frombuffer(area, np.uint8, size, pages * page - size).reshape(height, width * 4)
+            src = np.frombuffer(area, np.uint8, size, pages * page - size)
+            src = src.reshape(height, width * 4)
             y = np.empty((height, width), np.uint8)
             uv = np.empty(((height + 1) // 2, 2 * ((width + 1) // 2)), np.uint8)
             _nv12.nv12(src, width, height, width * 4, y, width, uv, uv.shape[1], path=path)
