@@ -215,14 +215,15 @@ AVX2 static int avx2_setup(const nv12_coeffs *k, avx2_consts *c)
 {
     int32_t a = -(k->y_bias / 256) - k->y[0];
     c->late_round = 0;
-    int32_t c_offset = k->c_bias / 1024;
+    int32_t c_offset = k->c_bias / 1024; /* the bias, per unit of the -1024 offset */
     if (!fits_int16(-c_offset - k->u[0]) || !fits_int16(-c_offset - k->v[0])) {
         c->late_round = 1;
         c_offset = (k->c_bias - (1 << (NV12_SHIFT + 1))) / 1024;
     }
     int32_t bu = -c_offset - k->u[0], bv = -c_offset - k->v[0];
-    if (k->y_bias % 256 != 0 || k->c_bias % 1024 != (c->late_round ? 1 << (NV12_SHIFT + 1) : 0) % 1024
-        || !fits_int16(a) || !fits_int16(k->y[2] - a) || !fits_int16(bu) || !fits_int16(bv)
+    int32_t c_folded = k->c_bias - (c->late_round ? 1 << (NV12_SHIFT + 1) : 0);
+    if (k->y_bias % 256 != 0 || c_folded % 1024 != 0 || !fits_int16(a)
+        || !fits_int16(k->y[2] - a) || !fits_int16(bu) || !fits_int16(bv)
         || !fits_int16(k->u[2] - bu) || !fits_int16(k->v[2] - bv))
         return 0;
 
@@ -328,8 +329,8 @@ AVX2 static inline void avx2_store_chroma(const avx2_consts *c, __m256i packed, 
  *   after each of its first three eights.  The cross-lane permute takes about a
  *   cycle of all four vector pipes on Zen 3 and ends a long chain: at the end
  *   of its own block it held up retirement, and three in a row stalled issue.
- * `i420` is a constant at each call site, so the compiler emits two loops
- * without a per-block branch on it. */
+ * The pointers are copied to locals: the stores could otherwise alias *pair,
+ * and the compiler would reload every pointer per block. */
 AVX2 static inline __attribute__((always_inline)) void
 avx2_pair_blocks(const avx2_consts *c, const nv12_pair *pair, const ptrdiff_t ahead[2],
                  int blocks_end, int i420, int late_round)
