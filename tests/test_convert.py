@@ -293,7 +293,7 @@ print("ok")
 def test_no_path_reads_past_the_last_pixel():
     """The source ends on a page that cannot be read: a SIMD load past the last
     pixel (a short row's first block, a pipelined load of the next block)
-    would kill the process, so each width runs in a child."""
+    would kill the process, so the whole sweep runs in a child."""
     child = subprocess.run([sys.executable, "-c", GUARD_PAGE_SCRIPT, *PATHS],
                            capture_output=True, text=True, timeout=120)
     assert child.returncode == 0 and child.stdout.strip() == "ok", child.stderr[-2000:]
