@@ -28,6 +28,7 @@ import numpy as np
 from .._native import pipewire as pw
 from .._native import spa_pod, spa_video
 from ..errors import CaptureError
+from ..stats import LatencyRing
 from .pipewire_buffers import (
     BufferSkipped,
     CursorInfo,
@@ -87,6 +88,9 @@ class PipeWireStream:
         self.callback_errors = 0
         self.format: spa_video.VideoFormat | None = None
         self.cursor: CursorInfo | None = None  # the newest cursor meta, cursor-only updates too
+        # What one process callback that delivered a picture cost (dequeue to requeue), for
+        # benchmarks and stats: the time the PipeWire thread was busy with us.
+        self.process_ns = LatencyRing(512)
         self._cond = threading.Condition()
         self._pending: PipeWireFrame | None = None  # arrived, not yet taken
         self._held: PipeWireFrame | None = None  # taken by the reader
@@ -284,15 +288,18 @@ class PipeWireStream:
                 break
             ready.append(buffer)
         try:
-            self._deliver_newest(ready, arrived)
+            delivered = self._deliver_newest(ready, arrived)
         finally:
             for buffer in ready:
                 self._lib.pw_stream_queue_buffer(self._stream, buffer)
+        if delivered:
+            self.process_ns.add(time.monotonic_ns() - arrived)
 
-    def _deliver_newest(self, ready: list, arrived: int) -> None:
+    def _deliver_newest(self, ready: list, arrived: int) -> bool:
+        """Publish the newest picture among ``ready``; whether there was one."""
         fmt = self.format
         if fmt is None:
-            return
+            return False
         for index in range(len(ready) - 1, -1, -1):
             spa = ready[index].buffer
             cursor = self._read_cursor(spa, fmt)
@@ -307,9 +314,11 @@ class PipeWireStream:
                 self.skipped[str(why)] = self.skipped.get(str(why), 0) + 1
                 continue
             # Pictures in older buffers of this batch were never seen by the reader.
-            older = sum(1 for b in ready[:index] if b.buffer.datas[0].chunk.size)
+            older = sum(1 for b in ready[:index]
+                        if b.buffer.n_datas and b.buffer.datas[0].chunk.size)
             self._publish(spa, fmt, plane, pts, seq, cursor, arrived, older)
-            return
+            return True
+        return False
 
     def _read_cursor(self, spa, fmt) -> CursorInfo | None:
         found = find_meta(spa, pw.META_CURSOR)
