@@ -140,13 +140,7 @@ class VideoProducer:
                 f"media.class=Video/Source node.name={name}".encode())
             self._stream = lib.pw_stream_new(self._core, name.encode(), props)
             lib.pw_stream_add_listener(self._stream, self._hook, self._events, ffi.NULL)
-            fmt = Object(sv.TYPE_OBJECT_FORMAT, sv.PARAM_ENUM_FORMAT, (
-                Prop(sv.FORMAT_MEDIA_TYPE, Id(sv.MEDIA_TYPE_VIDEO)),
-                Prop(sv.FORMAT_MEDIA_SUBTYPE, Id(sv.MEDIA_SUBTYPE_RAW)),
-                Prop(sv.FORMAT_VIDEO_FORMAT, Id(spa_format)),
-                Prop(sv.FORMAT_VIDEO_SIZE, Rect(width, height)),
-                Prop(sv.FORMAT_VIDEO_FRAMERATE, Fraction(0, 1))))
-            params, keep = encode_params([fmt])
+            params, keep = encode_params([self._format()])
             flags = pw.STREAM_FLAG_DRIVER | pw.STREAM_FLAG_MAP_BUFFERS
             res = lib.pw_stream_connect(self._stream, pw.DIRECTION_OUTPUT, pw.ID_ANY, flags,
                                         params, 1)
@@ -156,6 +150,24 @@ class VideoProducer:
             lib.pw_thread_loop_unlock(self._loop)
         self._wait(lambda: self.state >= pw.STATE_PAUSED, "reach PAUSED")
         self.node_id = lib.pw_stream_get_node_id(self._stream)
+
+    def _format(self) -> Object:
+        return Object(sv.TYPE_OBJECT_FORMAT, sv.PARAM_ENUM_FORMAT, (
+            Prop(sv.FORMAT_MEDIA_TYPE, Id(sv.MEDIA_TYPE_VIDEO)),
+            Prop(sv.FORMAT_MEDIA_SUBTYPE, Id(sv.MEDIA_SUBTYPE_RAW)),
+            Prop(sv.FORMAT_VIDEO_FORMAT, Id(self.spa_format)),
+            Prop(sv.FORMAT_VIDEO_SIZE, Rect(self.width, self.height)),
+            Prop(sv.FORMAT_VIDEO_FRAMERATE, Fraction(0, 1))))
+
+    def resize(self, width: int, height: int) -> None:
+        """Offer a new size, as a compositor does when the output's mode changes."""
+        self.width, self.height, self.stride = width, height, width * 4
+        params, keep = encode_params([self._format()])
+        self._lib.pw_thread_loop_lock(self._loop)
+        try:
+            self._lib.pw_stream_update_params(self._stream, params, 1)
+        finally:
+            self._lib.pw_thread_loop_unlock(self._loop)
 
     def _on_state(self, _data, _old, state, error) -> None:
         with self._cond:

@@ -229,3 +229,43 @@ def test_a_killed_daemon_ends_the_stream_without_a_hang():
             source.close()
     finally:
         session.stop()
+
+
+def test_a_remote_fd_that_is_not_pipewire_fails_with_a_hint(session):
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    before = fd_count()
+    started = time.monotonic()
+    with pytest.raises(CaptureError) as caught:
+        PipeWireStream(1, fd=read_end, negotiate_timeout=2.0)
+    assert time.monotonic() - started < 3
+    assert caught.value.hint
+    with pytest.raises(OSError):
+        os.fstat(read_end)  # owned by the stream, closed with it
+    assert fd_count() == before - 1
+
+
+def test_an_exception_in_a_callback_ends_the_stream_instead_of_escaping(session, producer):
+    source, stream = open_pair(producer)
+    with stream:
+        stream.format = "not a format"  # the process callback will raise AttributeError
+        source.push(pattern(48, 256))
+        with pytest.raises(CaptureError, match="internal error in the _on_process callback"):
+            stream.wait_frame(5)
+        assert stream.callback_errors == 1
+
+
+def test_a_new_size_is_renegotiated_and_read(session, producer):
+    source, stream = open_pair(producer, 64, 48)
+    with stream:
+        source.push(pattern(48, 256, seed=1))
+        before = stream.wait_frame(5)
+        source.resize(40, 30)  # the output's mode changed
+        deadline = time.monotonic() + 5
+        while stream.wait_negotiated(1)[:2] != (40, 30) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        source.push(pattern(30, 160, seed=2))
+        frame = stream.wait_frame(5)
+        assert (frame.width, frame.height, frame.stride) == (40, 30, 160)
+        np.testing.assert_array_equal(frame.pixels, pattern(30, 160, seed=2))
+        np.testing.assert_array_equal(before.pixels, pattern(48, 256, seed=1))

@@ -242,7 +242,8 @@ class PipeWireStream:
             message = ffi.string(error).decode(errors="replace") if error else "unknown error"
             self._mark_closed(f"stream error: {message}")
         elif state == pw.STATE_UNCONNECTED and not self._closing:
-            self._mark_closed("the stream was disconnected (the producer went away)")
+            self._mark_closed("the stream was disconnected "
+                              "(no such node, or the producer went away)")
         log.debug("PipeWire stream %s -> %s", self._lib.pw_stream_state_as_string(old),
                   self._lib.pw_stream_state_as_string(state))
 
