@@ -8,6 +8,7 @@ consumer must read back.
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import signal
@@ -22,7 +23,17 @@ import numpy as np
 
 from rootstream._native import pipewire as pw
 from rootstream._native import spa_video as sv
-from rootstream._native.spa_pod import CHOICE_FLAGS, Choice, Fraction, Id, Int, Object, Prop
+from rootstream._native.spa_pod import (
+    CHOICE_FLAGS,
+    PROP_FLAG_MANDATORY,
+    Choice,
+    Fraction,
+    Id,
+    Int,
+    Long,
+    Object,
+    Prop,
+)
 from rootstream._native.spa_pod import Rectangle as Rect
 from rootstream.capture.pipewire_stream import encode_params
 
@@ -111,10 +122,17 @@ class VideoProducer:
     """A screencast-like PipeWire source: sends a buffer only when ``push`` is called."""
 
     def __init__(self, width: int, height: int, spa_format: int = 8, *, cursor: bool = False,
-                 stride: int | None = None, name: str = "rootstream-test-producer"):
+                 stride: int | None = None, name: str = "rootstream-test-producer",
+                 modifier: int | None = None):
+        """``modifier``: offer DMA-BUFs with that modifier only: memfds labelled
+        SPA_DATA_DmaBuf, which a consumer can mmap but not DMA_BUF_IOCTL_SYNC (this
+        machine has no GPU to export real ones)."""
         self.width, self.height, self.spa_format = width, height, spa_format
         self.stride = stride or width * 4
         self.cursor = cursor
+        self.modifier = modifier
+        self.dmabuf = modifier is not None
+        self._memfds: dict[int, mmap.mmap] = {}
         self.state = pw.STATE_UNCONNECTED
         self.error = ""
         self.seq = 0
@@ -130,6 +148,12 @@ class VideoProducer:
         self._on_param_cb = ffi.callback("void(void *, uint32_t, const struct spa_pod *)",
                                          self._on_param)
         self._events.param_changed = self._on_param_cb
+        self._add_buffer_cb = ffi.callback("void(void *, struct pw_buffer *)", self._add_buffer)
+        self._remove_buffer_cb = ffi.callback("void(void *, struct pw_buffer *)",
+                                              self._remove_buffer)
+        if self.dmabuf:
+            self._events.add_buffer = self._add_buffer_cb
+            self._events.remove_buffer = self._remove_buffer_cb
         self._hook = ffi.new("struct spa_hook *")
         lib.pw_thread_loop_lock(self._loop)
         try:
@@ -142,6 +166,8 @@ class VideoProducer:
             lib.pw_stream_add_listener(self._stream, self._hook, self._events, ffi.NULL)
             params, keep = encode_params([self._format()])
             flags = pw.STREAM_FLAG_DRIVER | pw.STREAM_FLAG_MAP_BUFFERS
+            if self.dmabuf:
+                flags |= pw.STREAM_FLAG_ALLOC_BUFFERS
             res = lib.pw_stream_connect(self._stream, pw.DIRECTION_OUTPUT, pw.ID_ANY, flags,
                                         params, 1)
             if res < 0:
@@ -157,7 +183,23 @@ class VideoProducer:
             Prop(sv.FORMAT_MEDIA_SUBTYPE, Id(sv.MEDIA_SUBTYPE_RAW)),
             Prop(sv.FORMAT_VIDEO_FORMAT, Id(self.spa_format)),
             Prop(sv.FORMAT_VIDEO_SIZE, Rect(self.width, self.height)),
-            Prop(sv.FORMAT_VIDEO_FRAMERATE, Fraction(0, 1))))
+            Prop(sv.FORMAT_VIDEO_FRAMERATE, Fraction(0, 1)))
+            + ((Prop(sv.FORMAT_VIDEO_MODIFIER, Long(self.modifier or 0), PROP_FLAG_MANDATORY),)
+               if self.dmabuf else ()))
+
+    def _add_buffer(self, _data, buffer) -> None:
+        size = self.stride * self.height
+        fd = os.memfd_create("fake-dmabuf")
+        os.ftruncate(fd, size)
+        self._memfds[fd] = mmap.mmap(fd, size)
+        data = buffer.buffer.datas[0]
+        data.type, data.flags, data.fd = pw.DATA_DMABUF, 1, fd
+        data.mapoffset, data.maxsize, data.data = 0, size, ffi.NULL
+
+    def _remove_buffer(self, _data, buffer) -> None:
+        fd = int(buffer.buffer.datas[0].fd)
+        self._memfds.pop(fd).close()
+        os.close(fd)
 
     def resize(self, width: int, height: int) -> None:
         """Offer a new size, as a compositor does when the output's mode changes."""
@@ -186,7 +228,8 @@ class VideoProducer:
         buffers = Object(sv.TYPE_OBJECT_PARAM_BUFFERS, sv.PARAM_BUFFERS, (
             Prop(sv.BUFFERS_BUFFERS, Int(4)), Prop(sv.BUFFERS_BLOCKS, Int(1)),
             Prop(sv.BUFFERS_SIZE, Int(size)), Prop(sv.BUFFERS_STRIDE, Int(self.stride)),
-            Prop(sv.BUFFERS_DATATYPE, Choice(CHOICE_FLAGS, (Int(1 << sv.DATA_MEMFD),)))))
+            Prop(sv.BUFFERS_DATATYPE, Choice(CHOICE_FLAGS, (Int(
+                1 << (sv.DATA_DMABUF if self.dmabuf else sv.DATA_MEMFD)),)))))
         metas = [Object(sv.TYPE_OBJECT_PARAM_META, sv.PARAM_META,
                         (Prop(sv.META_TYPE, Id(kind)), Prop(sv.META_SIZE, Int(size))))
                  for kind, size in ((sv.META_HEADER, sv.META_HEADER_SIZE),
@@ -233,7 +276,9 @@ class VideoProducer:
     def _fill(self, spa, pixels, pts_ns, damage, cursor, empty) -> None:
         data = spa.datas[0]
         if not empty:
-            ffi.memmove(data.data, ffi.from_buffer(np.ascontiguousarray(pixels)), pixels.nbytes)
+            target = (ffi.from_buffer(self._memfds[int(data.fd)]) if data.data == ffi.NULL
+                      else data.data)
+            ffi.memmove(target, ffi.from_buffer(np.ascontiguousarray(pixels)), pixels.nbytes)
         data.chunk.offset, data.chunk.stride, data.chunk.flags = 0, self.stride, 0
         data.chunk.size = 0 if empty else self.stride * self.height
         for i in range(spa.n_metas):

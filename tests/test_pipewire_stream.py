@@ -61,6 +61,7 @@ def test_a_pushed_picture_arrives_exactly(session, producer):
     source, stream = open_pair(producer, 64, 48)
     with stream:
         assert stream.wait_negotiated(1) == (64, 48, "BGRX")
+        assert stream.format.modifier is None  # shared memory, no DMA-BUF
         picture = pattern(48, 256)
         source.push(picture, damage=[(1, 2, 3, 4), (5, 6, 7, 8)])
         frame = stream.wait_frame(5)
@@ -269,3 +270,23 @@ def test_a_new_size_is_renegotiated_and_read(session, producer):
         assert (frame.width, frame.height, frame.stride) == (40, 30, 160)
         np.testing.assert_array_equal(frame.pixels, pattern(30, 160, seed=2))
         np.testing.assert_array_equal(before.pixels, pattern(48, 256, seed=1))
+
+
+def test_linear_dmabufs_are_mapped_and_synced(session, producer):
+    source = producer(64, 48, modifier=0)  # DRM_FORMAT_MOD_LINEAR
+    with PipeWireStream(source.node_id) as stream:
+        assert stream.format.modifier == 0
+        source.wait_streaming()
+        source.push(pattern(48, 256))
+        # The buffer is a memfd labelled DMA-BUF (no GPU here): mapping it works, and the
+        # DMA_BUF_IOCTL_SYNC bracket we must issue around the read is refused by the
+        # kernel, which ends capture with the reason instead of reading unsynced memory.
+        with pytest.raises(CaptureError, match="DMA-BUF: DMA_BUF_IOCTL_SYNC failed"):
+            stream.wait_frame(5)
+
+
+def test_a_tiled_modifier_is_never_accepted(session, producer):
+    x_tiled = 0x0100000000000001  # I915_FORMAT_MOD_X_TILED: unreadable without the GPU
+    source = producer(64, 48, modifier=x_tiled)
+    with pytest.raises(CaptureError, match="agreed no video format"):
+        PipeWireStream(source.node_id, negotiate_timeout=1.5)

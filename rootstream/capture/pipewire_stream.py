@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import numpy as np
 
 from .._native import pipewire as pw
 from .._native import spa_pod, spa_video
+from .._native.drm_parse import DrmError
 from ..errors import CaptureError
 from ..stats import LatencyRing
 from .pipewire_buffers import (
@@ -52,6 +54,10 @@ _HINT = "check that PipeWire runs in this session (systemctl --user status pipew
 # screencast that ends must end capture, not silently show another source.
 _CONNECT_FLAGS = (pw.STREAM_FLAG_AUTOCONNECT | pw.STREAM_FLAG_MAP_BUFFERS
                   | pw.STREAM_FLAG_DONT_RECONNECT)
+_DATA_NAMES = {pw.DATA_MEMPTR: "shared memory", pw.DATA_MEMFD: "memfd",
+               pw.DATA_DMABUF: "DMA-BUF"}
+# node.name goes into a properties string: keep it to characters that need no quoting.
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass
@@ -169,7 +175,7 @@ class PipeWireStream:
                                       self._callbacks["core_events"], ffi.NULL)
             props = lib.pw_properties_new_string(
                 f"media.type=Video media.category=Capture media.role=Screen "
-                f"node.name={app_name}-capture".encode())
+                f"node.name={_SAFE_NAME.sub('-', app_name)}-capture".encode())
             self._stream = lib.pw_stream_new(self._core, f"{app_name} capture".encode(), props)
             if self._stream == ffi.NULL:
                 raise CaptureError("cannot create a PipeWire stream", hint=_HINT)
@@ -301,11 +307,12 @@ class PipeWireStream:
         fmt = self.format
         if fmt is None:
             return False
-        for index in range(len(ready) - 1, -1, -1):
+        newest_cursor = None
+        for index in range(len(ready) - 1, -1, -1):  # newest first
             spa = ready[index].buffer
             cursor = self._read_cursor(spa, fmt)
-            if cursor is not None:
-                self.cursor = cursor
+            if newest_cursor is None and cursor is not None:
+                newest_cursor = self.cursor = cursor
             try:
                 plane = locate_plane(spa, fmt)
                 pts, seq, flags = read_header(spa)
@@ -317,7 +324,14 @@ class PipeWireStream:
             # Pictures in older buffers of this batch were never seen by the reader.
             older = sum(1 for b in ready[:index]
                         if b.buffer.n_datas and b.buffer.datas[0].chunk.size)
-            self._publish(spa, fmt, plane, pts, seq, cursor, arrived, older)
+            try:
+                self._publish(spa, fmt, plane, pts, seq, cursor, arrived, older)
+            except (OSError, DrmError) as exc:
+                # A DMA-BUF we cannot map or sync will fail the same way every frame:
+                # end capture with the reason rather than show a frozen picture.
+                kind = _DATA_NAMES.get(plane.data.type, "buffer")
+                self._mark_closed(f"cannot read the producer's {kind}: {exc}")
+                return False
             return True
         return False
 
