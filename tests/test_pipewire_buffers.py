@@ -21,6 +21,7 @@ from rootstream.capture.pipewire_buffers import (
     read_damage,
     read_header,
 )
+from rootstream.errors import CaptureError
 
 ffi = pw.ffi
 BGRX = sv.VideoFormat(8, 4, 8, "BGRX", None, None)
@@ -122,3 +123,11 @@ def test_frame_slots_never_hand_out_a_busy_array():
     assert slots.free(4, 32, (b, c)) is a  # reused, not reallocated
     bigger = slots.free(8, 32, (a,))  # a new size keeps only the busy array
     assert bigger.shape == (8, 32) and {id(x) for x in slots.arrays} == {id(a), id(bigger)}
+
+
+def test_a_missing_libpipewire_is_one_sentence_and_a_hint(monkeypatch):
+    monkeypatch.setattr(pw, "_lib", None)
+    monkeypatch.setattr(pw, "LIBRARY", "libpipewire-0.3-not-installed.so.0")
+    with pytest.raises(CaptureError, match="libpipewire-0.3 is not installed") as caught:
+        pw.load()
+    assert "apt-get install" in caught.value.hint

@@ -186,6 +186,7 @@ META_VIDEO_DAMAGE = 3
 META_CURSOR = 5
 META_HEADER_FLAG_CORRUPTED = 1 << 1
 
+LIBRARY = "libpipewire-0.3.so.0"  # the runtime package's soname: no -dev package needed
 _lib = None
 _lock = threading.Lock()
 
@@ -196,7 +197,7 @@ def load():
     with _lock:
         if _lib is None:
             try:
-                lib = ffi.dlopen("libpipewire-0.3.so.0")
+                lib = ffi.dlopen(LIBRARY)
             except OSError as exc:
                 raise CaptureError(
                     "libpipewire-0.3 is not installed, so PipeWire streams cannot be read",

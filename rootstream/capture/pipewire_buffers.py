@@ -186,6 +186,7 @@ def _copy(source: np.ndarray, dest: np.ndarray, fmt: VideoFormat) -> None:
         # Shift one byte so each pixel reads R, G, B, then the next pixel's X: an RGBX
         # view of the same bytes, with no per-pixel shuffle.
         flat[:len(source) - 1] = source[1:]
+        flat[len(source) - 1] = 0  # the last pixel's X: nothing follows it
     else:
         flat[:len(source)] = source
 
