@@ -43,6 +43,13 @@ from rootstream.capture.pipewire_stream import PipeWireStream  # noqa: E402
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
 
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def percentiles(values_ns: list[int]) -> str:
     ordered = sorted(values_ns)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
@@ -112,8 +119,8 @@ def main(frames: int = 200) -> list[str]:
     session = PipeWireSession().start()
     os.environ.update(XDG_RUNTIME_DIR=str(session.runtime),
                       PIPEWIRE_RUNTIME_DIR=str(session.runtime))
-    lines = [f"PipeWire consumer, {frames} frames per size, {platform.processor() or 'cpu'}, "
-             f"{os.cpu_count()} cores"]
+    lines = [f"PipeWire consumer, {frames} frames per size, {cpu_name()}, "
+             f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"]
     try:
         for name, (width, height) in SIZES.items():
             result = measure(session, width, height, frames)
