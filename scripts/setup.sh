@@ -18,7 +18,8 @@ set -euo pipefail
 # pipewire-bin, wireplumber, dbus-daemon, libpipewire-0.3-0: a private PipeWire
 #   session for the PipeWire stream tests; libpipewire-0.3-dev, libspa-0.2-dev,
 #   pkg-config: tests compile SPA's headers to check the hand-declared structs
-#   and PODs.
+#   and PODs; gstreamer1.0-tools, -plugins-base, -pipewire: a producer node that
+#   is not built on our own binding (videotestsrc ! pipewiresink).
 APT_PACKAGES=(
   python3-venv python3-dev gcc fonts-dejavu-core
   xvfb xdotool x11-utils x11-xserver-utils
@@ -28,7 +29,7 @@ APT_PACKAGES=(
   pulseaudio pulseaudio-utils
   iproute2 nftables
   pipewire-bin wireplumber dbus-daemon libpipewire-0.3-0 libpipewire-0.3-dev libspa-0.2-dev
-  pkg-config
+  pkg-config gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-pipewire
 )
 EXTRAS="${ROOTSTREAM_EXTRAS:-test}"
 

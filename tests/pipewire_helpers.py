@@ -8,6 +8,7 @@ consumer must read back.
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import shutil
@@ -92,6 +93,24 @@ class PipeWireSession:
         done = subprocess.run(["pw-cli", "ls", "Client"], env=self.env, capture_output=True,
                               text=True, timeout=5)
         return "wireplumber" in done.stdout.lower()
+
+    def node_id(self, node_name: str, timeout: float = START_TIMEOUT) -> int:
+        """The id of the node called ``node_name`` once it shows up (pw-dump)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = subprocess.run(["pw-dump"], env=self.env, capture_output=True, text=True,
+                                  timeout=5)
+            for entry in json.loads(done.stdout or "[]"):
+                props = (entry.get("info") or {}).get("props") or {}
+                if props.get("node.name") == node_name:
+                    return entry["id"]
+            time.sleep(0.05)
+        raise SessionError(f"no PipeWire node {node_name!r} appeared")
+
+    def spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        """Start another process of the session (killed by stop())."""
+        self._spawn(name, command)
+        return self.processes[name]
 
     def log_tail(self, name: str) -> str:
         path = self.runtime / f"{name}.log"

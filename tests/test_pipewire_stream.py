@@ -290,3 +290,27 @@ def test_a_tiled_modifier_is_never_accepted(session, producer):
     source = producer(64, 48, modifier=x_tiled)
     with pytest.raises(CaptureError, match="agreed no video format"):
         PipeWireStream(source.node_id, negotiate_timeout=1.5)
+
+
+def test_a_gstreamer_producer_is_read_too(session):
+    """A producer that is not built on our binding: GStreamer's pipewiresink."""
+    gst = session.spawn("gst", [
+        "gst-launch-1.0", "-q", "videotestsrc", "is-live=true", "pattern=solid-color",
+        "foreground-color=0xff336699", "!",
+        "video/x-raw,format=BGRx,width=96,height=40,framerate=30/1", "!",
+        "pipewiresink", "mode=provide",
+        "stream-properties=props,media.class=Video/Source,node.name=rootstream-gst-test"])
+    try:
+        node = session.node_id("rootstream-gst-test")
+        with PipeWireStream(node) as stream:
+            assert stream.wait_negotiated(1) == (96, 40, "BGRX")
+            assert stream.format.framerate == (30, 1)
+            frame = stream.wait_frame(5)
+            assert (frame.width, frame.height) == (96, 40) and frame.stride >= 96 * 4
+            pixels = frame.pixels[:, :96 * 4].reshape(40, 96, 4)
+            assert (pixels[:, :, :3] == (0x99, 0x66, 0x33)).all()  # B, G, R of 0x336699
+            second = stream.wait_frame(5)  # a live source keeps sending
+            assert second.sequence > frame.sequence
+        assert gst.poll() is None, session.log_tail("gst")
+    finally:
+        session.kill("gst")
