@@ -288,7 +288,8 @@ def test_linear_dmabufs_are_mapped_and_synced(session, producer):
 def test_a_tiled_modifier_is_never_accepted(session, producer):
     x_tiled = 0x0100000000000001  # I915_FORMAT_MOD_X_TILED: unreadable without the GPU
     source = producer(64, 48, modifier=x_tiled)
-    with pytest.raises(CaptureError, match="agreed no video format"):
+    # Either we time out, or wireplumber gives up on the link first and unlinks us.
+    with pytest.raises(CaptureError, match="agreed no video format|offers no format"):
         PipeWireStream(source.node_id, negotiate_timeout=1.5)
 
 

@@ -248,8 +248,12 @@ class PipeWireStream:
             message = ffi.string(error).decode(errors="replace") if error else "unknown error"
             self._mark_closed(f"stream error: {message}")
         elif state == pw.STATE_UNCONNECTED and not self._closing:
-            self._mark_closed("the stream was disconnected "
-                              "(no such node, or the producer went away)")
+            # The session manager unlinks us when the node is gone or has no format we
+            # can read (e.g. only tiled DMA-BUFs); it cannot tell us which.
+            self._mark_closed("the stream was disconnected (the producer went away)"
+                              if self.format is not None else
+                              "the stream was disconnected (no such node, or it offers no "
+                              "format we can read)")
         log.debug("PipeWire stream %s -> %s", self._lib.pw_stream_state_as_string(old),
                   self._lib.pw_stream_state_as_string(state))
 
