@@ -106,10 +106,14 @@ class PipeWireStream:
         self._counter = 0
         self._closing = False
         self._closed = False
-        self._fd = fd
-        self._lib = lib = pw.load()
+        self._fd = fd  # ours from here on, whatever fails below
+        self._context = self._core = self._stream = self._loop = ffi.NULL
+        try:
+            self._lib = lib = pw.load()
+        except CaptureError:
+            self._close_fd()
+            raise
         self._loop = lib.pw_thread_loop_new(f"{app_name}-pw".encode(), ffi.NULL)
-        self._context = self._core = self._stream = ffi.NULL
         if self._loop == ffi.NULL:
             self._close_fd()
             raise CaptureError("cannot create a PipeWire thread loop", hint=_HINT)
@@ -168,8 +172,8 @@ class PipeWireStream:
                 self._core = lib.pw_context_connect(self._context, ffi.NULL, 0)
                 where = os.environ.get("PIPEWIRE_REMOTE") or "the PipeWire daemon (pipewire-0)"
             if self._core == ffi.NULL:
-                err = ffi.errno
-                raise CaptureError(f"cannot connect to {where}: {os.strerror(err)}", hint=_HINT)
+                why = os.strerror(ffi.errno) if ffi.errno else "refused"
+                raise CaptureError(f"cannot connect to {where}: {why}", hint=_HINT)
             lib.pw_proxy_add_listener(ffi.cast("struct pw_proxy *", self._core),
                                       self._callbacks["core_hook"],
                                       self._callbacks["core_events"], ffi.NULL)
