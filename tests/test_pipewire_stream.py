@@ -329,3 +329,24 @@ def test_a_gstreamer_producer_is_read_too(session):
         assert gst.poll() is None, session.log_tail("gst")
     finally:
         session.kill("gst")
+
+
+def test_buffers_that_queue_up_while_we_are_busy_are_read_newest_first(session, producer):
+    source, stream = open_pair(producer)
+    with stream:
+        source.push(pattern(48, 256, seed=1))
+        stream.wait_frame(5)
+        # Hold our loop thread (as a slow callback would) while three buffers arrive:
+        # one process call then finds all three ready and must keep only the newest.
+        stream._lib.pw_thread_loop_lock(stream._loop)
+        try:
+            for i in range(2, 5):
+                source.push(pattern(48, 256, seed=i))
+                time.sleep(0.05)
+        finally:
+            stream._lib.pw_thread_loop_unlock(stream._loop)
+        frame = stream.wait_frame(5)
+        np.testing.assert_array_equal(frame.pixels, pattern(48, 256, seed=4))
+        assert stream.dropped == 2
+        assert stream.wait_frame(0.3) is None
+        assert stream.process_ns.total == 2  # one callback for the first, one for the three
