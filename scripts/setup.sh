@@ -15,6 +15,11 @@ set -euo pipefail
 # libyuv0: the colour-conversion benchmark's baseline.
 # pulseaudio, pulseaudio-utils: a null-sink sound server for the audio tests.
 # iproute2, nftables: network namespaces, tc rate caps and random drops.
+# pipewire-bin, wireplumber, dbus-daemon, libpipewire-0.3-0: a private PipeWire
+#   session for the PipeWire stream tests; libpipewire-0.3-dev, libspa-0.2-dev,
+#   pkg-config: tests compile SPA's headers to check the hand-declared structs
+#   and PODs; gstreamer1.0-tools, -plugins-base, -pipewire: a producer node that
+#   is not built on our own binding (videotestsrc ! pipewiresink).
 APT_PACKAGES=(
   python3-venv python3-dev gcc fonts-dejavu-core
   xvfb xdotool x11-utils x11-xserver-utils
@@ -23,6 +28,8 @@ APT_PACKAGES=(
   libdrm-dev linux-libc-dev libyuv0
   pulseaudio pulseaudio-utils
   iproute2 nftables
+  pipewire-bin wireplumber dbus-daemon libpipewire-0.3-0 libpipewire-0.3-dev libspa-0.2-dev
+  pkg-config gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-pipewire
 )
 EXTRAS="${ROOTSTREAM_EXTRAS:-test}"
 
