@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -71,9 +72,10 @@ max_fps=0
 """
 
 CHOOSER = """#!/bin/sh
-# Stands in for the user picking a screen: log the call, name the output.
+# Stands in for the user picking a screen: log the call, name the output,
+# or name nothing (the user cancelled) while the file {cancel} exists.
 echo called >> "{log}"
-echo {output}
+[ -e "{cancel}" ] || echo {output}
 """
 
 
@@ -196,7 +198,8 @@ class WaylandDesktop:
 
     def _start_xdpw(self, prefix: Path) -> None:
         chooser = self.runtime / "chooser.sh"
-        chooser.write_text(CHOOSER.format(log=self.chooser_log, output=OUTPUT))
+        chooser.write_text(CHOOSER.format(log=self.chooser_log, output=OUTPUT,
+                                          cancel=self.runtime / "cancel"))
         chooser.chmod(0o755)
         config = self.runtime / "xdpw.conf"
         config.write_text(XDPW_CONFIG.format(output=OUTPUT, chooser=chooser))
@@ -262,11 +265,43 @@ class WaylandDesktop:
         except FileNotFoundError:
             return 0
 
+    def user_cancels(self, cancel: bool = True) -> None:
+        """Make the chooser answer as a user who closes the dialog."""
+        flag = self.runtime / "cancel"
+        if cancel:
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
+
     def kill(self, name: str) -> None:
         """Kill one part (e.g. "xdpw" or "sway") the way a crash would."""
         process = self.processes[name]
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(5)
+
+    def start_xwayland(self) -> str:
+        """An Xwayland server on this desktop (what X programs of a Wayland session
+        see as their display); returns its DISPLAY name."""
+        read_end, write_end = os.pipe()
+        log = open(self.logs / "xwayland.log", "wb")  # noqa: SIM115 - the child keeps it
+        with log:
+            self.processes["xwayland"] = subprocess.Popen(
+                ["Xwayland", "-displayfd", str(write_end), "-nolisten", "tcp", "-noreset"],
+                env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                pass_fds=(write_end,), start_new_session=True)
+        os.close(write_end)
+        text = b""
+        try:
+            def ready() -> bool:
+                nonlocal text
+                if select.select([read_end], [], [], 0.05)[0]:
+                    text += os.read(read_end, 64)
+                return text.endswith(b"\n")
+
+            self._wait_for(ready, "xwayland", "its display number")
+        finally:
+            os.close(read_end)
+        return f":{int(text)}"
 
     def painter(self) -> Painter:
         return Painter(self)
@@ -335,8 +370,11 @@ class Painter:
         return self._command(f"rect {x} {y} {w} {h} {rgb:06x}")
 
     def close(self) -> None:
+        try:
+            self.process.stdin.close()  # end of commands: the painter exits
+        except BrokenPipeError:  # it is gone already (the compositor was killed)
+            pass
         if self.process.poll() is None:
-            self.process.stdin.close()
             try:
                 self.process.wait(3)
             except subprocess.TimeoutExpired:

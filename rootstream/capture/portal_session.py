@@ -150,8 +150,9 @@ class PortalBus:
                                    details=[f"no Response within {timeout:g} s"]) from exc
         code, results = signal.body
         if code == 1:
-            raise CaptureError(f"screen sharing was cancelled at {what}",
-                               hint="start the host again and choose a screen to share")
+            raise CaptureError("screen sharing was cancelled in the portal's dialog",
+                               hint="start the host again and choose a screen to share",
+                               details=[f"{what} answered 1 (cancelled)"])
         if code != 0:
             raise CaptureError(f"the desktop portal refused {what}",
                                hint="see the portal backend's log (journalctl --user -u "
@@ -202,6 +203,11 @@ class PortalSession:
         """The whole handshake; a stored token is tried first, then the user is asked."""
         version = self._check_portal()
         token = self.tokens.load() if version >= RESTORE_VERSION else None
+        if token and not self._token_known(token):
+            log.warning("portal: the stored restore token is no longer known to the portal "
+                        "(revoked or stale): it will ask which screen to share again")
+            self.tokens.forget()
+            token = None
         if token:
             log.info("portal: restoring the screen chosen before (stored restore token)")
             try:
@@ -222,6 +228,29 @@ class PortalSession:
                                hint="install the portal backend for your compositor",
                                details=[f"source types offered: {sources}"])
         return version
+
+    def _token_known(self, token: str) -> bool:
+        """Whether the portal still keeps what ``token`` restores.
+
+        xdg-desktop-portal keeps restore data in the permission store's
+        "screencast" table under the token, and quietly asks the user again
+        for one it does not know; looking first is how the log can say so.
+        A store we cannot ask is no evidence either way.
+        """
+        from jeepney import DBusAddress, new_method_call
+        from jeepney.wrappers import DBusErrorResponse, unwrap_msg
+
+        store = DBusAddress("/org/freedesktop/impl/portal/PermissionStore",
+                            bus_name="org.freedesktop.impl.portal.PermissionStore",
+                            interface="org.freedesktop.impl.portal.PermissionStore")
+        try:
+            unwrap_msg(self._connection.send_and_get_reply(
+                new_method_call(store, "Lookup", "ss", ("screencast", token)), timeout=3))
+        except DBusErrorResponse as exc:
+            return not (exc.name or "").endswith("NotFound")
+        except TimeoutError:
+            return True
+        return True
 
     def _handshake(self, version: int, token: str | None) -> PortalStream:
         bus = self._bus
