@@ -59,6 +59,8 @@ class VideoPipeline:
         opts = {"fps": options.fps}
         if options.display:
             opts["display"] = options.display
+        if getattr(options, "output", None):
+            opts["output"] = options.output
         if options.source in ("test", "auto"):
             opts["width"], opts["height"] = options.size
         self.capture = open_capture(options.source, **opts)
@@ -169,7 +171,8 @@ class VideoPipeline:
                 frame = self.converter.convert(captured)
                 self._mailbox.put(_PendingFrame(frame, captured.stamps))
         except RootStreamError as exc:
-            self.log(f"rootstream host: capture stopped: {exc}")
+            hint = f" ({exc.hint})" if exc.hint else ""
+            self.log(f"rootstream host: capture stopped: {exc}{hint}")
             stop.set()
 
     def _follow_capture_wishes(self) -> None:
