@@ -27,8 +27,11 @@ cd "$WORK"
 # A private source list and package index: the system's apt configuration is
 # left as it is (it may have no deb-src line at all).
 echo "deb-src http://deb.debian.org/debian bookworm main" > sources.list
+mkdir -p "$WORK/cache/archives/partial"
 APT=(apt-get -q -o Dir::Etc::SourceList="$WORK/sources.list" -o Dir::Etc::SourceParts=/dev/null
-     -o Dir::State::Lists="$WORK/lists" -o APT::Sandbox::User=root)
+     -o Dir::State::Lists="$WORK/lists" -o Dir::Cache="$WORK/cache" -o Debug::NoLocking=1)
+# apt drops to the _apt user to download, who cannot write into our cache.
+[ "$(id -u)" -ne 0 ] || APT+=(-o APT::Sandbox::User=root)
 "${APT[@]}" update >&2
 "${APT[@]}" source --download-only "xdg-desktop-portal-wlr=$VERSION" >&2
 dpkg-source -x "xdg-desktop-portal-wlr_$VERSION.dsc" src >&2

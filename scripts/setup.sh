@@ -15,6 +15,10 @@ set -euo pipefail
 # libyuv0: the colour-conversion benchmark's baseline.
 # pulseaudio, pulseaudio-utils: a null-sink sound server for the audio tests.
 # iproute2, nftables: network namespaces, tc rate caps and random drops.
+# sway, xwayland, pipewire, pipewire-bin, wireplumber, dbus, xdg-desktop-portal:
+#   the real Wayland desktop of the portal tests (tests/wayland_desktop.py);
+#   libwayland-dev, libwayland-bin, wayland-protocols: its painter client;
+#   meson ... dpkg-dev: building xdg-desktop-portal-wlr (scripts/build_xdpw.sh).
 APT_PACKAGES=(
   python3-venv python3-dev gcc fonts-dejavu-core
   xvfb xdotool x11-utils x11-xserver-utils
@@ -23,6 +27,10 @@ APT_PACKAGES=(
   libdrm-dev linux-libc-dev libyuv0
   pulseaudio pulseaudio-utils
   iproute2 nftables
+  sway xwayland pipewire pipewire-bin wireplumber dbus xdg-desktop-portal
+  libwayland-dev libwayland-bin wayland-protocols
+  meson ninja-build pkg-config dpkg-dev libpipewire-0.3-dev libspa-0.2-dev libgbm-dev
+  libinih-dev libsystemd-dev
 )
 EXTRAS="${ROOTSTREAM_EXTRAS:-test}"
 
@@ -38,6 +46,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
 fi
+
+# Debian 12's xdg-desktop-portal-wlr cannot screencast a GPU-less sway: the
+# tests use a build of its source package with that one check removed, kept in
+# ~/.cache/rootstream (never installed over the system's package).
+bash scripts/build_xdpw.sh >/dev/null
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

@@ -196,3 +196,24 @@ def test_x11_capture_refuses_xwayland_and_points_to_the_portal(wayland_desktop):
         open_capture("auto", display=display)
     assert any(line.startswith("x11: X display") and "Xwayland" in line
                for line in info.value.details)
+
+
+def test_doctor_walks_the_portal_step_by_step(wayland_desktop):
+    from rootstream.capture.portal_probe import portal_steps
+
+    steps = {step: (ok, found) for step, ok, found in portal_steps()}
+    assert list(steps) == ["Wayland session", "session bus", "ScreenCast portal",
+                           "source types", "cursor modes", "restore token"]
+    assert all(ok for ok, _ in steps.values())
+    assert "version 4" in steps["ScreenCast portal"][1]
+    assert "embedded" in steps["cursor modes"][1]
+    assert steps["restore token"][1].startswith("none stored yet")
+    with wayland_desktop.painter() as painter:
+        painter.fill(RED)
+        PortalCapture().close()
+    found = dict((step, found) for step, _, found in portal_steps())["restore token"]
+    assert found.startswith(f"stored in {TokenStore().path}")
+    wayland_desktop.kill("portal")
+    last = list(portal_steps())[-1]
+    assert last[:2] == ("ScreenCast portal", False)
+    assert "xdg-desktop-portal is not running on the session bus; install" in last[2]

@@ -83,5 +83,5 @@ def portal_summary() -> tuple[bool, str]:
         if not ok:
             return False, f"{step}: {what}"
         if step in ("ScreenCast portal", "cursor modes", "restore token"):
-            found.append(what.split(";")[0].split(":")[0])
+            found.append(f"{step}: {what.split(';')[0].split(':')[0]}")
     return True, "; ".join(found) or PORTAL_HINT
