@@ -15,10 +15,14 @@ set -euo pipefail
 # libyuv0: the colour-conversion benchmark's baseline.
 # pulseaudio, pulseaudio-utils: a null-sink sound server for the audio tests.
 # iproute2, nftables: network namespaces, tc rate caps and random drops.
-# sway, xwayland, pipewire, pipewire-bin, wireplumber, dbus, xdg-desktop-portal:
-#   the real Wayland desktop of the portal tests (tests/wayland_desktop.py);
-#   libwayland-dev, libwayland-bin, wayland-protocols: its painter client;
-#   meson ... dpkg-dev: building xdg-desktop-portal-wlr (scripts/build_xdpw.sh).
+# pipewire-bin, wireplumber, dbus-daemon, libpipewire-0.3-0: a private PipeWire
+#   session for the PipeWire stream tests; libpipewire-0.3-dev, libspa-0.2-dev,
+#   pkg-config: tests compile SPA's headers to check the hand-declared structs
+#   and PODs.
+# sway, xwayland, pipewire, dbus, xdg-desktop-portal: the real Wayland desktop
+#   of the portal tests (tests/wayland_desktop.py); libwayland-dev,
+#   libwayland-bin, wayland-protocols: its painter client; meson ... libsystemd-dev:
+#   building xdg-desktop-portal-wlr (scripts/build_xdpw.sh).
 APT_PACKAGES=(
   python3-venv python3-dev gcc fonts-dejavu-core
   xvfb xdotool x11-utils x11-xserver-utils
@@ -27,10 +31,11 @@ APT_PACKAGES=(
   libdrm-dev linux-libc-dev libyuv0
   pulseaudio pulseaudio-utils
   iproute2 nftables
-  sway xwayland pipewire pipewire-bin wireplumber dbus xdg-desktop-portal
+  pipewire-bin wireplumber dbus-daemon libpipewire-0.3-0 libpipewire-0.3-dev libspa-0.2-dev
+  pkg-config
+  sway xwayland pipewire dbus xdg-desktop-portal
   libwayland-dev libwayland-bin wayland-protocols
-  meson ninja-build pkg-config dpkg-dev libpipewire-0.3-dev libspa-0.2-dev libgbm-dev
-  libinih-dev libsystemd-dev
+  meson ninja-build dpkg-dev libgbm-dev libinih-dev libsystemd-dev
 )
 EXTRAS="${ROOTSTREAM_EXTRAS:-test}"
 
