@@ -61,9 +61,7 @@ class PortalCapture(CaptureBackend):
         self._stream = None
         self._pacer = ChangeRateCap(fps)
         self._pending = None  # a frame taken from the stream that grab() has not returned
-        self._canvas: np.ndarray | None = None  # our copy, when a cursor is drawn in
-        self._cursor_bitmap: np.ndarray | None = None
-        self._draw_cursor = False
+        self._cursor: MetadataCursor | None = None  # when we draw the pointer ourselves
         session_options = {"tokens": TokenStore(token_path)} if token_path else {}
         if choose_timeout is not None:
             session_options["choose_timeout"] = choose_timeout
@@ -85,12 +83,13 @@ class PortalCapture(CaptureBackend):
                                hint="install a rootstream with rootstream/capture/"
                                     "pipewire_stream.py, or use --source x11",
                                details=[str(exc)]) from exc
-        self._draw_cursor = cursor and granted.cursor_mode == "metadata"
+        if cursor and granted.cursor_mode == "metadata":
+            self._cursor = MetadataCursor()
         if granted.cursor_mode == "hidden":
             self.fallbacks.append("cursor not shown: the portal offers neither an embedded "
                                   "nor a metadata cursor")
         self._stream = PipeWireStream(granted.node_id, fd=granted.fd,
-                                      cursor_metadata=self._draw_cursor)
+                                      cursor_metadata=self._cursor is not None)
         self.width, self.height, self.pixel_format = self._stream.wait_negotiated(
             NEGOTIATE_TIMEOUT)
 
@@ -144,28 +143,8 @@ class PortalCapture(CaptureBackend):
     def _to_captured(self, frame, captured_ns: int) -> CapturedFrame:
         self.width, self.height = frame.width, frame.height
         self.pixel_format = frame.pixel_format
-        pixels = frame.pixels
-        cursor = frame.cursor
-        if self._draw_cursor and cursor is not None:
-            if cursor.bitmap is not None:
-                self._cursor_bitmap = cursor.bitmap.copy()
-            if self._cursor_bitmap is not None:
-                pixels = self._with_cursor(frame, cursor)
+        pixels = self._cursor.draw(frame) if self._cursor is not None else frame.pixels
         return self._frame(pixels, captured_ns)
-
-    def _with_cursor(self, frame, cursor) -> np.ndarray:
-        # The stream's copy stays clean (force=True shows it again with the
-        # pointer where it is then), so the pointer goes onto our own copy.
-        from .kms import blend_cursor
-
-        if self._canvas is None or self._canvas.shape != frame.pixels.shape:
-            self._canvas = np.empty_like(frame.pixels)
-        np.copyto(self._canvas, frame.pixels)
-        view = self._canvas[:, :frame.width * 4].reshape(frame.height, frame.width, 4)
-        # SPA cursor bitmaps carry straight (not premultiplied) alpha.
-        blend_cursor(view, self._cursor_bitmap, cursor.x - cursor.hotspot_x,
-                     cursor.y - cursor.hotspot_y, blend="Coverage")
-        return self._canvas
 
     # -- closing -------------------------------------------------------------
 
@@ -183,6 +162,36 @@ class PortalCapture(CaptureBackend):
         session, self._session = getattr(self, "_session", None), None
         if session is not None:
             session.close()
+
+
+class MetadataCursor:
+    """Draws the pointer a stream sends as metadata (SPA cursor meta) into its frames.
+
+    The stream's copy stays clean, because force=True shows it again with the
+    pointer where it is by then: the pointer goes onto a copy of our own.
+    """
+
+    def __init__(self) -> None:
+        self._bitmap: np.ndarray | None = None  # the stream sends it only when it changes
+        self._canvas: np.ndarray | None = None
+
+    def draw(self, frame) -> np.ndarray:
+        """The frame's pixels with the pointer on top (the pixels as they are without one)."""
+        from .kms import blend_cursor
+
+        cursor = frame.cursor
+        if cursor is not None and cursor.bitmap is not None:
+            self._bitmap = cursor.bitmap.copy()
+        if cursor is None or self._bitmap is None:
+            return frame.pixels
+        if self._canvas is None or self._canvas.shape != frame.pixels.shape:
+            self._canvas = np.empty_like(frame.pixels)
+        np.copyto(self._canvas, frame.pixels)
+        view = self._canvas[:, :frame.width * 4].reshape(frame.height, frame.width, 4)
+        # SPA cursor bitmaps carry straight (not premultiplied) alpha.
+        blend_cursor(view, self._bitmap, cursor.x - cursor.hotspot_x,
+                     cursor.y - cursor.hotspot_y, blend="Coverage")
+        return self._canvas
 
 
 def _capture_stamp(frame) -> int:
