@@ -99,3 +99,5 @@ def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrat
         pass
     finally:
         server.close()
+    if server.video.failure is not None:  # already said in the log, with its hint
+        raise SystemExit(1)

@@ -90,6 +90,9 @@ class VideoPipeline:
         self._want_picture = threading.Event()
         self._mailbox: Mailbox[_PendingFrame] = Mailbox("encode")
         self._threads: list[threading.Thread] = []
+        # Why capture stopped for good (a compositor that ended the session), so
+        # the command can exit non-zero and a service manager restarts it.
+        self.failure: RootStreamError | None = None
 
     # -- steering, from the control thread ----------------------------------------------------
 
@@ -171,6 +174,7 @@ class VideoPipeline:
                 frame = self.converter.convert(captured)
                 self._mailbox.put(_PendingFrame(frame, captured.stamps))
         except RootStreamError as exc:
+            self.failure = exc
             hint = f" ({exc.hint})" if exc.hint else ""
             self.log(f"rootstream host: capture stopped: {exc}{hint}")
             stop.set()

@@ -217,3 +217,13 @@ def test_doctor_walks_the_portal_step_by_step(wayland_desktop):
     last = list(portal_steps())[-1]
     assert last[:2] == ("ScreenCast portal", False)
     assert "xdg-desktop-portal is not running on the session bus; install" in last[2]
+
+
+def test_the_portal_leaving_the_bus_ends_capture_with_a_reason(wayland_desktop):
+    with wayland_desktop.painter() as painter, PortalCapture() as capture:
+        painter.fill(RED)
+        assert grab_until(capture, lambda f: pixel(f, 1, 1) == bgr(RED)) is not None
+        wayland_desktop.kill("portal")  # xdg-desktop-portal itself; PipeWire goes on
+        with pytest.raises(CaptureError, match="the desktop portal left the session bus"):
+            for _ in range(30):
+                capture.grab(timeout=0.1)

@@ -76,6 +76,9 @@ def test_the_host_says_so_when_the_compositor_ends_the_session(wayland_desktop, 
         host.wait_for("capture stopped: the screen-sharing session ended", timeout=10)
         assert time.monotonic() - started < 5
         assert "start the host again" in host.log()
+        # The host ends, non-zero (a service manager restarts it), rather than
+        # serve a frozen picture.
+        assert host.proc.wait(10) == 1
     finally:
         painter.close()
         if client is not None:
