@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import stat
 import time
 
@@ -227,3 +228,21 @@ def test_the_portal_leaving_the_bus_ends_capture_with_a_reason(wayland_desktop):
         with pytest.raises(CaptureError, match="the desktop portal left the session bus"):
             for _ in range(30):
                 capture.grab(timeout=0.1)
+
+
+def test_a_portal_that_never_answers_gives_one_sentence_and_a_hint(wayland_desktop):
+    backend = wayland_desktop.processes["xdpw"]
+    os.kill(backend.pid, signal.SIGSTOP)  # a hung portal backend
+    try:
+        session = PortalSession(timeout=1, choose_timeout=1)
+        started = time.monotonic()
+        try:
+            with pytest.raises(CaptureError) as info:
+                session.start()
+        finally:
+            session.close()
+        assert time.monotonic() - started < 5
+    finally:
+        os.kill(backend.pid, signal.SIGCONT)
+    assert str(info.value).startswith("the desktop portal did not answer ")
+    assert info.value.hint
