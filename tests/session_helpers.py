@@ -72,3 +72,24 @@ def wait_for_colour(display: str, want_bgr, timeout: float = 15.0) -> np.ndarray
         if time.monotonic() > deadline:
             return colour
         time.sleep(0.2)
+
+
+class SdlClient:
+    """`rootstream connect` showing the stream in an SDL window on an X display."""
+
+    def __init__(self, port: int, display, seconds: int = 30):
+        self.proc = subprocess.Popen(
+            rootstream_command("connect", f"127.0.0.1:{port}", "--present", "sdl",
+                               "--seconds", str(seconds)),
+            env=display.env(SDL_VIDEODRIVER="x11"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def stop(self) -> str:
+        """End the client; its stderr."""
+        self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err or ""

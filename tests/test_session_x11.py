@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from session_helpers import HostProcess, rootstream_command, wait_for_colour
+from session_helpers import HostProcess, SdlClient, rootstream_command, wait_for_colour
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,11 +31,7 @@ def test_a_picture_drawn_on_the_host_appears_in_the_client_window(xvfb_factory, 
     client = None
     try:
         host.wait_for("listening on")
-        client = subprocess.Popen(
-            rootstream_command("connect", f"127.0.0.1:{udp_port}", "--present", "sdl",
-                               "--seconds", "30"),
-            env=client_display.env(SDL_VIDEODRIVER="x11"),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        client = SdlClient(udp_port, client_display)
         red = wait_for_colour(client_display.display, (0, 0, 255))
         assert red[2] > 200 and red[0] < 60 and red[1] < 60, f"client shows {red} (BGR)"
         # A change on the host's screen reaches the client: damage-driven capture.
@@ -44,13 +40,7 @@ def test_a_picture_drawn_on_the_host_appears_in_the_client_window(xvfb_factory, 
         assert blue[0] > 200 and blue[2] < 60, f"client shows {blue} (BGR)"
     finally:
         if client is not None:
-            client.terminate()
-            try:
-                _, err = client.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                client.kill()
-                err = ""
-            assert "Traceback" not in (err or "")
+            assert "Traceback" not in client.stop()
         host.stop()
     assert "client 127.0.0.1" in host.log()
 
