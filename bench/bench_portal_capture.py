@@ -7,6 +7,11 @@ What is measured, on one clock (CLOCK_MONOTONIC):
 - ``idle``: the screen was still before each change (30 ms between changes);
 - ``busy``: a client repaints every 1/60 s while we grab; each change paints
   its own colour, so each captured frame names the commit it shows;
+- each split at the frame's capture stamp (for the portal the compositor's
+  pts): before it is the compositor's share (sway's headless output
+  composites on a 60 Hz cycle once the screen is changing, as a real
+  display does; Xvfb has no cycle), after it ours (PipeWire transport, the
+  copy out of the buffer, grab());
 - CPU (user+sys seconds per second) during the 720p busy phase, of our
   process plus, for the portal, sway, PipeWire, WirePlumber, the portal and
   its wlr backend; for x11, Xvfb.  The painter clients are left out of both.
@@ -141,7 +146,8 @@ def idle_round(side, changes: int, parts: dict[str, list[float]]) -> list[float]
     return latencies
 
 
-def busy_round(side, seconds: float, measure_cpu: bool) -> tuple[list[float], dict]:
+def busy_round(side, seconds: float, measure_cpu: bool,
+               parts: dict[str, list[float]]) -> tuple[list[float], dict]:
     commits: dict[int, int] = {}
     stop = threading.Event()
 
@@ -167,6 +173,9 @@ def busy_round(side, seconds: float, measure_cpu: bool) -> tuple[list[float], di
         committed = commits.get(colour_at(frame))
         if committed is not None:
             latencies.append((returned - committed) / 1e6)
+            stamped = frame.stamps.captured
+            parts.setdefault("commit -> capture stamp", []).append((stamped - committed) / 1e6)
+            parts.setdefault("capture stamp -> grab", []).append((returned - stamped) / 1e6)
     stop.set()
     painter.join()
     return latencies, (cpu.finish() if cpu else {})
@@ -174,9 +183,9 @@ def busy_round(side, seconds: float, measure_cpu: bool) -> tuple[list[float], di
 
 def line(name: str, values: list[float]) -> str:
     if not values:
-        return f"  {name:44} no frames"
+        return f"  {name:50} no frames"
     p50, p99 = np.percentile(values, [50, 99])
-    return f"  {name:44} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  (n={len(values)})"
+    return f"  {name:50} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  (n={len(values)})"
 
 
 def main() -> None:
@@ -198,8 +207,11 @@ def main() -> None:
                         idle_round(side, args.changes, parts))
                     for part, values in parts.items():
                         results.setdefault(f"{key} idle: {part}", []).extend(values)
-                    busy, used = busy_round(side, args.busy_seconds, measure_cpu=height == 720)
+                    parts = {}
+                    busy, used = busy_round(side, args.busy_seconds, height == 720, parts)
                     results.setdefault(f"{key} busy 60 Hz", []).extend(busy)
+                    for part, values in parts.items():
+                        results.setdefault(f"{key} busy 60 Hz: {part}", []).extend(values)
                     if used:
                         cpu.setdefault(side.name, []).append(used)
                 finally:
