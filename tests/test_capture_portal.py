@@ -246,3 +246,15 @@ def test_a_portal_that_never_answers_gives_one_sentence_and_a_hint(wayland_deskt
         os.kill(backend.pid, signal.SIGCONT)
     assert str(info.value).startswith("the desktop portal did not answer ")
     assert info.value.hint
+
+
+def test_the_bus_dying_mid_handshake_gives_one_sentence_and_a_hint(wayland_desktop):
+    session = PortalSession()
+    wayland_desktop.kill("dbus")
+    try:
+        with pytest.raises(CaptureError) as info:
+            session.start()
+    finally:
+        session.close()
+    assert str(info.value) == "lost the connection to the D-Bus session bus"
+    assert "DBUS_SESSION_BUS_ADDRESS" in info.value.hint

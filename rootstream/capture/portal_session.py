@@ -119,6 +119,9 @@ class PortalBus:
                                details=[f"no reply within {timeout or self.timeout:g} s"]) from exc
         except DBusErrorResponse as exc:
             raise portal_error(exc, what or method) from exc
+        except (OSError, EOFError) as exc:  # the bus daemon went away mid-call
+            raise CaptureError("lost the connection to the D-Bus session bus", hint=BUS_HINT,
+                               details=[f"{what or method}: {exc!r}"]) from exc
 
     def property(self, name: str):
         from jeepney import DBusAddress
@@ -148,6 +151,9 @@ class PortalBus:
                 raise CaptureError(f"the desktop portal did not answer {what}",
                                    hint="answer the screen-sharing dialog, or restart the portal",
                                    details=[f"no Response within {timeout:g} s"]) from exc
+            except (OSError, EOFError) as exc:
+                raise CaptureError("lost the connection to the D-Bus session bus",
+                                   hint=BUS_HINT, details=[f"{what}: {exc!r}"]) from exc
         code, results = signal.body
         if code == 1:
             raise CaptureError("screen sharing was cancelled in the portal's dialog",
