@@ -13,6 +13,10 @@ buffer, stamps its header pts with CLOCK_MONOTONIC and queues it.
   wake-up of our loop thread, the copy, and the reader's wake-up.  Frames are
   spaced 20 ms apart, so each one finds an idle graph, as a desktop that just
   changed does.
+- ``continuous 60 fps``: the producer pushes every 16.7 ms while a reader
+  thread takes frames as they come (a game repainting every frame): the same
+  latency, frames dropped, and the CPU our process spent (user + system time
+  over wall time; the producer process is not counted).
 
 Run: ``.venv/bin/python bench/bench_pipewire.py [frames]`` (or through pytest).
 """
@@ -23,6 +27,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +41,13 @@ from pipewire_helpers import PipeWireSession, ProducerProcess  # noqa: E402
 from rootstream.capture.pipewire_stream import PipeWireStream  # noqa: E402
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
 
 
 def percentiles(values_ns: list[int]) -> str:
@@ -74,12 +86,41 @@ def measure(session: PipeWireSession, width: int, height: int, frames: int) -> d
         producer.close()
 
 
+def measure_continuous(session: PipeWireSession, width: int, height: int, frames: int) -> dict:
+    producer = ProducerProcess(session, width, height)
+    latencies: list[int] = []
+    try:
+        with PipeWireStream(producer.node_id) as stream:
+            def read() -> None:
+                while len(latencies) < frames:
+                    frame = stream.wait_frame(1.0)
+                    if frame is None:
+                        return
+                    latencies.append(time.monotonic_ns() - frame.pts_ns)
+
+            reader = threading.Thread(target=read)
+            cpu_before, wall_before = os.times(), time.monotonic()
+            reader.start()
+            next_push = time.monotonic()
+            while reader.is_alive():
+                producer.push()
+                next_push += 1 / 60
+                time.sleep(max(0.0, next_push - time.monotonic()))
+            reader.join()
+            cpu_after, wall = os.times(), time.monotonic() - wall_before
+            cpu = (cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system)
+            return {"latency": latencies, "dropped": stream.dropped,
+                    "cpu": 100 * cpu / wall}
+    finally:
+        producer.close()
+
+
 def main(frames: int = 200) -> list[str]:
     session = PipeWireSession().start()
     os.environ.update(XDG_RUNTIME_DIR=str(session.runtime),
                       PIPEWIRE_RUNTIME_DIR=str(session.runtime))
-    lines = [f"PipeWire consumer, {frames} frames per size, {platform.processor() or 'cpu'}, "
-             f"{os.cpu_count()} cores"]
+    lines = [f"PipeWire consumer, {frames} frames per size, {cpu_name()}, "
+             f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"]
     try:
         for name, (width, height) in SIZES.items():
             result = measure(session, width, height, frames)
@@ -88,6 +129,9 @@ def main(frames: int = 200) -> list[str]:
                          f"{percentiles(copy_floor(width, height, frames))}")
             lines.append(f"{name} queue->wait_frame  {percentiles(result['latency'])}"
                          f"  (dropped {result['dropped']})")
+            result = measure_continuous(session, width, height, frames)
+            lines.append(f"{name} continuous 60 fps  {percentiles(result['latency'])}"
+                         f"  (dropped {result['dropped']}, our CPU {result['cpu']:.1f} %)")
     finally:
         session.stop()
     return lines

@@ -18,7 +18,8 @@ set -euo pipefail
 # pipewire-bin, wireplumber, dbus-daemon, libpipewire-0.3-0: a private PipeWire
 #   session for the PipeWire stream tests; libpipewire-0.3-dev, libspa-0.2-dev,
 #   pkg-config: tests compile SPA's headers to check the hand-declared structs
-#   and PODs.
+#   and PODs; gstreamer1.0-tools, -plugins-base, -pipewire: a producer node that
+#   is not built on our own binding (videotestsrc ! pipewiresink).
 # sway, xwayland, pipewire, dbus, xdg-desktop-portal: the real Wayland desktop
 #   of the portal tests (tests/wayland_desktop.py); libwayland-dev,
 #   libwayland-bin, wayland-protocols: its painter client; meson ... libsystemd-dev:
@@ -32,7 +33,7 @@ APT_PACKAGES=(
   pulseaudio pulseaudio-utils
   iproute2 nftables
   pipewire-bin wireplumber dbus-daemon libpipewire-0.3-0 libpipewire-0.3-dev libspa-0.2-dev
-  pkg-config
+  pkg-config gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-pipewire
   sway xwayland pipewire dbus xdg-desktop-portal
   libwayland-dev libwayland-bin wayland-protocols
   meson ninja-build dpkg-dev libgbm-dev libinih-dev libsystemd-dev

@@ -8,6 +8,7 @@ consumer must read back.
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import shutil
@@ -39,6 +40,21 @@ from rootstream.capture.pipewire_stream import encode_params
 
 ffi = pw.ffi
 START_TIMEOUT = 10.0
+# wireplumber needs a session bus.  This one has no service directories, so nothing
+# on the machine (a portal, a document store) is activated behind the test's back.
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
 
 
 class SessionError(RuntimeError):
@@ -59,8 +75,10 @@ class PipeWireSession:
 
     def start(self) -> PipeWireSession:
         try:
-            self._spawn("dbus", ["dbus-daemon", "--session", "--nofork", "--nosyslog",
-                                 f"--address={self.env['DBUS_SESSION_BUS_ADDRESS']}"])
+            config = self.runtime / "bus.conf"
+            config.write_text(BUS_CONFIG.format(socket=self.runtime / "bus"))
+            self._spawn("dbus", ["dbus-daemon", "--nofork", "--nosyslog",
+                                 f"--config-file={config}"])
             self._wait_for("dbus", lambda: (self.runtime / "bus").exists())
             self._spawn("pipewire", ["pipewire"])
             self._wait_for("pipewire", lambda: (self.runtime / "pipewire-0").exists())
@@ -92,6 +110,24 @@ class PipeWireSession:
         done = subprocess.run(["pw-cli", "ls", "Client"], env=self.env, capture_output=True,
                               text=True, timeout=5)
         return "wireplumber" in done.stdout.lower()
+
+    def node_id(self, node_name: str, timeout: float = START_TIMEOUT) -> int:
+        """The id of the node called ``node_name`` once it shows up (pw-dump)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = subprocess.run(["pw-dump"], env=self.env, capture_output=True, text=True,
+                                  timeout=5)
+            for entry in json.loads(done.stdout or "[]"):
+                props = (entry.get("info") or {}).get("props") or {}
+                if props.get("node.name") == node_name:
+                    return entry["id"]
+            time.sleep(0.05)
+        raise SessionError(f"no PipeWire node {node_name!r} appeared")
+
+    def spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        """Start another process of the session (killed by stop())."""
+        self._spawn(name, command)
+        return self.processes[name]
 
     def log_tail(self, name: str) -> str:
         path = self.runtime / f"{name}.log"

@@ -4,6 +4,8 @@ headers and the chunk checks that skip buffers without a picture."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from pipewire_helpers import CURSOR_BITMAP_OFFSET, write_cursor_meta
@@ -131,3 +133,16 @@ def test_a_missing_libpipewire_is_one_sentence_and_a_hint(monkeypatch):
     with pytest.raises(CaptureError, match="libpipewire-0.3 is not installed") as caught:
         pw.load()
     assert "apt-get install" in caught.value.hint
+
+
+def test_the_portal_fd_is_closed_even_when_libpipewire_is_missing(monkeypatch):
+    from rootstream.capture.pipewire_stream import PipeWireStream
+
+    monkeypatch.setattr(pw, "_lib", None)
+    monkeypatch.setattr(pw, "LIBRARY", "libpipewire-0.3-not-installed.so.0")
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    with pytest.raises(CaptureError, match="not installed"):
+        PipeWireStream(1, fd=read_end)
+    with pytest.raises(OSError):
+        os.fstat(read_end)

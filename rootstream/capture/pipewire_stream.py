@@ -106,10 +106,14 @@ class PipeWireStream:
         self._counter = 0
         self._closing = False
         self._closed = False
-        self._fd = fd
-        self._lib = lib = pw.load()
+        self._fd = fd  # ours from here on, whatever fails below
+        self._context = self._core = self._stream = self._loop = ffi.NULL
+        try:
+            self._lib = lib = pw.load()
+        except CaptureError:
+            self._close_fd()
+            raise
         self._loop = lib.pw_thread_loop_new(f"{app_name}-pw".encode(), ffi.NULL)
-        self._context = self._core = self._stream = ffi.NULL
         if self._loop == ffi.NULL:
             self._close_fd()
             raise CaptureError("cannot create a PipeWire thread loop", hint=_HINT)
@@ -168,8 +172,8 @@ class PipeWireStream:
                 self._core = lib.pw_context_connect(self._context, ffi.NULL, 0)
                 where = os.environ.get("PIPEWIRE_REMOTE") or "the PipeWire daemon (pipewire-0)"
             if self._core == ffi.NULL:
-                err = ffi.errno
-                raise CaptureError(f"cannot connect to {where}: {os.strerror(err)}", hint=_HINT)
+                why = os.strerror(ffi.errno) if ffi.errno else "refused"
+                raise CaptureError(f"cannot connect to {where}: {why}", hint=_HINT)
             lib.pw_proxy_add_listener(ffi.cast("struct pw_proxy *", self._core),
                                       self._callbacks["core_hook"],
                                       self._callbacks["core_events"], ffi.NULL)
@@ -248,8 +252,12 @@ class PipeWireStream:
             message = ffi.string(error).decode(errors="replace") if error else "unknown error"
             self._mark_closed(f"stream error: {message}")
         elif state == pw.STATE_UNCONNECTED and not self._closing:
-            self._mark_closed("the stream was disconnected "
-                              "(no such node, or the producer went away)")
+            # The session manager unlinks us when the node is gone or has no format we
+            # can read (e.g. only tiled DMA-BUFs); it cannot tell us which.
+            self._mark_closed("the stream was disconnected (the producer went away)"
+                              if self.format is not None else
+                              "the stream was disconnected (no such node, or it offers no "
+                              "format we can read)")
         log.debug("PipeWire stream %s -> %s", self._lib.pw_stream_state_as_string(old),
                   self._lib.pw_stream_state_as_string(state))
 
