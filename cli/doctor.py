@@ -47,6 +47,11 @@ def doctor(kms_steps, record):
         for probe in probes:
             mark = "works" if probe.ok else "no"
             click.echo(f"  {probe.name:8} {mark:5}  {probe.reason}")
+    from rootstream.capture.portal_probe import portal_steps
+
+    click.echo("portal capture (Wayland), step by step:")
+    for step, ok, found in portal_steps():
+        click.echo(f"  {'ok ' if ok else 'FAIL'} {step}: {found}")
     if kms_steps:
         from rootstream.capture.kms import probe_steps
 

@@ -11,10 +11,15 @@ from rootstream_cli.options import parse_size
 
 
 @click.command()
-@click.option("--source", type=click.Choice(["auto", "kms", "x11", "test"]), default="auto",
-              show_default=True,
-              help="What to capture. auto: the screen (DRM/KMS, then X11), or the test "
-                   "pattern when this machine has no screen at all.")
+@click.option("--source", type=click.Choice(["auto", "kms", "portal", "x11", "test"]),
+              default="auto", show_default=True,
+              help="What to capture. auto: the screen (DRM/KMS, then the Wayland "
+                   "ScreenCast portal in a Wayland session, then X11), or the test pattern "
+                   "when this machine has no screen at all.")
+@click.option("--output", default=None,
+              help="Which screen: a connector such as HDMI-A-1 for kms, a RandR output for "
+                   "x11. The portal takes no name: its own dialog asks which screen the "
+                   "first time, and the restore token it hands back remembers the answer.")
 @click.option("--display", default=None,
               help="X display for --source x11 and --input xtest (default: $DISPLAY).")
 @click.option("--encoder", type=click.Choice(["auto", "vaapi", "nvenc", "x264"]),
@@ -66,8 +71,9 @@ from rootstream_cli.options import parse_size
                    "PipeWire monitor of the default sink), or no sound, with the reason, "
                    "when there is no sound server. test: a tone sweep with timing marks. "
                    "none: picture only.")
-def host(source, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing, fec,
-         bind, port, stats_interval, stats_json, sessions, pair, insecure, force, input_, audio):
+def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing,
+         fec, bind, port, stats_interval, stats_json, sessions, pair, insecure, force, input_,
+         audio):
     """Share this machine's screen with one client at a time.
 
     Waits for `rootstream connect` from another machine, streams to it, and
@@ -77,7 +83,8 @@ def host(source, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt
     from rootstream_cli.options import check_insecure
 
     check_insecure(insecure, bind, force, pair)
-    options = HostOptions(source=source, display=display, encoder=encoder, codec=codec,
+    options = HostOptions(source=source, output=output, display=display, encoder=encoder,
+                          codec=codec,
                           size=size, fps=fps, bitrate=int(bitrate * 1_000_000), fec_share=fec,
                           min_bitrate=int(min(min_bitrate, bitrate) * 1_000_000),
                           adaptive=adapt, pacing=pacing,
@@ -92,3 +99,5 @@ def host(source, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt
         pass
     finally:
         server.close()
+    if server.video.failure is not None:  # already said in the log, with its hint
+        raise SystemExit(1)

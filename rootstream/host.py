@@ -55,6 +55,7 @@ KEEPALIVE_S = 0.5
 @dataclass
 class HostOptions:
     source: str = "auto"
+    output: str | None = None  # a kms connector or an x11 RandR output; the portal asks
     display: str | None = None
     encoder: str = "auto"
     size: tuple[int, int] = (1280, 720)  # the test pattern's size; a screen has its own

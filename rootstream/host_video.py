@@ -59,6 +59,8 @@ class VideoPipeline:
         opts = {"fps": options.fps}
         if options.display:
             opts["display"] = options.display
+        if getattr(options, "output", None):
+            opts["output"] = options.output
         if options.source in ("test", "auto"):
             opts["width"], opts["height"] = options.size
         self.capture = open_capture(options.source, **opts)
@@ -88,6 +90,9 @@ class VideoPipeline:
         self._want_picture = threading.Event()
         self._mailbox: Mailbox[_PendingFrame] = Mailbox("encode")
         self._threads: list[threading.Thread] = []
+        # Why capture stopped for good (a compositor that ended the session), so
+        # the command can exit non-zero and a service manager restarts it.
+        self.failure: RootStreamError | None = None
 
     # -- steering, from the control thread ----------------------------------------------------
 
@@ -169,7 +174,9 @@ class VideoPipeline:
                 frame = self.converter.convert(captured)
                 self._mailbox.put(_PendingFrame(frame, captured.stamps))
         except RootStreamError as exc:
-            self.log(f"rootstream host: capture stopped: {exc}")
+            self.failure = exc
+            hint = f" ({exc.hint})" if exc.hint else ""
+            self.log(f"rootstream host: capture stopped: {exc}{hint}")
             stop.set()
 
     def _follow_capture_wishes(self) -> None:

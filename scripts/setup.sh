@@ -20,6 +20,10 @@ set -euo pipefail
 #   pkg-config: tests compile SPA's headers to check the hand-declared structs
 #   and PODs; gstreamer1.0-tools, -plugins-base, -pipewire: a producer node that
 #   is not built on our own binding (videotestsrc ! pipewiresink).
+# sway, xwayland, pipewire, dbus, xdg-desktop-portal: the real Wayland desktop
+#   of the portal tests (tests/wayland_desktop.py); libwayland-dev,
+#   libwayland-bin, wayland-protocols: its painter client; meson ... libsystemd-dev:
+#   building xdg-desktop-portal-wlr (scripts/build_xdpw.sh).
 APT_PACKAGES=(
   python3-venv python3-dev gcc fonts-dejavu-core
   xvfb xdotool x11-utils x11-xserver-utils
@@ -30,6 +34,9 @@ APT_PACKAGES=(
   iproute2 nftables
   pipewire-bin wireplumber dbus-daemon libpipewire-0.3-0 libpipewire-0.3-dev libspa-0.2-dev
   pkg-config gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-pipewire
+  sway xwayland pipewire dbus xdg-desktop-portal
+  libwayland-dev libwayland-bin wayland-protocols
+  meson ninja-build dpkg-dev libgbm-dev libinih-dev libsystemd-dev
 )
 EXTRAS="${ROOTSTREAM_EXTRAS:-test}"
 
@@ -45,6 +52,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
 fi
+
+# Debian 12's xdg-desktop-portal-wlr cannot screencast a GPU-less sway: the
+# tests use a build of its source package with that one check removed, kept in
+# ~/.cache/rootstream (never installed over the system's package).
+bash scripts/build_xdpw.sh >/dev/null
 
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv

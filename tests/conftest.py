@@ -123,3 +123,19 @@ def free_udp_port() -> int:
 @pytest.fixture
 def udp_port() -> int:
     return free_udp_port()
+
+
+@pytest.fixture
+def wayland_desktop(monkeypatch):
+    """A real headless sway + PipeWire + ScreenCast portal (tests/wayland_desktop.py),
+    with this process's environment pointed at it; a part that fails to start fails
+    the test."""
+    from wayland_desktop import WaylandDesktop
+
+    with WaylandDesktop(640, 480) as desktop:
+        for key in ("DISPLAY", "PIPEWIRE_REMOTE"):
+            monkeypatch.delenv(key, raising=False)
+        for key in ("XDG_RUNTIME_DIR", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS",
+                    "XDG_SESSION_TYPE", "XDG_STATE_HOME", "XDG_DATA_HOME"):
+            monkeypatch.setenv(key, desktop.env[key])
+        yield desktop

@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 class HostProcess:
     """`python -m rootstream_cli host ...` on loopback, its log captured to a file."""
@@ -46,3 +48,48 @@ class HostProcess:
 
 def rootstream_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "rootstream_cli", *args]
+
+
+def centre_colour(display: str) -> np.ndarray:
+    """Mean B, G, R of the middle of an X display (a client's window), grabbed
+    independently of the client."""
+    from rootstream.capture.x11 import X11Capture
+
+    with X11Capture(display=display, use_damage=False) as grab:
+        frame = grab.grab(timeout=1.0)
+        h, w = frame.height, frame.width
+        pixels = frame.pixels[:, : w * 4].reshape(h, w, 4)
+        return pixels[h // 3: 2 * h // 3, w // 3: 2 * w // 3, :3].reshape(-1, 3).mean(axis=0)
+
+
+def wait_for_colour(display: str, want_bgr, timeout: float = 15.0) -> np.ndarray:
+    """Poll centre_colour until it is near ``want_bgr``; the last reading either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        colour = centre_colour(display)
+        if np.all(np.abs(colour - np.array(want_bgr)) < 40):
+            return colour
+        if time.monotonic() > deadline:
+            return colour
+        time.sleep(0.2)
+
+
+class SdlClient:
+    """`rootstream connect` showing the stream in an SDL window on an X display."""
+
+    def __init__(self, port: int, display, seconds: int = 30):
+        self.proc = subprocess.Popen(
+            rootstream_command("connect", f"127.0.0.1:{port}", "--present", "sdl",
+                               "--seconds", str(seconds)),
+            env=display.env(SDL_VIDEODRIVER="x11"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def stop(self) -> str:
+        """End the client; its stderr."""
+        self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err or ""

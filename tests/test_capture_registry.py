@@ -98,10 +98,10 @@ def test_describe_failure_of_a_plain_exception():
 
 
 def test_capture_table_is_in_auto_order():
-    assert CAPTURES.names == ("kms", "x11", "test")
+    assert CAPTURES.names == ("kms", "portal", "x11", "test")
     with pytest.raises(CaptureError, match="unknown capture backend 'vnc'") as info:
         open_capture("vnc")
-    assert "kms, x11, test" in info.value.hint
+    assert "kms, portal, x11, test" in info.value.hint
 
 
 def test_auto_uses_the_test_pattern_only_without_a_screen(monkeypatch):
@@ -115,12 +115,16 @@ def test_auto_uses_the_test_pattern_only_without_a_screen(monkeypatch):
 
 def test_auto_with_a_dead_display_raises_instead_of_a_test_pattern(monkeypatch):
     monkeypatch.setenv("DISPLAY", ":189")  # named, but no server behind it
-    with pytest.raises(CaptureError, match=r"tried kms, x11") as info:
+    for name in ("WAYLAND_DISPLAY", "XDG_SESSION_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(CaptureError, match=r"tried kms, portal, x11") as info:
         open_capture("auto")
     lines = info.value.details
     assert lines[0].startswith("kms: ")
-    assert lines[1].startswith("x11: no X display: set DISPLAY or use --source test")
-    assert lines[2] == "test: not used: X display ':189' is named, so there is a screen to fix"
+    assert lines[1] == ("portal: not tried: not a Wayland session"
+                        " (WAYLAND_DISPLAY and XDG_SESSION_TYPE unset)")
+    assert lines[2].startswith("x11: no X display: set DISPLAY or use --source test")
+    assert lines[3] == "test: not used: X display ':189' is named, so there is a screen to fix"
     assert "--source test" in info.value.hint
 
 
@@ -131,16 +135,19 @@ def test_auto_picks_x11_when_the_display_works(xvfb, monkeypatch):
         assert (capture.width, capture.height) == (xvfb.width, xvfb.height)
 
 
-def test_probe_captures_lists_all_three_in_order(xvfb, monkeypatch):
+def test_probe_captures_lists_all_four_in_order(xvfb, monkeypatch):
     monkeypatch.setenv("DISPLAY", xvfb.display)
     probes = probe_captures(width=640, height=480)
-    assert [p.name for p in probes] == ["kms", "x11", "test"]
+    assert [p.name for p in probes] == ["kms", "portal", "x11", "test"]
     assert not probes[0].ok and probes[0].reason
-    assert probes[1].ok and "MIT-SHM" in probes[1].reason
-    assert probes[2] == BackendProbe("test", True, "640x480 BGRX, 60 fps scrolling pattern")
+    assert probes[1].reason  # works or not depending on the session bus; always says why
+    assert probes[2].ok and "MIT-SHM" in probes[2].reason
+    assert probes[3] == BackendProbe("test", True, "640x480 BGRX, 60 fps scrolling pattern")
     # Naming a display is a choice of screen, which the test pattern cannot honour.
-    assert probe_captures(display=xvfb.display)[2] == BackendProbe(
+    assert probe_captures(display=xvfb.display)[3] == BackendProbe(
         "test", False, "passed over: it does not take display")
+    assert probe_captures(display=xvfb.display)[1] == BackendProbe(
+        "portal", False, "passed over: it does not take display")
 
 
 def test_a_connected_drm_connector_counts_as_a_screen(tmp_path, monkeypatch):
@@ -150,7 +157,7 @@ def test_a_connected_drm_connector_counts_as_a_screen(tmp_path, monkeypatch):
         (tmp_path / connector).mkdir()
         (tmp_path / connector / "status").write_text(status)
     assert screen_evidence() == "DRM connector card0-DP-2 is connected"
-    with pytest.raises(CaptureError, match="tried kms, x11") as info:
+    with pytest.raises(CaptureError, match="tried kms, portal, x11") as info:
         open_capture("auto")
     assert info.value.details[-1] == (
         "test: not used: DRM connector card0-DP-2 is connected, so there is a screen to fix")
@@ -162,9 +169,10 @@ def test_auto_passes_over_backends_that_cannot_take_a_selecting_option(xvfb, mon
     monkeypatch.delenv("DISPLAY", raising=False)
     with open_capture("auto", display=xvfb.display, region=(0, 0, 64, 48)) as capture:
         assert capture.name == "x11" and (capture.width, capture.height) == (64, 48)
-    with pytest.raises(CaptureError, match="tried kms, x11") as info:
+    with pytest.raises(CaptureError, match="tried kms, portal, x11") as info:
         open_capture("auto", display=":189", region=(0, 0, 64, 48))
     assert info.value.details[0] == "kms: passed over: it does not take display, region"
+    assert info.value.details[1].startswith("portal: not tried")
     # Options that do not select (fps, width) still go only where they fit.
     with open_capture("auto", display=xvfb.display, fps=30, width=640) as capture:
         assert capture.name == "x11"
@@ -174,7 +182,8 @@ def test_auto_without_a_screen_lists_all_three_when_the_pattern_fails_too(monkey
     monkeypatch.delenv("DISPLAY", raising=False)
     if screen_evidence() is not None:
         pytest.skip(f"this machine has a screen: {screen_evidence()}")
-    with pytest.raises(CaptureError, match=r"tried kms, x11, test\)") as info:
+    with pytest.raises(CaptureError, match=r"tried kms, portal, x11, test\)") as info:
         open_capture("auto", width=100, height=100)
-    assert [line.split(":")[0] for line in info.value.details] == ["kms", "x11", "test"]
-    assert info.value.details[2].startswith("test: test pattern size is out of range")
+    assert [line.split(":")[0] for line in info.value.details] == ["kms", "portal", "x11",
+                                                                  "test"]
+    assert info.value.details[3].startswith("test: test pattern size is out of range")

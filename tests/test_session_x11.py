@@ -6,13 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 
-import numpy as np
 import pytest
-from session_helpers import HostProcess, rootstream_command
-
-from rootstream.capture.x11 import X11Capture
+from session_helpers import HostProcess, SdlClient, rootstream_command, wait_for_colour
 
 pytestmark = [
     pytest.mark.slow,
@@ -25,26 +21,6 @@ def _paint_root(display: str, colour: str) -> None:
     subprocess.run(["xsetroot", "-display", display, "-solid", colour], check=True, timeout=10)
 
 
-def _centre_colour(display: str) -> np.ndarray:
-    """Mean B, G, R of the middle of the client's screen, grabbed independently of SDL."""
-    with X11Capture(display=display, use_damage=False) as grab:
-        frame = grab.grab(timeout=1.0)
-        h, w = frame.height, frame.width
-        pixels = frame.pixels[:, : w * 4].reshape(h, w, 4)
-        return pixels[h // 3: 2 * h // 3, w // 3: 2 * w // 3, :3].reshape(-1, 3).mean(axis=0)
-
-
-def _wait_for_colour(display: str, want_bgr, timeout: float = 15.0) -> np.ndarray:
-    deadline = time.monotonic() + timeout
-    while True:
-        colour = _centre_colour(display)
-        if np.all(np.abs(colour - np.array(want_bgr)) < 40):
-            return colour
-        if time.monotonic() > deadline:
-            return colour
-        time.sleep(0.2)
-
-
 def test_a_picture_drawn_on_the_host_appears_in_the_client_window(xvfb_factory, tmp_path,
                                                                    udp_port):
     host_display = xvfb_factory(640, 480)
@@ -55,26 +31,16 @@ def test_a_picture_drawn_on_the_host_appears_in_the_client_window(xvfb_factory, 
     client = None
     try:
         host.wait_for("listening on")
-        client = subprocess.Popen(
-            rootstream_command("connect", f"127.0.0.1:{udp_port}", "--present", "sdl",
-                               "--seconds", "30"),
-            env=client_display.env(SDL_VIDEODRIVER="x11"),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        red = _wait_for_colour(client_display.display, (0, 0, 255))
+        client = SdlClient(udp_port, client_display)
+        red = wait_for_colour(client_display.display, (0, 0, 255))
         assert red[2] > 200 and red[0] < 60 and red[1] < 60, f"client shows {red} (BGR)"
         # A change on the host's screen reaches the client: damage-driven capture.
         _paint_root(host_display.display, "#0000ff")
-        blue = _wait_for_colour(client_display.display, (255, 0, 0))
+        blue = wait_for_colour(client_display.display, (255, 0, 0))
         assert blue[0] > 200 and blue[2] < 60, f"client shows {blue} (BGR)"
     finally:
         if client is not None:
-            client.terminate()
-            try:
-                _, err = client.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                client.kill()
-                err = ""
-            assert "Traceback" not in (err or "")
+            assert "Traceback" not in client.stop()
         host.stop()
     assert "client 127.0.0.1" in host.log()
 

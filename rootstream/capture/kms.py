@@ -153,7 +153,9 @@ class KmsCapture(CaptureBackend):
 
     ``device``: "/dev/dri/card0", None for the first card with outputs, or a
     DrmDevice already opened with ``open_card`` (the capture then owns it).
-    ``connector``: "HDMI-A-1", or None for the first connected, lit one.
+    ``connector``: "HDMI-A-1", or None for the first connected, lit one;
+    ``output`` is the same, under the name every screen backend takes
+    (``rootstream host --output``).
     ``cursor``: blend the hardware cursor into frames (costs one frame copy
     while it is visible).
     """
@@ -161,8 +163,12 @@ class KmsCapture(CaptureBackend):
     name = "kms"
 
     def __init__(self, device: str | DrmDevice | None = None, connector: str | None = None,
-                 fps: float = 60, cursor: bool = True):
+                 fps: float = 60, cursor: bool = True, output: str | None = None):
         super().__init__()
+        if connector and output and connector != output:
+            raise CaptureError("give a connector or an output, not both",
+                               details=[f"connector {connector!r}, output {output!r}"])
+        connector = connector or output
         self._device: DrmDevice | None = None
         self._mapper: BufferMapper | None = None
         self._canvas: np.ndarray | None = None

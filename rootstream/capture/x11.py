@@ -13,6 +13,9 @@ each frame gets the pointer drawn in from XFIXES (picture, hotspot and
 position, one round trip), and pointer motion (XInput2 raw events) and shape
 changes wake a change-driven grab just as screen damage does.
 
+Xwayland is refused with a pointer to the portal: its root window shows the
+X programs of a Wayland desktop and nothing else.
+
 Each missing piece has a fallback, recorded in ``fallbacks`` with the reason:
 no MIT-SHM (remote display, extension disabled, segment refused) means
 XGetImage through the socket plus one copy; no XDAMAGE means grabbing on an
@@ -123,6 +126,28 @@ class X11Capture(CaptureBackend):
                             x11.XDisplayHeight(self._display, screen))
         self._poll = select.poll()
         self._poll.register(x11.XConnectionNumber(self._display), select.POLLIN)
+        self._refuse_xwayland(name)
+
+    def _refuse_xwayland(self, name: str) -> None:
+        # Xwayland's root window holds only the X programs of a Wayland
+        # desktop (black elsewhere): streaming it would look like a broken
+        # capture.  Xwayland 23.1 and later announce themselves with the
+        # XWAYLAND extension; older ones (Debian 12 has 22.1) name every
+        # RandR output XWAYLAND0, XWAYLAND1, ...
+        opcode, event, error = ffi.new("int *"), ffi.new("int *"), ffi.new("int *")
+        xwayland = bool(self._libs.x11.XQueryExtension(self._display, b"XWAYLAND", opcode,
+                                                       event, error))
+        if not xwayland and self._libs.xrandr is not None:
+            try:
+                monitors = self.outputs()
+            except CaptureError:  # no RandR 1.5: not Xwayland, which has it
+                monitors = []
+            xwayland = bool(monitors) and all(name.startswith("XWAYLAND")
+                                              for name, *_ in monitors)
+        if xwayland:
+            raise CaptureError(f"X display {name!r} is Xwayland, which shows only X programs, "
+                               "not the Wayland desktop",
+                               hint="use --source portal (or auto) to capture a Wayland desktop")
 
     def _choose_rectangle(self, region: Sequence[int] | None, output: str | None) -> None:
         screen_w, screen_h = self.screen_size

@@ -1,0 +1,231 @@
+"""Change-to-capture latency and CPU: the ScreenCast portal on sway beside x11 MIT-SHM on Xvfb.
+
+What is measured, on one clock (CLOCK_MONOTONIC):
+- from a client's commit of a change (our Wayland painter's stamp just before
+  wl_surface_commit; for X, just before the XFlush that sends the fill) to the
+  moment ``grab()`` hands the frame showing it to rootstream;
+- ``idle``: the screen was still before each change (30 ms between changes);
+- ``busy``: a client repaints every 1/60 s while we grab; each change paints
+  its own colour, so each captured frame names the commit it shows;
+- each split at the frame's capture stamp (for the portal the compositor's
+  pts): before it is the compositor's share (sway's headless output
+  composites on a 60 Hz cycle once the screen is changing, as a real
+  display does; Xvfb has no cycle), after it ours (PipeWire transport, the
+  copy out of the buffer, grab());
+- CPU (user+sys seconds per second) during the 720p busy phase, of our
+  process plus, for the portal, sway, PipeWire, WirePlumber, the portal and
+  its wlr backend; for x11, Xvfb.  The painter clients are left out of both.
+
+The change is a 64x64 square, so both compositors do the same small draw; each
+then copies the whole output (screencopy into the PipeWire buffer, or
+XShmGetImage).  Rounds alternate portal and x11 at each size.
+
+Run: ``python bench/bench_portal_capture.py [--rounds 2] [--changes 40]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+from conftest import CpuWindow, XvfbDisplay, machine_lines  # noqa: E402
+from wayland_desktop import WaylandDesktop  # noqa: E402
+
+from rootstream.capture import xlib  # noqa: E402
+from rootstream.capture.portal import PortalCapture  # noqa: E402
+from rootstream.capture.x11 import X11Capture  # noqa: E402
+from rootstream.capture.xlib import ffi  # noqa: E402
+
+SQUARE = (16, 16, 64, 64)
+PERIOD_S = 1 / 60
+SIZES = [(1280, 720), (1920, 1080)]
+
+
+def colour_at(frame) -> int:
+    """The RGB of the square's middle in a BGRX frame."""
+    x, y = SQUARE[0] + 32, SQUARE[1] + 32
+    b, g, r = frame.pixels[y, x * 4:x * 4 + 3].tolist()
+    return (r << 16) | (g << 8) | b
+
+
+class WaylandSide:
+    """The portal on headless sway; changes by our painter."""
+
+    name = "portal"
+
+    def __init__(self, width: int, height: int):
+        self.desktop = WaylandDesktop(width, height).start()
+        os.environ.update({k: self.desktop.env[k] for k in (
+            "XDG_RUNTIME_DIR", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS",
+            "XDG_STATE_HOME")})
+        self.painter = self.desktop.painter()
+        self.painter.fill(0)
+        self.capture = PortalCapture(fps=1000)
+
+    def paint(self, rgb: int) -> int:
+        return self.painter.rect(*SQUARE, rgb)
+
+    def cpu_pids(self) -> dict[str, int]:
+        names = ("sway", "pipewire", "wireplumber", "xdpw", "portal")
+        return {"rootstream": os.getpid(),
+                **{name: self.desktop.processes[name].pid for name in names}}
+
+    def close(self) -> None:
+        self.capture.close()
+        self.painter.close()
+        self.desktop.stop()
+
+
+class X11Side:
+    """x11 MIT-SHM + XDAMAGE on Xvfb; changes by XFillRectangle on the root."""
+
+    name = "x11"
+
+    def __init__(self, width: int, height: int):
+        self.server = XvfbDisplay(width, height)
+        self.libs = xlib.load()
+        self.display = self.libs.x11.XOpenDisplay(self.server.display.encode())
+        self.root = self.libs.x11.XRootWindow(self.display, 0)
+        self.gc = self.libs.x11.XCreateGC(self.display, self.root, 0, ffi.NULL)
+        self.capture = X11Capture(self.server.display, fps=1000, cursor=False)
+        self.capture.grab(timeout=2)
+
+    def paint(self, rgb: int) -> int:
+        x11 = self.libs.x11
+        x11.XSetForeground(self.display, self.gc, rgb)
+        x11.XFillRectangle(self.display, self.root, self.gc, *SQUARE)
+        stamp = time.monotonic_ns()
+        x11.XFlush(self.display)
+        return stamp
+
+    def cpu_pids(self) -> dict[str, int]:
+        return {"rootstream": os.getpid(), "Xvfb": self.server.proc.pid}
+
+    def close(self) -> None:
+        self.capture.close()
+        self.libs.x11.XFreeGC(self.display, self.gc)
+        self.libs.x11.XCloseDisplay(self.display)
+        self.server.close()
+
+
+def wait_for(capture, rgb: int, timeout: float = 2.0):
+    """Grab until the square shows ``rgb``: (the monotonic time grab() returned it,
+    the frame's capture stamp), or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = capture.grab(timeout=0.2)
+        if frame is not None and colour_at(frame) == rgb:
+            return time.monotonic_ns(), frame.stamps.captured
+    return None
+
+
+def idle_round(side, changes: int, parts: dict[str, list[float]]) -> list[float]:
+    """Latencies of changes to a still screen; ``parts`` gets commit -> capture
+    stamp (for the portal the compositor's pts: composite + screencopy) and
+    capture stamp -> grab() return (PipeWire transport + our copy + ours)."""
+    latencies = []
+    for i in range(changes):
+        rgb = 0x100000 + i * 7 + 1
+        time.sleep(0.03)  # a still screen before the change
+        committed = side.paint(rgb)
+        got = wait_for(side.capture, rgb)
+        if got is not None:
+            returned, stamped = got
+            latencies.append((returned - committed) / 1e6)
+            parts.setdefault("commit -> capture stamp", []).append((stamped - committed) / 1e6)
+            parts.setdefault("capture stamp -> grab", []).append((returned - stamped) / 1e6)
+    return latencies
+
+
+def busy_round(side, seconds: float, measure_cpu: bool,
+               parts: dict[str, list[float]]) -> tuple[list[float], dict]:
+    commits: dict[int, int] = {}
+    stop = threading.Event()
+
+    def repaint() -> None:
+        colour = 0x200000
+        next_at = time.monotonic()
+        while not stop.is_set():
+            colour += 1
+            commits[colour] = side.paint(colour)
+            next_at += PERIOD_S
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    painter = threading.Thread(target=repaint, daemon=True)
+    latencies = []
+    cpu = CpuWindow(side.cpu_pids()) if measure_cpu else None
+    painter.start()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        frame = side.capture.grab(timeout=0.2)
+        if frame is None:
+            continue
+        returned = time.monotonic_ns()
+        committed = commits.get(colour_at(frame))
+        if committed is not None:
+            latencies.append((returned - committed) / 1e6)
+            stamped = frame.stamps.captured
+            parts.setdefault("commit -> capture stamp", []).append((stamped - committed) / 1e6)
+            parts.setdefault("capture stamp -> grab", []).append((returned - stamped) / 1e6)
+    stop.set()
+    painter.join()
+    return latencies, (cpu.finish() if cpu else {})
+
+
+def line(name: str, values: list[float]) -> str:
+    if not values:
+        return f"  {name:50} no frames"
+    p50, p99 = np.percentile(values, [50, 99])
+    return f"  {name:50} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  (n={len(values)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--changes", type=int, default=40)
+    parser.add_argument("--busy-seconds", type=float, default=4.0)
+    args = parser.parse_args()
+    results: dict[str, list[float]] = {}
+    cpu: dict[str, list[dict]] = {}
+    for width, height in SIZES:
+        for _ in range(args.rounds):
+            for side_class in (WaylandSide, X11Side):
+                side = side_class(width, height)
+                try:
+                    key = f"{side.name} {height}p"
+                    parts = {}
+                    results.setdefault(f"{key} idle", []).extend(
+                        idle_round(side, args.changes, parts))
+                    for part, values in parts.items():
+                        results.setdefault(f"{key} idle: {part}", []).extend(values)
+                    parts = {}
+                    busy, used = busy_round(side, args.busy_seconds, height == 720, parts)
+                    results.setdefault(f"{key} busy 60 Hz", []).extend(busy)
+                    for part, values in parts.items():
+                        results.setdefault(f"{key} busy 60 Hz: {part}", []).extend(values)
+                    if used:
+                        cpu.setdefault(side.name, []).append(used)
+                finally:
+                    side.close()
+    print("\n".join(machine_lines()))
+    print("change -> frame in rootstream (client commit stamp to grab() return):")
+    for name in sorted(results):
+        print(line(name, results[name]))
+    print("CPU during 720p busy (user+sys s/s, mean of rounds):")
+    for side_name, rounds in cpu.items():
+        per = {proc: sum(r[proc]["cpu"] for r in rounds) / len(rounds) for proc in rounds[0]}
+        parts = ", ".join(f"{proc} {value:.3f}" for proc, value in per.items())
+        print(f"  {side_name:8} total {sum(per.values()):.3f}: {parts}")
+
+
+if __name__ == "__main__":
+    main()
