@@ -56,7 +56,7 @@ from rootstream.audio.client_service import FillLog
 from rootstream.audio.testsignal import find_marks
 from rootstream.benchrun.machine import describe_machine
 from rootstream.client import Client, ClientOptions
-from rootstream.service import ClientService
+from rootstream.session import ClientService
 
 SECONDS = 10.0
 DEVICE_SAMPLES = 256

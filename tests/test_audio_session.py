@@ -45,7 +45,7 @@ from rootstream.client import Client, ClientOptions
 from rootstream.host import Host, HostOptions
 from rootstream.net.impair import Impairment, ImpairmentModel, LossyRelay
 from rootstream.protocol import PacketType
-from rootstream.service import ClientService
+from rootstream.session import ClientService
 
 pytestmark = pytest.mark.slow
 

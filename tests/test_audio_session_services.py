@@ -25,7 +25,7 @@ from rootstream.audio.sender import AudioSender
 from rootstream.errors import AudioError, NetworkError
 from rootstream.protocol import Capability, Config, Header, PacketType
 from rootstream.protocol.audio import AudioPayload
-from rootstream.service import SessionInfo
+from rootstream.session import SessionInfo
 
 MS = 1_000_000
 NO_SERVER = "unix:/nonexistent/rootstream/pulse/native"

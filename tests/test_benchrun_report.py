@@ -32,7 +32,7 @@ from rootstream.benchrun.report import (
 from rootstream.benchrun.run import BenchRun, Progress
 from rootstream.capture.marker import draw_marker
 from rootstream.protocol import AssembledFrame, Ping, Pong, decode_control, encode_control
-from rootstream.service import SessionInfo
+from rootstream.session import SessionInfo
 
 # -- plan ---------------------------------------------------------------------------------
 

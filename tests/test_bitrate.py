@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rootstream.adaptive import AdaptiveBitrate
+from rootstream.host.adaptive import AdaptiveBitrate
 from rootstream.net.bitrate import (
     CREEP_FACTOR,
     INCREASE_HOLD_S,
@@ -16,7 +16,7 @@ from rootstream.net.bitrate import (
 )
 from rootstream.net.feedback import PathMonitor
 from rootstream.protocol import Bitrate, Config, PacketType, StatsReport, decode_control
-from rootstream.service import SessionInfo
+from rootstream.session import SessionInfo
 
 S = 1_000_000_000
 CLEAR = PathReport(loss=0.0, queue_delay_ms=1.0, receive_bps=8e6, send_bps=8e6)

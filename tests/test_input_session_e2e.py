@@ -223,7 +223,7 @@ def test_a_virtual_controller_drives_a_host_gamepad_and_is_centred_at_the_end(
     from rootstream.host import Host, HostOptions
     from rootstream.input.host_service import HostInput
     from rootstream.input.inject_uinput import UinputInjector
-    from rootstream.service import ClientService
+    from rootstream.session import ClientService
 
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     monkeypatch.setenv("SDL_JOYSTICK_ALLOW_BACKGROUND_EVENTS", "1")

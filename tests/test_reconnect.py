@@ -17,7 +17,8 @@ from conftest import free_udp_port
 from session_helpers import HostProcess, rootstream_command
 
 from rootstream.capture.x11 import X11Capture
-from rootstream.client import PEER_TIMEOUT_S, Client, ClientOptions
+from rootstream.client import Client, ClientOptions
+from rootstream.session import PEER_TIMEOUT_S
 from rootstream.net.impair import Impairment, LossyRelay
 from rootstream.present.overlay import find_font
 

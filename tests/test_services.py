@@ -8,7 +8,7 @@ import time
 from rootstream.client import Client, ClientOptions
 from rootstream.host import Host, HostOptions
 from rootstream.protocol import PacketType, StatsReport
-from rootstream.service import ClientService, Service
+from rootstream.session import ClientService, Service
 
 
 class Recorder(ClientService):

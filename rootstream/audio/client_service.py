@@ -43,7 +43,7 @@ from rootstream.audio.sync import AudioSync
 from rootstream.errors import AudioError, ProtocolError
 from rootstream.protocol import Capability, Header, PacketType
 from rootstream.protocol.audio import AudioPayload
-from rootstream.service import ClientService, Sender, SessionInfo
+from rootstream.session import ClientService, Sender, SessionInfo
 
 STATS_EVERY_NS = 500_000_000
 # Sound that plays later than the buffer's target is cut (a frame, in phase,

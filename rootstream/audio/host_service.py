@@ -39,7 +39,7 @@ from rootstream.audio.opus import OpusEncoder
 from rootstream.audio.sender import AudioSender
 from rootstream.errors import AudioError, RootStreamError
 from rootstream.protocol import Capability, PacketType
-from rootstream.service import Sender, Service, SessionInfo
+from rootstream.session import Sender, Service, SessionInfo
 
 AUDIO_CHOICES = ("auto", "pulse", "test", "none")
 STATS_EVERY_NS = 500_000_000

@@ -37,7 +37,7 @@ from rootstream.benchrun.clock import OffsetEstimate, OffsetEstimator
 from rootstream.benchrun.cpu import load_percent, process_cpu_ns
 from rootstream.capture.marker import read_marker_y
 from rootstream.protocol import PacketType, Ping, Pong, encode_control
-from rootstream.service import ClientService, Sender, SessionInfo
+from rootstream.session import ClientService, Sender, SessionInfo
 
 # A pong with its CPU field is 37 bytes; a ping padded to this many is never
 # smaller than its answer, which the host requires of pings outside a session

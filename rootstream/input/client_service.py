@@ -30,7 +30,7 @@ from collections.abc import Callable
 from rootstream.errors import ProtocolError
 from rootstream.protocol import PacketType
 from rootstream.protocol.input import encode_input
-from rootstream.service import ClientService, Sender, SessionInfo
+from rootstream.session import ClientService, Sender, SessionInfo
 
 OVERLAY_EVERY_NS = 500_000_000
 

@@ -30,7 +30,7 @@ from rootstream.errors import InputError, ProtocolError
 from rootstream.input import InputSession, open_injector
 from rootstream.protocol import Header, PacketType
 from rootstream.protocol.input import decode_input
-from rootstream.service import Sender, Service, SessionInfo
+from rootstream.session import Sender, Service, SessionInfo
 
 INPUT_CHOICES = ("auto", "uinput", "xtest", "record", "none")
 STATS_EVERY_NS = 500_000_000  # how often the counters are mirrored into the host's stats

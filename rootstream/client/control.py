@@ -4,7 +4,7 @@ Threads, each owning one stage:
 
 - ``receive``: the socket: VIDEO fragments into the reassembler, CONTROL
   messages, keepalives and stats out, liveness;
-- ``decode`` (rootstream.client_video): every complete frame in order,
+- ``decode`` (rootstream.client.video): every complete frame in order,
   never a P-frame after a loss until a keyframe arrives; the newest decoded
   picture wins;
 - the caller's thread (``run``): the presenter and its window events (SDL
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rootstream.capture.marker import read_marker_y
-from rootstream.client_video import Decoded, DecodeStage
+from rootstream.client.video import Decoded, DecodeStage
 from rootstream.crypto.client_keys import ClientKeys
 from rootstream.crypto.handshake import REASON_UNKNOWN_HOST_KEY, HandshakeRefused
 from rootstream.decode import open_decoder
@@ -50,13 +50,11 @@ from rootstream.protocol import (
     decode_control,
     encode_control,
 )
-from rootstream.service import ClientService, SessionInfo
+from rootstream.session import KEEPALIVE_S, PEER_TIMEOUT_S, ClientService, SessionInfo
 from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
 
-PEER_TIMEOUT_S = 2.0
 HELLO_INTERVAL_S = 0.25
 CONNECT_TIMEOUT_S = 5.0
-KEEPALIVE_S = 0.5
 STATS_REPORT_S = 1.0
 IDR_RETRY_S = 0.1  # repeat a keyframe request this often until one arrives
 CLIENT_STAGES = ("assemble", "decode", "present", "client", "host", "glass")

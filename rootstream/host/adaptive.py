@@ -30,7 +30,7 @@ from rootstream.net.bitrate import (
     counter_delta,
 )
 from rootstream.protocol import Bitrate, PacketType, StatsReport, encode_control
-from rootstream.service import Sender, Service, SessionInfo
+from rootstream.session import Sender, Service, SessionInfo
 
 DEFAULT_FLOOR_BPS = 500_000
 

@@ -1,8 +1,14 @@
-"""Extension points of the host and client session loops.
+"""What both ends of a session must agree on, and the hooks its services plug into.
+
+Timeouts: the host drops a client silent for ``PEER_TIMEOUT_S`` and the
+client gives up on (or starts reconnecting to) a host silent as long; each
+side sends something at least every ``KEEPALIVE_S`` so neither mistakes an
+idle peer for a gone one.  They live here, once, because the two loops only
+work when both use the same figures.
 
 Input, audio, bitrate adaptation and benchmarking each plug into a session
-as a service instead of growing host.py and client.py: the loops call these
-hooks, a service overrides the ones it needs.  Hooks run on the loop's
+as a service instead of growing the host's and client's control loops: the
+loops call these hooks, a service overrides the ones it needs.  Hooks run on the loop's
 control thread (host) or receive thread (client) unless said otherwise, so
 they must return quickly; a service that needs to block runs its own thread.
 """
@@ -13,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rootstream.protocol import Config, Header, PacketType
+
+PEER_TIMEOUT_S = 2.0  # silence after which the peer is gone
+KEEPALIVE_S = 0.5  # the longest either side stays quiet; well under PEER_TIMEOUT_S
 
 # send(ptype, payload): one datagram to the session's peer, sent at once.
 Sender = Callable[[PacketType, bytes], None]

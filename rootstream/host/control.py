@@ -4,7 +4,7 @@ The caller's thread (``serve``) runs the control channel: the handshake and
 pairing (rootstream.crypto.gate), hello/config, keepalives, keyframe
 requests, stats, bye, liveness, the services (input, sound, adaptive
 bitrate) and the periodic report.  The picture flows through
-rootstream.host_video's two threads.
+rootstream.host.video's two threads.
 
 One client at a time.  Another client gets one small refusal ("busy"),
 never more bytes than it sent.  A client silent for ``PEER_TIMEOUT_S`` is
@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rootstream.adaptive import AdaptiveBitrate
+from rootstream.host.adaptive import AdaptiveBitrate
 from rootstream.benchrun.cpu import process_cpu_ns
 from rootstream.benchrun.machine import describe_machine
 from rootstream.crypto.seal import SEAL_OVERHEAD
-from rootstream.host_video import HOST_STAGES, VideoPipeline
+from rootstream.host.video import HOST_STAGES, VideoPipeline
 from rootstream.net.udp import DEFAULT_PORT, UdpTransport, is_unsealed_crypto
 from rootstream.protocol import (
     MAX_PAYLOAD,
@@ -45,11 +45,9 @@ from rootstream.protocol import (
     decode_control,
     encode_control,
 )
-from rootstream.service import Service, SessionInfo
+from rootstream.session import KEEPALIVE_S, PEER_TIMEOUT_S, Service, SessionInfo
 from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
 
-PEER_TIMEOUT_S = 2.0
-KEEPALIVE_S = 0.5
 
 
 @dataclass
