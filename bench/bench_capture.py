@@ -29,10 +29,10 @@ import pytest
 from conftest import XvfbDisplay
 
 from rootstream.capture import xlib
-from rootstream.capture.marker import draw_marker, read_marker_y
-from rootstream.capture.test_pattern import TestPatternCapture
+from rootstream.capture.pattern import PatternCapture
 from rootstream.capture.x11 import X11Capture
 from rootstream.capture.xlib import ffi
+from rootstream.marker import draw_marker, read_marker_y
 
 RATIOS = [
     ("x11 grab 1080p", "mit-shm", "xgetimage"),
@@ -108,7 +108,7 @@ def test_pattern_render(benchmark, bench_summary, size, what):
     benchmark.group = f"pattern-render-{height}p"
     numbers = itertools.count()
     if what == "pattern":
-        pattern = TestPatternCapture(width, height)
+        pattern = PatternCapture(width, height)
         benchmark(lambda: pattern.render(next(numbers), 0))
     else:
         source = np.full((height, width * 4), 7, np.uint8)

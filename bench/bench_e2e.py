@@ -45,7 +45,7 @@ import av
 import pytest
 from conftest import CpuWindow, Spawned, free_udp_port, last_report, machine_lines, spread
 
-from rootstream.capture.test_pattern import TestPatternCapture
+from rootstream.capture.pattern import PatternCapture
 from rootstream.convert import NV12Converter
 from rootstream.decode import open_decoder
 from rootstream.encode import open_encoder
@@ -174,7 +174,7 @@ def _median_ms(samples: list[int]) -> float:
 def stage_breakdown(size: str, frames: int = BREAKDOWN_FRAMES) -> dict[str, float]:
     """Median milliseconds per frame of each stage, run one after the other."""
     width, height = SIZES[size]
-    pattern = TestPatternCapture(width, height, FPS)
+    pattern = PatternCapture(width, height, FPS)
     converter = NV12Converter(width, height, "BGRX", pool_size=2)
     fragmenter = VideoFragmenter(fec_share=0.2)
     encoders = {"x264 (default threads)": {}, "x264 threads=1": {"threads": "1"},

@@ -40,15 +40,15 @@ from cffi import FFI
 
 from rootstream.capture import xlib
 from rootstream.capture.base import Pacer
-from rootstream.capture.marker import (
+from rootstream.capture.pattern import PERIOD, STEP_X, STEP_Y, make_tile
+from rootstream.capture.x11 import X11Capture
+from rootstream.errors import CaptureError
+from rootstream.marker import (
     MARKER_HEIGHT,
     MARKER_WIDTH,
     draw_marker,
     read_marker_bgrx,
 )
-from rootstream.capture.test_pattern import PERIOD, STEP_X, STEP_Y, make_tile
-from rootstream.capture.x11 import X11Capture
-from rootstream.errors import CaptureError
 
 # rootstream's Xlib declarations leave out the one call only a painter needs.
 _ffi = FFI()

@@ -30,7 +30,7 @@ from rootstream.benchrun.report import (
     write_report,
 )
 from rootstream.benchrun.run import BenchRun, Progress
-from rootstream.capture.marker import draw_marker
+from rootstream.marker import draw_marker
 from rootstream.protocol import AssembledFrame, Ping, Pong, decode_control, encode_control
 from rootstream.session import SessionInfo
 

@@ -7,7 +7,7 @@ import pytest
 import rootstream.capture as capture_package
 from rootstream.backends import BackendProbe, BackendRegistry, accepted_options, describe_failure
 from rootstream.capture import CAPTURES, open_capture, probe_captures, screen_evidence
-from rootstream.capture.test_pattern import TestPatternCapture
+from rootstream.capture.pattern import PatternCapture
 from rootstream.errors import CaptureError, EncodeError
 
 
@@ -89,7 +89,7 @@ def test_explicit_backend_refuses_options_it_does_not_take():
 
 
 def test_accepted_options_follow_the_constructor_signature():
-    assert accepted_options(TestPatternCapture, {"fps": 30, "display": ":1"}) == {"fps": 30}
+    assert accepted_options(PatternCapture, {"fps": 30, "display": ":1"}) == {"fps": 30}
 
 
 def test_describe_failure_of_a_plain_exception():

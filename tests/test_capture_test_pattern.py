@@ -9,9 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from rootstream.capture.marker import MARKER_HEIGHT, Marker, read_marker_bgrx, read_marker_y
-from rootstream.capture.test_pattern import TestPatternCapture
+from rootstream.capture.pattern import PatternCapture
 from rootstream.errors import CaptureError
+from rootstream.marker import MARKER_HEIGHT, Marker, read_marker_bgrx, read_marker_y
 
 
 def expected_marker(frame) -> Marker:
@@ -19,7 +19,7 @@ def expected_marker(frame) -> Marker:
 
 
 def test_frames_are_numbered_and_carry_their_number_and_time():
-    with TestPatternCapture(640, 360, fps=1000) as capture:
+    with PatternCapture(640, 360, fps=1000) as capture:
         for number in range(5):
             frame = capture.grab()
             assert (frame.sequence, frame.width, frame.height) == (number, 640, 360)
@@ -29,7 +29,7 @@ def test_frames_are_numbered_and_carry_their_number_and_time():
 
 
 def test_frames_are_windows_into_one_texture_not_copies():
-    with TestPatternCapture(640, 360, fps=1000) as capture:
+    with PatternCapture(640, 360, fps=1000) as capture:
         first = capture.grab().pixels
         assert np.shares_memory(first, capture.grab().pixels)
 
@@ -37,17 +37,17 @@ def test_frames_are_windows_into_one_texture_not_copies():
 def test_no_marker_is_left_behind_in_the_texture():
     """Frame 300 after 299 others is the same picture as frame 300 drawn first:
     every earlier marker was erased, though windows overlap and repeat."""
-    worn = TestPatternCapture(640, 360)
+    worn = PatternCapture(640, 360)
     for number in range(300):
         worn.render(number, 0)
-    fresh = TestPatternCapture(640, 360)
+    fresh = PatternCapture(640, 360)
     again = worn.render(300, 5_000_000)[:, :640 * 4]
     assert np.array_equal(again, fresh.render(300, 5_000_000)[:, :640 * 4])
     assert read_marker_bgrx(again, 640, 360) == Marker(300, 5)
 
 
 def test_every_macroblock_changes_every_frame():
-    with TestPatternCapture(640, 360, fps=1000) as capture:
+    with PatternCapture(640, 360, fps=1000) as capture:
         a = capture.grab().pixels[:, :640 * 4].copy()
         b = capture.grab().pixels[:, :640 * 4]
     below = slice(MARKER_HEIGHT, 352)  # whole 16-row blocks under the marker
@@ -56,7 +56,7 @@ def test_every_macroblock_changes_every_frame():
 
 
 def test_grabs_are_paced_to_the_frame_rate():
-    capture = TestPatternCapture(640, 360, fps=100)
+    capture = PatternCapture(640, 360, fps=100)
     start = time.monotonic_ns()
     frames = [capture.grab().stamps.captured for _ in range(10)]
     # Lower bounds only: the pattern never runs ahead of its clock.
@@ -64,7 +64,7 @@ def test_grabs_are_paced_to_the_frame_rate():
 
 
 def test_a_late_caller_gets_no_burst():
-    capture = TestPatternCapture(640, 360, fps=50)
+    capture = PatternCapture(640, 360, fps=50)
     capture.grab()
     time.sleep(0.07)  # three and a half periods late
     second = capture.grab(timeout=0)
@@ -76,7 +76,7 @@ def test_a_late_caller_gets_no_burst():
 
 
 def test_timeout_before_the_next_tick_returns_none():
-    capture = TestPatternCapture(640, 360, fps=1)
+    capture = PatternCapture(640, 360, fps=1)
     assert capture.grab(timeout=0) is not None
     assert capture.grab(timeout=0) is None
     assert capture.grab(timeout=0.01) is None
@@ -89,7 +89,7 @@ def test_timeout_before_the_next_tick_returns_none():
 ])
 def test_bad_settings_are_clear_errors(size, fps, message):
     with pytest.raises(CaptureError, match=message) as info:
-        TestPatternCapture(*size, fps=fps)
+        PatternCapture(*size, fps=fps)
     assert info.value.details
 
 
@@ -111,7 +111,7 @@ def test_marker_survives_x264_at_2_mbit_720p():
                 y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
                 read.append(read_marker_y(y, width, height))
 
-    with TestPatternCapture(width, height, fps=1000) as capture:
+    with PatternCapture(width, height, fps=1000) as capture:
         for index in range(60):
             frame = capture.grab()
             sent[frame.sequence] = expected_marker(frame)

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from rootstream.capture import xlib
-from rootstream.capture.marker import Marker, draw_marker, read_marker_bgrx
 from rootstream.capture.x11 import LOST_DISPLAY, NO_DISPLAY, X11Capture
 from rootstream.capture.xlib import ffi
 from rootstream.errors import CaptureError
+from rootstream.marker import Marker, draw_marker, read_marker_bgrx
 
 NOTHING_CHANGES = 0.3  # seconds to wait for a frame that must not come
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rootstream.capture.marker import (
+from rootstream.marker import (
     CELL,
     COLUMNS,
     MARKER_HEIGHT,

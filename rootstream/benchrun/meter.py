@@ -35,7 +35,7 @@ import numpy as np
 
 from rootstream.benchrun.clock import OffsetEstimate, OffsetEstimator
 from rootstream.benchrun.cpu import load_percent, process_cpu_ns
-from rootstream.capture.marker import read_marker_y
+from rootstream.marker import read_marker_y
 from rootstream.protocol import PacketType, Ping, Pong, encode_control
 from rootstream.session import ClientService, Sender, SessionInfo
 

@@ -32,7 +32,7 @@ CAPTURES = BackendRegistry("capture", {
     "kms": "rootstream.capture.kms:KmsCapture",
     "portal": "rootstream.capture.portal:PortalCapture",
     "x11": "rootstream.capture.x11:X11Capture",
-    "test": "rootstream.capture.test_pattern:TestPatternCapture",
+    "test": "rootstream.capture.pattern:PatternCapture",
 }, CaptureError, selecting=("display", "output", "region", "device", "connector"))
 SCREEN_BACKENDS = ("kms", "portal", "x11")
 NO_SCREEN_FALLBACK = "test"

@@ -2,8 +2,9 @@
 
 Threads, each owning one stage:
 
-- ``receive``: the socket: VIDEO fragments into the reassembler, CONTROL
-  messages, keepalives and stats out, liveness;
+- ``receive``: the socket: VIDEO payloads into the receiver stage
+  (rootstream.net.receiver), each complete frame on to the decode stage;
+  CONTROL messages, keepalives, keyframe requests and stats out, liveness;
 - ``decode`` (rootstream.client.video): every complete frame in order,
   never a P-frame after a loss until a keyframe arrives; the newest decoded
   picture wins;
@@ -20,15 +21,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from rootstream.capture.marker import read_marker_y
-from rootstream.client.video import Decoded, DecodeStage
+from rootstream.client.report import CLIENT_STAGES, STATS_REPORT_S, ClientFigures
+from rootstream.client.video import DecodeStage
 from rootstream.crypto.client_keys import ClientKeys
 from rootstream.crypto.handshake import REASON_UNKNOWN_HOST_KEY, HandshakeRefused
 from rootstream.decode import open_decoder
 from rootstream.errors import CryptoError, NetworkError, RootStreamError
-from rootstream.net.feedback import PathMonitor
+from rootstream.net.receiver import VideoReceiver
 from rootstream.net.udp import UdpTransport, is_unsealed_crypto
 from rootstream.present import open_presenter
 from rootstream.protocol import (
@@ -45,19 +44,14 @@ from rootstream.protocol import (
     PacketType,
     Ping,
     ProtocolError,
-    Reassembler,
-    StatsReport,
     decode_control,
     encode_control,
 )
 from rootstream.session import KEEPALIVE_S, PEER_TIMEOUT_S, ClientService, SessionInfo
-from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
+from rootstream.stats import JsonStatsWriter, StatsCollector
 
 HELLO_INTERVAL_S = 0.25
 CONNECT_TIMEOUT_S = 5.0
-STATS_REPORT_S = 1.0
-IDR_RETRY_S = 0.1  # repeat a keyframe request this often until one arrives
-CLIENT_STAGES = ("assemble", "decode", "present", "client", "host", "glass")
 
 
 @dataclass
@@ -128,7 +122,7 @@ class Client:
 
             self.audio = ClientAudio(stats=self.stats, log=log)
             self.services.append(self.audio)
-        self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
+        self.json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         # Encrypted by default: the host's key comes from pairing, looked up
         # before any socket exists so "not paired" is the first thing said.
         self._keys = None if options.insecure else ClientKeys.load(
@@ -146,15 +140,12 @@ class Client:
         self._reason = ""
         self._config: Config | None = None
         self._configured = threading.Event()
-        self._reassembler = Reassembler()
-        self._video = DecodeStage(self.stats)
-        self._last_idr_request = 0.0
+        self.receiver = VideoReceiver()  # fragments in, frames out
+        self.video = DecodeStage(self.stats)  # frames in, pictures out; the keyframe rule
+        self.figures = ClientFigures(self)
         self._last_heard = time.monotonic()
         self._last_sent = 0.0
-        self._present_ring: list[int] = []
-        self._path = PathMonitor()
         self._reconnecting_since: float | None = None  # set while the host is silent
-        self._earlier_lost = self._earlier_recovered = 0  # sessions before a reconnect
         self._notice_shown = False
 
     # -- the caller's thread: connect, then present ------------------------------------------
@@ -168,7 +159,7 @@ class Client:
             self.result.config = config
             codec = "hevc" if config.codec == Codec.HEVC else "h264"
             decoder = open_decoder(self.options.decoder, codec=codec)
-            self._video.start(decoder, self._stop)
+            self.video.start(decoder, self._stop)
             presenter = open_presenter(self.options.present, width=config.width,
                                        height=config.height,
                                        title=f"rootstream: {config.host_name}",
@@ -186,7 +177,7 @@ class Client:
                 self._send(Bye(ByeReason.NORMAL))
             self._stop.set()
             receiver.join(timeout=2)
-            self._video.close()
+            self.video.close()
             if self._configured.is_set():
                 for service in self.services:
                     service.session_ended(self._reason or "stopped")
@@ -194,10 +185,10 @@ class Client:
                 service.close()
             if presenter is not None:
                 presenter.close()
-            self._report()
+            self.figures.report()
             self.transport.close()
-            if self._json:
-                self._json.close()
+            if self.json:
+                self.json.close()
         self.result.reason = self._reason
         return self.result
 
@@ -247,18 +238,18 @@ class Client:
                     # While input is captured F11 belongs to the host; Ctrl+Alt+Shift+F
                     # toggles fullscreen instead.
                     presenter.toggle_fullscreen()
-            decoded = self._video.pictures.take(timeout=0.005)
+            decoded = self.video.pictures.take(timeout=0.005)
             now = time.monotonic()
             self._show_liveness(presenter)
             if decoded is not None:
                 presenter.present(decoded.picture)
-                self._account(decoded)
+                self.figures.account(decoded)
             if self.options.frames and self.result.frames_presented >= self.options.frames:
                 self._finish(f"showed {self.options.frames} frames")
             if self.options.seconds and now - start >= self.options.seconds:
                 self._finish(f"ran {self.options.seconds:g} s")
             if now >= next_report:
-                self._report()
+                self.figures.report()
                 next_report = now + self.options.stats_interval
 
     def _show_liveness(self, presenter) -> None:
@@ -269,46 +260,9 @@ class Client:
         self._notice_shown = away
         presenter.set_overlay([f"reconnecting to {self.options.host[0]}..."] if away else None)
 
-    def _account(self, decoded: Decoded) -> None:
-        stamps = decoded.stamps
-        stamps.presented = time.monotonic_ns()
-        frame = decoded.frame
-        self.result.frames_presented += 1
-        if self.result.present_ns:
-            gap_ms = (stamps.presented - self.result.present_ns[-1]) / 1e6
-            self.result.longest_freeze_ms = max(self.result.longest_freeze_ms, gap_ms)
-        self.result.present_ns.append(stamps.presented)
-        self.stats.record("assemble", stamps.assembled - stamps.received)
-        self.stats.record("decode", stamps.decoded - stamps.assembled)
-        self.stats.record("present", stamps.presented - stamps.decoded)
-        client_ns = stamps.presented - stamps.received
-        self.stats.record("client", client_ns)
-        self.stats.record("host", frame.host_us * 1000)
-        self._present_ring.append(client_ns)
-        for service in self.services:
-            service.frame_presented(frame, stamps.presented)
-        if self.options.read_markers:
-            marker = _read_marker(decoded.picture)
-            if marker is not None:
-                self.result.markers.append(marker.frame_number)
-                if self.options.same_clock:
-                    now_ms = stamps.presented // 1_000_000
-                    age = (now_ms - marker.capture_ms) & 0xFFFFFFFF
-                    if age < 10_000:
-                        self.stats.record("glass", age * 1_000_000)
-
     def live_figures(self) -> dict:
         """Cumulative figures for the stats overlay; any thread, resets nothing."""
-        rings = self.stats.window.rings
-        return {"frames_presented": self.result.frames_presented,
-                "received_bytes": self.transport.counters.received_bytes,
-                "bitrate_kbps": self.result.bitrate_kbps,
-                "latency_ms": {stage: rings[stage].percentiles_ms((50, 99))
-                               for stage in CLIENT_STAGES if stage in rings},
-                "drops": {"frames lost": self._reassembler.stats.frames_lost,
-                          "datagrams lost": self.transport.counters.lost.get(
-                              PacketType.VIDEO, 0),
-                          "pictures dropped": self._video.pictures.dropped}}
+        return self.figures.live_figures()
 
     def _finish(self, reason: str) -> None:
         if not self._reason:
@@ -342,12 +296,9 @@ class Client:
                     if not self._reconnect(now):
                         break
                     continue
-                expired = self._reassembler.expire(time.monotonic_ns())
-                if expired:
-                    self._ask_keyframe(IdrReason.FRAME_LOST, now)
-                if self._video.need_keyframe.is_set() and (
-                        now - self._last_idr_request > IDR_RETRY_S):
-                    self._ask_keyframe(IdrReason.FRAME_LOST, now)
+                if self.receiver.expire(time.monotonic_ns()):
+                    self.video.keyframes.want(urgent=True)
+                self._ask_keyframe_if_due(now)
                 for service in self.services:
                     service.tick(time.monotonic_ns())
                 if now >= next_stats:
@@ -361,18 +312,17 @@ class Client:
 
     def _on_datagram(self, header, payload, received_ns: int) -> None:
         if header.ptype == PacketType.VIDEO:
-            if not self._video.ready.is_set():
+            if not self.video.ready.is_set():
                 return  # the decode thread asks for a keyframe once it is ready
-            frame = self._reassembler.push(payload, header.timestamp_ms, received_ns)
+            frame = self.receiver.push(payload, header.timestamp_ms, received_ns)
             if frame is None:
                 return
             self.result.frames_received += 1
-            self._path.frame(frame.capture_ms, frame.host_us, frame.first_ns)
-            if frame.lost_before and not frame.keyframe and (
-                    time.monotonic() - self._last_idr_request > IDR_RETRY_S):
+            if frame.lost_before and not frame.keyframe:
                 # The decoder will skip this frame: ask now, not after the queue.
-                self._ask_keyframe(IdrReason.FRAME_LOST, time.monotonic())
-            self._video.offer(frame)
+                self.video.keyframes.want()
+                self._ask_keyframe_if_due(time.monotonic())
+            self.video.offer(frame)
             return
         if header.ptype != PacketType.CONTROL:
             if not any(service.handle(header, payload) for service in self.services):
@@ -426,7 +376,7 @@ class Client:
             return False
         if self._reconnecting_since is None:
             self._reconnecting_since = now
-            self._video.need_keyframe.set()
+            self.video.keyframes.want()
             # The host may have restarted with new keys: handshake again.
             self.transport.secure(None)
             self.stats.count("reconnecting")
@@ -488,11 +438,8 @@ class Client:
             # numbers and clock are new, so forget the old ones.
             for service in self.services:
                 service.session_ended("reconnecting")
-            self._earlier_lost += self._reassembler.stats.frames_lost
-            self._earlier_recovered += self._reassembler.stats.frames_recovered
-            self._reassembler = Reassembler()
-            self._path = PathMonitor()
-            self._video.drain()
+            self.receiver.new_session()
+            self.video.drain()
             info = SessionInfo(self.options.host, config.session_id, config.host_name, config)
             for service in self.services:
                 service.session_started(info, self._sender)
@@ -501,12 +448,14 @@ class Client:
         self._last_heard = time.monotonic()
         self.result.reconnects += 1
         self.log(f"rootstream: reconnected to {config.host_name} after {away:.1f} s")
-        self._ask_keyframe(IdrReason.STARTUP, time.monotonic())
+        self.video.keyframes.want(IdrReason.STARTUP, urgent=True)
+        self._ask_keyframe_if_due(time.monotonic())
 
-    def _ask_keyframe(self, reason: IdrReason, now: float) -> None:
-        self._video.need_keyframe.set()
-        self._last_idr_request = now
-        request = IdrRequest(reason, self._video.decoded_frame_id)
+    def _ask_keyframe_if_due(self, now: float) -> None:
+        reason = self.video.keyframes.due(now)
+        if reason is None:
+            return
+        request = IdrRequest(reason, self.video.decoded_frame_id)
         # Twice: a lost request costs a whole retry interval of frozen
         # picture, a duplicate costs the host nothing (one event, one IDR).
         self._send(request)
@@ -521,42 +470,5 @@ class Client:
         self._last_sent = time.monotonic()
 
     def _send_stats(self) -> None:
-        ring = np.array(self._present_ring[-1000:] or [0], dtype=np.int64)
-        self._present_ring = self._present_ring[-1000:]
-        p50, p99 = np.percentile(ring, [50, 99]) / 1000
-        r = self._reassembler.stats
-        lost = self.transport.counters.lost.get(PacketType.VIDEO, 0)
-        path = self._path.sample(time.monotonic_ns(), self.transport.counters.received_bytes)
-        self._send(StatsReport(
-            interval_ms=int(STATS_REPORT_S * 1000),
-            frames_received=self.result.frames_received & 0xFFFFFFFF,
-            frames_presented=self.result.frames_presented & 0xFFFFFFFF,
-            frames_lost=r.frames_lost & 0xFFFFFFFF,
-            frames_recovered=r.frames_recovered & 0xFFFFFFFF,
-            datagrams_received=self.transport.counters.received & 0xFFFFFFFF,
-            datagrams_lost=lost & 0xFFFFFFFF,
-            receive_kbps=min(path.receive_kbps, 0xFFFFFFFF),
-            client_p50_us=int(p50), client_p99_us=int(p99),
-            queue_delay_us=min(path.queue_delay_us, 0xFFFFFFFF),
-            delay_trend_us=max(-(1 << 31), min(path.delay_trend_us, (1 << 31) - 1))))
+        self._send(self.figures.stats_message())
 
-    def _report(self) -> None:
-        r = self._reassembler.stats
-        lost = self._earlier_lost + r.frames_lost
-        self.stats.set_total("frames_lost", lost)
-        self.stats.set_total("dropped_pictures", self._video.pictures.dropped)
-        self.stats.set_total("frames_recovered", self._earlier_recovered + r.frames_recovered)
-        self.stats.set_total("datagrams_lost",
-                             self.transport.counters.lost.get(PacketType.VIDEO, 0))
-        self.stats.set_total("malformed", self.transport.counters.malformed + r.malformed)
-        self.result.frames_lost = lost
-        report = self.stats.report()
-        self.log(format_report(report))
-        if self._json:
-            self._json.write(report)
-
-
-def _read_marker(picture):
-    plane = picture.planes[0]
-    y = np.frombuffer(plane, dtype=np.uint8).reshape(picture.height, plane.line_size)
-    return read_marker_y(y, picture.width, picture.height)

@@ -9,6 +9,12 @@ mailbox: when it overflows the decoder is hopelessly behind, so it is
 emptied and a keyframe wanted instead of decoding a backlog (moonlight does
 the same).  Decoded pictures go to a one-slot mailbox: the presenter shows
 the newest.
+
+The keyframe rule has one owner, :class:`KeyframeRule`: whoever sees that
+the next picture must start from a keyframe (this stage after a loss, an
+error or an overflow; the receiver after a frame expired or a reconnect)
+says ``want()``; the decoder skips to the next keyframe while it is wanted;
+the receive thread asks ``due(now)`` when to send the host a request.
 """
 
 from __future__ import annotations
@@ -21,10 +27,51 @@ from dataclasses import dataclass
 from rootstream.errors import DecodeError
 from rootstream.frame import ClientStamps
 from rootstream.mailbox import Mailbox
-from rootstream.protocol import AssembledFrame
+from rootstream.protocol import AssembledFrame, IdrReason
 from rootstream.stats import StatsCollector
 
 DECODE_QUEUE = 4
+IDR_RETRY_S = 0.1  # repeat a keyframe request this often until one arrives
+
+
+class KeyframeRule:
+    """"The next picture shown must start from a keyframe", and when to ask for one."""
+
+    def __init__(self) -> None:
+        self._wanted = threading.Event()
+        self._reason = IdrReason.FRAME_LOST
+        self._urgent = False  # ask at the next check, retry interval or not
+        self._last_request = 0.0
+
+    @property
+    def wanted(self) -> bool:
+        return self._wanted.is_set()
+
+    def want(self, reason: IdrReason = IdrReason.FRAME_LOST, *, urgent: bool = False) -> None:
+        self._reason = reason
+        if urgent:
+            self._urgent = True
+        self._wanted.set()
+
+    def satisfied(self) -> None:
+        """A keyframe reached the decoder: P-frames are good again."""
+        self._wanted.clear()
+
+    def due(self, now: float) -> IdrReason | None:
+        """Why to send a keyframe request now, or None; a request is assumed sent.
+
+        While one is wanted, the request repeats every IDR_RETRY_S (a lost
+        request must not freeze the picture for good); an urgent want goes
+        out at once.
+        """
+        if not self._wanted.is_set():
+            return None
+        if not self._urgent and now - self._last_request <= IDR_RETRY_S:
+            return None
+        self._urgent = False
+        self._last_request = now
+        reason, self._reason = self._reason, IdrReason.FRAME_LOST
+        return reason
 
 
 @dataclass
@@ -39,9 +86,7 @@ class DecodeStage:
         self.stats = stats
         self._queue: queue.Queue[AssembledFrame] = queue.Queue(DECODE_QUEUE)
         self.pictures: Mailbox[Decoded] = Mailbox("present")
-        # Set whenever the next frame shown must start from a keyframe; the
-        # receiver asks the host for one while it is set.
-        self.need_keyframe = threading.Event()
+        self.keyframes = KeyframeRule()
         self.ready = threading.Event()  # the decoder is open: frames are worth queueing
         self.decoded_frame_id = 0  # the newest frame decoded, told in keyframe requests
         self._thread: threading.Thread | None = None
@@ -59,7 +104,7 @@ class DecodeStage:
         except queue.Full:
             self.drain()
             self.stats.count("decode_overflow")
-            self.need_keyframe.set()
+            self.keyframes.want()
             return False
 
     def drain(self) -> None:
@@ -75,7 +120,7 @@ class DecodeStage:
             self._thread.join(timeout=2)
 
     def _loop(self, decoder, stop: threading.Event) -> None:
-        self.need_keyframe.set()  # start from a keyframe: the receiver asks for one
+        self.keyframes.want()  # start from a keyframe: the receiver asks for one
         self.ready.set()
         while not stop.is_set():
             try:
@@ -83,12 +128,12 @@ class DecodeStage:
             except queue.Empty:
                 continue
             if frame.lost_before:
-                self.need_keyframe.set()
-            if self.need_keyframe.is_set():
+                self.keyframes.want()
+            if self.keyframes.wanted:
                 if not frame.keyframe:
                     self.stats.count("skipped_waiting_keyframe")
                     continue
-                self.need_keyframe.clear()
+                self.keyframes.satisfied()
             self._decode(decoder, frame)
         decoder.close()
 
@@ -98,7 +143,7 @@ class DecodeStage:
             pictures = decoder.decode(bytes(frame.data))
         except DecodeError:
             self.stats.count("decode_errors")
-            self.need_keyframe.set()
+            self.keyframes.want()
             return
         stamps.decoded = time.monotonic_ns()
         self.decoded_frame_id = frame.frame_id
@@ -106,7 +151,7 @@ class DecodeStage:
             if picture.is_corrupt:
                 # FFmpeg concealed damage: never show it, start over from a keyframe.
                 self.stats.count("corrupt_pictures")
-                self.need_keyframe.set()
+                self.keyframes.want()
                 continue
             self.stats.frame(len(frame.data))
             self.pictures.put(Decoded(picture, frame, stamps))

@@ -31,8 +31,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from rootstream.errors import CryptoError
+from rootstream.protocol.header import CHECKSUM_OFFSET, HEADER_SIZE
 
-HEADER_SIZE = 16
 COUNTER_SIZE = 8
 TAG_SIZE = 16
 KEY_SIZE = 32
@@ -63,9 +63,9 @@ TOO_OLD = ("too_old", "sealed payload is older than the replay window")
 def _associated_data(header: bytes) -> bytes:
     if len(header) != HEADER_SIZE:
         raise CryptoError("packet header must be 16 bytes")
-    if header[14:] == _CHECKSUM_ZEROED:
+    if header[CHECKSUM_OFFSET:] == _CHECKSUM_ZEROED:
         return header  # already the pre-image, as the transport builds it
-    return bytes(header[:14]) + _CHECKSUM_ZEROED
+    return bytes(header[:CHECKSUM_OFFSET]) + _CHECKSUM_ZEROED
 
 
 def _check_key(key: bytes) -> bytes:

@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rootstream.host.adaptive import AdaptiveBitrate
 from rootstream.benchrun.cpu import process_cpu_ns
 from rootstream.benchrun.machine import describe_machine
 from rootstream.crypto.seal import SEAL_OVERHEAD
+from rootstream.host.adaptive import AdaptiveBitrate
 from rootstream.host.video import HOST_STAGES, VideoPipeline
 from rootstream.net.udp import DEFAULT_PORT, UdpTransport, is_unsealed_crypto
 from rootstream.protocol import (
@@ -47,7 +47,6 @@ from rootstream.protocol import (
 )
 from rootstream.session import KEEPALIVE_S, PEER_TIMEOUT_S, Service, SessionInfo
 from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
-
 
 
 @dataclass
@@ -363,8 +362,8 @@ class Host:
         video = self.video
         self.stats.set_total("dropped_frames", video.frames_dropped)
         self.stats.set_total("bitrate_kbps", video.encoder.bitrate // 1000)
-        if video.pacer is not None:
-            self.stats.set_total("paced_frames", video.pacer.frames_paced)
+        if video.sender.pacer is not None:
+            self.stats.set_total("paced_frames", video.sender.frames_paced)
         self.stats.set_total("fec_percent", round(video.fec_share * 100))
         report = self.stats.report()
         client = self.last_client_stats

@@ -1,10 +1,11 @@
-"""The host's video pipeline: capture -> convert -> encode -> packetise -> send.
+"""The host's video pipeline: capture -> convert -> encode -> the sender stage.
 
 Two threads, each owning its stage (rules of the road: latest frame wins):
 
 - ``capture``: grab -> convert to NV12 -> a one-slot mailbox;
-- ``encode``: mailbox -> encode -> fragment (with FEC) -> paced send,
-  stamping each frame so every stage's latency is a field.
+- ``encode``: mailbox -> encode -> ``VideoSender.send_frame`` (fragment, FEC,
+  seal, pace, send: rootstream.net.sender), stamping each frame so every
+  stage's latency is a field.
 
 The control thread steers
 the pipeline only through small thread-safe calls (``request_keyframe``,
@@ -20,20 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rootstream.capture import open_capture
-from rootstream.capture.marker import MARKER_HEIGHT, MARKER_WIDTH
-from rootstream.capture.test_pattern import MAX_SIZE
+from rootstream.capture.pattern import MAX_SIZE
 from rootstream.convert import NV12Converter
 from rootstream.encode import open_encoder
 from rootstream.errors import RootStreamError
 from rootstream.frame import CapturedFrame, HostStamps
 from rootstream.mailbox import Mailbox
-from rootstream.net.pacing import PacedSender
-from rootstream.protocol import Hello, PacketType, VideoFragmenter
+from rootstream.marker import MARKER_HEIGHT, MARKER_WIDTH
+from rootstream.net.sender import VideoSender
+from rootstream.protocol import Hello
 from rootstream.stats import StatsCollector
 
-# A keyframe is what a client waits on after a loss; losing it too costs
-# another round trip of frozen picture, so it carries more parity.
-KEYFRAME_FEC_SHARE = 0.5
 HOST_STAGES = ("convert", "encode", "send", "host")
 
 
@@ -81,9 +79,8 @@ class VideoPipeline:
         self._capture_settings = (width, height, self.fps)  # owned by the capture thread
         self._bitrate_wish: int | None = None  # a session's rate, set once by the encode thread
         self._next_bitrate: int | None = None  # adaptive rate, applied by the encode thread
-        self._fec_share = options.fec_share  # follows the loss the client reports
-        self.fragmenter = VideoFragmenter(fec_share=options.fec_share, max_payload=max_payload)
-        self.pacer = PacedSender() if options.pacing else None
+        self.sender = VideoSender(transport, max_payload=max_payload,
+                                  fec_share=options.fec_share, pacing=options.pacing)
         self._idr = threading.Event()
         # A still screen produces no frames: a new client or a keyframe request
         # makes the capture stage grab the current picture anyway.
@@ -126,11 +123,11 @@ class VideoPipeline:
         self._next_bitrate = bps
 
     def set_fec_share(self, share: float) -> None:
-        self._fec_share = share  # a float store: the encode thread reads it per frame
+        self.sender.fec_share = share  # a float store: the encode thread reads it per frame
 
     @property
     def fec_share(self) -> float:
-        return self._fec_share
+        return self.sender.fec_share
 
     @property
     def frames_dropped(self) -> int:
@@ -214,15 +211,8 @@ class VideoPipeline:
         units = self.encoder.encode(pending.frame, force_keyframe=force)
         stamps = pending.stamps
         stamps.encoded = time.monotonic_ns()
-        capture_ms = (stamps.captured // 1_000_000) & 0xFFFFFFFF
-        host_us = (stamps.encoded - stamps.captured) // 1000
-        size = 0
-        for unit in units:
-            payloads, parity = self._fragment(unit, host_us)
-            self._send(payloads, address, capture_ms)  # data first: see fragment_split
-            self._send(parity(), address, capture_ms)
-            size += len(unit.data)
-        stamps.sent = time.monotonic_ns()
+        size = self.sender.send_frame(units, stamps, (address,),
+                                      bitrate_bps=self.encoder.bitrate, fps=self._stream[2])
         if units:
             self.stats.frame(size)
             self.stats.record("convert", stamps.converted - stamps.captured)
@@ -254,25 +244,3 @@ class VideoPipeline:
             # x264 cannot raise its VBV ceiling in place: it reopened, and
             # its next frame is an IDR.
             self.stats.count("encoder_reopened")
-
-    def _fragment(self, unit, host_us: int):
-        share = self._fec_share
-        if unit.keyframe and share > 0:
-            share = max(share, KEYFRAME_FEC_SHARE)
-        self.fragmenter.fec_share = share  # only the encode thread uses the fragmenter
-        return self.fragmenter.fragment_split(unit.data, keyframe=unit.keyframe,
-                                              host_us=host_us)
-
-    def _send(self, payloads: list[bytes], address, capture_ms: int) -> None:
-        if not payloads:
-            return
-
-        def send_batch(batch) -> None:
-            self.transport.send_many(PacketType.VIDEO, batch, address, capture_ms)
-
-        if self.pacer is None:
-            send_batch(payloads)
-            return
-        self.pacer.send(payloads, send_batch, bitrate_bps=self.encoder.bitrate,
-                        frame_interval_ns=1_000_000_000 // self._stream[2])
-

@@ -18,7 +18,14 @@ from typing import NamedTuple
 
 from rootstream.crypto.seal import SEAL_OVERHEAD
 from rootstream.errors import CryptoError, NetworkError, ProtocolError
-from rootstream.protocol import MAX_PAYLOAD, Header, PacketType, decode_datagram, encode_datagram
+from rootstream.protocol import (
+    HEADER_SIZE,
+    MAX_PAYLOAD,
+    Header,
+    PacketType,
+    decode_datagram,
+    encode_datagram,
+)
 from rootstream.protocol.control import CRYPTO_KINDS
 from rootstream.protocol.header import header_pre_image, join_datagram
 from rootstream.protocol.seqnum import seq16_diff
@@ -273,7 +280,7 @@ class UdpTransport:
             if opener is not None and address == peer and not is_unsealed_crypto(
                     header, payload):
                 try:
-                    payload = memoryview(opener.open(data[:16], payload))
+                    payload = memoryview(opener.open(data[:HEADER_SIZE], payload))
                 except CryptoError as exc:
                     cause = getattr(exc, "reason", "rejected")
                     self.counters.rejected[cause] = self.counters.rejected.get(cause, 0) + 1

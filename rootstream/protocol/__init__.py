@@ -34,6 +34,7 @@ from rootstream.protocol.header import (
     decode_datagram,
     encode_datagram,
 )
+from rootstream.protocol.reassembly import AssembledFrame, Reassembler, ReassemblyStats
 from rootstream.protocol.seqnum import (
     seq16_diff,
     seq16_newer,
@@ -41,17 +42,12 @@ from rootstream.protocol.seqnum import (
     seq32_newer,
     ts32_elapsed_ms,
 )
-from rootstream.protocol.video import (
-    AssembledFrame,
-    FragmentHeader,
-    Reassembler,
-    ReassemblyStats,
-    VideoFragmenter,
-)
+from rootstream.protocol.video import FragmentedFrame, FragmentHeader, VideoFragmenter
 
 __all__ = [
     "AssembledFrame", "Bitrate", "Bye", "ByeReason", "Capability", "Codec", "Config",
-    "ControlKind", "CryptoMessage", "FragmentHeader", "HEADER_SIZE", "Header", "Hello",
+    "ControlKind", "CryptoMessage", "FragmentedFrame", "FragmentHeader", "HEADER_SIZE", "Header",
+    "Hello",
     "IdrReason", "IdrRequest", "Keepalive", "MAX_DATAGRAM", "MAX_PAYLOAD", "PacketType", "Ping",
     "Pong", "ProtocolError", "Reassembler", "ReassemblyStats", "StatsReport", "VideoFragmenter",
     "associated_data", "decode_control", "decode_datagram", "encode_control", "encode_datagram",

@@ -4,7 +4,7 @@ The picture scrolls diagonally by a few pixels every frame, so every
 macroblock changes and an encoder has real work, yet the motion is one global
 translation that motion search finds: it compresses like a game panning, not
 like noise.  The top-left corner carries the frame number and capture time
-(see :mod:`rootstream.capture.marker`), so latency can be read off any copy
+(see :mod:`rootstream.marker`), so latency can be read off any copy
 of the picture downstream.
 
 Rendering copies nothing: the frame is a window into a precomputed texture
@@ -22,10 +22,11 @@ import time
 
 import numpy as np
 
+from rootstream.marker import MARKER_HEIGHT, MARKER_WIDTH, draw_marker, marker_area
+
 from ..errors import CaptureError
 from ..frame import CapturedFrame
 from .base import CaptureBackend, Pacer, deadline_after
-from .marker import MARKER_HEIGHT, MARKER_WIDTH, draw_marker, marker_area
 
 PERIOD = 256  # the tile repeats every PERIOD pixels in x and y
 STEP_X, STEP_Y = 3, 2  # scroll per frame, in pixels
@@ -48,10 +49,9 @@ def make_tile() -> np.ndarray:
     return tile
 
 
-class TestPatternCapture(CaptureBackend):
+class PatternCapture(CaptureBackend):
     """Frames of a scrolling pattern at ``fps``, ``width`` x ``height`` BGRX."""
 
-    __test__ = False  # a capture backend, not a pytest test class
     name = "test"
 
     def __init__(self, width: int = 1280, height: int = 720, fps: float = 60):

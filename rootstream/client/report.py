@@ -1,0 +1,117 @@
+"""The client's figures: what each picture shown adds, what the host is told,
+and the client's own report.
+
+``account`` runs on the presenting thread for every picture shown (stage
+latencies from the frame's stamps, freezes, the test pattern's marker);
+``stats_message`` on the receive thread once a second (the StatsReport the
+host's bitrate adaptation reads); ``live_figures`` on any thread (the stats
+overlay); ``report`` at the report interval and at the end.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from rootstream.client.video import Decoded
+from rootstream.marker import read_marker_y
+from rootstream.protocol import PacketType, StatsReport
+from rootstream.stats import format_report
+
+CLIENT_STAGES = ("assemble", "decode", "present", "client", "host", "glass")
+STATS_REPORT_S = 1.0
+
+
+class ClientFigures:
+    def __init__(self, client):
+        # The client's parts this reads: options, stats, result, transport,
+        # the receiver and decode stages, services, log, the JSON writer.
+        self.client = client
+        self._present_ring: list[int] = []
+
+    def account(self, decoded: Decoded) -> None:
+        client = self.client
+        stamps = decoded.stamps
+        stamps.presented = time.monotonic_ns()
+        frame = decoded.frame
+        result, stats = client.result, client.stats
+        result.frames_presented += 1
+        if result.present_ns:
+            gap_ms = (stamps.presented - result.present_ns[-1]) / 1e6
+            result.longest_freeze_ms = max(result.longest_freeze_ms, gap_ms)
+        result.present_ns.append(stamps.presented)
+        stats.record("assemble", stamps.assembled - stamps.received)
+        stats.record("decode", stamps.decoded - stamps.assembled)
+        stats.record("present", stamps.presented - stamps.decoded)
+        client_ns = stamps.presented - stamps.received
+        stats.record("client", client_ns)
+        stats.record("host", frame.host_us * 1000)
+        self._present_ring.append(client_ns)
+        for service in client.services:
+            service.frame_presented(frame, stamps.presented)
+        if client.options.read_markers:
+            marker = _read_marker(decoded.picture)
+            if marker is not None:
+                result.markers.append(marker.frame_number)
+                if client.options.same_clock:
+                    now_ms = stamps.presented // 1_000_000
+                    age = (now_ms - marker.capture_ms) & 0xFFFFFFFF
+                    if age < 10_000:
+                        stats.record("glass", age * 1_000_000)
+
+    def live_figures(self) -> dict:
+        """Cumulative figures for the stats overlay; any thread, resets nothing."""
+        client = self.client
+        rings = client.stats.window.rings
+        return {"frames_presented": client.result.frames_presented,
+                "received_bytes": client.transport.counters.received_bytes,
+                "bitrate_kbps": client.result.bitrate_kbps,
+                "latency_ms": {stage: rings[stage].percentiles_ms((50, 99))
+                               for stage in CLIENT_STAGES if stage in rings},
+                "drops": {"frames lost": client.receiver.session_stats.frames_lost,
+                          "datagrams lost": client.transport.counters.lost.get(
+                              PacketType.VIDEO, 0),
+                          "pictures dropped": client.video.pictures.dropped}}
+
+    def stats_message(self) -> StatsReport:
+        client = self.client
+        ring = np.array(self._present_ring[-1000:] or [0], dtype=np.int64)
+        self._present_ring = self._present_ring[-1000:]
+        p50, p99 = np.percentile(ring, [50, 99]) / 1000
+        r = client.receiver.session_stats
+        counters = client.transport.counters
+        lost = counters.lost.get(PacketType.VIDEO, 0)
+        path = client.receiver.sample(time.monotonic_ns(), counters.received_bytes)
+        return StatsReport(
+            interval_ms=int(STATS_REPORT_S * 1000),
+            frames_received=client.result.frames_received & 0xFFFFFFFF,
+            frames_presented=client.result.frames_presented & 0xFFFFFFFF,
+            frames_lost=r.frames_lost & 0xFFFFFFFF,
+            frames_recovered=r.frames_recovered & 0xFFFFFFFF,
+            datagrams_received=counters.received & 0xFFFFFFFF,
+            datagrams_lost=lost & 0xFFFFFFFF,
+            receive_kbps=min(path.receive_kbps, 0xFFFFFFFF),
+            client_p50_us=int(p50), client_p99_us=int(p99),
+            queue_delay_us=min(path.queue_delay_us, 0xFFFFFFFF),
+            delay_trend_us=max(-(1 << 31), min(path.delay_trend_us, (1 << 31) - 1)))
+
+    def report(self) -> None:
+        client = self.client
+        receiver, stats, counters = client.receiver, client.stats, client.transport.counters
+        stats.set_total("frames_lost", receiver.frames_lost)
+        stats.set_total("dropped_pictures", client.video.pictures.dropped)
+        stats.set_total("frames_recovered", receiver.frames_recovered)
+        stats.set_total("datagrams_lost", counters.lost.get(PacketType.VIDEO, 0))
+        stats.set_total("malformed", counters.malformed + receiver.session_stats.malformed)
+        client.result.frames_lost = receiver.frames_lost
+        report = stats.report()
+        client.log(format_report(report))
+        if client.json is not None:
+            client.json.write(report)
+
+
+def _read_marker(picture):
+    plane = picture.planes[0]
+    y = np.frombuffer(plane, dtype=np.uint8).reshape(picture.height, plane.line_size)
+    return read_marker_y(y, picture.width, picture.height)

@@ -1,0 +1,85 @@
+"""The sender stage: one encoded frame in, its datagrams on the wire.
+
+``VideoSender.send_frame(units, stamps, destinations)`` is the whole
+packetising path, read top to bottom:
+
+1. each access unit is cut once into VIDEO payloads (rootstream.protocol.video:
+   sub-header, data fragments; parity computed on first use and kept);
+2. per destination, the data fragments are sealed and sent (the transport
+   seals per session, over the one shared socket), paced when the frame is
+   large (rootstream.net.pacing);
+3. then the parity, computed once whatever the number of destinations, the
+   same way.
+
+Data before parity: a client that loses nothing completes the frame before
+the parity is even computed.  The sender owns the frame ids, the FEC share
+and the pacer; it runs on the host's encode thread and nowhere else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import partial
+
+from rootstream.frame import HostStamps
+from rootstream.net.pacing import PacedSender
+from rootstream.net.udp import UdpTransport
+from rootstream.protocol import PacketType, VideoFragmenter
+
+# A keyframe is what a client waits on after a loss; losing it too costs
+# another round trip of frozen picture, so it carries more parity.
+KEYFRAME_FEC_SHARE = 0.5
+
+
+class VideoSender:
+    """Fragments, protects, seals, paces and sends encoded frames."""
+
+    def __init__(self, transport: UdpTransport, *, max_payload: int, fec_share: float,
+                 pacing: bool = True):
+        self.transport = transport
+        self.fragmenter = VideoFragmenter(fec_share=fec_share, max_payload=max_payload)
+        self.pacer = PacedSender() if pacing else None
+        self.fec_share = fec_share  # follows the loss the client reports (a float store)
+
+    @property
+    def frames_paced(self) -> int:
+        return 0 if self.pacer is None else self.pacer.frames_paced
+
+    def send_frame(self, units: Sequence, stamps: HostStamps, destinations: Sequence[tuple], *,
+                   bitrate_bps: int, fps: int) -> int:
+        """Send one frame's access units to every destination; returns its size
+        in bytes and stamps ``stamps.sent`` when the last datagram has left."""
+        capture_ms = (stamps.captured // 1_000_000) & 0xFFFFFFFF
+        host_us = (stamps.encoded - stamps.captured) // 1000
+        interval_ns = 1_000_000_000 // max(1, fps)
+        size = 0
+        for unit in units:
+            frame = self._cut(unit, host_us)
+            for address in destinations:  # data first: see the module's docstring
+                self._send(frame.data, address, capture_ms, bitrate_bps, interval_ns)
+            parity = frame.parity()  # computed here, once for every destination
+            for address in destinations:
+                self._send(parity, address, capture_ms, bitrate_bps, interval_ns)
+            size += len(unit.data)
+        stamps.sent = time.monotonic_ns()
+        return size
+
+    def _cut(self, unit, host_us: int):
+        share = self.fec_share
+        if unit.keyframe and share > 0:
+            share = max(share, KEYFRAME_FEC_SHARE)
+        self.fragmenter.fec_share = share
+        return self.fragmenter.cut(unit.data, keyframe=unit.keyframe, host_us=host_us)
+
+    def _send(self, payloads: list[bytes], address, capture_ms: int, bitrate_bps: int,
+              interval_ns: int) -> None:
+        if not payloads:
+            return
+        send_batch = partial(self.transport.send_many, PacketType.VIDEO, address=address,
+                             timestamp_ms=capture_ms)
+        if self.pacer is None:
+            send_batch(payloads)
+            return
+        self.pacer.send(payloads, send_batch, bitrate_bps=bitrate_bps,
+                        frame_interval_ns=interval_ns)
