@@ -25,10 +25,28 @@ rm -rf "$WORK"
 mkdir -p "$WORK/lists/partial"
 cd "$WORK"
 # A private source list and package index: the system's apt configuration is
-# left as it is (it may have no deb-src line at all).
-echo "deb-src http://deb.debian.org/debian bookworm main" > sources.list
+# left as it is (it may have no deb-src line at all).  The source lines are the
+# machine's own binary lines turned into deb-src, so the same mirror (or
+# proxy) that installs its packages serves the source too.
+mkdir -p "$WORK/parts"
+python3 - "$WORK/parts" <<'PY'
+import glob, re, sys
+out = sys.argv[1]
+one_line = []
+for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]:
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        continue
+    one_line += [re.sub(r"^deb(\s)", r"deb-src\1", l) for l in lines if re.match(r"deb\s", l)]
+open(f"{out}/system.list", "w").write("\n".join(one_line) + "\n")
+for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+    text = open(path).read()
+    text = re.sub(r"^Types:.*$", "Types: deb-src", text, flags=re.M)
+    open(f"{out}/{path.rsplit('/', 1)[1]}", "w").write(text)
+PY
 mkdir -p "$WORK/cache/archives/partial"
-APT=(apt-get -q -o Dir::Etc::SourceList="$WORK/sources.list" -o Dir::Etc::SourceParts=/dev/null
+APT=(apt-get -q -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$WORK/parts"
      -o Dir::State::Lists="$WORK/lists" -o Dir::Cache="$WORK/cache" -o Debug::NoLocking=1)
 # apt drops to the _apt user to download, who cannot write into our cache.
 [ "$(id -u)" -ne 0 ] || APT+=(-o APT::Sandbox::User=root)
