@@ -54,8 +54,8 @@ from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.chunk import CHANNELS, RATE
 from rootstream.audio.client_service import FillLog
 from rootstream.audio.testsignal import find_marks
-from rootstream.benchrun.machine import describe_machine
 from rootstream.client import Client, ClientOptions
+from rootstream.machine import describe_machine
 from rootstream.session import ClientService
 
 SECONDS = 10.0

@@ -2,7 +2,7 @@
 
 A real ``rootstream host`` process (the test pattern, 1280x720 at 60 fps,
 x264 at 10 Mbit/s, FEC 20 %) streams through
-:class:`rootstream.net.impair.LossyRelay` on loopback to an in-process client
+:class:`rootstream.testing.impair.LossyRelay` on loopback to an in-process client
 that decodes every frame and reads the pattern's embedded frame number and
 capture time off each picture.  Per impairment:
 
@@ -46,7 +46,7 @@ from pathlib import Path
 from conftest import Spawned, free_udp_port, machine_lines
 
 from rootstream.client import Client, ClientOptions
-from rootstream.net.impair import GilbertElliott, Impairment, LossyRelay
+from rootstream.testing.impair import GilbertElliott, Impairment, LossyRelay
 
 SIZE = "1280x720"
 FPS = 60

@@ -61,5 +61,5 @@ def connect(host_address, present, fullscreen, frames, seconds, stats_interval, 
     result = client.run()
     click.echo(f"rootstream: {result.reason}; {result.frames_presented} frames shown, "
                f"{result.frames_lost} lost", err=True)
-    if result.frames_presented == 0:
+    if result.frames_presented == 0 or result.failure is not None:
         raise SystemExit(1)

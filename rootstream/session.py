@@ -74,3 +74,7 @@ class ClientService(Service):
         """A picture is on screen (presenting thread): ``frame`` is its
         AssembledFrame (``capture_ms``: host capture clock), shown at
         ``presented_ns`` (client monotonic clock).  Lip sync listens here."""
+
+    def picture_presented(self, picture, frame, presented_ns: int) -> None:
+        """The same moment with the decoded picture too (an av.VideoFrame), for a
+        service that reads pixels: the bench reads the test pattern's marker."""

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rootstream.audio.analysis import longest_quiet_ms
 from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.jitter import JitterBuffer
 from rootstream.audio.opus import OpusDecoder
@@ -24,6 +23,7 @@ from rootstream.audio.sender import AudioSender
 from rootstream.audio.stretch import StretchFifo
 from rootstream.audio.testsignal import find_marks
 from rootstream.protocol.audio import AudioPayload
+from rootstream.testing.audio_analysis import longest_quiet_ms
 
 FRAME_NS = 10_000_000
 T0 = 1_000_000_000_000

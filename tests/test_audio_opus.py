@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rootstream.audio.analysis import dominant_hz, level_dbfs, longest_quiet_ms
 from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.chunk import AudioChunk
 from rootstream.audio.opus import OpusDecoder, OpusEncoder
 from rootstream.audio.sender import AudioSender
 from rootstream.errors import AudioError
 from rootstream.protocol.audio import AudioPayload
+from rootstream.testing.audio_analysis import dominant_hz, level_dbfs, longest_quiet_ms
 
 
 def tone(hz: float, samples: int, start: int = 0, amplitude: float = 0.3) -> np.ndarray:

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from rootstream.audio.alsa_quiet import silence_alsa
-from rootstream.audio.analysis import longest_quiet_ms
 from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.playback import open_audio_playback, probe_audio_playbacks
 from rootstream.audio.sender import AudioSender
 from rootstream.audio.testsignal import find_marks
 from rootstream.errors import AudioError
+from rootstream.testing.audio_analysis import longest_quiet_ms
 
 
 @pytest.fixture

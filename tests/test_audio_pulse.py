@@ -19,13 +19,13 @@ import time
 import numpy as np
 import pytest
 
-from rootstream.audio.analysis import dominant_hz, level_dbfs, longest_quiet_ms
 from rootstream.audio.capture import open_audio_capture, probe_audio_captures
 from rootstream.audio.playback import open_audio_playback
 from rootstream.audio.pulse_simple import PA_STREAM_PLAYBACK, PulseStream
 from rootstream.audio.sender import AudioSender
 from rootstream.audio.testsignal import TestSignal, find_marks
 from rootstream.protocol.header import PacketType, decode_datagram, encode_datagram
+from rootstream.testing.audio_analysis import dominant_hz, level_dbfs, longest_quiet_ms
 
 pytestmark = pytest.mark.slow
 

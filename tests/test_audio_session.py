@@ -37,15 +37,15 @@ from session_helpers import HostProcess
 from test_audio_playback import disk_audio  # noqa: F401 - a fixture
 from test_audio_pulse import TONE_HZ, SinkPlayer, pulse_server  # noqa: F401 - a fixture
 
-from rootstream.audio.analysis import dominant_hz, level_dbfs, longest_quiet_ms
 from rootstream.audio.chunk import RATE
 from rootstream.audio.client_service import FillLog
 from rootstream.audio.testsignal import find_marks
 from rootstream.client import Client, ClientOptions
 from rootstream.host import Host, HostOptions
-from rootstream.net.impair import Impairment, ImpairmentModel, LossyRelay
 from rootstream.protocol import PacketType
 from rootstream.session import ClientService
+from rootstream.testing.audio_analysis import dominant_hz, level_dbfs, longest_quiet_ms
+from rootstream.testing.impair import Impairment, ImpairmentModel, LossyRelay
 
 pytestmark = pytest.mark.slow
 

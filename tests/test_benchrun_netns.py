@@ -29,7 +29,7 @@ import time
 import pytest
 
 from rootstream.benchrun.report import format_table, load_report
-from rootstream.net.netns import NamespacePair, probe_netns
+from rootstream.testing.netns import NamespacePair, probe_netns
 
 _missing = [f"{name}: {reason}" for name, ok, reason in probe_netns() if not ok]
 pytestmark = [pytest.mark.slow,

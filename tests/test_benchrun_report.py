@@ -9,8 +9,6 @@ import av
 import numpy as np
 import pytest
 
-from rootstream.benchrun.cpu import load_percent, parse_stat_cpu_ns, process_cpu_ns
-from rootstream.benchrun.machine import Machine, cpu_model, describe_machine
 from rootstream.benchrun.meter import (
     PING_PAYLOAD,
     PhaseMeter,
@@ -30,6 +28,14 @@ from rootstream.benchrun.report import (
     write_report,
 )
 from rootstream.benchrun.run import BenchRun, Progress
+from rootstream.machine import (
+    Machine,
+    cpu_model,
+    describe_machine,
+    load_percent,
+    parse_stat_cpu_ns,
+    process_cpu_ns,
+)
 from rootstream.marker import draw_marker
 from rootstream.protocol import AssembledFrame, Ping, Pong, decode_control, encode_control
 from rootstream.session import SessionInfo

@@ -28,7 +28,6 @@ from rootstream.crypto import (
     new_pairing_code,
 )
 from rootstream.errors import CryptoError, PairingError
-from rootstream.net.impair import Impairment, LossyRelay
 from rootstream.protocol.control import CryptoMessage, decode_control
 from rootstream.protocol.header import (
     HEADER,
@@ -39,6 +38,7 @@ from rootstream.protocol.header import (
     decode_datagram,
     encode_datagram,
 )
+from rootstream.testing.impair import Impairment, LossyRelay
 
 
 def control(message: bytes) -> bytes:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rootstream.errors import NetworkError
-from rootstream.net.impair import GilbertElliott, Impairment, ImpairmentModel, LossyRelay
+from rootstream.testing.impair import GilbertElliott, Impairment, ImpairmentModel, LossyRelay
 
 MS = 1_000_000
 

@@ -28,8 +28,8 @@ from session_helpers import HostProcess, rootstream_command
 from test_inject_uinput import DeviceLog
 from test_inject_xtest import XRecorder
 
-from rootstream.net.impair import ImpairmentModel, LossyRelay
 from rootstream.protocol import PacketType
+from rootstream.testing.impair import ImpairmentModel, LossyRelay
 
 pytestmark = [
     pytest.mark.slow,

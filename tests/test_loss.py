@@ -1,7 +1,7 @@
 """A real host process streaming to a real client through the impairing relay.
 
 Each case runs a few seconds of 640x360 at 60 fps through
-:class:`rootstream.net.impair.LossyRelay` on loopback and checks what a player
+:class:`rootstream.testing.impair.LossyRelay` on loopback and checks what a player
 would notice: the stream keeps going, nearly every frame the host sent is
 shown, every picture shown is intact (the test pattern's embedded frame
 number reads back and only ever increases) and the longest freeze stays
@@ -16,7 +16,7 @@ from conftest import free_udp_port
 from session_helpers import HostProcess
 
 from rootstream.client import Client, ClientOptions, ClientResult
-from rootstream.net.impair import GilbertElliott, Impairment, LossyRelay
+from rootstream.testing.impair import GilbertElliott, Impairment, LossyRelay
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from rootstream.errors import NetworkError
-from rootstream.net.netns import (
+from rootstream.testing.netns import (
     NamespacePair,
     cleanup_leftovers,
     list_namespaces,

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from rootstream.net.netns import NamespacePair, probe_netns
+from rootstream.testing.netns import NamespacePair, probe_netns
 
 pytestmark = pytest.mark.slow
 

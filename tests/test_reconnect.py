@@ -18,9 +18,9 @@ from session_helpers import HostProcess, rootstream_command
 
 from rootstream.capture.x11 import X11Capture
 from rootstream.client import Client, ClientOptions
-from rootstream.net.impair import Impairment, LossyRelay
 from rootstream.present.overlay import find_font
 from rootstream.session import PEER_TIMEOUT_S
+from rootstream.testing.impair import Impairment, LossyRelay
 
 pytestmark = pytest.mark.slow
 

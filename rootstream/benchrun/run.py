@@ -8,11 +8,8 @@ monitor).  The idle phase pings without a session (after the handshake, on an
 encrypted host; see idle.py).  Between phases the host sees a bye and is free
 for the next hello at once.
 
-Why a Client subclass: the meter needs each shown frame's decoded picture
-(the latency is read from its pixels) together with its AssembledFrame and
-presentation time.  ClientService.frame_presented carries the frame and the
-time but not the picture, so ``_MeteredClient`` adds one call after the
-client's own accounting; a picture argument on that hook would replace it.
+The meter reads each shown picture's pixels (the latency is in the test
+pattern's marker) through ClientService.picture_presented.
 """
 
 from __future__ import annotations
@@ -26,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rootstream.benchrun.idle import run_idle
-from rootstream.benchrun.machine import Machine, describe_machine
 from rootstream.benchrun.meter import DEFAULT_PING_INTERVAL_S, PhaseMeter
 from rootstream.benchrun.plan import Phase
 from rootstream.client import Client, ClientOptions
 from rootstream.crypto.client_keys import ClientKeys
 from rootstream.errors import NetworkError, RootStreamError
+from rootstream.machine import Machine, describe_machine
 from rootstream.protocol import PacketType
 
 # The first moments of a session (opening the decoder, the first keyframe)
@@ -77,16 +74,6 @@ class BenchRun:
     phases: list[tuple[Phase, dict]] = field(default_factory=list)  # (phase, figures)
     host: dict | None = None  # from the host's config: machine and backends
     failure: RootStreamError | None = None  # why the run stopped before its plan's end
-
-
-class _MeteredClient(Client):
-    def __init__(self, options: ClientOptions, meter: PhaseMeter, **kwargs):
-        super().__init__(options, services=[meter], **kwargs)
-        self._meter = meter
-
-    def _account(self, decoded) -> None:
-        super()._account(decoded)
-        self._meter.picture_shown(decoded.picture, decoded.frame, decoded.stamps.presented)
 
 
 def resolve_decoder(name: str) -> str:
@@ -149,7 +136,7 @@ def _stream_phase(options: BenchOptions, phase: Phase, meter: PhaseMeter, run: B
             want_fps=phase.fps, want_bitrate_kbps=phase.bitrate_kbps,
             insecure=options.insecure, config_dir=options.config_dir,
             host_label=options.host_label, input=False)
-        client = _MeteredClient(client_options, meter, log=log)
+        client = Client(client_options, services=[meter], log=log)
         result = client.run()
         own = _last_report(stats_path)
     finally:

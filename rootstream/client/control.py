@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from rootstream.client.report import CLIENT_STAGES, STATS_REPORT_S, ClientFigures
 from rootstream.client.video import DecodeStage
@@ -48,10 +49,12 @@ from rootstream.protocol import (
     encode_control,
 )
 from rootstream.session import KEEPALIVE_S, PEER_TIMEOUT_S, ClientService, SessionInfo
+from rootstream.stage import StageError, describe, run_stage
 from rootstream.stats import JsonStatsWriter, StatsCollector
 
 HELLO_INTERVAL_S = 0.25
 CONNECT_TIMEOUT_S = 5.0
+HOST_FAILED = "the host stopped after an error"
 
 
 @dataclass
@@ -96,6 +99,8 @@ class ClientResult:
     config: Config | None = None
     bitrate_kbps: int = 0  # the host's latest announced encoder rate
     reconnects: int = 0
+    # Why a stage of ours stopped the session (rootstream.stage), if one did.
+    failure: RootStreamError | None = None
     longest_freeze_ms: float = 0.0  # longest gap between two pictures shown
     # When each picture was shown (monotonic ns), the most recent ones.
     present_ns: deque[int] = field(default_factory=lambda: deque(maxlen=100_000))
@@ -151,7 +156,8 @@ class Client:
     # -- the caller's thread: connect, then present ------------------------------------------
 
     def run(self) -> ClientResult:
-        receiver = threading.Thread(target=self._receive_loop, name="receive", daemon=True)
+        receiver = threading.Thread(target=run_stage, name="receive", daemon=True,
+                                    args=("receive", self._receive_loop, self._stage_failed))
         receiver.start()
         presenter = None
         try:
@@ -159,7 +165,7 @@ class Client:
             self.result.config = config
             codec = "hevc" if config.codec == Codec.HEVC else "h264"
             decoder = open_decoder(self.options.decoder, codec=codec)
-            self.video.start(decoder, self._stop)
+            self.video.start(decoder, self._stop, self._stage_failed)
             presenter = open_presenter(self.options.present, width=config.width,
                                        height=config.height,
                                        title=f"rootstream: {config.host_name}",
@@ -169,12 +175,14 @@ class Client:
             self.log(f"rootstream: connected to {config.host_name} "
                      f"({config.width}x{config.height}@{config.fps}, "
                      f"{config.bitrate_kbps / 1000:g} Mbit/s), showing with {presenter.name}")
-            self._present_loop(presenter)
+            run_stage("present", partial(self._present_loop, presenter), self._stage_failed,
+                      passes=(RootStreamError,))
         except KeyboardInterrupt:
             self._finish("interrupted")
         finally:
-            if self._configured.is_set() and self._reason not in ("host said bye",):
-                self._send(Bye(ByeReason.NORMAL))
+            if self._configured.is_set() and self._reason not in ("host said bye", HOST_FAILED):
+                failed = self.result.failure is not None
+                self._send(Bye(ByeReason.ERROR if failed else ByeReason.NORMAL))
             self._stop.set()
             receiver.join(timeout=2)
             self.video.close()
@@ -264,6 +272,16 @@ class Client:
         """Cumulative figures for the stats overlay; any thread, resets nothing."""
         return self.figures.live_figures()
 
+    def _stage_failed(self, error: StageError) -> None:
+        self._stopped(error, describe(error))
+
+    def _stopped(self, error: RootStreamError, line: str) -> None:
+        """A stage stopped the session: the first one's reason is said and kept."""
+        if self.result.failure is None:
+            self.result.failure = error
+            self.log(f"rootstream: {line}")
+        self._finish(str(error))
+
     def _finish(self, reason: str) -> None:
         if not self._reason:
             self._reason = reason
@@ -307,8 +325,7 @@ class Client:
                 elif now - self._last_sent > KEEPALIVE_S:
                     self._send(Keepalive(int(now * 1000) & 0xFFFFFFFF))
         except RootStreamError as exc:
-            self.log(f"rootstream: receiver stopped: {exc}")
-            self._finish(str(exc))
+            self._stopped(exc, f"receiver stopped: {exc}")
 
     def _on_datagram(self, header, payload, received_ns: int) -> None:
         if header.ptype == PacketType.VIDEO:
@@ -356,6 +373,10 @@ class Client:
                   and self._reconnecting_since is None):
                 # The host thought us gone while we were cut off: we are not.
                 self._reconnect(time.monotonic())
+            elif message.reason == ByeReason.ERROR:
+                self.log("rootstream: the host stopped streaming after an error (its log "
+                         "says which)")
+                self._finish(HOST_FAILED)
             else:
                 self.log("rootstream: the host ended the session")
                 self._finish("host said bye")

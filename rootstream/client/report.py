@@ -50,6 +50,7 @@ class ClientFigures:
         self._present_ring.append(client_ns)
         for service in client.services:
             service.frame_presented(frame, stamps.presented)
+            service.picture_presented(decoded.picture, frame, stamps.presented)
         if client.options.read_markers:
             marker = _read_marker(decoded.picture)
             if marker is not None:

@@ -22,12 +22,15 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from rootstream.errors import DecodeError
 from rootstream.frame import ClientStamps
 from rootstream.mailbox import Mailbox
 from rootstream.protocol import AssembledFrame, IdrReason
+from rootstream.stage import StageError, run_stage
 from rootstream.stats import StatsCollector
 
 DECODE_QUEUE = 4
@@ -91,9 +94,13 @@ class DecodeStage:
         self.decoded_frame_id = 0  # the newest frame decoded, told in keyframe requests
         self._thread: threading.Thread | None = None
 
-    def start(self, decoder, stop: threading.Event) -> None:
-        self._thread = threading.Thread(target=self._loop, args=(decoder, stop), name="decode",
-                                        daemon=True)
+    def start(self, decoder, stop: threading.Event,
+              failed: Callable[[StageError], None]) -> None:
+        """Decode on a thread of its own until ``stop``; ``failed`` hears why if it
+        stops on an error (rootstream.stage)."""
+        self._thread = threading.Thread(
+            target=run_stage, args=("decode", partial(self._loop, decoder, stop), failed),
+            name="decode", daemon=True)
         self._thread.start()
 
     def offer(self, frame: AssembledFrame) -> bool:
@@ -122,6 +129,12 @@ class DecodeStage:
     def _loop(self, decoder, stop: threading.Event) -> None:
         self.keyframes.want()  # start from a keyframe: the receiver asks for one
         self.ready.set()
+        try:
+            self._decode_until(decoder, stop)
+        finally:
+            decoder.close()
+
+    def _decode_until(self, decoder, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 frame = self._queue.get(timeout=0.05)
@@ -135,7 +148,6 @@ class DecodeStage:
                     continue
                 self.keyframes.satisfied()
             self._decode(decoder, frame)
-        decoder.close()
 
     def _decode(self, decoder, frame: AssembledFrame) -> None:
         stamps = ClientStamps(received=frame.first_ns, assembled=frame.assembled_ns)

@@ -21,11 +21,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rootstream.benchrun.cpu import process_cpu_ns
-from rootstream.benchrun.machine import describe_machine
 from rootstream.crypto.seal import SEAL_OVERHEAD
 from rootstream.host.adaptive import AdaptiveBitrate
 from rootstream.host.video import HOST_STAGES, VideoPipeline
+from rootstream.machine import describe_machine, process_cpu_ns
 from rootstream.net.udp import DEFAULT_PORT, UdpTransport, is_unsealed_crypto
 from rootstream.protocol import (
     MAX_PAYLOAD,
@@ -177,7 +176,10 @@ class Host:
                     next_report = now + self.options.stats_interval
         finally:
             if self._session is not None:
-                self._end_session(ByeReason.NORMAL)
+                # A stage that failed ends the session with a reason the client
+                # can tell apart from a host that was merely stopped.
+                failed = self.video.failure is not None
+                self._end_session(ByeReason.ERROR if failed else ByeReason.NORMAL)
             self._stop.set()
             video.join()
             self._report()

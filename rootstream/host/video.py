@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from rootstream.capture import open_capture
 from rootstream.capture.pattern import MAX_SIZE
@@ -30,6 +31,7 @@ from rootstream.mailbox import Mailbox
 from rootstream.marker import MARKER_HEIGHT, MARKER_WIDTH
 from rootstream.net.sender import VideoSender
 from rootstream.protocol import Hello
+from rootstream.stage import StageError, describe, run_stage
 from rootstream.stats import StatsCollector
 
 HOST_STAGES = ("convert", "encode", "send", "host")
@@ -87,18 +89,20 @@ class VideoPipeline:
         self._want_picture = threading.Event()
         self._mailbox: Mailbox[_PendingFrame] = Mailbox("encode")
         self._threads: list[threading.Thread] = []
-        # Why capture stopped for good (a compositor that ended the session), so
-        # the command can exit non-zero and a service manager restarts it.
+        # Why the picture stopped for good (a compositor that ended the session,
+        # a broken encoder, a bug in a stage), so the host says bye with
+        # ByeReason.ERROR and the command exits non-zero: a service manager
+        # restarts it rather than it serving keepalives without a picture.
         self.failure: RootStreamError | None = None
 
     # -- steering, from the control thread ----------------------------------------------------
 
     def start(self, destination: Callable[[], tuple | None], stop: threading.Event) -> None:
+        failed = partial(self._stage_failed, stop)
         self._threads = [
-            threading.Thread(target=self._capture_loop, args=(destination, stop),
-                             name="capture", daemon=True),
-            threading.Thread(target=self._encode_loop, args=(destination, stop),
-                             name="encode", daemon=True)]
+            threading.Thread(target=run_stage, name=name, daemon=True,
+                             args=(name, partial(loop, destination, stop), failed))
+            for name, loop in (("capture", self._capture_loop), ("encode", self._encode_loop))]
         for thread in self._threads:
             thread.start()
 
@@ -171,10 +175,7 @@ class VideoPipeline:
                 frame = self.converter.convert(captured)
                 self._mailbox.put(_PendingFrame(frame, captured.stamps))
         except RootStreamError as exc:
-            self.failure = exc
-            hint = f" ({exc.hint})" if exc.hint else ""
-            self.log(f"rootstream host: capture stopped: {exc}{hint}")
-            stop.set()
+            self._stopped(stop, exc, f"capture stopped: {describe(exc)}")
 
     def _follow_capture_wishes(self) -> None:
         """A test pattern of the session's size and rate."""
@@ -201,8 +202,17 @@ class VideoPipeline:
                     continue
                 self._encode_and_send(pending, address)
         except RootStreamError as exc:
-            self.log(f"rootstream host: encoder stopped: {exc}")
-            stop.set()
+            self._stopped(stop, exc, f"encoder stopped: {exc}")
+
+    def _stage_failed(self, stop: threading.Event, error: StageError) -> None:
+        self._stopped(stop, error, describe(error))
+
+    def _stopped(self, stop: threading.Event, error: RootStreamError, line: str) -> None:
+        """A stage stopped for good: the first one's reason is said and kept."""
+        if self.failure is None:
+            self.failure = error
+            self.log(f"rootstream host: {line}")
+        stop.set()
 
     def _encode_and_send(self, pending: _PendingFrame, address) -> None:
         force = self._idr.is_set()

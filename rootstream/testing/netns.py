@@ -6,7 +6,7 @@ is ever added to the machine's own namespace) and addresses 10.213.N.1/24 and
 10.213.N.2/24.  All traffic between them stays on that wire.  Either side can
 shape its egress with a tc token bucket or drop a share of its incoming
 packets with nftables, a kernel-level counterpart of
-:class:`rootstream.net.impair.LossyRelay`.
+:class:`rootstream.testing.impair.LossyRelay`.
 
 Deleting a namespace deletes everything inside it (the veth pair, qdiscs,
 nftables tables), so teardown is two ``ip netns del``.  The pid in the name

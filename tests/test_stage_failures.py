@@ -1,0 +1,141 @@
+"""A bug in any stage thread is said once and ends the session on both ends.
+
+A real host and a real client stream the test pattern over loopback (x264,
+the null presenter); one stage's real work is made to raise an exception no
+loop expects after a few frames.  The stage must say which stage failed and
+with what, once; the session must end at once on both sides (never a client
+left receiving keepalives without pictures); the failing side reports it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from rootstream.capture.pattern import PatternCapture
+from rootstream.client import Client, ClientOptions
+from rootstream.client.control import HOST_FAILED
+from rootstream.decode import VideoDecoder
+from rootstream.host import Host, HostOptions
+from rootstream.present.null import NullPresenter
+from rootstream.session import PEER_TIMEOUT_S
+from rootstream.stage import StageError
+
+pytestmark = pytest.mark.slow
+
+
+class Injected(Exception):
+    """What the broken stage raises: no loop in rootstream expects it."""
+
+
+def fail_after(real, calls: int):
+    """``real`` for ``calls`` calls, then Injected forever."""
+    count = 0
+
+    def wrapper(*args, **kwargs):
+        nonlocal count
+        count += 1
+        if count > calls:
+            raise Injected(f"injected after {calls} calls")
+        return real(*args, **kwargs)
+    return wrapper
+
+
+class Session:
+    """One in-process host (max one session) and one client, with their logs."""
+
+    def __init__(self, port: int):
+        self.host_log: list[str] = []
+        self.client_log: list[str] = []
+        self.host = Host(HostOptions(source="test", size=(640, 360), fps=30, encoder="x264",
+                                     bind="127.0.0.1", port=port, insecure=True,
+                                     max_sessions=1, stats_interval=60),
+                         log=self.host_log.append)
+        self.client = Client(ClientOptions(host=("127.0.0.1", port), present="null",
+                                           insecure=True, seconds=20, stats_interval=60,
+                                           input=False, audio=False),
+                             log=self.client_log.append)
+        self._serving = threading.Thread(target=self.host.serve, name="serve")
+
+    def run(self):
+        """Stream until the session ends; (client result, seconds it took)."""
+        self._serving.start()
+        started = time.monotonic()
+        try:
+            result = self.client.run()
+            took = time.monotonic() - started
+            self._serving.join(10)
+            assert not self._serving.is_alive(), "the host went on serving"
+        finally:
+            self.host.stop()
+            self._serving.join(10)
+            self.host.close()
+        return result, took
+
+
+def said(log: list[str], text: str) -> list[str]:
+    return [line for line in log if text in line]
+
+
+def assert_host_stage_failed(session: Session, stage: str) -> None:
+    result, took = session.run()
+    lines = said(session.host_log, f"the {stage} stage failed: Injected: injected after")
+    assert len(lines) == 1, session.host_log  # once, naming the stage and the error
+    failure = session.host.video.failure
+    assert isinstance(failure, StageError) and failure.stage == stage
+    # The client heard a bye saying so, well before it would have noticed silence.
+    assert result.reason == HOST_FAILED, session.client_log
+    assert said(session.client_log, "the host stopped streaming after an error")
+    assert result.frames_presented > 0
+    assert took < 20 - PEER_TIMEOUT_S
+
+
+def assert_client_stage_failed(session: Session, stage: str) -> None:
+    result, took = session.run()
+    lines = said(session.client_log, f"the {stage} stage failed: Injected: injected after")
+    assert len(lines) == 1, session.client_log
+    assert isinstance(result.failure, StageError) and result.failure.stage == stage
+    assert result.reason == str(result.failure)
+    assert took < 20 - PEER_TIMEOUT_S  # it ended at once, not at --seconds
+    # The host heard the client's bye (it did not wait out a silence) and, with
+    # its one session over, stopped.
+    assert said(session.host_log, "said bye"), session.host_log
+
+
+def test_a_failing_capture_stage_ends_the_session(udp_port, monkeypatch):
+    monkeypatch.setattr(PatternCapture, "grab", fail_after(PatternCapture.grab, 20))
+    assert_host_stage_failed(Session(udp_port), "capture")
+
+
+def test_a_failing_encode_stage_ends_the_session(udp_port):
+    session = Session(udp_port)
+    encoder = session.host.video.encoder
+    encoder.encode = fail_after(encoder.encode, 20)
+    assert_host_stage_failed(session, "encode")
+
+
+def test_a_failing_sender_is_reported_as_the_encode_stage(udp_port):
+    session = Session(udp_port)
+    sender = session.host.video.sender
+    sender.send_frame = fail_after(sender.send_frame, 20)
+    assert_host_stage_failed(session, "encode")
+
+
+def test_a_failing_receive_stage_ends_the_session(udp_port):
+    session = Session(udp_port)
+    receiver = session.client.receiver
+    receiver.push = fail_after(receiver.push, 200)  # fragments, not frames
+    assert_client_stage_failed(session, "receive")
+
+
+def test_a_failing_decode_stage_ends_the_session(udp_port, monkeypatch):
+    # Decoders are opened (and proved on a test frame) inside Client.run.
+    monkeypatch.setattr(VideoDecoder, "decode", fail_after(VideoDecoder.decode, 20))
+    assert_client_stage_failed(Session(udp_port), "decode")
+
+
+def test_a_failing_present_stage_ends_the_session(udp_port, monkeypatch):
+    monkeypatch.setattr(NullPresenter, "present", fail_after(NullPresenter.present, 20))
+    assert_client_stage_failed(Session(udp_port), "present")
