@@ -37,7 +37,7 @@ from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.jitter import JitterBuffer
 from rootstream.audio.opus import OpusDecoder, OpusEncoder
 from rootstream.audio.sender import AudioSender
-from rootstream.audio.testsignal import TestSignal, find_marks
+from rootstream.audio.tone import ToneSignal, find_marks
 from rootstream.protocol.audio import AudioPayload
 from rootstream.protocol.header import PacketType, decode_datagram, encode_datagram
 
@@ -49,7 +49,7 @@ _latency: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
-    signal = TestSignal()
+    signal = ToneSignal()
     return [signal.render(i * 480, 480) for i in range(FRAMES)]
 
 

@@ -53,7 +53,7 @@ from conftest import Spawned, free_udp_port
 from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.chunk import CHANNELS, RATE
 from rootstream.audio.client_service import FillLog
-from rootstream.audio.testsignal import find_marks
+from rootstream.audio.tone import find_marks
 from rootstream.client import Client, ClientOptions
 from rootstream.machine import describe_machine
 from rootstream.session import ClientService

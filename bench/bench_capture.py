@@ -28,10 +28,10 @@ import numpy as np
 import pytest
 from conftest import XvfbDisplay
 
-from rootstream.capture import xlib
+from rootstream._native import xlib
+from rootstream._native.xlib import ffi
 from rootstream.capture.pattern import PatternCapture
 from rootstream.capture.x11 import X11Capture
-from rootstream.capture.xlib import ffi
 from rootstream.marker import draw_marker, read_marker_y
 
 RATIOS = [

@@ -40,10 +40,10 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 from conftest import CpuWindow, XvfbDisplay, machine_lines  # noqa: E402
 from wayland_desktop import WaylandDesktop  # noqa: E402
 
-from rootstream.capture import xlib  # noqa: E402
+from rootstream._native import xlib  # noqa: E402
+from rootstream._native.xlib import ffi  # noqa: E402
 from rootstream.capture.portal import PortalCapture  # noqa: E402
 from rootstream.capture.x11 import X11Capture  # noqa: E402
-from rootstream.capture.xlib import ffi  # noqa: E402
 
 SQUARE = (16, 16, 64, 64)
 PERIOD_S = 1 / 60

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from cffi import FFI
 
-from rootstream.capture import xlib
+from rootstream._native import xlib
 from rootstream.capture.base import Pacer
 from rootstream.capture.pattern import PERIOD, STEP_X, STEP_Y, make_tile
 from rootstream.capture.x11 import X11Capture

@@ -40,7 +40,7 @@ def pair(host_address, code, name, show_list, forget):
             click.echo(f"  {peer.name:32} {peer.fingerprint}")
         if not host_address:
             return
-    from rootstream.crypto.pair_session import pair_with_host
+    from rootstream.client.pair import pair_with_host
     from rootstream.net.udp import parse_address
     from rootstream_cli.options import host_label
 

@@ -23,15 +23,17 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import RootStreamError
 
 
-@dataclass(frozen=True, slots=True)
-class BackendProbe:
-    """How opening one backend went: ``reason`` says why not, or what it found."""
+class BackendProbe(NamedTuple):
+    """How opening one backend went: ``reason`` says why not, or what it found.
+
+    A NamedTuple, so every stage's probe has this one shape and still reads as
+    the ``(name, ok, reason)`` triple older callers unpack.
+    """
 
     name: str
     ok: bool
@@ -58,10 +60,13 @@ class BackendRegistry:
     """Lazily imported backends of one stage, named in ``auto`` order."""
 
     def __init__(self, kind: str, table: Mapping[str, str], error: type[RootStreamError],
-                 selecting: Iterable[str] = ()):
+                 selecting: Iterable[str] = (), auto: Iterable[str] | None = None):
         self.kind = kind  # "capture", "encoder", ... used in messages
         self.table = dict(table)
         self.error = error
+        # What ``auto`` tries, in order: every backend unless some are only
+        # ever chosen by name (a test signal, the null presenter).
+        self.auto = tuple(self.table if auto is None else auto)
         # Options that choose *what* a backend works on (an output, a device).
         # Under auto, a backend that cannot take one that was given is passed
         # over: quietly dropping output="HDMI-1" would stream another screen.
@@ -92,7 +97,7 @@ class BackendRegistry:
         the test pattern for ``region=`` is a mistake worth saying.
         """
         if name == "auto":
-            return self.open_first(self.names, **opts)
+            return self.open_first(self.auto, **opts)
         backend_class = self.load(name)
         accepted = accepted_options(backend_class, opts)
         refused = sorted(key for key, value in opts.items()
@@ -129,10 +134,10 @@ class BackendRegistry:
         return backend
 
     def failed(self, names: Iterable[str], failures: Iterable[tuple[str, str]],
-               hint: str = "") -> RootStreamError:
+               hint: str = "", message: str = "") -> RootStreamError:
         """The one error for "none of ``names`` opened", a details line per failure."""
         return self.error(
-            f"no {self.kind} backend could be opened (tried {', '.join(names)})",
+            message or f"no {self.kind} backend could be opened (tried {', '.join(names)})",
             hint=hint or f"fix one of the reasons below, or choose a {self.kind} backend by name",
             details=[f"{name}: {why}" for name, why in failures],
         )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rootstream.audio.capture import open_audio_capture, probe_audio_captures
-from rootstream.audio.testsignal import TestSignal, find_marks
+from rootstream.audio.tone import ToneSignal, find_marks
 from rootstream.errors import AudioError
 
 NO_SERVER = "unix:/nonexistent/rootstream-test/native"
@@ -50,7 +50,7 @@ def test_test_backend_stamps_are_exact_and_paced():
 
 
 def test_test_signal_marks_sit_on_their_positions():
-    signal = TestSignal()
+    signal = ToneSignal()
     for start in (0, 1234, 10**7):
         pcm = signal.render(start, 48000)
         onsets = find_marks(pcm) + start
@@ -60,14 +60,14 @@ def test_test_signal_marks_sit_on_their_positions():
 
 
 def test_test_signal_is_deterministic_in_position():
-    signal = TestSignal()
+    signal = ToneSignal()
     whole = signal.render(1000, 2000)
     parts = np.concatenate([signal.render(1000, 700), signal.render(1700, 1300)])
     assert np.array_equal(whole, parts)
 
 
 def test_find_marks_ignores_a_plain_tone_and_cut_bursts():
-    signal = TestSignal()
+    signal = ToneSignal()
     assert find_marks(np.zeros((1000, 2), np.int16)).size == 0
     # A burst cut by the end of the buffer cannot be timed, so it is not reported.
     assert find_marks(signal.render(4800 - 48000 // 1000 * 10, 480 + 100)).size == 0

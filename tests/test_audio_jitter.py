@@ -21,7 +21,7 @@ from rootstream.audio.jitter import JitterBuffer
 from rootstream.audio.opus import OpusDecoder
 from rootstream.audio.sender import AudioSender
 from rootstream.audio.stretch import StretchFifo
-from rootstream.audio.testsignal import find_marks
+from rootstream.audio.tone import find_marks
 from rootstream.protocol.audio import AudioPayload
 from rootstream.testing.audio_analysis import longest_quiet_ms
 

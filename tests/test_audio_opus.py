@@ -106,7 +106,7 @@ def test_sender_frames_any_chunking_and_stamps_what_the_decoder_outputs():
 
 def test_sender_stamp_is_exact_when_decoded():
     """Decode the sender's output and find the test signal's marks where the stamps say."""
-    from rootstream.audio.testsignal import find_marks
+    from rootstream.audio.tone import find_marks
 
     capture = open_audio_capture("test", realtime=False)
     sender, decoder = AudioSender(), OpusDecoder()

@@ -14,7 +14,7 @@ from rootstream.audio.alsa_quiet import silence_alsa
 from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.playback import open_audio_playback, probe_audio_playbacks
 from rootstream.audio.sender import AudioSender
-from rootstream.audio.testsignal import find_marks
+from rootstream.audio.tone import find_marks
 from rootstream.errors import AudioError
 from rootstream.testing.audio_analysis import longest_quiet_ms
 

@@ -23,7 +23,7 @@ from rootstream.audio.capture import open_audio_capture, probe_audio_captures
 from rootstream.audio.playback import open_audio_playback
 from rootstream.audio.pulse_simple import PA_STREAM_PLAYBACK, PulseStream
 from rootstream.audio.sender import AudioSender
-from rootstream.audio.testsignal import TestSignal, find_marks
+from rootstream.audio.tone import ToneSignal, find_marks
 from rootstream.protocol.header import PacketType, decode_datagram, encode_datagram
 from rootstream.testing.audio_analysis import dominant_hz, level_dbfs, longest_quiet_ms
 
@@ -85,7 +85,7 @@ class SinkPlayer(threading.Thread):
 
     def __init__(self, server: str, seconds: float):
         super().__init__(daemon=True)
-        self.signal = TestSignal(sweep_hz=(TONE_HZ, TONE_HZ))
+        self.signal = ToneSignal(sweep_hz=(TONE_HZ, TONE_HZ))
         self.stream = PulseStream(PA_STREAM_PLAYBACK, server=server, latency_ms=10,
                                   stream_name="rootstream test tone")
         self.samples = int(seconds * 48000)

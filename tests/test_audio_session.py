@@ -39,7 +39,7 @@ from test_audio_pulse import TONE_HZ, SinkPlayer, pulse_server  # noqa: F401 - a
 
 from rootstream.audio.chunk import RATE
 from rootstream.audio.client_service import FillLog
-from rootstream.audio.testsignal import find_marks
+from rootstream.audio.tone import find_marks
 from rootstream.client import Client, ClientOptions
 from rootstream.host import Host, HostOptions
 from rootstream.protocol import PacketType

@@ -8,7 +8,7 @@ from test_audio_jitter import T0, _stream, replay
 
 from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.sync import AudioSync
-from rootstream.audio.testsignal import find_marks
+from rootstream.audio.tone import find_marks
 
 MS = 1_000_000
 CLOCK_OFFSET = 123_456_789_000  # client clock minus host clock: arbitrary, must cancel

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from rootstream.capture import xlib
+from rootstream._native import xlib
+from rootstream._native.xlib import ffi
 from rootstream.capture.x11 import LOST_DISPLAY, NO_DISPLAY, X11Capture
-from rootstream.capture.xlib import ffi
 from rootstream.errors import CaptureError
 from rootstream.marker import Marker, draw_marker, read_marker_bgrx
 

@@ -1,4 +1,4 @@
-"""The hand-written cffi declarations of rootstream.capture.xlib against the real headers.
+"""The hand-written cffi declarations of rootstream._native.xlib against the real headers.
 
 ABI mode trusts our declarations blindly, so a field out of place would read
 garbage at run time.  Here gcc compiles Xlib.h, the extension headers (XShm,
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rootstream.capture import xlib
-from rootstream.capture.xlib import ffi
+from rootstream._native import xlib
+from rootstream._native.xlib import ffi
 
 HEADERS = ["X11/Xlib.h", "X11/extensions/XShm.h", "X11/extensions/Xdamage.h",
            "X11/extensions/Xrandr.h", "X11/extensions/Xfixes.h", "X11/extensions/XInput2.h",

@@ -1,7 +1,7 @@
 """The x11 presenter on real Xvfb displays: pixels read back by the presenter
 and independently by the X11 capture, letterboxing after a real resize, the
 window manager's close message, XTEST keys, a whole client session, and the
-event and shm declarations it added to rootstream.capture.xlib against the
+event and shm declarations it added to rootstream._native.xlib against the
 real headers."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from session_helpers import HostProcess, rootstream_command
 
-from rootstream.capture import xlib
+from rootstream._native import xlib
+from rootstream._native.xlib import ffi
 from rootstream.capture.x11 import X11Capture
-from rootstream.capture.xlib import ffi
 from rootstream.errors import PresentError
 from rootstream.present import open_presenter, probe_presenters
 from rootstream.present.x11 import NO_DISPLAY, NO_OVERLAY, X11Presenter
@@ -347,7 +347,7 @@ def _window_content(display: str, client: subprocess.Popen) -> bool:
     return False
 
 
-# -- the declarations this presenter added to rootstream.capture.xlib ------------------
+# -- the declarations this presenter added to rootstream._native.xlib ------------------
 
 NEW_STRUCTS = ["XKeyEvent", "XExposeEvent", "XConfigureEvent", "XClientMessageEvent",
                "XShmCompletionEvent"]

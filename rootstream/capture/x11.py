@@ -36,11 +36,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rootstream._native import xlib
+from rootstream._native.xlib import ffi
+
 from ..errors import CaptureError
 from ..frame import CapturedFrame
-from . import xlib
 from .base import CaptureBackend, ChangeRateCap, Pacer, deadline_after
-from .xlib import ffi
 
 NO_DISPLAY = "no X display: set DISPLAY or use --source test"
 NO_DISPLAY_HINT = "run the host inside the desktop session (DISPLAY=:0), or --display :N"

@@ -1,7 +1,8 @@
 """The `xtest` injector: the X server's XTEST extension, for hosts without /dev/uinput.
 
-Loaded through cffi in ABI mode (libX11.so.6 + libXtst.so.6), so nothing is
-compiled and a host without X simply fails this backend's probe.
+Loaded through the one Xlib binding (rootstream._native.xlib: cffi in ABI mode,
+libX11.so.6 + libXtst.so.6), so nothing is compiled and a host without X
+simply fails this backend's probe.
 
 Keys: XTEST presses X keycodes.  Every X server that uses the evdev XKB
 keycodes (Xorg with libinput or evdev, Xvfb, Xwayland, Xvnc) numbers keys as
@@ -30,9 +31,9 @@ from __future__ import annotations
 import logging
 import os
 
-import cffi
-
-from rootstream.errors import InputError
+from rootstream._native import xlib
+from rootstream._native.xlib import ffi as _ffi
+from rootstream.errors import InputError, RootStreamError
 from rootstream.input.injector import Injector, WheelDetents
 from rootstream.protocol.input import (
     BTN_EXTRA,
@@ -43,51 +44,18 @@ from rootstream.protocol.input import (
     GamepadState,
 )
 
-_CDEF = """
-typedef struct _XDisplay Display;
-typedef unsigned long KeySym;
-typedef unsigned char KeyCode;
-Display *XOpenDisplay(const char *name);
-int XCloseDisplay(Display *display);
-int XFlush(Display *display);
-int XSync(Display *display, int discard);
-int XDefaultScreen(Display *display);
-int XDisplayWidth(Display *display, int screen);
-int XDisplayHeight(Display *display, int screen);
-int XDisplayKeycodes(Display *display, int *min_keycode, int *max_keycode);
-int XGetPointerMapping(Display *display, unsigned char *map, int nmap);
-KeyCode XKeysymToKeycode(Display *display, KeySym keysym);
-KeySym XStringToKeysym(const char *name);
-KeySym *XGetKeyboardMapping(Display *display, KeyCode first, int count, int *per_keycode);
-int XFree(void *data);
-int XTestQueryExtension(Display *display, int *event_base, int *error_base,
-                        int *major, int *minor);
-int XTestFakeKeyEvent(Display *display, unsigned int keycode, int is_press,
-                      unsigned long delay);
-int XTestFakeButtonEvent(Display *display, unsigned int button, int is_press,
-                         unsigned long delay);
-int XTestFakeMotionEvent(Display *display, int screen, int x, int y, unsigned long delay);
-int XTestFakeRelativeMotionEvent(Display *display, int dx, int dy, unsigned long delay);
-"""
-
-_ffi = cffi.FFI()
-_ffi.cdef(_CDEF)
-_libs: tuple | None = None
-
 
 def _load():
-    """dlopen libX11 and libXtst once; InputError when either is missing."""
-    global _libs
-    if _libs is None:
-        try:
-            _libs = (_ffi.dlopen("libX11.so.6"), _ffi.dlopen("libXtst.so.6"))
-        except OSError as exc:
-            raise InputError(
-                "the X11 client libraries are missing",
-                hint="install libx11-6 and libxtst6",
-                details=[str(exc)],
-            ) from exc
-    return _libs
+    """(libX11, libXtst) from the one Xlib binding; InputError when either is missing."""
+    try:
+        libraries = xlib.load()
+    except RootStreamError as exc:
+        raise InputError("the X11 client libraries are missing", hint="install libx11-6",
+                         details=[str(exc), *exc.details]) from exc
+    if libraries.xtst is None:
+        raise InputError("the X11 XTEST library is missing", hint="install libxtst6",
+                         details=[m for m in libraries.missing if "Xtst" in m])
+    return libraries.x11, libraries.xtst
 
 
 log = logging.getLogger(__name__)

@@ -41,8 +41,8 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from rootstream.capture import xlib
-from rootstream.capture.xlib import ffi
+from rootstream._native import xlib
+from rootstream._native.xlib import ffi
 from rootstream.errors import CaptureError, PresentError
 from rootstream.present.base import Presenter, PresenterEvent, Rect, letterbox
 

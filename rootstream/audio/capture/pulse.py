@@ -21,7 +21,7 @@ from collections import deque
 
 import numpy as np
 
-from rootstream.audio.capture import AudioCapture
+from rootstream.audio.capture.base import AudioCapture
 from rootstream.audio.chunk import AudioChunk, samples_to_ns
 from rootstream.audio.pulse_simple import DEFAULT_MONITOR, PA_STREAM_RECORD, PulseStream
 

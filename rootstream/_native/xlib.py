@@ -1,6 +1,7 @@
-"""Xlib, MIT-SHM, XDAMAGE, XRandR, XFIXES and XInput2 declarations for cffi's ABI mode.
+"""Xlib, MIT-SHM, XDAMAGE, XRandR, XFIXES, XInput2 and XTEST declarations for cffi's ABI mode.
 
-Used by the X11 capture and by the x11 presenter (a window of its own).
+The one Xlib binding: used by the X11 capture, the x11 presenter (a window
+of its own) and the xtest injector.
 
 Nothing here is compiled: the shared libraries are opened with ``dlopen`` the
 first time a display is opened, so installing rootstream needs no X headers and
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from cffi import FFI
 
-from ..errors import CaptureError
+from rootstream.errors import CaptureError
 
 ffi = FFI()
 ffi.cdef(
@@ -326,6 +327,21 @@ ffi.cdef(
     XRRMonitorInfo *XRRAllocateMonitor(Display *dpy, int noutput);
     void XRRSetMonitor(Display *dpy, Window window, XRRMonitorInfo *monitor);
 
+    typedef unsigned char KeyCode;
+    int XDisplayKeycodes(Display *display, int *min_keycode, int *max_keycode);
+    int XGetPointerMapping(Display *display, unsigned char *map, int nmap);
+    KeyCode XKeysymToKeycode(Display *display, KeySym keysym);
+    KeySym XStringToKeysym(const char *name);
+    KeySym *XGetKeyboardMapping(Display *display, KeyCode first, int count, int *per_keycode);
+    int XTestQueryExtension(Display *display, int *event_base, int *error_base,
+                            int *major, int *minor);
+    int XTestFakeKeyEvent(Display *display, unsigned int keycode, int is_press,
+                          unsigned long delay);
+    int XTestFakeButtonEvent(Display *display, unsigned int button, int is_press,
+                             unsigned long delay);
+    int XTestFakeMotionEvent(Display *display, int screen, int x, int y, unsigned long delay);
+    int XTestFakeRelativeMotionEvent(Display *display, int dx, int dy, unsigned long delay);
+
     int shmget(int key, size_t size, int shmflg);
     void *shmat(int shmid, const void *shmaddr, int shmflg);
     int shmdt(const void *shmaddr);
@@ -380,6 +396,7 @@ class Libraries:
     xrandr: object | None
     xfixes: object | None
     xi: object | None
+    xtst: object | None  # XTEST, for the xtest injector
     libc: object
     missing: tuple[str, ...]  # "libXdamage.so.1: <why>" for each optional library
 
@@ -427,7 +444,8 @@ def _open_optional(name: str, missing: list[str]):
 
 
 def load() -> Libraries:
-    """Open libX11, libXext (required) and libXdamage, libXrandr, libXfixes, libXi (optional)."""
+    """Open libX11, libXext (required) and libXdamage, libXrandr, libXfixes, libXi,
+    libXtst (optional)."""
     global _libraries
     with _lock:
         if _libraries is not None:
@@ -446,6 +464,7 @@ def load() -> Libraries:
         xrandr = _open_optional("libXrandr.so.2", missing)
         xfixes = _open_optional("libXfixes.so.3", missing)
         xi = _open_optional("libXi.so.6", missing)
+        xtst = _open_optional("libXtst.so.6", missing)
         libc = ffi.dlopen(None)
         # No XInitThreads(): libX11 >= 1.8 (Debian 12) makes itself thread-safe
         # when loaded, and calling it after another module used Xlib is unsafe.
@@ -457,7 +476,8 @@ def load() -> Libraries:
         _callbacks.extend(handlers)
         x11.XSetErrorHandler(handlers[0])
         x11.XSetIOErrorHandler(handlers[1])
-        _libraries = Libraries(x11, xext, xdamage, xrandr, xfixes, xi, libc, tuple(missing))
+        _libraries = Libraries(x11, xext, xdamage, xrandr, xfixes, xi, xtst, libc,
+                               tuple(missing))
         return _libraries
 
 

@@ -3,6 +3,8 @@
 The host must be running `rootstream host --pair`, which shows the code.
 The exchange is the CPace PAKE of rootstream.crypto.pairing carried in
 unsealed CONTROL messages; afterwards each side keeps the other's public key.
+The socket loop lives with the client, not in rootstream.crypto: crypto
+knows keys and messages, never sockets.
 """
 
 from __future__ import annotations

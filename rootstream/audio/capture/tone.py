@@ -2,7 +2,7 @@
 
 Chunks are paced by the monotonic clock like a real device (``realtime``),
 and position p is stamped ``start_ns + p / rate`` exactly, so the marks in
-the signal (see testsignal.py) tell any listener when they were captured.
+the signal (see tone.py) tell any listener when they were captured.
 """
 
 from __future__ import annotations
@@ -10,20 +10,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from rootstream.audio.capture import AudioCapture
+from rootstream.audio.capture.base import AudioCapture
 from rootstream.audio.chunk import AudioChunk, samples_to_ns
-from rootstream.audio.testsignal import TestSignal
+from rootstream.audio.tone import ToneSignal
 
 
-class TestCapture(AudioCapture):
-    __test__ = False
+class ToneCapture(AudioCapture):
     name = "test"
 
     def __init__(self, *, chunk_samples: int = 480, realtime: bool = True,
                  clock: Callable[[], int] = time.monotonic_ns, **signal_opts):
         if chunk_samples <= 0:
             raise ValueError("chunk_samples must be positive")
-        self.signal = TestSignal(rate=self.rate, channels=self.channels, **signal_opts)
+        self.signal = ToneSignal(rate=self.rate, channels=self.channels, **signal_opts)
         self.chunk_samples = chunk_samples
         self.realtime = realtime
         self._clock = clock

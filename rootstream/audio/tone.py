@@ -18,10 +18,9 @@ import numpy as np
 from rootstream.audio.chunk import CHANNELS, RATE
 
 
-class TestSignal:
+class ToneSignal:
     """Deterministic in position: ``render(p, n)`` is the same whoever calls it."""
 
-    __test__ = False  # not a pytest class, despite the name
 
     def __init__(self, *, rate: int = RATE, channels: int = CHANNELS,
                  sweep_hz: tuple[float, float] = (300.0, 1200.0), sweep_period_s: float = 2.0,
