@@ -2,7 +2,7 @@
 
 Without /dev/dri these run the real code up to the kernel boundary (opening
 the device, checking recorded GETFB2 replies, mapping real memory); the
-whole path on a GPU is in the `hardware` tests at the end.
+whole path on a real kernel is in the `kms` tests at the end (in the VM).
 """
 
 from __future__ import annotations
@@ -271,7 +271,7 @@ def test_cursor_on_an_rgbx_frame_swaps_red_and_blue():
 
 # --- on a real GPU ---------------------------------------------------------
 
-@pytest.mark.hardware(reason="needs /dev/dri/card* with a lit display, and CAP_SYS_ADMIN")
+@pytest.mark.kms
 def test_capture_on_real_hardware():
     with KmsCapture(fps=30) as capture:
         assert capture.width > 0 and capture.height > 0
@@ -286,7 +286,7 @@ def test_capture_on_real_hardware():
         assert "kms" in repr(capture)
 
 
-@pytest.mark.hardware(reason="needs /dev/dri/card* with a lit display, and CAP_SYS_ADMIN")
+@pytest.mark.kms
 def test_probe_on_real_hardware():
     steps = KmsCapture.probe()
     for name, ok, found in steps:

@@ -33,11 +33,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# Modules the guest loads, in order, with their parameters; their
+# Modules the guest loads, in order, with their parameters (evdev: what
+# udev loads on a desktop, without it no /dev/input/event* exists); their
 # dependencies (read from each .ko's .modinfo) are loaded first.
 GUEST_MODULES = [
     ("virtio_pci", ""), ("9pnet_virtio", ""), ("9p", ""), ("overlay", ""),
-    ("uinput", ""), ("vkms", "enable_cursor=1 enable_writeback=1"),
+    ("evdev", ""), ("uinput", ""), ("vkms", "enable_cursor=1 enable_writeback=1"),
 ]
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")  # busybox-static
 XZ_MAGIC = b"\xfd7zXZ\x00"
