@@ -7,6 +7,7 @@ whole path on a real kernel is in the `kms` tests at the end (in the VM).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import mmap
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rootstream._native.drm_abi import DRM_FORMAT_XRGB8888, fourcc
+from rootstream._native.drm_abi import DRM_FORMAT_MOD_INVALID, DRM_FORMAT_XRGB8888, fourcc
 from rootstream._native.drm_device import DrmIoctlError
 from rootstream._native.drm_map import Mapping, plane_view
 from rootstream._native.drm_parse import DrmError, Framebuffer, parse_fb2
@@ -151,6 +152,21 @@ def test_tiled_framebuffer():
         "the display shows a tiled or compressed framebuffer "
         "(INTEL modifier 0x0100000000000001); KMS capture reads linear buffers only")
     assert "--source x11" in info.value.hint
+
+
+def test_unknown_modifier_is_never_taken_for_linear():
+    fb = dataclasses.replace(fb_image("fb-84"), modifier=DRM_FORMAT_MOD_INVALID)
+    with pytest.raises(CaptureError, match="does not say how the display's framebuffer is laid"):
+        check_framebuffer(fb)
+    assert modifier_name(DRM_FORMAT_MOD_INVALID) == "modifier unknown"
+
+
+def test_tiling_is_reported_before_missing_privileges():
+    # A user on a tiled desktop is not sent to grant a capability first.
+    tiled = fb_image("fb-85-tiled")
+    unprivileged = dataclasses.replace(tiled, handles=(0, 0, 0, 0))
+    with pytest.raises(CaptureError, match="tiled or compressed"):
+        check_framebuffer(unprivileged)
 
 
 def test_unsupported_format():
