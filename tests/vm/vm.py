@@ -121,7 +121,8 @@ def job_script(command: list[str], user: str, env: dict[str, str]) -> str:
              f"mkdir -p {shlex.quote(home)}"]
     if user != "root":
         lines.append(f"chown {shlex.quote(user)} {shlex.quote(home)}")
-        lines += [f"chmod o+x {shlex.quote(str(d))}" for d in closed_ancestors(venv_bin)]
+    # Also for root: a root command may switch users itself (setpriv, su).
+    lines += [f"chmod o+x {shlex.quote(str(d))}" for d in closed_ancestors(venv_bin)]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in exports.items()]
     lines.append("set +e")
     argv = shlex.join(command)
