@@ -7,6 +7,7 @@ import sys
 import click
 
 from rootstream.benchrun.plan import DEFAULT_IDLE_SECONDS, DEFAULT_PHASE_SECONDS
+from rootstream_cli.options import BackendChoice
 
 
 @click.command()
@@ -20,7 +21,7 @@ from rootstream.benchrun.plan import DEFAULT_IDLE_SECONDS, DEFAULT_PHASE_SECONDS
 @click.option("--idle-seconds", type=click.FloatRange(0, 3600),
               default=DEFAULT_IDLE_SECONDS, show_default=True,
               help="How long the idle phase (network alone) runs; 0 skips it.")
-@click.option("--decoder", type=click.Choice(["auto", "vaapi", "nvdec", "software"]),
+@click.option("--decoder", type=BackendChoice("rootstream.decode:DECODE"),
               default="auto", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               default=None, help="Also write the full results to this file.")

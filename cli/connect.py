@@ -6,10 +6,13 @@ import signal
 
 import click
 
+from rootstream_cli.options import BackendChoice
+
 
 @click.command()
 @click.argument("host_address", metavar="HOST[:PORT]")
-@click.option("--present", type=click.Choice(["auto", "sdl", "x11", "kms", "null"]), default="auto",
+@click.option("--present", type=BackendChoice("rootstream.present:PRESENT"),
+              default="auto",
               show_default=True,
               help="How to show the picture. null decodes and counts without a window.")
 @click.option("--fullscreen", is_flag=True,

@@ -6,8 +6,8 @@ import importlib
 
 import click
 
-# (section title, "module:function") — each returns BackendProbe records or
-# (name, ok, reason) tuples.
+# (section title, "module:function"): each stage's probe, reading its registry;
+# every one returns BackendProbe records.
 SECTIONS = (
     ("capture", "rootstream.capture:probe_captures"),
     ("colour conversion", "rootstream.convert:probe_paths"),
@@ -27,8 +27,7 @@ def run_probes():
     for title, target in SECTIONS:
         module_name, _, function = target.partition(":")
         try:
-            probes = [p if isinstance(p, BackendProbe) else BackendProbe(*p)
-                      for p in getattr(importlib.import_module(module_name), function)()]
+            probes = list(getattr(importlib.import_module(module_name), function)())
         except Exception as exc:  # doctor must report, never die
             probes = [BackendProbe("(all)", False, f"probe failed: {type(exc).__name__}: {exc}")]
         yield title, probes

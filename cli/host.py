@@ -7,11 +7,11 @@ import signal
 import click
 
 from rootstream.net.udp import DEFAULT_PORT
-from rootstream_cli.options import parse_size
+from rootstream_cli.options import BackendChoice, parse_size
 
 
 @click.command()
-@click.option("--source", type=click.Choice(["auto", "kms", "portal", "x11", "test"]),
+@click.option("--source", type=BackendChoice("rootstream.capture:CAPTURES"),
               default="auto", show_default=True,
               help="What to capture. auto: the screen (DRM/KMS, then the Wayland "
                    "ScreenCast portal in a Wayland session, then X11), or the test pattern "
@@ -22,7 +22,7 @@ from rootstream_cli.options import parse_size
                    "first time, and the restore token it hands back remembers the answer.")
 @click.option("--display", default=None,
               help="X display for --source x11 and --input xtest (default: $DISPLAY).")
-@click.option("--encoder", type=click.Choice(["auto", "vaapi", "nvenc", "x264"]),
+@click.option("--encoder", type=BackendChoice("rootstream.encode:ENCODE"),
               default="auto", show_default=True,
               help="Video encoder. auto tries VA-API, then NVENC, then x264.")
 @click.option("--codec", type=click.Choice(["h264", "hevc"]), default="h264", show_default=True)
@@ -60,12 +60,15 @@ from rootstream_cli.options import parse_size
               help="No encryption and no pairing: anyone who can reach the port can watch "
                    "and type. For measuring only; loopback only unless --force.")
 @click.option("--force", is_flag=True, help="Allow --insecure on a non-loopback address.")
-@click.option("--input", "input_", type=click.Choice(["auto", "uinput", "xtest", "none"]),
+@click.option("--input", "input_",
+              type=BackendChoice("rootstream.input:INJECTORS", attribute="auto",
+                                 after=("none",)),
               default="auto", show_default=True,
               help="How the client's keyboard, mouse and gamepads reach this machine. auto: "
                    "uinput (needs /dev/uinput, see udev/), then xtest (keyboard and mouse "
                    "into the X display). none: view only.")
-@click.option("--audio", type=click.Choice(["auto", "pulse", "test", "none"]), default="auto",
+@click.option("--audio", type=BackendChoice("rootstream.audio.capture:AUDIO_CAPTURES",
+                                           after=("none",)), default="auto",
               show_default=True,
               help="What the client hears. auto: what this desktop plays (the PulseAudio or "
                    "PipeWire monitor of the default sink), or no sound, with the reason, "

@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 
 import click
 
 _SIZE = re.compile(r"^(\d{2,5})[xX](\d{2,5})$")
+
+
+class BackendChoice(click.Choice):
+    """A stage's backend names, read from its registry ("module:REGISTRY") when
+    first needed (parsing or --help): a backend added to a registry is a
+    choice here at once, and starting the command line imports no codec."""
+
+    def __init__(self, registry: str, *, attribute: str = "names",
+                 before: tuple[str, ...] = ("auto",), after: tuple[str, ...] = ()):
+        self._registry, self._attribute = registry, attribute
+        self._before, self._after = before, after
+        self._names: tuple[str, ...] | None = None
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        if self._names is None:
+            module, _, name = self._registry.partition(":")
+            registry = getattr(importlib.import_module(module), name)
+            self._names = (*self._before, *getattr(registry, self._attribute), *self._after)
+        return self._names
+
+    @choices.setter
+    def choices(self, _value) -> None:
+        """click.Choice sets its list in __init__; ours comes from the registry."""
 
 
 def parse_size(ctx, param, value: str) -> tuple[int, int]:

@@ -60,8 +60,10 @@ class BackendRegistry:
     """Lazily imported backends of one stage, named in ``auto`` order."""
 
     def __init__(self, kind: str, table: Mapping[str, str], error: type[RootStreamError],
-                 selecting: Iterable[str] = (), auto: Iterable[str] | None = None):
+                 selecting: Iterable[str] = (), auto: Iterable[str] | None = None,
+                 noun: str = ""):
         self.kind = kind  # "capture", "encoder", ... used in messages
+        self.noun = noun or f"{kind} backend"  # what one backend is called
         self.table = dict(table)
         self.error = error
         # What ``auto`` tries, in order: every backend unless some are only
@@ -83,7 +85,7 @@ class BackendRegistry:
         except KeyError:
             known = ", ".join(self.names)
             raise self.error(
-                f"unknown {self.kind} backend {name!r}",
+                f"unknown {self.noun} {name!r}",
                 hint=f"choose one of: auto, {known}",
                 details=[f"known {self.kind} backends: {known}"],
             ) from None
@@ -164,6 +166,65 @@ def accepted_options(backend_class: type, opts: Mapping[str, Any]) -> dict[str, 
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return dict(opts)
     return {key: value for key, value in opts.items() if key in parameters}
+
+
+class ProvingRegistry:
+    """The registry shape for stages whose backends prove themselves by working.
+
+    Opening a hardware codec is not enough to know it works (a driver may
+    open and then refuse every frame), so an encoder encodes a test frame and
+    a decoder decodes a test keyframe before it is chosen.  ``prove(name,
+    **opts)`` opens backend ``name`` and proves it, or raises the stage's
+    error; ``proven(backend)`` is ``rootstream doctor``'s line for one that
+    worked.  Otherwise the same as :class:`BackendRegistry`: names in auto
+    order, one error listing every backend tried and why, probes.
+    """
+
+    def __init__(self, kind: str, names: Iterable[str], error: type[RootStreamError], *,
+                 prove: Callable[..., Any], proven: Callable[[Any], str], hint: str = ""):
+        self.kind = kind  # "encoder", "decoder": used in messages
+        self.names = tuple(names)
+        self.auto = self.names
+        self.error = error
+        self._prove = prove
+        self._proven = proven
+        self.hint = hint  # for "none works here"
+
+    def open(self, name: str = "auto", *, candidates: Iterable[str] | None = None,
+             what: str = "", **opts: Any):
+        """Backend ``name`` proven, or (``auto``) the first of ``candidates`` that
+        proves itself; its ``fallbacks`` say why the ones before it did not."""
+        if name != "auto":
+            if name not in self.names:
+                raise self.error(f"unknown {self.kind} {name!r}",
+                                 details=[f"known: auto, {', '.join(self.names)}"])
+            return self._prove(name, **opts)
+        backend, failed = first_that_opens(
+            self.names if candidates is None else candidates,
+            lambda candidate: self.attempt(candidate, **opts))
+        if backend is None:
+            raise self.error(f"no {what or self.kind} works on this machine", hint=self.hint,
+                             details=[f"{p.name}: {p.reason}" for p in failed])
+        backend.fallbacks = failed
+        return backend
+
+    def attempt(self, name: str, **opts: Any):
+        """The proven backend, or the BackendProbe saying why it failed."""
+        try:
+            return self._prove(name, **opts)
+        except self.error as exc:
+            return BackendProbe(name, False, "; ".join([str(exc), *exc.details]))
+
+    def probe(self, names: Iterable[str] | None = None, **opts: Any) -> list[BackendProbe]:
+        """Prove each backend (all of them, in auto order, by default) and close it."""
+        results = []
+        for name in self.names if names is None else names:
+            outcome = self.attempt(name, **opts)
+            if not isinstance(outcome, BackendProbe):
+                outcome.close()
+                outcome = BackendProbe(name, True, self._proven(outcome))
+            results.append(outcome)
+        return results
 
 
 def first_that_opens(names: Iterable[str], attempt: Callable[[str], Any]):

@@ -23,6 +23,7 @@ from typing import Any
 import av
 import numpy as np
 
+from rootstream.backends import BackendProbe
 from rootstream.frame import CapturedFrame
 
 try:
@@ -59,18 +60,20 @@ def available_paths() -> list[str]:
 _ALL_PATHS = ("scalar", "sse2", "avx2")  # slowest first, as the extension lists them
 
 
-def probe_paths() -> list[tuple[str, bool, str]]:
-    """Every conversion path as (name, usable here, why), for ``rootstream doctor``."""
+def probe_paths() -> list[BackendProbe]:
+    """Every conversion path: usable here, and why, for ``rootstream doctor``."""
     usable, chosen = available_paths(), auto_path()
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
     report = []
     for name in _ALL_PATHS:
         if name in usable:
-            report.append((name, True, "chosen by auto" if name == chosen else "usable"))
+            report.append(BackendProbe(name, True,
+                                       "chosen by auto" if name == chosen else "usable"))
         elif not x86:
-            report.append((name, False, f"x86 only; this machine is {platform.machine()}"))
+            report.append(BackendProbe(name, False,
+                                       f"x86 only; this machine is {platform.machine()}"))
         else:
-            report.append((name, False, f"this CPU has no {name.upper()}"))
+            report.append(BackendProbe(name, False, f"this CPU has no {name.upper()}"))
     return report
 
 

@@ -27,6 +27,7 @@ from rootstream.audio.alsa_quiet import silence_alsa
 from rootstream.audio.chunk import CHANNELS, RATE
 from rootstream.audio.jitter import JitterBuffer
 from rootstream.audio.sync import AudioSync
+from rootstream.backends import BackendProbe
 from rootstream.errors import AudioError, ProtocolError
 from rootstream.protocol.audio import AudioPayload
 
@@ -136,14 +137,14 @@ def open_audio_playback(name: str = "sdl", **opts) -> SdlAudioPlayback:
     return backend(**opts)
 
 
-def probe_audio_playbacks() -> list[tuple[str, bool, str]]:
-    """[(name, ok, reason)] for `rootstream doctor`."""
+def probe_audio_playbacks() -> list[BackendProbe]:
+    """How opening each playback backend went, for `rootstream doctor`."""
     results = []
     for name in PLAYBACKS:
         try:
             open_audio_playback(name).close()
         except AudioError as exc:
-            results.append((name, False, "; ".join([str(exc), *exc.details])))
+            results.append(BackendProbe(name, False, "; ".join([str(exc), *exc.details])))
         else:
-            results.append((name, True, "opened"))
+            results.append(BackendProbe(name, True, "opened"))
     return results

@@ -34,10 +34,10 @@ import av.logging
 from av.codec.context import CodecContext, Flags
 from av.codec.hwaccel import HWAccel, hwdevices_available
 
-from rootstream.backends import BackendProbe, first_that_opens
+from rootstream.backends import BackendProbe, ProvingRegistry
 from rootstream.errors import DecodeError, EncodeError
 
-__all__ = ["VideoDecoder", "DECODERS", "open_decoder", "probe_decoders"]
+__all__ = ["VideoDecoder", "DECODE", "DECODERS", "open_decoder", "probe_decoders"]
 
 CODECS = ("h264", "hevc")
 
@@ -165,7 +165,7 @@ def _test_access_unit(codec: str) -> bytes:
     return _test_units[codec]
 
 
-def _open_proven(name: str, codec: str, device: str | None) -> VideoDecoder:
+def _open_proven(name: str, *, codec: str, device: str | None = None) -> VideoDecoder:
     decoder = VideoDecoder(name, codec, device=device)
     try:
         unit = _test_access_unit(codec)
@@ -191,35 +191,17 @@ def _open_proven(name: str, codec: str, device: str | None) -> VideoDecoder:
     return decoder
 
 
+DECODE = ProvingRegistry("decoder", DECODERS, DecodeError, prove=_open_proven,
+                         proven=lambda decoder: f"decoded a {decoder.codec} test keyframe")
+
+
 def open_decoder(name: str = "auto", codec: str = "h264", *,
                  device: str | None = None) -> VideoDecoder:
     """Open a decoder by backend name, or the first that decodes a test
     keyframe (``auto``); ``decoder.fallbacks`` says why earlier ones did not."""
-    if name != "auto":
-        return _open_proven(name, codec, device)
-    decoder, failed = first_that_opens(DECODERS, lambda n: _attempt(n, codec, device))
-    if decoder is not None:
-        decoder.fallbacks = failed
-        return decoder
-    raise DecodeError(f"no {codec} decoder works on this machine",
-                      details=[f"{p.name}: {p.reason}" for p in failed])
+    return DECODE.open(name, what=f"{codec} decoder", codec=codec, device=device)
 
 
 def probe_decoders(codec: str = "h264") -> list[BackendProbe]:
     """Every decoder backend in ``auto`` order, each tried on a real keyframe."""
-    results = []
-    for name in DECODERS:
-        outcome = _attempt(name, codec, None)
-        if isinstance(outcome, VideoDecoder):
-            outcome.close()
-            outcome = BackendProbe(name, True, f"decoded a {codec} test keyframe")
-        results.append(outcome)
-    return results
-
-
-def _attempt(name: str, codec: str, device: str | None) -> VideoDecoder | BackendProbe:
-    """The proven decoder, or the record of why it failed."""
-    try:
-        return _open_proven(name, codec, device)
-    except DecodeError as exc:
-        return BackendProbe(name, False, "; ".join([str(exc), *exc.details]))
+    return DECODE.probe(codec=codec)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 import av
 import av.logging
 
-from rootstream.backends import BackendProbe, first_that_opens
+from rootstream.backends import BackendProbe, ProvingRegistry
 from rootstream.errors import EncodeError
 
 from .base import CODECS, EncodedUnit, VideoEncoder
@@ -45,6 +45,7 @@ __all__ = [
     "BackendProbe",
     "EncodedUnit",
     "VideoEncoder",
+    "ENCODE",
     "ENCODERS",
     "open_encoder",
     "pattern_nv12",
@@ -67,7 +68,7 @@ def _backends_for(codec: str) -> list[str]:
     return [name for name, cls in ENCODERS.items() if codec in cls.codec_names]
 
 
-def _try_open(name: str, codec: str, kwargs: dict) -> VideoEncoder:
+def _try_open(name: str, *, codec: str, **kwargs) -> VideoEncoder:
     """Open one backend and prove it with a test frame; EncodeError says why not."""
     cls = ENCODERS[name]
     reason = cls.unavailable_reason(codec)
@@ -85,6 +86,12 @@ def _try_open(name: str, codec: str, kwargs: dict) -> VideoEncoder:
     return encoder
 
 
+ENCODE = ProvingRegistry(
+    "encoder", ENCODERS, EncodeError, prove=_try_open,
+    proven=lambda encoder: f"{encoder.ffmpeg_name} encoded a test frame",
+    hint="install a PyAV/FFmpeg build with libx264, or a GPU driver with VA-API")
+
+
 def open_encoder(name: str = "auto", *, width: int, height: int, fps: int = 60,
                  bitrate: int = 10_000_000, codec: str = "h264", gop: int | None = None,
                  **opts) -> VideoEncoder:
@@ -93,42 +100,14 @@ def open_encoder(name: str = "auto", *, width: int, height: int, fps: int = 60,
     ``encoder.fallbacks`` lists the backends ``auto`` tried first and why
     they failed.  Extra ``opts`` go to FFmpeg as codec options (strings).
     """
-    kwargs = dict(width=width, height=height, fps=fps, bitrate=bitrate, gop=gop, **opts)
-    candidates = _backends_for(codec)
-    if name != "auto":
-        if name not in ENCODERS:
-            raise EncodeError(f"unknown encoder {name!r}",
-                              details=[f"known: auto, {', '.join(ENCODERS)}"])
-        return _try_open(name, codec, kwargs)
-    encoder, failed = first_that_opens(candidates, lambda n: _attempt(n, codec, kwargs))
-    if encoder is not None:
-        encoder.fallbacks = failed
-        return encoder
-    raise EncodeError(
-        f"no {codec} encoder works on this machine",
-        hint="install a PyAV/FFmpeg build with libx264, or a GPU driver with VA-API",
-        details=[f"{p.name}: {p.reason}" for p in failed],
-    )
+    return ENCODE.open(name, candidates=_backends_for(codec), what=f"{codec} encoder",
+                       codec=codec, width=width, height=height, fps=fps, bitrate=bitrate,
+                       gop=gop, **opts)
 
 
 def probe_encoders(width: int = 1280, height: int = 720, codec: str = "h264") -> list[BackendProbe]:
     """Every backend for ``codec`` in ``auto`` order, each tried on a real frame."""
-    results = []
-    for name in _backends_for(codec):
-        outcome = _attempt(name, codec, dict(width=width, height=height))
-        if isinstance(outcome, VideoEncoder):
-            outcome.close()
-            outcome = BackendProbe(name, True, f"{outcome.ffmpeg_name} encoded a test frame")
-        results.append(outcome)
-    return results
-
-
-def _attempt(name: str, codec: str, kwargs: dict) -> VideoEncoder | BackendProbe:
-    """The proven encoder, or the record of why it failed."""
-    try:
-        return _try_open(name, codec, kwargs)
-    except EncodeError as exc:
-        return BackendProbe(name, False, "; ".join([str(exc), *exc.details]))
+    return ENCODE.probe(_backends_for(codec), codec=codec, width=width, height=height)
 
 
 class _ffmpeg_log:

@@ -10,51 +10,24 @@
 - ``auto``: uinput, then xtest; when neither opens, one InputError whose
   ``details`` say why each failed.
 
-Backends are imported inside the factory, so a host without python-uinput or
-libXtst fails only when that backend is chosen.  The host loop talks to an
-InputSession wrapped around the injector.
+Backends are imported lazily by the registry (rootstream.backends), so a
+host without python-uinput or libXtst fails only when that backend is chosen.
+The host loop talks to an InputSession wrapped around the injector.
 """
 
 from __future__ import annotations
 
+from rootstream.backends import BackendProbe, BackendRegistry
 from rootstream.errors import InputError
 from rootstream.input.injector import Injector
 from rootstream.input.session import InputSession
 
-
-def _open_uinput(**opts) -> Injector:
-    from rootstream.input.inject_uinput import UinputInjector
-
-    return UinputInjector(**opts)
-
-
-def _open_xtest(**opts) -> Injector:
-    from rootstream.input.inject_xtest import XTestInjector
-
-    return XTestInjector(**opts)
-
-
-def _open_record(**opts) -> Injector:
-    from rootstream.input.inject_record import RecordInjector
-
-    return RecordInjector(**opts)
-
-
-# name -> opener, in the order `auto` tries them (record is never automatic).
-_BACKENDS = {"uinput": _open_uinput, "xtest": _open_xtest, "record": _open_record}
-_AUTO_ORDER = ("uinput", "xtest")
-
-
-def _reason(exc: Exception) -> str:
-    hint = getattr(exc, "hint", "")
-    return f"{exc} ({hint})" if hint else str(exc)
-
-
-def _try_open(name: str, opts: dict) -> tuple[Injector | None, str]:
-    try:
-        return _BACKENDS[name](**opts), "ok"
-    except (InputError, OSError, ImportError) as exc:
-        return None, _reason(exc)
+# In the order `auto` tries them; record is never automatic.
+INJECTORS = BackendRegistry("input injector", {
+    "uinput": "rootstream.input.inject_uinput:UinputInjector",
+    "xtest": "rootstream.input.inject_xtest:XTestInjector",
+    "record": "rootstream.input.inject_record:RecordInjector",
+}, InputError, auto=("uinput", "xtest"), noun="input injector")
 
 
 def open_injector(name: str = "auto", **opts) -> Injector:
@@ -64,42 +37,34 @@ def open_injector(name: str = "auto", **opts) -> Injector:
     ``auto`` they are given per backend: ``open_injector("auto", xtest={...})``;
     the opened injector's ``fallbacks`` lists why the ones before it failed.
     """
-    if name == "auto":
-        unknown = set(opts) - set(_AUTO_ORDER)
-        if unknown:
-            raise InputError(f"auto takes options per backend, not {sorted(unknown)}",
-                             hint='e.g. open_injector("auto", xtest={"display": ":1"})')
-        failures = []
-        for candidate in _AUTO_ORDER:
-            injector, reason = _try_open(candidate, opts.get(candidate, {}))
-            if injector is not None:
-                injector.fallbacks = failures
-                return injector
-            failures.append(f"{candidate}: {reason}")
-        raise InputError("no input injector could be opened",
-                         hint="give the user /dev/uinput (see udev/) or run the host under X",
-                         details=failures)
-    if name not in _BACKENDS:
-        raise InputError(f"unknown input injector {name!r}",
-                         hint="known injectors: auto, " + ", ".join(_BACKENDS))
-    try:
-        return _BACKENDS[name](**opts)
-    except (OSError, ImportError) as exc:
-        raise InputError(f"the {name} injector could not be opened", details=[str(exc)]) from exc
+    if name != "auto":
+        try:
+            return INJECTORS.open(name, **opts)
+        except (OSError, ImportError) as exc:
+            raise InputError(f"the {name} injector could not be opened",
+                             details=[str(exc)]) from exc
+    unknown = set(opts) - set(INJECTORS.auto)
+    if unknown:
+        raise InputError(f"auto takes options per backend, not {sorted(unknown)}",
+                         hint='e.g. open_injector("auto", xtest={"display": ":1"})')
+    failures: list[tuple[str, str]] = []
+    for candidate in INJECTORS.auto:
+        injector, failed = INJECTORS.try_open((candidate,), **opts.get(candidate, {}))
+        if injector is not None:
+            injector.fallbacks = [f"{n}: {why}" for n, why in failures]
+            return injector
+        failures += failed
+    raise INJECTORS.failed(INJECTORS.auto, failures, message="no input injector could be opened",
+                           hint="give the user /dev/uinput (see udev/) or run the host under X")
 
 
-def probe_injectors(**opts) -> list[tuple[str, bool, str]]:
-    """Try every real backend in `auto` order: [(name, ok, reason)], for `rootstream doctor`.
+def probe_injectors(**opts) -> list[BackendProbe]:
+    """Try every real backend in `auto` order, for `rootstream doctor`.
 
     ``opts`` maps a backend name to its options, e.g. ``xtest={"display": ":1"}``.
     """
-    results = []
-    for name in _AUTO_ORDER:
-        injector, reason = _try_open(name, opts.get(name, {}))
-        if injector is not None:
-            injector.close()
-        results.append((name, injector is not None, reason))
-    return results
+    return [probe for name in INJECTORS.auto
+            for probe in INJECTORS.probe((name,), **opts.get(name, {}))]
 
 
-__all__ = ["Injector", "InputSession", "open_injector", "probe_injectors"]
+__all__ = ["INJECTORS", "Injector", "InputSession", "open_injector", "probe_injectors"]

@@ -24,6 +24,7 @@ from rootstream.present.base import Presenter, PresenterEvent, Rect, letterbox, 
 
 __all__ = [
     "AUTO_ORDER",
+    "PRESENT",
     "PRESENTERS",
     "Presenter",
     "PresenterEvent",
@@ -44,12 +45,12 @@ PRESENTERS = {
 AUTO_ORDER = ("sdl", "kms")
 HINT = "run with --present null"
 
-_registry = BackendRegistry("presenter", PRESENTERS, PresentError)
+PRESENT = BackendRegistry("presenter", PRESENTERS, PresentError, auto=AUTO_ORDER)
 
 
 def _load(name: str) -> type[Presenter]:
     try:
-        return _registry.load(name)
+        return PRESENT.load(name)
     except (ImportError, AttributeError, OSError) as exc:
         # OSError: pysdl2 raises it when no SDL2 library can be loaded.
         raise PresentError(f"the {name} presenter is not available", hint=HINT,
@@ -70,9 +71,9 @@ def open_presenter(name: str = "auto", *, width: int, height: int, title: str = 
     if name != "auto":
         cls = _load(name)
         return cls(**accepted_options(cls, common))
-    presenter, failures = _registry.try_open(AUTO_ORDER, **common)
+    presenter, failures = PRESENT.try_open(AUTO_ORDER, **common)
     if presenter is None:
-        raise _registry.failed(AUTO_ORDER, failures, hint=HINT)
+        raise PRESENT.failed(AUTO_ORDER, failures, hint=HINT)
     presenter.fallbacks = [BackendProbe(n, False, why) for n, why in failures]
     return presenter
 

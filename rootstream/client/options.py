@@ -1,0 +1,58 @@
+"""What a client is asked to do (ClientOptions) and what it did (ClientResult)."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from rootstream.errors import RootStreamError
+from rootstream.protocol import Config
+
+
+@dataclass
+class ClientOptions:
+    host: tuple[str, int]
+    present: str = "auto"
+    fullscreen: bool = False
+    frames: int | None = None  # stop after presenting this many frames
+    seconds: float | None = None  # stop after this long
+    stats_interval: float = 5.0
+    stats_json: str | None = None
+    read_markers: bool = True  # read the test pattern's frame number and capture time
+    same_clock: bool = False  # host on this machine: marker capture time is on our clock
+    client_name: str = ""
+    decoder: str = "auto"
+    # What to ask the host for (0: its choice).  A test-pattern host takes the
+    # size and frame rate, any host the bitrate; the config says what it chose.
+    # ``rootstream bench`` sets them per phase.
+    want_size: tuple[int, int] = (0, 0)
+    want_fps: int = 0
+    want_bitrate_kbps: int = 0
+    # After PEER_TIMEOUT_S of silence, keep asking the host for a session this
+    # long before giving up (0: end the session at once; the CLI's default is 10).
+    reconnect_timeout: float = 0.0
+    insecure: bool = False  # no handshake, nothing sealed: for measuring only
+    config_dir: str | None = None  # identity and trust store (default: XDG config dir)
+    host_label: str = ""  # the host as the user named it: the trust store's key for it
+    # Send the keyboard, mouse and gamepads read in the SDL window to the host
+    # (rootstream.input.client_service; other presenters have no window to read).
+    input: bool = True
+    # Ask for the host's sound and play it (rootstream.audio.client_service).
+    audio: bool = True
+
+
+@dataclass
+class ClientResult:
+    frames_presented: int = 0
+    frames_received: int = 0
+    frames_lost: int = 0
+    reason: str = ""
+    markers: list[int] = field(default_factory=list)  # frame numbers read, in order shown
+    config: Config | None = None
+    bitrate_kbps: int = 0  # the host's latest announced encoder rate
+    reconnects: int = 0
+    # Why a stage of ours stopped the session (rootstream.stage), if one did.
+    failure: RootStreamError | None = None
+    longest_freeze_ms: float = 0.0  # longest gap between two pictures shown
+    # When each picture was shown (monotonic ns), the most recent ones.
+    present_ns: deque[int] = field(default_factory=lambda: deque(maxlen=100_000))
