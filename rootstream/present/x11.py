@@ -39,12 +39,27 @@ import time
 
 import av
 import numpy as np
-from av.video.reformatter import Interpolation, VideoReformatter
+from av.video.reformatter import VideoReformatter
 
 from rootstream._native import xlib
 from rootstream._native.xlib import ffi
 from rootstream.errors import CaptureError, PresentError
 from rootstream.present.base import Presenter, PresenterEvent, Rect, letterbox
+from rootstream.present.x11_image import (
+    ImageBuffer,
+    destroy_buffers,
+    pixel_format,
+    plain_buffer,
+    read_window,
+    scale_into,
+    shm_buffer,
+)
+from rootstream.present.x11_requests import (
+    ask_fullscreen_toggle,
+    key_event,
+    window_geometry,
+    window_manager_running,
+)
 
 NO_DISPLAY = "no X display to open a window on"
 NO_DISPLAY_HINT = "set DISPLAY (run inside the desktop session), or use --present null"
@@ -54,28 +69,6 @@ NO_OVERLAY = "the x11 presenter draws no text overlay (use --present sdl for the
 COMPLETION_TIMEOUT_S = 2.0
 MAP_TIMEOUT_S = 2.0
 SEGMENTS = 2
-# swscale at equal sizes or plain scaling: FAST_BILINEAR measured fastest
-# (docs/BENCHMARKS.md); one thread, because the decoder runs on the other core.
-INTERPOLATION = Interpolation.FAST_BILINEAR
-SCALE_THREADS = 1
-_NET_WM_STATE_TOGGLE = 2
-
-# X modifier bits -> SDL KMOD_* bits (LSHIFT, LCTRL, LALT, LGUI), as the client reads them.
-_MODIFIERS = ((xlib.SHIFT_MASK, 0x0001), (xlib.CONTROL_MASK, 0x0040),
-              (xlib.MOD1_MASK, 0x0100), (xlib.MOD4_MASK, 0x0400))
-# X's masks for a 32-bit little-endian pixel -> swscale's name for that layout.
-_PIXEL_FORMATS = {(0xFF0000, 0xFF00, 0xFF): "bgr0", (0xFF, 0xFF00, 0xFF0000): "rgb0"}
-
-
-class _Buffer:
-    """One window-sized picture the server can take: a shared segment, or
-    (without MIT-SHM) plain memory sent by XPutImage."""
-
-    def __init__(self, image, shminfo, pixels: np.ndarray, keep):
-        self.image, self.shminfo, self.pixels = image, shminfo, pixels
-        self._keep = keep  # what ``pixels`` views; freed with the last view
-        self.busy = False  # put, and the server's ShmCompletion not read yet
-        self.layout: tuple | None = None  # (box, format) its bars were cleared for
 
 
 class X11Presenter(Presenter):
@@ -96,7 +89,7 @@ class X11Presenter(Presenter):
         self._display = None
         self._window = 0
         self._gc = None
-        self._buffers: list[_Buffer] = []
+        self._buffers: list[ImageBuffer] = []
         self._next = 0
         self._last_frame: av.VideoFrame | None = None
         self._pending: list[PresenterEvent] = []
@@ -176,7 +169,7 @@ class X11Presenter(Presenter):
 
     def _open_window(self, title: str, fullscreen: bool) -> None:
         x11, display = self._libs.x11, self._display
-        wm = self._window_manager_running()
+        wm = window_manager_running(self._libs, self._display, self._root, self._atoms)
         size = self.screen_size if fullscreen and not wm else (self.width, self.height)
         self._window = x11.XCreateSimpleWindow(display, self._root, 0, 0, size[0], size[1],
                                                0, 0, 0)
@@ -206,31 +199,13 @@ class X11Presenter(Presenter):
         x11.XMapWindow(display, self._window)
         self._wait_for(lambda: self._mapped, MAP_TIMEOUT_S, "the window was never shown")
 
-    def _window_manager_running(self) -> bool:
-        """Whether an EWMH window manager says it is there (none on a bare Xvfb)."""
-        x11 = self._libs.x11
-        actual_type, actual_format = ffi.new("Atom *"), ffi.new("int *")
-        count, after = ffi.new("unsigned long *"), ffi.new("unsigned long *")
-        data = ffi.new("unsigned char **")
-        status = x11.XGetWindowProperty(self._display, self._root,
-                                        self._atoms["_NET_SUPPORTING_WM_CHECK"], 0, 1, False,
-                                        xlib.XA_WINDOW, actual_type, actual_format, count,
-                                        after, data)
-        found = status == 0 and actual_type[0] == xlib.XA_WINDOW and count[0] == 1
-        if data[0] != ffi.NULL:
-            x11.XFree(data[0])
-        return found
-
     def _window_geometry(self) -> tuple[int, int, int, int]:
-        root, x, y = ffi.new("Window *"), ffi.new("int *"), ffi.new("int *")
-        w, h = ffi.new("unsigned int *"), ffi.new("unsigned int *")
-        border, depth = ffi.new("unsigned int *"), ffi.new("unsigned int *")
-        if not self._libs.x11.XGetGeometry(self._display, self._window, root, x, y, w, h,
-                                           border, depth):
+        geometry = window_geometry(self._libs, self._display, self._window)
+        if geometry is None:
             self._check_connection()
             raise PresentError("the X server does not know our window",
                                details=xlib.take_errors(self._display))
-        return x[0], y[0], w[0], h[0]
+        return geometry
 
     # -- the buffers the server takes pictures from --------------------------------
 
@@ -244,39 +219,19 @@ class X11Presenter(Presenter):
             if buffer is None:
                 self.use_shm = False
                 self._free_buffers()
-                self._buffers = [self._plain_buffer(w, h)]
+                self._buffers = [plain_buffer(self._libs, self._display, self._visual,
+                                              self._depth, w, h)]
                 break
             self._buffers.append(buffer)
         self._next = 0
-        self.pixel_format = self._pixel_format(self._buffers[0].image)
+        self.pixel_format = pixel_format(self._buffers[0].image)
 
-    def _shm_buffer(self, w: int, h: int) -> _Buffer | None:
-        made = xlib.create_shm_image(self._display, self._visual, self._depth, w, h)
+    def _shm_buffer(self, w: int, h: int) -> ImageBuffer | None:
+        made = shm_buffer(self._display, self._visual, self._depth, w, h)
         if isinstance(made, str):
             self.fallbacks_used.append(f"{made}: XPutImage")
             return None
-        return _Buffer(made.image, made.shminfo, made.pixels, made.mapping)
-
-    def _plain_buffer(self, w: int, h: int) -> _Buffer:
-        memory = ffi.new("char[]", w * h * 4)  # zeroed: black
-        image = self._libs.x11.XCreateImage(self._display, self._visual, self._depth,
-                                            xlib.ZPIXMAP, 0, memory, w, h, 32, w * 4)
-        if image == ffi.NULL:
-            raise PresentError("the X server's visual cannot hold our pictures",
-                               details=[f"depth {self._depth}"])
-        pixels = np.frombuffer(ffi.buffer(memory), dtype=np.uint8).reshape(h, w * 4)
-        return _Buffer(image, None, pixels, memory)
-
-    def _pixel_format(self, image) -> str:
-        layout = (image.red_mask, image.green_mask, image.blue_mask)
-        if image.bits_per_pixel != 32 or image.byte_order != xlib.LSB_FIRST or \
-                layout not in _PIXEL_FORMATS:
-            raise PresentError(
-                "unsupported X pixel format",
-                hint="run the X server at depth 24 (32 bits per pixel)",
-                details=[f"depth {image.depth}, {image.bits_per_pixel} bits per pixel, masks "
-                         f"{layout[0]:#x}/{layout[1]:#x}/{layout[2]:#x}"])
-        return _PIXEL_FORMATS[layout]
+        return made
 
     def _free_buffers(self) -> None:
         buffers = self._buffers
@@ -291,13 +246,7 @@ class X11Presenter(Presenter):
             except PresentError:
                 pass  # closing anyway; the segment is already marked for removal
         self._buffers = []
-        for buffer in buffers:
-            if buffer.shminfo is not None and alive:
-                self._libs.xext.XShmDetach(self._display, buffer.shminfo)
-            buffer.image.data = ffi.NULL  # the memory is released with its last view
-            self._libs.x11.XDestroyImage(buffer.image)
-        if alive:
-            self._libs.x11.XSync(self._display, False)
+        destroy_buffers(self._libs, self._display, buffers, alive)
 
     # -- drawing -------------------------------------------------------------
 
@@ -327,27 +276,11 @@ class X11Presenter(Presenter):
                 break
         box = letterbox(frame.width, frame.height, *self._size)
         if box.w and box.h:
-            self._scale_into(buffer, frame, box)
+            scale_into(self._reformatter, buffer, frame, box, self.pixel_format)
         self._put(buffer)
         self._next = (self._next + 1) % len(self._buffers)
 
-    def _scale_into(self, buffer: _Buffer, frame: av.VideoFrame, box: Rect) -> None:
-        layout = (box, self.pixel_format)
-        if buffer.layout != layout:  # new size or stream shape: bars must be black
-            buffer.pixels.fill(0)
-            buffer.layout = layout
-        # VideoReformatter cannot write into our segment, so swscale fills a
-        # frame of its own and one copy moves its rows into place.
-        scaled = self._reformatter.reformat(
-            frame, box.w, box.h, self.pixel_format, src_colorspace="ITU709",
-            src_color_range="MPEG", dst_color_range="JPEG", interpolation=INTERPOLATION,
-            threads=SCALE_THREADS)
-        plane = scaled.planes[0]
-        rows = np.frombuffer(plane, dtype=np.uint8).reshape(box.h, plane.line_size)
-        np.copyto(buffer.pixels[box.y:box.y + box.h, box.x * 4:(box.x + box.w) * 4],
-                  rows[:, :box.w * 4])
-
-    def _put(self, buffer: _Buffer) -> None:
+    def _put(self, buffer: ImageBuffer) -> None:
         w, h = self._size
         if buffer.shminfo is not None:
             # send_event=True: the server tells us when it copied the segment,
@@ -383,21 +316,12 @@ class X11Presenter(Presenter):
         """The window's pixels as the X server holds them (after every put finished)."""
         self._check_thread()
         self._take_events()
-        x11 = self._libs.x11
-        x11.XSync(self._display, False)
-        w, h = self._size
-        image = x11.XGetImage(self._display, self._window, 0, 0, w, h, xlib.ALL_PLANES,
-                              xlib.ZPIXMAP)
-        if image == ffi.NULL:
+        self._libs.x11.XSync(self._display, False)
+        pixels = read_window(self._libs, self._display, self._window, *self._size)
+        if pixels is None:
             self._check_connection()
             raise PresentError("the X server would not send the window's pixels back",
                                details=xlib.take_errors(self._display))
-        try:
-            rows = np.frombuffer(ffi.buffer(image.data, image.bytes_per_line * h),
-                                 dtype=np.uint8).reshape(h, image.bytes_per_line)
-            pixels = rows[:, :w * 4].reshape(h, w, 4).copy()
-        finally:
-            x11.XDestroyImage(image)
         if self.pixel_format == "rgb0":
             pixels[..., [0, 2]] = pixels[..., [2, 0]]
         return pixels
@@ -451,7 +375,7 @@ class X11Presenter(Presenter):
                     and message.data.l[0] == self._atoms["WM_DELETE_WINDOW"]):
                 self._pending.append(PresenterEvent("quit"))
         elif kind in (xlib.KEY_PRESS, xlib.KEY_RELEASE):
-            self._pending.append(self._key_event(ffi.cast("XKeyEvent *", event)))
+            self._pending.append(key_event(self._libs, ffi.cast("XKeyEvent *", event)))
 
     def _put_last(self) -> None:
         # The last put buffer still holds the picture: show it again as is.
@@ -459,19 +383,6 @@ class X11Presenter(Presenter):
         if previous.busy:
             return  # its put is still on the way, and will paint the window
         self._put(previous)
-
-    def _key_event(self, key) -> PresenterEvent:
-        keysym = self._libs.x11.XLookupKeysym(key, 0)
-        text = self._libs.x11.XKeysymToString(keysym) if keysym else ffi.NULL
-        name = ffi.string(text).decode(errors="replace") if text != ffi.NULL else ""
-        if len(name) == 1:
-            name = name.upper()  # SDL names letter keys by their capital
-        modifiers = 0
-        for x_bit, sdl_bit in _MODIFIERS:
-            if key.state & x_bit:
-                modifiers |= sdl_bit
-        return PresenterEvent("key", key=name, pressed=key.type == xlib.KEY_PRESS,
-                              modifiers=modifiers)
 
     def _wait_for(self, done, timeout_s: float, failure: str) -> None:
         """Handle events until ``done()``; a server that stays silent is an error."""
@@ -499,19 +410,9 @@ class X11Presenter(Presenter):
         self._check_thread()
         x11 = self._libs.x11
         going = not self._fullscreen
-        if self._window_manager_running():
-            message = ffi.new("XEvent *")
-            client = ffi.cast("XClientMessageEvent *", message)
-            client.type = xlib.CLIENT_MESSAGE
-            client.window = self._window
-            client.message_type = self._atoms["_NET_WM_STATE"]
-            client.format = 32
-            client.data.l[0] = _NET_WM_STATE_TOGGLE
-            client.data.l[1] = self._atoms["_NET_WM_STATE_FULLSCREEN"]
-            client.data.l[3] = 1  # source: a normal application
-            x11.XSendEvent(self._display, self._root, False,
-                           xlib.SUBSTRUCTURE_REDIRECT_MASK | xlib.SUBSTRUCTURE_NOTIFY_MASK,
-                           message)
+        if window_manager_running(self._libs, self._display, self._root, self._atoms):
+            ask_fullscreen_toggle(self._libs, self._display, self._root, self._window,
+                                  self._atoms)
         elif going:
             self._windowed_geometry = self._window_geometry()
             x11.XMoveResizeWindow(self._display, self._window, 0, 0, *self.screen_size)

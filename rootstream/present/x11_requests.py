@@ -1,0 +1,74 @@
+"""The x11 presenter's Xlib requests that need none of its state.
+
+Asking the window manager whether it is there and for fullscreen (EWMH),
+reading the window's geometry, and translating a key event into the
+presenter's terms (SDL's key names and modifier bits, as the client reads
+them).  rootstream.present.x11 decides when.
+"""
+
+from __future__ import annotations
+
+from rootstream._native import xlib
+from rootstream._native.xlib import ffi
+from rootstream.present.base import PresenterEvent
+
+_NET_WM_STATE_TOGGLE = 2
+
+# X modifier bits -> SDL KMOD_* bits (LSHIFT, LCTRL, LALT, LGUI), as the client reads them.
+_MODIFIERS = ((xlib.SHIFT_MASK, 0x0001), (xlib.CONTROL_MASK, 0x0040),
+              (xlib.MOD1_MASK, 0x0100), (xlib.MOD4_MASK, 0x0400))
+
+
+def window_manager_running(libs, display, root, atoms) -> bool:
+    """Whether an EWMH window manager says it is there (none on a bare Xvfb)."""
+    x11 = libs.x11
+    actual_type, actual_format = ffi.new("Atom *"), ffi.new("int *")
+    count, after = ffi.new("unsigned long *"), ffi.new("unsigned long *")
+    data = ffi.new("unsigned char **")
+    status = x11.XGetWindowProperty(display, root, atoms["_NET_SUPPORTING_WM_CHECK"], 0, 1,
+                                    False, xlib.XA_WINDOW, actual_type, actual_format, count,
+                                    after, data)
+    found = status == 0 and actual_type[0] == xlib.XA_WINDOW and count[0] == 1
+    if data[0] != ffi.NULL:
+        x11.XFree(data[0])
+    return found
+
+
+def window_geometry(libs, display, window) -> tuple[int, int, int, int] | None:
+    """(x, y, width, height) of ``window``; None when the server does not know it."""
+    root, x, y = ffi.new("Window *"), ffi.new("int *"), ffi.new("int *")
+    w, h = ffi.new("unsigned int *"), ffi.new("unsigned int *")
+    border, depth = ffi.new("unsigned int *"), ffi.new("unsigned int *")
+    if not libs.x11.XGetGeometry(display, window, root, x, y, w, h, border, depth):
+        return None
+    return x[0], y[0], w[0], h[0]
+
+
+def ask_fullscreen_toggle(libs, display, root, window, atoms) -> None:
+    """Ask the window manager to toggle ``window``'s EWMH fullscreen state."""
+    message = ffi.new("XEvent *")
+    client = ffi.cast("XClientMessageEvent *", message)
+    client.type = xlib.CLIENT_MESSAGE
+    client.window = window
+    client.message_type = atoms["_NET_WM_STATE"]
+    client.format = 32
+    client.data.l[0] = _NET_WM_STATE_TOGGLE
+    client.data.l[1] = atoms["_NET_WM_STATE_FULLSCREEN"]
+    client.data.l[3] = 1  # source: a normal application
+    libs.x11.XSendEvent(display, root, False,
+                        xlib.SUBSTRUCTURE_REDIRECT_MASK | xlib.SUBSTRUCTURE_NOTIFY_MASK, message)
+
+
+def key_event(libs, key) -> PresenterEvent:
+    """An XKeyEvent as the presenter's key event."""
+    keysym = libs.x11.XLookupKeysym(key, 0)
+    text = libs.x11.XKeysymToString(keysym) if keysym else ffi.NULL
+    name = ffi.string(text).decode(errors="replace") if text != ffi.NULL else ""
+    if len(name) == 1:
+        name = name.upper()  # SDL names letter keys by their capital
+    modifiers = 0
+    for x_bit, sdl_bit in _MODIFIERS:
+        if key.state & x_bit:
+            modifiers |= sdl_bit
+    return PresenterEvent("key", key=name, pressed=key.type == xlib.KEY_PRESS,
+                          modifiers=modifiers)
