@@ -19,7 +19,8 @@ def pair(host_address, code, name, show_list, forget):
     """Pair this client with a host, once.
 
     On the host run `rootstream host --pair`: it shows a 6-digit code. Here
-    run `rootstream pair HOST` and type it. Afterwards `rootstream connect
+    run `rootstream pair HOST` and type it (without HOST, the hosts announcing
+    themselves on the LAN are listed to choose from). Afterwards `rootstream connect
     HOST` is encrypted and authenticated both ways. Three wrong codes burn a
     code; the host then shows a new one.
     """
@@ -31,7 +32,7 @@ def pair(host_address, code, name, show_list, forget):
         peer = trust.forget(forget)
         click.echo(f"forgot {peer.name} ({peer.fingerprint})")
         return
-    if show_list or not host_address:
+    if show_list:
         click.echo(f"this machine: {Identity.load_or_create().fingerprint()}")
         peers = trust.list()
         if not peers:
@@ -41,13 +42,24 @@ def pair(host_address, code, name, show_list, forget):
         if not host_address:
             return
     from rootstream.crypto.pair_session import pair_with_host
-    from rootstream.net.udp import parse_address
-    from rootstream_cli.options import host_label
+    from rootstream_cli.discover import resolve_host
 
-    address = parse_address(host_address)
+    address, label = resolve_host(host_address, pairing=True, command="pair")
     if code is None:
         code = click.prompt("pairing code shown by the host")
-    peer = pair_with_host(address, code, host_label(host_address), name=name)
-    click.echo(f"paired with {host_label(host_address)}: its fingerprint is "
+    peer = pair_with_host(address, code, label, name=name)
+    click.echo(f"paired with {label}: its fingerprint is "
                f"{peer.fingerprint}; this machine's is {Identity.load_or_create().fingerprint()}")
-    click.echo(f"connect with: rootstream connect {host_address}")
+    _remember_for_waking(trust, peer, address[0])
+    click.echo(f"connect with: rootstream connect {host_address or label}")
+
+
+def _remember_for_waking(trust, peer, address: str) -> None:
+    """Keep the host's MAC (from the kernel's neighbour table, fresh after the
+    exchange) and address, so `rootstream wake` works once it sleeps."""
+    from rootstream.net.neighbour import mac_of
+
+    mac = mac_of(address)
+    trust.remember_location(peer.public_key, mac or "", address)
+    if mac:
+        click.echo(f"kept its MAC address {mac} for `rootstream wake`")
