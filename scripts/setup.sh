@@ -24,6 +24,8 @@ set -euo pipefail
 #   of the portal tests (tests/wayland_desktop.py); libwayland-dev,
 #   libwayland-bin, wayland-protocols: its painter client; meson ... libsystemd-dev:
 #   building xdg-desktop-portal-wlr (scripts/build_xdpw.sh).
+# systemd: systemd-analyze verify checks the user unit `rootstream service
+#   install` writes (tests/test_service_unit.py); no manager is started.
 APT_PACKAGES=(
   python3-venv python3-dev gcc fonts-dejavu-core
   xvfb xdotool x11-utils x11-xserver-utils
@@ -37,6 +39,7 @@ APT_PACKAGES=(
   sway xwayland pipewire dbus xdg-desktop-portal
   libwayland-dev libwayland-bin wayland-protocols
   meson ninja-build dpkg-dev libgbm-dev libinih-dev libsystemd-dev
+  systemd
 )
 EXTRAS="${ROOTSTREAM_EXTRAS:-test}"
 
