@@ -44,19 +44,26 @@ def pick_host(wanted: str | None, *, pairing: bool, command: str):
 def resolve_host(text: str | None, *, pairing: bool, command: str):
     """((address, port), label) for what the user typed: an address or a resolvable
     name as before; otherwise (or with nothing typed) a host found on the LAN."""
+    from rootstream.crypto.trust import TrustStore
+    from rootstream.discovery.choose import label_for
     from rootstream.errors import NetworkError
     from rootstream.net.udp import parse_address
     from rootstream_cli.options import host_label
 
+    dns_error = None
     if text is not None:
         try:
             return parse_address(text), host_label(text)
         except NetworkError as exc:
             if not str(exc).startswith("cannot resolve"):
                 raise
-    from rootstream.crypto.trust import TrustStore
-    from rootstream.discovery.choose import label_for
-
-    host = pick_host(None if text is None else host_label(text), pairing=pairing,
-                     command=command)
+            dns_error = exc
+    try:
+        host = pick_host(None if text is None else host_label(text), pairing=pairing,
+                         command=command)
+    except NetworkError as exc:
+        if dns_error is None or not str(exc).startswith("no host named"):
+            raise
+        raise NetworkError(f"{dns_error}, and no host of that name answered on the LAN",
+                           hint=dns_error.hint, details=exc.details) from exc
     return (host.address, host.port), label_for(host, TrustStore.open().list())
