@@ -193,18 +193,19 @@ class WakeListener:
         self.sock = member.socket()
         self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         self.sock.bind(("0.0.0.0", 9))
-        self.sock.settimeout(30)
+        self.sock.settimeout(0.2)
         self.received: list[tuple[bytes, str, str]] = []
         self.first = threading.Event()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, daemon=True)
         self._thread.start()
 
     def _listen(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 data, ancillary, _, source = self.sock.recvmsg(2048, 256)
-            except OSError:
-                return
+            except TimeoutError:
+                continue
             destination = ""
             for level, kind, blob in ancillary:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
@@ -213,6 +214,8 @@ class WakeListener:
             self.first.set()
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
         self.sock.close()
 
 
@@ -274,3 +277,28 @@ def test_wake_without_a_known_mac_says_how_to_get_one(lan, homes):
     assert done.returncode == 2
     assert "the MAC address of nobody is not known" in done.stderr
     assert "--mac" in done.stderr
+
+
+@needs_netns
+def test_connect_wake_wakes_the_host_then_streams(lan, paired, homes, tmp_path):
+    host_ns, _, player = lan.members
+    listener = WakeListener(host_ns)
+    _sleep_rule(host_ns, asleep=True)
+    gamebox = Machine(host_ns, homes["host"], tmp_path / "host.log", "--name", "gamebox")
+    connecting = None
+    try:
+        gamebox.wait_for("announcing")
+        connecting = player.popen(_cli("connect", "--wake", "gamebox", "--present", "null",
+                                       "--frames", "5"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=_env(homes["player"]))
+        assert listener.first.wait(15), "no magic packet arrived"
+        _sleep_rule(host_ns, asleep=False)
+        _, err = connecting.communicate(timeout=60)
+    finally:
+        if connecting is not None and connecting.poll() is None:
+            connecting.kill()
+        gamebox.stop()
+        listener.close()
+    assert connecting.returncode == 0, err
+    assert "gamebox is awake" in err and "5 frames shown" in err
