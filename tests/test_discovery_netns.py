@@ -219,17 +219,46 @@ class WakeListener:
         self.sock.close()
 
 
-def _sleep_rule(member, asleep: bool) -> None:
-    """While 'asleep' the host drops everything but port 9, as a suspended machine
-    answers nothing (ARP aside, which the kernel's card filter stands in for)."""
-    if asleep:
-        rules = ("table inet rs_sleep {\n chain input {\n"
-                 "  type filter hook input priority 0; policy drop;\n"
-                 "  udp dport 9 accept\n }\n}\n")
-        subprocess.run(member.command(["nft", "-f", "-"]), input=rules, text=True, check=True)
-    else:
-        subprocess.run(member.command(["nft", "delete", "table", "inet", "rs_sleep"]),
+class SleepingHost:
+    """gamebox running behind a rule that drops everything but UDP port 9, as a
+    suspended machine answers nothing (the kernel's ARP stands in for the card's
+    filter), with a :class:`WakeListener` beside it; wake() lifts the rule."""
+
+    RULES = ("table inet rs_sleep {\n chain input {\n"
+             "  type filter hook input priority 0; policy drop;\n"
+             "  udp dport 9 accept\n }\n}\n")
+
+    def __init__(self, member, home, log):
+        self.member = member
+        self.listener = WakeListener(member)
+        subprocess.run(member.command(["nft", "-f", "-"]), input=self.RULES, text=True,
                        check=True)
+        self.asleep = True
+        self.machine = Machine(member, home, log, "--name", "gamebox")
+
+    def wake(self) -> None:
+        subprocess.run(self.member.command(["nft", "delete", "table", "inet", "rs_sleep"]),
+                       check=True)
+        self.asleep = False
+
+    def __enter__(self) -> SleepingHost:
+        self.machine.wait_for("announcing")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.machine.stop()
+        self.listener.close()
+        if self.asleep:  # a failed test must not leave the next one a sleeping host
+            self.wake()
+
+
+def _run_until_done(proc: subprocess.Popen, timeout: float) -> str:
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @needs_netns
@@ -237,35 +266,28 @@ def test_wake_broadcasts_the_magic_packet_and_waits_for_the_announcement(
         lan, paired, homes, tmp_path):
     host_ns, _, player = lan.members
     mac = lan.mac(host_ns)
-    listener = WakeListener(host_ns)
-    _sleep_rule(host_ns, asleep=True)
-    gamebox = Machine(host_ns, homes["host"], tmp_path / "host.log", "--name", "gamebox")
-    waking = None
-    try:
-        gamebox.wait_for("announcing")
+    with SleepingHost(host_ns, homes["host"], tmp_path / "host.log") as gamebox:
         started = time.monotonic()
         waking = player.popen(_cli("wake", "gamebox", "--port", str(PORT), "--timeout", "30"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=_env(homes["player"]))
-        assert listener.first.wait(15), "no magic packet arrived"
-        arrived = time.monotonic() - started
-        time.sleep(RESEND_S + 0.5)  # asleep a while longer: the packet is sent again
-        _sleep_rule(host_ns, asleep=False)
-        woke = time.monotonic()
-        out, err = waking.communicate(timeout=40)
+        try:
+            assert gamebox.listener.first.wait(15), "no magic packet arrived"
+            arrived = time.monotonic() - started
+            time.sleep(RESEND_S + 0.5)  # asleep a while longer: the packet is sent again
+            gamebox.wake()
+            woke = time.monotonic()
+        finally:
+            err = _run_until_done(waking, timeout=40)
         answered = time.monotonic() - woke
-    finally:
-        if waking is not None and waking.poll() is None:
-            waking.kill()
-        gamebox.stop()
-        listener.close()
-    data, source, destination = listener.received[0]
+        received = list(gamebox.listener.received)
+    data, source, destination = received[0]
     assert data == b"\xff" * 6 + bytes.fromhex(mac.replace(":", "")) * 16
     assert source == player.address
     assert destination == "10.213.93.255", "sent to an address, not broadcast"
     assert waking.returncode == 0, err
     assert "gamebox is awake" in err and f"rootstream host at {host_ns.address}:{PORT}" in err
-    assert len(listener.received) >= 2, "sent once only while the host slept"
+    assert len(received) >= 2, "sent once only while the host slept"
     print(f"wake: first packet {arrived * 1000:.0f} ms after start; "
           f"announcement seen {answered * 1000:.0f} ms after the host woke")
 
@@ -282,23 +304,15 @@ def test_wake_without_a_known_mac_says_how_to_get_one(lan, homes):
 @needs_netns
 def test_connect_wake_wakes_the_host_then_streams(lan, paired, homes, tmp_path):
     host_ns, _, player = lan.members
-    listener = WakeListener(host_ns)
-    _sleep_rule(host_ns, asleep=True)
-    gamebox = Machine(host_ns, homes["host"], tmp_path / "host.log", "--name", "gamebox")
-    connecting = None
-    try:
-        gamebox.wait_for("announcing")
+    with SleepingHost(host_ns, homes["host"], tmp_path / "host.log") as gamebox:
         connecting = player.popen(_cli("connect", "--wake", "gamebox", "--present", "null",
                                        "--frames", "5"),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env=_env(homes["player"]))
-        assert listener.first.wait(15), "no magic packet arrived"
-        _sleep_rule(host_ns, asleep=False)
-        _, err = connecting.communicate(timeout=60)
-    finally:
-        if connecting is not None and connecting.poll() is None:
-            connecting.kill()
-        gamebox.stop()
-        listener.close()
+        try:
+            assert gamebox.listener.first.wait(15), "no magic packet arrived"
+            gamebox.wake()
+        finally:
+            err = _run_until_done(connecting, timeout=60)
     assert connecting.returncode == 0, err
     assert "gamebox is awake" in err and "5 frames shown" in err
