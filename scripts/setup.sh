@@ -24,6 +24,9 @@ set -euo pipefail
 #   of the portal tests (tests/wayland_desktop.py); libwayland-dev,
 #   libwayland-bin, wayland-protocols: its painter client; meson ... libsystemd-dev:
 #   building xdg-desktop-portal-wlr (scripts/build_xdpw.sh).
+# qemu-system-x86, busybox-static, make, xz-utils, libcap2-bin: the test VM
+#   (tests/vm/): QEMU, its initramfs, building vkms.ko against the Debian
+#   kernel's headers, setcap on helpers inside the guest.
 # systemd: systemd-analyze verify checks the user unit `rootstream service
 #   install` writes (tests/test_service_unit.py); no manager is started.
 APT_PACKAGES=(
@@ -39,6 +42,7 @@ APT_PACKAGES=(
   sway xwayland pipewire dbus xdg-desktop-portal
   libwayland-dev libwayland-bin wayland-protocols
   meson ninja-build dpkg-dev libgbm-dev libinih-dev libsystemd-dev
+  qemu-system-x86 busybox-static make xz-utils libcap2-bin
   systemd
 )
 EXTRAS="${ROOTSTREAM_EXTRAS:-test}"

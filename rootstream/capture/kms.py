@@ -29,6 +29,7 @@ from rootstream._native.drm_abi import (
     DRM_CAP_PRIME,
     DRM_FORMAT_ABGR8888,
     DRM_FORMAT_ARGB8888,
+    DRM_FORMAT_MOD_INVALID,
     DRM_FORMAT_MOD_LINEAR,
     DRM_FORMAT_XBGR8888,
     DRM_FORMAT_XRGB8888,
@@ -39,6 +40,7 @@ from rootstream._native.drm_device import DrmDevice, DrmIoctlError
 from rootstream._native.drm_map import BufferMapper, plane_view
 from rootstream._native.drm_parse import DrmError, Framebuffer
 from rootstream.capture.base import CaptureBackend, Pacer, deadline_after
+from rootstream.capture.kms_vblank import VblankPacer
 from rootstream.errors import CaptureError
 from rootstream.frame import CapturedFrame
 
@@ -71,6 +73,8 @@ def fourcc_name(code: int) -> str:
 def modifier_name(modifier: int) -> str:
     if modifier == DRM_FORMAT_MOD_LINEAR:
         return "linear"
+    if modifier == DRM_FORMAT_MOD_INVALID:
+        return "modifier unknown"
     vendor = MODIFIER_VENDORS.get(modifier >> 56, f"vendor 0x{modifier >> 56:02x}")
     return f"{vendor} modifier 0x{modifier:016x}"
 
@@ -82,9 +86,18 @@ def privilege_hint() -> str:
 
 
 def check_framebuffer(fb: Framebuffer) -> str:
-    """The CapturedFrame pixel format of ``fb``; CaptureError if it cannot be read."""
-    if fb.handles[0] == 0:
-        raise CaptureError(PRIVILEGE_MESSAGE, hint=privilege_hint())
+    """The CapturedFrame pixel format of ``fb``; CaptureError if it cannot be read.
+
+    Layout and format come first, privileges last: a user whose desktop
+    scans out tiled buffers must not be sent to grant a capability first,
+    only to learn afterwards that capture cannot read the screen anyway.
+    """
+    if fb.modifier == DRM_FORMAT_MOD_INVALID:
+        raise CaptureError(
+            "the driver does not say how the display's framebuffer is laid out (GETFB2 "
+            "gave no modifier); KMS capture reads linear buffers only",
+            hint=f"KMS capture needs a driver with framebuffer modifiers, {OTHER_SOURCE}",
+        )
     if fb.modifier != DRM_FORMAT_MOD_LINEAR:
         raise CaptureError(
             f"the display shows a tiled or compressed framebuffer ({modifier_name(fb.modifier)}); "
@@ -99,6 +112,8 @@ def check_framebuffer(fb: Framebuffer) -> str:
             f"(only {known})",
             hint=f"set the desktop to 8 bits per colour, {OTHER_SOURCE}",
         )
+    if fb.handles[0] == 0:
+        raise CaptureError(PRIVILEGE_MESSAGE, hint=privilege_hint())
     return fmt
 
 
@@ -158,12 +173,15 @@ class KmsCapture(CaptureBackend):
     (``rootstream host --output``).
     ``cursor``: blend the hardware cursor into frames (costs one frame copy
     while it is visible).
+    ``vblank_sync``: grab right after the CRTC's next vblank (kms_vblank.py),
+    so a page flip is captured at once instead of at the next slot.
     """
 
     name = "kms"
 
     def __init__(self, device: str | DrmDevice | None = None, connector: str | None = None,
-                 fps: float = 60, cursor: bool = True, output: str | None = None):
+                 fps: float = 60, cursor: bool = True, output: str | None = None,
+                 vblank_sync: bool = False):
         super().__init__()
         if connector and output and connector != output:
             raise CaptureError("give a connector or an output, not both",
@@ -182,6 +200,8 @@ class KmsCapture(CaptureBackend):
             self._mapper = BufferMapper(self._device)
             self._set_viewport(self.output.crtc)
             self._check_current()
+            if vblank_sync:
+                self._pacer = VblankPacer(self._device, self.output.crtc.id, fps)
         except DrmError as exc:
             self.close()
             raise capture_error(exc) from exc
