@@ -69,6 +69,10 @@ def connect(host_address, present, fullscreen, frames, seconds, stats_interval, 
                f"{result.frames_lost} lost", err=True)
     if result.frames_presented == 0:
         raise SystemExit(1)
+    if not insecure:
+        from rootstream_cli.wake import remember_for_waking
+
+        remember_for_waking(label, address[0], quiet=True)
 
 
 def _wake_first(host_address: str | None) -> None:

@@ -43,6 +43,7 @@ def pair(host_address, code, name, show_list, forget):
             return
     from rootstream.crypto.pair_session import pair_with_host
     from rootstream_cli.discover import resolve_host
+    from rootstream_cli.wake import remember_for_waking
 
     address, label = resolve_host(host_address, pairing=True, command="pair")
     if code is None:
@@ -50,16 +51,6 @@ def pair(host_address, code, name, show_list, forget):
     peer = pair_with_host(address, code, label, name=name)
     click.echo(f"paired with {label}: its fingerprint is "
                f"{peer.fingerprint}; this machine's is {Identity.load_or_create().fingerprint()}")
-    _remember_for_waking(trust, peer, address[0])
+    remember_for_waking(label, address[0])
     click.echo(f"connect with: rootstream connect {host_address or label}")
 
-
-def _remember_for_waking(trust, peer, address: str) -> None:
-    """Keep the host's MAC (from the kernel's neighbour table, fresh after the
-    exchange) and address, so `rootstream wake` works once it sleeps."""
-    from rootstream.net.neighbour import mac_of
-
-    mac = mac_of(address)
-    trust.remember_location(peer.public_key, mac or "", address)
-    if mac:
-        click.echo(f"kept its MAC address {mac} for `rootstream wake`")

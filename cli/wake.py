@@ -87,3 +87,23 @@ def wake_now(target, port: int, timeout: float):
                    f"answers yet (start one, or install the service: rootstream service "
                    f"install)", err=True)
     return result
+
+
+def remember_for_waking(label: str, address: str, *, quiet: bool = False) -> None:
+    """Keep a paired host's MAC (from the kernel's neighbour table, fresh after
+    talking to it) and address, so `rootstream wake` works once it sleeps.
+    Called after pairing and after each session, so a changed address or card
+    is followed."""
+    from rootstream.crypto.client_keys import host_entry_name
+    from rootstream.crypto.trust import TrustStore
+    from rootstream.net.neighbour import mac_of
+
+    trust = TrustStore.open()
+    peer = trust.find(host_entry_name(label))
+    if peer is None:
+        return  # this machine itself, or an --insecure session
+    mac = mac_of(address) or peer.mac
+    if (mac, address) != (peer.mac, peer.address):
+        trust.remember_location(peer.public_key, mac, address)
+    if mac and not quiet:
+        click.echo(f"kept its MAC address {mac} for `rootstream wake`")

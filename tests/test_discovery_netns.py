@@ -9,6 +9,7 @@ table; `rootstream wake` broadcasts the magic packet that a listener on the
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import time
 
 import pytest
 
+from rootstream.crypto.trust import TrustStore
 from rootstream.discovery.wait import RESEND_S
 from rootstream.net.netns import probe_netns
 from rootstream.net.netns_lan import NamespaceLan
@@ -109,14 +111,19 @@ def test_pair_with_no_host_finds_the_announced_one_and_keeps_its_mac(lan, paired
     assert "paired with gamebox" in paired.stdout
     mac = lan.mac(lan.members[0])
     assert f"kept its MAC address {mac}" in paired.stdout
-    from rootstream.crypto.trust import TrustStore
-
     entry = TrustStore.open(homes["player"] / "rootstream").find("host gamebox")
     assert (entry.mac, entry.address) == (mac, lan.members[0].address)
 
 
 @needs_netns
 def test_connect_with_no_host_finds_the_paired_host_and_streams(lan, paired, homes, tmp_path):
+    # As if the host had moved since pairing: the session brings the entry up to date.
+    store = homes["player"] / "rootstream" / "trusted_peers.json"
+    original = store.read_text()
+    doc = json.loads(original)
+    for peer in doc["peers"]:
+        peer.update(mac="52:54:00:00:00:01", address="10.213.93.99")
+    store.write_text(json.dumps(doc))
     gamebox = Machine(lan.members[0], homes["host"], tmp_path / "host.log", "--name", "gamebox")
     try:
         gamebox.wait_for("announcing")
@@ -127,9 +134,12 @@ def test_connect_with_no_host_finds_the_paired_host_and_streams(lan, paired, hom
         elapsed = time.monotonic() - started
     finally:
         gamebox.stop()
+        entry = TrustStore.open(store.parent).find("host gamebox")
+        store.write_text(original)  # the later tests start from what pairing kept
     assert done.returncode == 0, done.stderr
     assert "paired as gamebox" in done.stderr
     assert "10 frames shown" in done.stderr
+    assert (entry.mac, entry.address) == (lan.mac(lan.members[0]), lan.members[0].address)
     print(f"connect with no HOST: {elapsed:.2f} s to 10 frames, browse included")
 
 
@@ -153,6 +163,14 @@ def test_a_name_two_hosts_claim_is_refused_with_both_fingerprints(lan, paired, h
                                         "--frames", "1"),
                                    capture_output=True, text=True, timeout=60,
                                    env=_env(homes["player"]))
+        # No HOST: the one paired host is taken, the stranger listed after it.
+        no_host = lan.members[2].run(_cli("connect", "--present", "null", "--frames", "3"),
+                                     capture_output=True, text=True, timeout=60,
+                                     env=_env(homes["player"]))
+        # Pairing with no HOST and two hosts, no terminal to ask on: say what to pass.
+        no_tty = lan.members[2].run(_cli("pair", "--code", "000000"), capture_output=True,
+                                    text=True, timeout=60, env=_env(homes["player"]),
+                                    stdin=subprocess.DEVNULL)
     finally:
         first.stop()
         second.stop()
@@ -162,24 +180,41 @@ def test_a_name_two_hosts_claim_is_refused_with_both_fingerprints(lan, paired, h
     assert "Traceback" not in done.stderr
     # Not checked against the paired gamebox's key: named by its fingerprint instead.
     assert f"not paired with {fingerprints[1]}" in by_fp.stderr, by_fp.stderr
+    assert no_host.returncode == 0, no_host.stderr
+    assert "found gamebox" in no_host.stderr and fingerprints[0] in no_host.stderr
+    assert "3 frames shown" in no_host.stderr
+    assert no_tty.returncode == 2, no_tty.stderr
+    assert "2 hosts found; say which one" in no_tty.stderr
+    assert "rootstream pair NAME (or its fingerprint)" in no_tty.stderr
+    listing = no_tty.stderr.split("say which one")[0]
+    assert listing.index(fingerprints[0]) < listing.index(fingerprints[1]), "paired first"
 
 
 @needs_netns
-def test_a_loopback_host_never_announces(lan, homes, tmp_path):
+def test_a_loopback_host_and_no_announce_stay_silent(lan, homes, tmp_path):
     quiet = Machine(lan.members[1], homes["other"], tmp_path / "quiet.log", "--name", "quiet",
                     "--bind", "127.0.0.1")
+    hidden = Machine(lan.members[0], homes["host"], tmp_path / "hidden.log",
+                     "--name", "hidden", "--no-announce")
     try:
         quiet.wait_for("listening on")
-        # Browsed from the same namespace, loopback included: nothing answers.
+        hidden.wait_for("listening on")
+        # Browsed from the loopback host's own namespace, loopback included.
         done = lan.members[1].run(_cli("connect", "quiet", "--present", "null"),
                                   capture_output=True, text=True, timeout=60,
                                   env=_env(homes["other"]))
+        unseen = lan.members[2].run(_cli("connect", "hidden", "--present", "null"),
+                                    capture_output=True, text=True, timeout=60,
+                                    env=_env(homes["player"]))
     finally:
         quiet.stop()
+        hidden.stop()
     assert "not announcing on the LAN: it listens on loopback only" in quiet.text()
-    assert done.returncode == 2
-    assert "cannot resolve 'quiet'" in done.stderr, done.stderr
-    assert "no host of that name answered on the LAN" in done.stderr
+    assert "announcing" not in hidden.text()
+    for run in (done, unseen):
+        assert run.returncode == 2
+        assert "cannot resolve" in run.stderr, run.stderr
+        assert "no host of that name answered on the LAN" in run.stderr
 
 
 class WakeListener:
