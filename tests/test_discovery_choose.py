@@ -135,3 +135,13 @@ def test_the_arp_table_fallback_reads_complete_entries_only(tmp_path):
     assert _from_proc_arp("10.0.0.2", table) == "52:54:00:ab:cd:ef"
     assert _from_proc_arp("10.0.0.3", table) is None
     assert _from_proc_arp("10.0.0.4", table) is None
+
+
+def test_doctor_counts_only_interfaces_that_are_up_and_multicast(tmp_path):
+    from rootstream.discovery.probe import multicast_interfaces
+
+    for name, flags in (("lo", 0x49), ("eth0", 0x1003), ("down0", 0x1002), ("nomc0", 0x3)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "flags").write_text(f"{flags:#06x}\n")
+    assert multicast_interfaces(tmp_path) == ["eth0"]
+    assert multicast_interfaces(tmp_path / "absent") == []

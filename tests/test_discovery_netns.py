@@ -146,8 +146,9 @@ def test_connect_with_no_host_finds_the_paired_host_and_streams(lan, paired, hom
 @needs_netns
 def test_a_name_two_hosts_claim_is_refused_with_both_fingerprints(lan, paired, homes, tmp_path):
     first = Machine(lan.members[0], homes["host"], tmp_path / "first.log", "--name", "gamebox")
+    # The second listens on its one address: announced on that interface alone.
     second = Machine(lan.members[1], homes["other"], tmp_path / "second.log",
-                     "--name", "gamebox")
+                     "--name", "gamebox", "--bind", lan.members[1].address)
     try:
         first.wait_for("announcing")
         second.wait_for("announcing")

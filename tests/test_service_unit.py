@@ -119,6 +119,7 @@ def test_install_status_uninstall(env, tmp_path):
 
     doctor_rows = _cli("doctor", env=env).stdout
     assert "starting with the session:" in doctor_rows and "installed:" in doctor_rows
+    assert "finding hosts on the LAN:" in doctor_rows
 
     gone = _cli("service", "uninstall", env=env)
     assert gone.returncode == 0 and f"removed {path}" in gone.stdout
