@@ -40,8 +40,20 @@ class FoundHost:
 
 @dataclass
 class _Seen:
+    """Instance names zeroconf's thread has reported; read from the caller's."""
+
     names: set[str] = field(default_factory=set)
     changed: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str) -> None:
+        with self.lock:
+            self.names.add(name)
+        self.changed.set()
+
+    def new(self, known) -> list[str]:
+        with self.lock:
+            return sorted(self.names - set(known))
 
 
 def browse(seconds: float = BROWSE_SECONDS, *, until=None,
@@ -64,8 +76,7 @@ def browse(seconds: float = BROWSE_SECONDS, *, until=None,
 
     def on_change(zeroconf, service_type, name, state_change):
         if state_change is not ServiceStateChange.Removed:
-            seen.names.add(name)
-            seen.changed.set()
+            seen.add(name)
 
     found: dict[str, FoundHost] = {}
     try:
@@ -78,7 +89,7 @@ def browse(seconds: float = BROWSE_SECONDS, *, until=None,
                 if not seen.changed.wait(left if stop is None else min(left, 0.1)):
                     continue
                 seen.changed.clear()
-                for name in sorted(seen.names - found.keys()):
+                for name in seen.new(found):
                     host = _resolve(zc, name, max(0.05, deadline - time.monotonic()))
                     if host is not None:
                         found[name] = host
