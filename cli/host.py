@@ -7,7 +7,7 @@ import signal
 import click
 
 from rootstream.net.udp import DEFAULT_PORT
-from rootstream_cli.options import parse_size
+from rootstream_cli.options import check_host_name, parse_size
 
 
 @click.command()
@@ -71,7 +71,7 @@ from rootstream_cli.options import parse_size
                    "PipeWire monitor of the default sink), or no sound, with the reason, "
                    "when there is no sound server. test: a tone sweep with timing marks. "
                    "none: picture only.")
-@click.option("--name", "host_name", default=None,
+@click.option("--name", "host_name", default=None, callback=check_host_name,
               help="The name clients see and find this host by (default: $ROOTSTREAM_NAME "
                    "or this machine's host name).")
 @click.option("--announce/--no-announce", default=True, show_default=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import threading
 
 from rootstream.discovery import SERVICE_TYPE, TXT_VERSION
 from rootstream.errors import NetworkError
@@ -60,6 +61,7 @@ class Announcer:
         self.bind = bind
         self._zeroconf = None
         self._info = None
+        self._starting: threading.Thread | None = None
 
     def start(self) -> Announcer:
         refusal = announce_refusal(self.bind)
@@ -107,7 +109,27 @@ class Announcer:
             raise
         return self
 
+    def start_in_background(self, log=print) -> Announcer:
+        """start() on a thread: probing that the name is free takes about 2 s
+        (RFC 6762's three probes and two announcements), which the host should
+        not wait for before it serves.  The outcome goes to ``log``."""
+        def run() -> None:
+            try:
+                self.start()
+            except (NetworkError, OSError) as exc:
+                log(f"rootstream host: not announcing on the LAN: {exc}")
+                return
+            log(f"rootstream host: announcing {self.name!r} ({self.fingerprint}) "
+                f"as {SERVICE_TYPE}")
+
+        self._starting = threading.Thread(target=run, name="mdns-announce", daemon=True)
+        self._starting.start()
+        return self
+
     def close(self) -> None:
+        if self._starting is not None:
+            self._starting.join()  # bounded: zeroconf's probing ends within seconds
+            self._starting = None
         zeroconf, self._zeroconf = self._zeroconf, None
         if zeroconf is None:
             return
@@ -157,10 +179,4 @@ def announce_host(name: str, port: int, bind: str, *, config_dir: str | None = N
         log(f"rootstream host: not announcing on the LAN: {refusal}")
         return None
     fingerprint = Identity.load_or_create(Path(config_dir) if config_dir else None).fingerprint()
-    try:
-        announcer = Announcer(name, port, fingerprint, bind).start()
-    except (NetworkError, OSError) as exc:
-        log(f"rootstream host: not announcing on the LAN: {exc}")
-        return None
-    log(f"rootstream host: announcing {name!r} ({fingerprint}) as {SERVICE_TYPE}")
-    return announcer
+    return Announcer(name, port, fingerprint, bind).start_in_background(log)
