@@ -163,11 +163,43 @@ def test_metadata_cursor_arrives_with_its_bitmap(session, producer):
         cursor = frame.cursor
         assert (cursor.x, cursor.y, cursor.hotspot_x, cursor.hotspot_y) == (30, 20, 2, 3)
         np.testing.assert_array_equal(cursor.bitmap, bitmap)
-        # A cursor-only update (empty chunk) carries no picture: no frame, cursor kept.
-        source.push(pattern(48, 256), cursor=(31, 21, 2, 3, None), empty=True)
-        assert stream.wait_frame(0.5) is None
-        assert (stream.cursor.x, stream.cursor.y, stream.cursor.bitmap) == (31, 21, None)
+        # A cursor-only update (empty chunk: the pointer moved over a still screen) is
+        # a new frame: the kept picture with the new cursor, so the move is seen.
+        source.push(np.zeros((48, 256), np.uint8), cursor=(31, 21, 2, 3, None), empty=True)
+        moved = stream.wait_frame(5)
+        assert moved is not None and moved.sequence != frame.sequence
+        np.testing.assert_array_equal(moved.pixels, pattern(48, 256))
+        assert (moved.cursor.x, moved.cursor.y, moved.cursor.bitmap) == (31, 21, None)
+        assert (stream.cursor.x, stream.cursor.y) == (31, 21)
         assert sum(stream.skipped.values()) == 1
+        assert stream.wait_frame(0.3) is None  # and nothing more until something changes
+
+
+def test_only_the_damaged_rectangles_are_copied_and_every_frame_is_whole(session, producer):
+    source, stream = open_pair(producer)
+    with stream:
+        picture = pattern(48, 256, seed=1)
+        source.push(picture)
+        stream.wait_frame(5)
+        for i in range(2, 8):  # small changes, each with its damage rectangle
+            x, y = 4 * i, 3 * i
+            picture = picture.copy()
+            picture[y:y + 5, x * 4:(x + 6) * 4] = i * 20
+            source.push(picture, damage=[(x, y, 6, 5)])
+            got = stream.wait_frame(5)
+            np.testing.assert_array_equal(got.pixels, picture)
+            assert got.damage == [(x, y, 6, 5)]
+        # The arrays that had not held a picture yet were filled in full, then damage
+        # was enough.
+        assert stream.copies["damage"] >= 4 and stream.copies["full"] <= 3
+        # Damage is what the producer says changed: an array brought up to date by
+        # it shows only those rectangles of a picture that (wrongly) changed elsewhere
+        # too; this is how we know the rest was not copied.
+        liar = np.full((48, 256), 7, np.uint8)
+        source.push(liar, damage=[(0, 0, 2, 2)])
+        got = stream.wait_frame(5)
+        np.testing.assert_array_equal(got.pixels[:2, :8], liar[:2, :8])
+        assert not np.array_equal(got.pixels, liar)
 
 
 def test_a_vanished_producer_ends_the_stream(session, producer):

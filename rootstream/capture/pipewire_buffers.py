@@ -18,6 +18,7 @@ from .._native import pipewire as pw
 from .._native.drm_abi import DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_START
 from .._native.drm_device import dma_buf_sync
 from .._native.spa_video import VideoFormat
+from .pipewire_damage import copy_boxes
 
 ffi = pw.ffi
 
@@ -162,8 +163,11 @@ def locate_plane(buffer, fmt: VideoFormat) -> Plane:
     return Plane(data, offset, stride, min(stride * fmt.height, data.maxsize - offset))
 
 
-def copy_plane(plane: Plane, dest: np.ndarray, fmt: VideoFormat, dmabufs: DmaBufMaps) -> None:
-    """Copy the picture into ``dest`` ((height, stride) uint8)."""
+def copy_plane(plane: Plane, dest: np.ndarray, fmt: VideoFormat, dmabufs: DmaBufMaps,
+               boxes: list | None = None) -> None:
+    """Copy the picture into ``dest`` ((height, stride) uint8): all of it, or only the
+    (x0, y0, x1, y1) ``boxes`` when ``dest`` already holds the rest (never for xRGB,
+    whose copy is shifted by a byte)."""
     data = plane.data
     if data.type == pw.DATA_DMABUF:
         fd = int(data.fd)
@@ -172,15 +176,19 @@ def copy_plane(plane: Plane, dest: np.ndarray, fmt: VideoFormat, dmabufs: DmaBuf
         dma_buf_sync(fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ)
         try:
             _copy(np.frombuffer(region, np.uint8, plane.length, data.mapoffset + plane.offset),
-                  dest, fmt)
+                  dest, fmt, plane, boxes)
         finally:
             dma_buf_sync(fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ)
     else:
         source = ffi.buffer(ffi.cast("char *", data.data) + plane.offset, plane.length)
-        _copy(np.frombuffer(source, np.uint8), dest, fmt)
+        _copy(np.frombuffer(source, np.uint8), dest, fmt, plane, boxes)
 
 
-def _copy(source: np.ndarray, dest: np.ndarray, fmt: VideoFormat) -> None:
+def _copy(source: np.ndarray, dest: np.ndarray, fmt: VideoFormat, plane: Plane,
+          boxes: list | None) -> None:
+    if boxes is not None and fmt.pixel_format != "xRGB":
+        copy_boxes(source, dest, plane.stride, fmt.height, fmt.width * 4, boxes)
+        return
     flat = dest.reshape(-1)
     if fmt.pixel_format == "xRGB":
         # Shift one byte so each pixel reads R, G, B, then the next pixel's X: an RGBX
@@ -194,10 +202,22 @@ def _copy(source: np.ndarray, dest: np.ndarray, fmt: VideoFormat) -> None:
 class FrameSlots:
     """Three reusable frame arrays, so the reader's frame, the newest unread frame and
     the one being written never share memory: no torn frames, no per-frame allocation.
-    The caller serialises calls and says which arrays are busy."""
+    The caller serialises calls and says which arrays are busy.  Each array remembers
+    which picture (a DamageLog version) it holds, so only what changed since is copied."""
 
     def __init__(self):
         self.arrays: list[np.ndarray] = []
+        self._holds: dict[int, int] = {}  # id(array) -> version of the picture in it
+
+    def version_in(self, array: np.ndarray) -> int | None:
+        return self._holds.get(id(array))
+
+    def wrote(self, array: np.ndarray, version: int | None) -> None:
+        """``array`` now holds picture ``version`` (None: unknown, copy it in full)."""
+        if version is None:
+            self._holds.pop(id(array), None)
+        else:
+            self._holds[id(array)] = version
 
     def free(self, height: int, stride: int, busy: tuple) -> np.ndarray:
         """An array of that shape which is none of ``busy``."""
@@ -206,6 +226,7 @@ class FrameSlots:
                 return array
         # A new size (or a first frame): drop arrays nobody holds, allocate one.
         self.arrays = [a for a in self.arrays if any(a is b for b in busy)]
+        self._holds = {id(a): self._holds[id(a)] for a in self.arrays if id(a) in self._holds}
         array = np.empty((height, stride), np.uint8)
         self.arrays.append(array)
         return array

@@ -60,6 +60,7 @@ class PortalCapture(CaptureBackend):
                                details=[f"asked for {fps}"])
         self._stream = None
         self._pacer = ChangeRateCap(fps)
+        self._pacer_fps = fps
         self._pending = None  # a frame taken from the stream that grab() has not returned
         self._cursor: MetadataCursor | None = None  # when we draw the pointer ourselves
         session_options = {"tokens": TokenStore(token_path)} if token_path else {}
@@ -88,8 +89,10 @@ class PortalCapture(CaptureBackend):
         if granted.cursor_mode == "hidden":
             self.fallbacks.append("cursor not shown: the portal offers neither an embedded "
                                   "nor a metadata cursor")
+        # max_fps: the compositor need not copy more pictures than we pass on.
         self._stream = PipeWireStream(granted.node_id, fd=granted.fd,
-                                      cursor_metadata=self._cursor is not None)
+                                      cursor_metadata=self._cursor is not None,
+                                      max_fps=self._pacer_fps)
         self.width, self.height, self.pixel_format = self._stream.wait_negotiated(
             NEGOTIATE_TIMEOUT)
 
