@@ -382,3 +382,37 @@ def test_buffers_that_queue_up_while_we_are_busy_are_read_newest_first(session, 
         assert stream.dropped == 2
         assert stream.wait_frame(0.3) is None
         assert stream.process_ns.total == 2  # one callback for the first, one for the three
+
+
+def test_a_pointer_moving_over_a_still_screen_shows_under_the_rate_cap(session, producer):
+    """A desktop that sends the cursor as metadata sends only cursor updates while
+    the pointer moves over a still screen: each must become a frame with the
+    pointer drawn where it went, no faster than the capture's fps."""
+    from rootstream.capture.portal import PortalCapture
+
+    source = producer(64, 48, cursor=True)
+    stream = PipeWireStream(source.node_id, cursor_metadata=True)
+    source.wait_streaming()
+    fps = 20
+    with PortalCapture.from_stream(stream, fps=fps) as capture:
+        picture = np.zeros((48, 256), np.uint8)
+        picture.reshape(48, 64, 4)[...] = (10, 20, 30, 0)  # B, G, R, X
+        arrow = np.zeros((4, 4, 4), np.uint8)
+        arrow[...] = (0, 0, 255, 255)  # opaque red, sent once
+        source.push(picture, cursor=(8, 8, 0, 0, arrow))
+        first = capture.grab(timeout=5)
+        assert first.pixels.reshape(48, 64, 4)[9, 9, :3].tolist() == [0, 0, 255]
+        returned = []
+        for x in (20, 30, 40):  # cursor-only updates: empty chunks, no bitmap
+            source.push(np.zeros((48, 256), np.uint8), cursor=(x, 30, 0, 0, None), empty=True)
+            frame = capture.grab(timeout=5)
+            assert frame is not None, "a pointer move over a still screen gave no frame"
+            returned.append(time.monotonic())
+            shown = frame.pixels.reshape(48, 64, 4)
+            assert shown[31, x + 1, :3].tolist() == [0, 0, 255]  # the pointer, moved
+            assert shown[9, 9, :3].tolist() == [10, 20, 30]  # not left where it was
+            assert shown[2, 60, :3].tolist() == [10, 20, 30]  # the kept picture
+        gaps = np.diff(returned)
+        # The bucket allows a short burst; after it, moves come 1/fps apart at most.
+        assert gaps[-1] >= 0.8 / fps
+        assert capture.grab(timeout=0.3) is None  # nothing moved: nothing new

@@ -58,11 +58,7 @@ class PortalCapture(CaptureBackend):
         if not 0 < fps <= 1000:
             raise CaptureError("capture frame rate must be between 0 and 1000",
                                details=[f"asked for {fps}"])
-        self._stream = None
-        self._pacer = ChangeRateCap(fps)
-        self._pacer_fps = fps
-        self._pending = None  # a frame taken from the stream that grab() has not returned
-        self._cursor: MetadataCursor | None = None  # when we draw the pointer ourselves
+        self._init_state(fps)
         session_options = {"tokens": TokenStore(token_path)} if token_path else {}
         if choose_timeout is not None:
             session_options["choose_timeout"] = choose_timeout
@@ -75,6 +71,31 @@ class PortalCapture(CaptureBackend):
         except BaseException:
             self.close()
             raise
+
+    def _init_state(self, fps: float) -> None:
+        self._stream = None
+        self._session = None
+        self._fps = fps
+        self._pacer = ChangeRateCap(fps)
+        self._pending = None  # a frame taken from the stream that grab() has not returned
+        self._cursor: MetadataCursor | None = None  # when we draw the pointer ourselves
+
+    @classmethod
+    def from_stream(cls, stream, fps: float = 60, *, cursor_metadata: bool = True
+                    ) -> PortalCapture:
+        """Capture an open PipeWireStream with no portal session around it (a node
+        reached another way; the tests' producer).  ``cursor_metadata``: draw the
+        cursor the stream sends as metadata."""
+        capture = cls.__new__(cls)
+        CaptureBackend.__init__(capture)
+        capture._init_state(fps)
+        capture.cursor_mode = "metadata" if cursor_metadata else "embedded"
+        capture.node_id = stream.node_id
+        capture._cursor = MetadataCursor() if cursor_metadata else None
+        capture._stream = stream
+        capture.width, capture.height, capture.pixel_format = stream.wait_negotiated(
+            NEGOTIATE_TIMEOUT)
+        return capture
 
     def _open_stream(self, granted, cursor: bool) -> None:
         try:
@@ -92,7 +113,7 @@ class PortalCapture(CaptureBackend):
         # max_fps: the compositor need not copy more pictures than we pass on.
         self._stream = PipeWireStream(granted.node_id, fd=granted.fd,
                                       cursor_metadata=self._cursor is not None,
-                                      max_fps=self._pacer_fps)
+                                      max_fps=self._fps)
         self.width, self.height, self.pixel_format = self._stream.wait_negotiated(
             NEGOTIATE_TIMEOUT)
 
@@ -133,13 +154,13 @@ class PortalCapture(CaptureBackend):
                 return frame
 
     def _next_frame(self, wait: float):
-        reason = self._session.closed_reason
+        reason = self._session.closed_reason if self._session is not None else None
         if reason:
             raise CaptureError(f"the screen-sharing session ended: {reason}", hint=ENDED_HINT)
         try:
             return self._stream.wait_frame(wait)
         except CaptureError as exc:
-            why = self._session.closed_reason or str(exc)
+            why = (self._session.closed_reason if self._session is not None else None) or str(exc)
             raise CaptureError(f"the screen-sharing session ended: {why}", hint=ENDED_HINT,
                                details=[str(exc)]) from exc
 
