@@ -40,6 +40,10 @@ class BufferSkipped(Exception):
     """The buffer holds no new picture (corrupted, empty, cursor-only); requeue it."""
 
 
+_HEADER_SIZE = ffi.sizeof("struct spa_meta_header")
+_REGION_SIZE = ffi.sizeof("struct spa_meta_region")
+
+
 def find_meta(buffer, meta_type: int):
     """(pointer, size) of the buffer's metadata of ``meta_type``, or None."""
     for i in range(buffer.n_metas):
@@ -49,21 +53,34 @@ def find_meta(buffer, meta_type: int):
     return None
 
 
-def read_header(buffer) -> tuple[int | None, int | None, int]:
+def meta_table(buffer) -> dict[int, tuple]:
+    """{meta type: (pointer, size)} of all the buffer's metadata: fixed for the
+    buffer's life, so the stream looks it up once per buffer, not per frame."""
+    table = {}
+    for i in range(buffer.n_metas):
+        meta = buffer.metas[i]
+        if meta.data != ffi.NULL:
+            table.setdefault(int(meta.type), (meta.data, meta.size))
+    return table
+
+
+def read_header(buffer, metas: dict | None = None) -> tuple[int | None, int | None, int]:
     """(pts ns or None, seq or None, flags) from the header meta."""
-    found = find_meta(buffer, pw.META_HEADER)
-    if found is None or found[1] < ffi.sizeof("struct spa_meta_header"):
+    found = (find_meta(buffer, pw.META_HEADER) if metas is None
+             else metas.get(pw.META_HEADER))
+    if found is None or found[1] < _HEADER_SIZE:
         return None, None, 0
     header = ffi.cast("struct spa_meta_header *", found[0])
     return int(header.pts), int(header.seq), int(header.flags)
 
 
-def read_damage(buffer) -> list[tuple[int, int, int, int]] | None:
+def read_damage(buffer, metas: dict | None = None) -> list[tuple[int, int, int, int]] | None:
     """The damaged rectangles (x, y, w, h); the array ends at the first empty one."""
-    found = find_meta(buffer, pw.META_VIDEO_DAMAGE)
+    found = (find_meta(buffer, pw.META_VIDEO_DAMAGE) if metas is None
+             else metas.get(pw.META_VIDEO_DAMAGE))
     if found is None:
         return None
-    count = found[1] // ffi.sizeof("struct spa_meta_region")
+    count = found[1] // _REGION_SIZE
     regions = ffi.cast("struct spa_meta_region *", found[0])
     rects = []
     for i in range(count):
@@ -163,8 +180,29 @@ def locate_plane(buffer, fmt: VideoFormat) -> Plane:
     return Plane(data, offset, stride, min(stride * fmt.height, data.maxsize - offset))
 
 
+class MappedPlanes:
+    """numpy views of shared-memory planes (MemFd/MemPtr, mapped by PipeWire), one per
+    buffer, made on first use and dropped with the buffer: making one costs more
+    than copying a few damaged rectangles."""
+
+    def __init__(self):
+        self._views: dict[int, np.ndarray] = {}
+
+    def view(self, data) -> np.ndarray:
+        key = int(ffi.cast("uintptr_t", data.data))
+        view = self._views.get(key)
+        if view is None or len(view) != data.maxsize:
+            view = np.frombuffer(ffi.buffer(data.data, data.maxsize), np.uint8)
+            self._views[key] = view
+        return view
+
+    def forget(self, data) -> None:
+        if data.data != ffi.NULL:
+            self._views.pop(int(ffi.cast("uintptr_t", data.data)), None)
+
+
 def copy_plane(plane: Plane, dest: np.ndarray, fmt: VideoFormat, dmabufs: DmaBufMaps,
-               boxes: list | None = None) -> None:
+               boxes: list | None = None, mapped: MappedPlanes | None = None) -> None:
     """Copy the picture into ``dest`` ((height, stride) uint8): all of it, or only the
     (x0, y0, x1, y1) ``boxes`` when ``dest`` already holds the rest (never for xRGB,
     whose copy is shifted by a byte)."""
@@ -179,6 +217,9 @@ def copy_plane(plane: Plane, dest: np.ndarray, fmt: VideoFormat, dmabufs: DmaBuf
                   dest, fmt, plane, boxes)
         finally:
             dma_buf_sync(fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ)
+    elif mapped is not None:
+        source = mapped.view(data)[plane.offset:plane.offset + plane.length]
+        _copy(source, dest, fmt, plane, boxes)
     else:
         source = ffi.buffer(ffi.cast("char *", data.data) + plane.offset, plane.length)
         _copy(np.frombuffer(source, np.uint8), dest, fmt, plane, boxes)

@@ -37,9 +37,10 @@ from .pipewire_buffers import (
     CursorInfo,
     DmaBufMaps,
     FrameSlots,
+    MappedPlanes,
     copy_plane,
-    find_meta,
     locate_plane,
+    meta_table,
     read_cursor,
     read_damage,
     read_header,
@@ -110,6 +111,8 @@ class PipeWireStream:
         self._damage = DamageLog()
         self.copies = {"full": 0, "damage": 0}  # how each picture was copied, for benchmarks
         self._dmabufs = DmaBufMaps()
+        self._mapped = MappedPlanes()
+        self._metas: dict[int, dict] = {}  # per pw_buffer address: meta_table()
         self._counter = 0
         self._closing = False
         self._closed = False
@@ -301,9 +304,12 @@ class PipeWireStream:
 
     def _on_remove_buffer(self, _data, buffer) -> None:
         spa = buffer.buffer
+        self._metas.pop(int(ffi.cast("uintptr_t", buffer)), None)
         for i in range(spa.n_datas):
             if spa.datas[i].type == pw.DATA_DMABUF:
                 self._dmabufs.forget(int(spa.datas[i].fd))
+            else:
+                self._mapped.forget(spa.datas[i])
 
     def _on_process(self, _data) -> None:
         arrived = time.monotonic_ns()
@@ -332,9 +338,13 @@ class PipeWireStream:
         cursor_moved, cursor_stamp = False, None
         for buffer in ready:  # oldest first: the damage log wants them in order
             spa = buffer.buffer
-            pts, seq, flags = read_header(spa)
+            key = int(ffi.cast("uintptr_t", buffer))
+            metas = self._metas.get(key)
+            if metas is None:
+                metas = self._metas[key] = meta_table(spa)
+            pts, seq, flags = read_header(spa, metas)
             self._damage.saw_buffer(seq)
-            found = find_meta(spa, pw.META_CURSOR) if self.cursor_metadata else None
+            found = metas.get(pw.META_CURSOR) if self.cursor_metadata else None
             if found is not None:  # id 0 inside: no pointer on this output (hidden)
                 self.cursor = read_cursor(found[0], found[1], fmt.spa_format)
                 cursor_moved, cursor_stamp = True, pts
@@ -348,13 +358,14 @@ class PipeWireStream:
                     self._damage.lost_picture()
                 continue
             pictures += 1
-            newest = (spa, plane, pts, seq, self._damage.add_picture(read_damage(spa)))
+            damage = read_damage(spa, metas)
+            newest = (plane, pts, seq, damage, self._damage.add_picture(damage))
         if newest is None:
             return cursor_moved and self._publish_cursor(cursor_stamp, arrived)
-        spa, plane, pts, seq, version = newest
+        plane, pts, seq, damage, version = newest
         try:
             # Pictures in older buffers of this batch were never seen by the reader.
-            self._publish(spa, fmt, plane, pts, seq, version, arrived, pictures - 1)
+            self._publish(fmt, plane, pts, seq, damage, version, arrived, pictures - 1)
         except (OSError, DrmError) as exc:
             # A DMA-BUF we cannot map or sync will fail the same way every frame:
             # end capture with the reason rather than show a frozen picture.
@@ -363,22 +374,22 @@ class PipeWireStream:
             return False
         return True
 
-    def _publish(self, spa, fmt, plane, pts, seq, version: int, arrived, older: int) -> None:
+    def _publish(self, fmt, plane, pts, seq, damage, version: int, arrived, older: int) -> None:
         with self._cond:
             busy = tuple(f.pixels for f in (self._held, self._pending) if f is not None)
             dest = self._slots.free(fmt.height, plane.stride, busy)
         changed = self._damage.changed_since(self._slots.version_in(dest))
         boxes = None if changed is None else clip_rects(changed, fmt.width, fmt.height)
         self._slots.wrote(dest, None)  # half-written until the copy is done
-        copy_plane(plane, dest, fmt, self._dmabufs, boxes)  # outside the lock: the reader
-        self._slots.wrote(dest, version)                     # keeps going
+        copy_plane(plane, dest, fmt, self._dmabufs, boxes, self._mapped)  # outside the lock:
+        self._slots.wrote(dest, version)  # ...the reader keeps going meanwhile
         self.copies["damage" if boxes is not None else "full"] += 1
         self._counter += 1
         frame = PipeWireFrame(
             pixels=dest, width=fmt.width, height=fmt.height, stride=plane.stride,
             pixel_format="RGBX" if fmt.pixel_format == "xRGB" else fmt.pixel_format,
             pts_ns=pts, arrived_ns=arrived, sequence=self._counter if seq is None else seq,
-            cursor=self.cursor, damage=read_damage(spa))
+            cursor=self.cursor, damage=damage)
         self._hand_over(frame, older)
 
     def _publish_cursor(self, pts: int | None, arrived: int) -> bool:
