@@ -79,6 +79,9 @@ class PortalCapture(CaptureBackend):
         self._pacer = ChangeRateCap(fps)
         self._pending = None  # a frame taken from the stream that grab() has not returned
         self._cursor: MetadataCursor | None = None  # when we draw the pointer ourselves
+        # When the last returned picture reached our process (PipeWire's process
+        # callback): splits its latency into the compositor's, the transport's, ours.
+        self.last_arrived_ns: int | None = None
 
     @classmethod
     def from_stream(cls, stream, fps: float = 60, *, cursor_metadata: bool = True
@@ -167,6 +170,7 @@ class PortalCapture(CaptureBackend):
     def _to_captured(self, frame, captured_ns: int) -> CapturedFrame:
         self.width, self.height = frame.width, frame.height
         self.pixel_format = frame.pixel_format
+        self.last_arrived_ns = frame.arrived_ns
         pixels = self._cursor.draw(frame) if self._cursor is not None else frame.pixels
         return self._frame(pixels, captured_ns)
 
