@@ -15,7 +15,10 @@ a stream that has not sent its first picture yet (a new stream on a still
 screen gets none until something changes) makes it wait up to the timeout.
 
 The cursor: the compositor draws it into the picture (cursor_mode embedded)
-when it offers that; otherwise it sends it as metadata, and we draw it in.
+when it offers that; otherwise it sends it as metadata, and we draw it in;
+a pointer moving over a still screen then gives frames too (the kept
+picture, the pointer where it went), under the same rate cap.  The stream
+asks the compositor for no more than ``fps`` pictures a second.
 
 When the compositor ends the session (the user revoked it, the compositor or
 its portal backend restarted, the output went away), the next ``grab()``
