@@ -173,6 +173,12 @@ def test_metadata_cursor_arrives_with_its_bitmap(session, producer):
         assert (stream.cursor.x, stream.cursor.y) == (31, 21)
         assert sum(stream.skipped.values()) == 1
         assert stream.wait_frame(0.3) is None  # and nothing more until something changes
+        # A producer repeating the same cursor in an empty buffer shows nothing new.
+        source.push(np.zeros((48, 256), np.uint8), cursor=(31, 21, 2, 3, None), empty=True)
+        assert stream.wait_frame(0.5) is None
+        source.push(np.zeros((48, 256), np.uint8), cursor=None, empty=True)  # hidden
+        hidden = stream.wait_frame(5)
+        assert hidden is not None and hidden.cursor is None
 
 
 def test_only_the_damaged_rectangles_are_copied_and_every_frame_is_whole(session, producer):

@@ -36,6 +36,20 @@ class CursorInfo:
     bitmap: np.ndarray | None  # (h, w, 4) uint8 in the frame's byte order, when (re)sent
 
 
+@dataclass
+class PipeWireFrame:
+    pixels: np.ndarray  # (height, stride) uint8, ours; valid until the next wait_frame()
+    width: int
+    height: int
+    stride: int
+    pixel_format: str  # one of rootstream.convert.PIXEL_FORMATS
+    pts_ns: int | None  # spa_meta_header.pts (CLOCK_MONOTONIC ns) when present
+    arrived_ns: int  # time.monotonic_ns() when the buffer was dequeued
+    sequence: int  # spa_meta_header.seq, or our own counter
+    cursor: CursorInfo | None
+    damage: list[tuple[int, int, int, int]] | None
+
+
 class BufferSkipped(Exception):
     """The buffer holds no new picture (corrupted, empty, cursor-only); requeue it."""
 
@@ -105,6 +119,15 @@ def read_cursor(pointer, size: int, frame_spa_format: int) -> CursorInfo | None:
                               frame_spa_format)
     return CursorInfo(cursor.position.x, cursor.position.y, cursor.hotspot.x, cursor.hotspot.y,
                       bitmap)
+
+
+def cursor_changed(old: CursorInfo | None, new: CursorInfo | None) -> bool:
+    """Whether a cursor update shows something new: moved, shown, hidden or a new
+    bitmap (a producer may repeat the same cursor meta in every buffer)."""
+    if old is None or new is None:
+        return (old is None) != (new is None)
+    return (new.bitmap is not None or (old.x, old.y, old.hotspot_x, old.hotspot_y)
+            != (new.x, new.y, new.hotspot_x, new.hotspot_y))
 
 
 def _read_bitmap(pointer, size: int, frame_spa_format: int) -> np.ndarray | None:

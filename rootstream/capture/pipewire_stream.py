@@ -23,9 +23,6 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass
-
-import numpy as np
 
 from .._native import pipewire as pw
 from .._native import spa_pod, spa_video
@@ -38,7 +35,9 @@ from .pipewire_buffers import (
     DmaBufMaps,
     FrameSlots,
     MappedPlanes,
+    PipeWireFrame,
     copy_plane,
+    cursor_changed,
     locate_plane,
     meta_table,
     read_cursor,
@@ -61,20 +60,6 @@ _DATA_NAMES = {pw.DATA_MEMPTR: "shared memory", pw.DATA_MEMFD: "memfd",
                pw.DATA_DMABUF: "DMA-BUF"}
 # node.name goes into a properties string: keep it to characters that need no quoting.
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-
-
-@dataclass
-class PipeWireFrame:
-    pixels: np.ndarray  # (height, stride) uint8, ours; valid until the next wait_frame()
-    width: int
-    height: int
-    stride: int
-    pixel_format: str  # one of rootstream.convert.PIXEL_FORMATS
-    pts_ns: int | None  # spa_meta_header.pts (CLOCK_MONOTONIC ns) when present
-    arrived_ns: int  # time.monotonic_ns() when the buffer was dequeued
-    sequence: int  # spa_meta_header.seq, or our own counter
-    cursor: CursorInfo | None
-    damage: list[tuple[int, int, int, int]] | None
 
 
 def encode_params(params: list) -> tuple:
@@ -333,9 +318,9 @@ class PipeWireStream:
         fmt = self.format
         if fmt is None:
             return False
-        newest = None  # (buffer, plane, pts, seq, damage)
+        newest = None  # (plane, pts, seq, damage, version) of the newest picture
         pictures = 0
-        cursor_moved, cursor_stamp = False, None
+        cursor_moved, cursor_stamp = False, (None, None)
         for buffer in ready:  # oldest first: the damage log wants them in order
             spa = buffer.buffer
             key = int(ffi.cast("uintptr_t", buffer))
@@ -346,8 +331,10 @@ class PipeWireStream:
             self._damage.saw_buffer(seq)
             found = metas.get(pw.META_CURSOR) if self.cursor_metadata else None
             if found is not None:  # id 0 inside: no pointer on this output (hidden)
-                self.cursor = read_cursor(found[0], found[1], fmt.spa_format)
-                cursor_moved, cursor_stamp = True, pts
+                cursor = read_cursor(found[0], found[1], fmt.spa_format)
+                if cursor_changed(self.cursor, cursor):
+                    cursor_moved, cursor_stamp = True, (pts, seq)
+                self.cursor = cursor
             try:
                 if flags & pw.META_HEADER_FLAG_CORRUPTED:
                     raise BufferSkipped("header marked corrupted")
@@ -361,7 +348,7 @@ class PipeWireStream:
             damage = read_damage(spa, metas)
             newest = (plane, pts, seq, damage, self._damage.add_picture(damage))
         if newest is None:
-            return cursor_moved and self._publish_cursor(cursor_stamp, arrived)
+            return cursor_moved and self._publish_cursor(*cursor_stamp, arrived)
         plane, pts, seq, damage, version = newest
         try:
             # Pictures in older buffers of this batch were never seen by the reader.
@@ -392,7 +379,7 @@ class PipeWireStream:
             cursor=self.cursor, damage=damage)
         self._hand_over(frame, older)
 
-    def _publish_cursor(self, pts: int | None, arrived: int) -> bool:
+    def _publish_cursor(self, pts: int | None, seq: int | None, arrived: int) -> bool:
         """A cursor-only update (the pointer moved over a still screen): the kept
         picture again, with the new cursor, so the pointer is seen to move."""
         kept = self._latest
@@ -404,7 +391,7 @@ class PipeWireStream:
         frame = PipeWireFrame(
             pixels=kept.pixels, width=kept.width, height=kept.height, stride=kept.stride,
             pixel_format=kept.pixel_format, pts_ns=pts, arrived_ns=arrived,
-            sequence=self._counter, cursor=self.cursor, damage=None)
+            sequence=self._counter if seq is None else seq, cursor=self.cursor, damage=None)
         self._hand_over(frame, 0)
         return True
 
