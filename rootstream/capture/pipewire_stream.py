@@ -365,7 +365,9 @@ class PipeWireStream:
         with self._cond:
             busy = tuple(f.pixels for f in (self._held, self._pending) if f is not None)
             dest = self._slots.free(fmt.height, plane.stride, busy)
-        changed = self._damage.changed_since(self._slots.version_in(dest))
+        # xRGB's copy is shifted by a byte across row ends: always whole.
+        changed = (None if fmt.pixel_format == "xRGB"
+                   else self._damage.changed_since(self._slots.version_in(dest)))
         boxes = None if changed is None else clip_rects(changed, fmt.width, fmt.height)
         self._slots.wrote(dest, None)  # half-written until the copy is done
         copy_plane(plane, dest, fmt, self._dmabufs, boxes, self._mapped)  # outside the lock:
