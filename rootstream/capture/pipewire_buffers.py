@@ -48,6 +48,9 @@ class PipeWireFrame:
     sequence: int  # spa_meta_header.seq, or our own counter
     cursor: CursorInfo | None
     damage: list[tuple[int, int, int, int]] | None
+    # Which picture the pixels hold (a DamageLog version): a frame with the same
+    # number shows the same pixels (a cursor-only update); 0 when unknown.
+    picture: int = 0
 
 
 class BufferSkipped(Exception):

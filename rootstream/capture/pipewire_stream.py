@@ -378,7 +378,7 @@ class PipeWireStream:
             pixels=dest, width=fmt.width, height=fmt.height, stride=plane.stride,
             pixel_format="RGBX" if fmt.pixel_format == "xRGB" else fmt.pixel_format,
             pts_ns=pts, arrived_ns=arrived, sequence=self._counter if seq is None else seq,
-            cursor=self.cursor, damage=damage)
+            cursor=self.cursor, damage=damage, picture=version)
         self._hand_over(frame, older)
 
     def _publish_cursor(self, pts: int | None, seq: int | None, arrived: int) -> bool:
@@ -393,7 +393,8 @@ class PipeWireStream:
         frame = PipeWireFrame(
             pixels=kept.pixels, width=kept.width, height=kept.height, stride=kept.stride,
             pixel_format=kept.pixel_format, pts_ns=pts, arrived_ns=arrived,
-            sequence=self._counter if seq is None else seq, cursor=self.cursor, damage=None)
+            sequence=self._counter if seq is None else seq, cursor=self.cursor, damage=None,
+            picture=kept.picture)
         self._hand_over(frame, 0)
         return True
 

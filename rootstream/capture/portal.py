@@ -199,12 +199,16 @@ class MetadataCursor:
     """Draws the pointer a stream sends as metadata (SPA cursor meta) into its frames.
 
     The stream's copy stays clean, because force=True shows it again with the
-    pointer where it is by then: the pointer goes onto a copy of our own.
+    pointer where it is by then: the pointer goes onto a copy of our own.  When
+    only the pointer moved (the frame carries the same picture as the last one
+    drawn), only the spot it left is restored, not the whole frame copied.
     """
 
     def __init__(self) -> None:
         self._bitmap: np.ndarray | None = None  # the stream sends it only when it changes
         self._canvas: np.ndarray | None = None
+        self._canvas_picture = 0  # the frame.picture the canvas holds (0: none known)
+        self._drawn: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 of the pointer
 
     def draw(self, frame) -> np.ndarray:
         """The frame's pixels with the pointer on top (the pixels as they are without one)."""
@@ -214,14 +218,25 @@ class MetadataCursor:
         if cursor is not None and cursor.bitmap is not None:
             self._bitmap = cursor.bitmap.copy()
         if cursor is None or self._bitmap is None:
+            self._canvas_picture = 0
             return frame.pixels
         if self._canvas is None or self._canvas.shape != frame.pixels.shape:
             self._canvas = np.empty_like(frame.pixels)
-        np.copyto(self._canvas, frame.pixels)
+            self._canvas_picture = 0
+        picture = getattr(frame, "picture", 0)
+        if picture and picture == self._canvas_picture and self._drawn is not None:
+            x0, y0, x1, y1 = self._drawn  # the same picture: put back where it was
+            self._canvas[y0:y1, x0 * 4:x1 * 4] = frame.pixels[y0:y1, x0 * 4:x1 * 4]
+        else:
+            np.copyto(self._canvas, frame.pixels)
+        self._canvas_picture = picture
         view = self._canvas[:, :frame.width * 4].reshape(frame.height, frame.width, 4)
+        x, y = cursor.x - cursor.hotspot_x, cursor.y - cursor.hotspot_y
+        height, width = self._bitmap.shape[:2]
+        self._drawn = (max(x, 0), max(y, 0), min(x + width, frame.width),
+                       min(y + height, frame.height))
         # SPA cursor bitmaps carry straight (not premultiplied) alpha.
-        blend_cursor(view, self._bitmap, cursor.x - cursor.hotspot_x,
-                     cursor.y - cursor.hotspot_y, blend="Coverage")
+        blend_cursor(view, self._bitmap, x, y, blend="Coverage")
         return self._canvas
 
 
