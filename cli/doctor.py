@@ -47,6 +47,11 @@ def doctor(kms_steps, record):
         for probe in probes:
             mark = "works" if probe.ok else "no"
             click.echo(f"  {probe.name:8} {mark:5}  {probe.reason}")
+    # KMS capture without CAP_SYS_ADMIN on Python: the helper that holds it.
+    from rootstream.capture.kms_grant import helper_state
+
+    usable, found = helper_state()
+    click.echo(f"kms helper:\n  {'helper':8} {'works' if usable else 'no':5}  {found}")
     if kms_steps:
         from rootstream.capture.kms import probe_steps
 
