@@ -218,31 +218,31 @@ static void close_handles(const struct drm_mode_fb_cmd2 *fb)
  * the number of fds, or -errno. */
 static int export_framebuffer(uint32_t fb_id, struct drm_mode_fb_cmd2 *fb, int *fds)
 {
-	int n = 0, err = 0;
+	int planes = 0, exported = 0, err = 0;
 	memset(fb, 0, sizeof *fb);
 	fb->fb_id = fb_id;
 	if (set_admin(1) != 0)
 		return -EPERM;
-	int rc = ioctl(card_fd, DRM_IOCTL_MODE_GETFB2, fb);
-	err = errno;
+	if (ioctl(card_fd, DRM_IOCTL_MODE_GETFB2, fb) != 0)
+		err = errno;
 	if (set_admin(0) != 0) {
 		say("cannot lower CAP_SYS_ADMIN again: %s", strerror(errno));
 		exit(1); /* fail closed rather than run on with the capability raised */
 	}
-	if (rc != 0)
+	if (err)
 		return -err;
-	while (n < 4 && fb->handles[n])
-		n++;
-	if (n == 0)
+	while (planes < 4 && fb->handles[planes])
+		planes++;
+	if (planes == 0)
 		err = EPERM; /* the kernel withheld the handles: no CAP_SYS_ADMIN */
 	else if (fb->fb_id != fb_id || fb->width == 0 || fb->height == 0 ||
 		 fb->width > MAX_DIMENSION || fb->height > MAX_DIMENSION || fb->pixel_format == 0 ||
 		 (fb->flags & ~(DRM_MODE_FB_INTERLACED | DRM_MODE_FB_MODIFIERS)))
 		err = EPROTO;
-	for (int i = n; i < 4 && !err; i++)
+	for (int i = planes; i < 4 && !err; i++)
 		if (fb->handles[i])
 			err = EPROTO; /* a gap in the plane list */
-	for (int i = 0; i < n && !err; i++) {
+	for (int i = 0; i < planes && !err; i++) {
 		struct drm_prime_handle prime = { .handle = fb->handles[i], .flags = DRM_CLOEXEC };
 		if (fb->pitches[i] == 0)
 			err = EPROTO;
@@ -251,11 +251,9 @@ static int export_framebuffer(uint32_t fb_id, struct drm_mode_fb_cmd2 *fb, int *
 		else if (prime.fd < 0)
 			err = EPROTO;
 		else
-			fds[i] = prime.fd;
-		if (err)
-			n = i; /* only fds[0..i) exist */
+			fds[exported++] = prime.fd;
 	}
-	for (int i = 0; i < n && !err; i++) {
+	for (int i = 0; i < exported && !err; i++) {
 		/* The plane must lie inside its buffer (a dma-buf's size is its end). */
 		off_t size = lseek(fds[i], 0, SEEK_END);
 		uint64_t rows = i == 0 ? fb->height : 1;
@@ -264,8 +262,8 @@ static int export_framebuffer(uint32_t fb_id, struct drm_mode_fb_cmd2 *fb, int *
 	}
 	close_handles(fb);
 	if (!err)
-		return n;
-	for (int i = 0; i < n; i++)
+		return exported;
+	for (int i = 0; i < exported; i++)
 		close(fds[i]);
 	return -err;
 }

@@ -346,6 +346,8 @@ class KmsCapture(CaptureBackend):
     # -- the rest ----------------------------------------------------------
     def describe(self) -> str:
         text = f"{self.output.connector.name} on {self._device.path}, " + super().describe()
+        if self._exported is not None:
+            text += f"; buffers from {self._exported.helper.path}"
         if self._mapper is not None and self._mapper.prime_failed:
             text += f"; {self._mapper.prime_failed}"
         if self.cursor_note:
