@@ -15,6 +15,8 @@ set -euo pipefail
 # libyuv0: the colour-conversion benchmark's baseline.
 # pulseaudio, pulseaudio-utils: a null-sink sound server for the audio tests.
 # iproute2, nftables: network namespaces, tc rate caps and random drops.
+# libcap2-bin: setcap/getcap, to install rootstream-kms-helper in the VM tests
+#   and for `rootstream doctor` to check its capability.
 APT_PACKAGES=(
   python3-venv python3-dev gcc fonts-dejavu-core
   xvfb xdotool x11-utils x11-xserver-utils
@@ -23,6 +25,7 @@ APT_PACKAGES=(
   libdrm-dev linux-libc-dev libyuv0
   pulseaudio pulseaudio-utils
   iproute2 nftables
+  libcap2-bin
 )
 EXTRAS="${ROOTSTREAM_EXTRAS:-test}"
 

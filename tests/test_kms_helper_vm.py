@@ -280,3 +280,30 @@ def test_malformed_requests_next_to_a_real_card(display):
     assert helper.wait(timeout=10) == 0
     with helper.stderr:
         assert len(helper.stderr.read().decode().splitlines()) == 3
+
+
+PROBE = """
+import json
+from rootstream.capture.kms import probe_steps
+print(json.dumps(probe_steps("/dev/dri/card0")))
+"""
+
+
+def test_doctor_walks_the_helper_step(display, installed):
+    w, h = display.width, display.height
+    fb_id = display.framebuffer(w, h, DRM_FORMAT_XRGB8888, lambda p: picture(w, h, p, 1))
+    display.show(fb_id)
+    unprivileged_python()
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, ROOTSTREAM_KMS_HELPER=str(installed)), user=65534, group=65534,
+        extra_groups=[grp.getgrnam("video").gr_gid], cwd="/", check=False)
+    assert done.returncode == 0, done.stderr
+    steps = {name: (ok, found) for name, ok, found in json.loads(done.stdout)}
+    assert steps["readable"] == (True, "BGRX")
+    ok, found = steps["kms helper"]
+    pitch = display.buffers[0][2]
+    assert ok and found.startswith(f"{installed} (cap_sys_admin=ep); exported fb {fb_id} "
+                                   f"{w}x{h} XR24 pitch {pitch} linear handle 0 as a dma-buf")
+    assert steps["grab"][0] and steps["grab"][1].startswith(f"frame {w}x{h} BGRX")
+    assert "map" not in steps  # the host maps nothing of its own without the handles

@@ -12,7 +12,7 @@
  * starts "rootstream-kms-helper CARD_NUMBER" with one end as fd 0, and asks
  * with 16-byte requests; each answer is one 88-byte reply, with the plane's
  * dma-buf fds attached (SCM_RIGHTS) only when the framebuffer changed.  The
- * wire layout is docs'd and mirrored in rootstream/_native/kms_helper_protocol.py.
+ * wire layout is written down in rootstream/_native/kms_helper_protocol.py.
  *
  * What it trusts: nothing it reads.  The environment is cleared, argv must be a
  * card number, the socket's peer must be the parent process, every request is
