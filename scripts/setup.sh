@@ -15,8 +15,9 @@ set -euo pipefail
 # libyuv0: the colour-conversion benchmark's baseline.
 # pulseaudio, pulseaudio-utils: a null-sink sound server for the audio tests.
 # iproute2, nftables: network namespaces, tc rate caps and random drops.
-# libcap2-bin: setcap/getcap, to install rootstream-kms-helper in the VM tests
-#   and for `rootstream doctor` to check its capability.
+# qemu-system-x86, busybox-static, make, xz-utils, libcap2-bin: the test VM
+#   (tests/vm/): QEMU, its initramfs, building vkms.ko against the Debian
+#   kernel's headers, setcap on helpers inside the guest.
 APT_PACKAGES=(
   python3-venv python3-dev gcc fonts-dejavu-core
   xvfb xdotool x11-utils x11-xserver-utils
@@ -25,7 +26,7 @@ APT_PACKAGES=(
   libdrm-dev linux-libc-dev libyuv0
   pulseaudio pulseaudio-utils
   iproute2 nftables
-  libcap2-bin
+  qemu-system-x86 busybox-static make xz-utils libcap2-bin
 )
 EXTRAS="${ROOTSTREAM_EXTRAS:-test}"
 

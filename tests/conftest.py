@@ -1,4 +1,4 @@
-"""Shared fixtures: real Xvfb displays, free UDP ports, the hardware marker."""
+"""Shared fixtures: real Xvfb displays, free UDP ports, the per-device markers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import pytest
+from device_probes import missing_devices
 
 
 @pytest.fixture(autouse=True)
@@ -22,14 +23,14 @@ def private_config_dir(tmp_path_factory, monkeypatch):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip `hardware` tests unless ROOTSTREAM_HARDWARE=1 says the device exists."""
-    if os.environ.get("ROOTSTREAM_HARDWARE") == "1":
-        return
+    """Skip a device-marked test (kms, uinput, vaapi, nvenc, nvdec) only when
+    its device is absent here, saying why (tests/device_probes.py)."""
+    missing = missing_devices()
     for item in items:
-        marker = item.get_closest_marker("hardware")
-        if marker is not None:
-            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
-            item.add_marker(pytest.mark.skip(reason=f"hardware: {reason or 'needs a real device'}"))
+        for name, reason in missing.items():
+            if item.get_closest_marker(name) is not None:
+                item.add_marker(pytest.mark.skip(reason=f"{name}: {reason}"))
+                break
 
 
 class Xvfb:

@@ -169,14 +169,14 @@ def test_hevc_decodes_one_for_one():
     assert [len(decoder.decode(u)) for u in units] == [1] * 5
 
 
-@pytest.mark.hardware(reason="needs a VA-API GPU (/dev/dri/renderD*) and a PyAV built with vaapi")
+@pytest.mark.vaapi
 def test_vaapi_real_decode(stream):
     decoder = open_decoder("vaapi")
     assert decoder.is_hardware
     assert [len(decoder.decode(u)) for u in stream] == [1] * len(stream)
 
 
-@pytest.mark.hardware(reason="needs an NVIDIA GPU with its driver (libcuda.so.1)")
+@pytest.mark.nvdec
 def test_nvdec_real_decode(stream):
     decoder = open_decoder("nvdec")
     assert [len(decoder.decode(u)) for u in stream] == [1] * len(stream)

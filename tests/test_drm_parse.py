@@ -19,6 +19,7 @@ from rootstream._native.drm_abi import (
     DRM_EVENT_FLIP_COMPLETE,
     DRM_EVENT_VBLANK,
     DRM_FORMAT_ARGB8888,
+    DRM_FORMAT_MOD_INVALID,
     DRM_FORMAT_MOD_LINEAR,
     DRM_FORMAT_XBGR8888,
     DRM_FORMAT_XRGB8888,
@@ -148,11 +149,12 @@ def test_framebuffers():
     assert (cursor.width, cursor.height, cursor.pixel_format) == (64, 64, DRM_FORMAT_ARGB8888)
 
 
-def test_fb_without_modifier_flag_is_linear():
-    raw = bytearray(image("fb-85-tiled"))
+def test_fb_without_modifier_flag_has_an_unknown_modifier():
+    # A driver without modifier support may tile implicitly: never assume linear.
+    raw = bytearray(image("fb-84"))
     flags_at = ffi.offsetof("struct drm_mode_fb_cmd2", "flags")
     raw[flags_at:flags_at + 4] = b"\0\0\0\0"
-    assert p.parse_fb2(bytes(raw)).modifier == DRM_FORMAT_MOD_LINEAR
+    assert p.parse_fb2(bytes(raw)).modifier == DRM_FORMAT_MOD_INVALID
 
 
 def test_events_skip_unknown_kinds():

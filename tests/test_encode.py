@@ -277,11 +277,11 @@ def hardware_round_trip(name: str) -> None:
         assert len(encoder.encode(pattern_nv12(W, H, 11))) == 1
 
 
-@pytest.mark.hardware(reason="needs a VA-API GPU (/dev/dri/renderD*) and PyAV with h264_vaapi")
+@pytest.mark.vaapi
 def test_vaapi_real_encode():
     hardware_round_trip("vaapi")
 
 
-@pytest.mark.hardware(reason="needs an NVIDIA GPU with its driver (libcuda.so.1)")
+@pytest.mark.nvenc
 def test_nvenc_real_encode():
     hardware_round_trip("nvenc")

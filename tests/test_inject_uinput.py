@@ -184,7 +184,7 @@ def _event_node(name: str) -> Path:
     raise AssertionError(f"no input device {name!r}")
 
 
-@pytest.mark.hardware(reason="needs /dev/uinput (and read access to /dev/input/event*)")
+@pytest.mark.uinput
 def test_real_devices_deliver_what_was_injected():
     import struct
     import time

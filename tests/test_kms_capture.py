@@ -2,11 +2,12 @@
 
 Without /dev/dri these run the real code up to the kernel boundary (opening
 the device, checking recorded GETFB2 replies, mapping real memory); the
-whole path on a GPU is in the `hardware` tests at the end.
+whole path on a real kernel is in the `kms` tests at the end (in the VM).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import mmap
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rootstream._native.drm_abi import DRM_FORMAT_XRGB8888, fourcc
+from rootstream._native.drm_abi import DRM_FORMAT_MOD_INVALID, DRM_FORMAT_XRGB8888, fourcc
 from rootstream._native.drm_device import DrmIoctlError
 from rootstream._native.drm_map import Mapping, plane_view
 from rootstream._native.drm_parse import DrmError, Framebuffer, parse_fb2
@@ -159,6 +160,21 @@ def test_tiled_framebuffer():
     assert "--source x11" in info.value.hint
 
 
+def test_unknown_modifier_is_never_taken_for_linear():
+    fb = dataclasses.replace(fb_image("fb-84"), modifier=DRM_FORMAT_MOD_INVALID)
+    with pytest.raises(CaptureError, match="does not say how the display's framebuffer is laid"):
+        check_framebuffer(fb)
+    assert modifier_name(DRM_FORMAT_MOD_INVALID) == "modifier unknown"
+
+
+def test_tiling_is_reported_before_missing_privileges():
+    # A user on a tiled desktop is not sent to grant a capability first.
+    tiled = fb_image("fb-85-tiled")
+    unprivileged = dataclasses.replace(tiled, handles=(0, 0, 0, 0))
+    with pytest.raises(CaptureError, match="tiled or compressed"):
+        check_framebuffer(unprivileged)
+
+
 def test_unsupported_format():
     fb = fb_image("fb-84")
     deep = Framebuffer(fb.id, fb.width, fb.height, fourcc("XR30"), fb.handles, fb.pitches,
@@ -277,7 +293,7 @@ def test_cursor_on_an_rgbx_frame_swaps_red_and_blue():
 
 # --- on a real GPU ---------------------------------------------------------
 
-@pytest.mark.hardware(reason="needs /dev/dri/card* with a lit display, and CAP_SYS_ADMIN")
+@pytest.mark.kms
 def test_capture_on_real_hardware():
     with KmsCapture(fps=30) as capture:
         assert capture.width > 0 and capture.height > 0
@@ -292,7 +308,7 @@ def test_capture_on_real_hardware():
         assert "kms" in repr(capture)
 
 
-@pytest.mark.hardware(reason="needs /dev/dri/card* with a lit display, and CAP_SYS_ADMIN")
+@pytest.mark.kms
 def test_probe_on_real_hardware():
     steps = KmsCapture.probe()
     for name, ok, found in steps:

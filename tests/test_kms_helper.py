@@ -211,7 +211,7 @@ os.kill(os.getpid(), 9)
 def _gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped, or being reaped
         return True
     return state in ("Z", "X")
 

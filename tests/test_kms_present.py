@@ -2,7 +2,7 @@
 
 Drawing runs PyAV's real scaler into a numpy buffer laid out like a dumb
 buffer (pitch wider than the picture); the mode setting and page flips need
-a display and DRM master, so that path is in the `hardware` test.
+a display and DRM master, so that path is in the `kms` test (in the VM).
 """
 
 from __future__ import annotations
@@ -160,8 +160,7 @@ def test_a_refused_flip_drops_the_frame():
         assert presenter.poll_events() == [] and presenter.toggle_fullscreen() is True
 
 
-@pytest.mark.hardware(reason="needs /dev/dri/card* with a connected display and DRM master "
-                             "(a text console without a desktop session)")
+@pytest.mark.kms
 def test_present_on_real_hardware():
     with KmsPresenter(width=1280, height=720) as presenter:
         for i in range(30):

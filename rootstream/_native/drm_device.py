@@ -49,7 +49,10 @@ def _image(args, *arrays) -> bytes:
     parts = [bytes(ffi.buffer(args))]
     for array, count in arrays:
         if array is not None and count:
-            parts.append(ffi.buffer(array, count * ffi.sizeof(array[0]))[:])
+            # The item type's size: indexing a uint32_t[] gives a Python int,
+            # which ffi.sizeof refuses (the first real kernel reply showed it).
+            item_size = ffi.sizeof(ffi.typeof(array).item)
+            parts.append(ffi.buffer(array, count * item_size)[:])
     return b"".join(parts)
 
 

@@ -23,7 +23,7 @@ from rootstream._native.drm_abi import (
     CONNECTOR_TYPE_NAMES,
     DRM_EVENT_FLIP_COMPLETE,
     DRM_EVENT_VBLANK,
-    DRM_FORMAT_MOD_LINEAR,
+    DRM_FORMAT_MOD_INVALID,
     DRM_MODE_FB_MODIFIERS,
     DRM_MODE_FLAG_INTERLACE,
     DRM_MODE_PROP_BITMASK,
@@ -390,16 +390,16 @@ class Framebuffer:
     handles: tuple[int, int, int, int]  # all 0 when the caller lacks CAP_SYS_ADMIN
     pitches: tuple[int, int, int, int]
     offsets: tuple[int, int, int, int]
-    modifier: int  # LINEAR when the framebuffer was created without modifiers
+    modifier: int  # DRM_FORMAT_MOD_INVALID when GETFB2 did not say (modifier unknown)
 
 
 def parse_fb2(data: bytes) -> Framebuffer:
     f = _struct("drm_mode_fb_cmd2", data, "framebuffer")
     _Reader(data, SIZEOF["drm_mode_fb_cmd2"], "framebuffer").done()
-    # Without DRM_MODE_FB_MODIFIERS the kernel leaves modifier[] alone: the
-    # buffer is linear unless the driver implies tiling, which then shows up
-    # as a modifier flag on GETFB2 on every current driver.
-    modifier = f.modifier[0] if f.flags & DRM_MODE_FB_MODIFIERS else DRM_FORMAT_MOD_LINEAR
+    # Without DRM_MODE_FB_MODIFIERS the driver does not track modifiers (the
+    # kernel then zeroes modifier[]), and such a driver may still tile the
+    # buffer implicitly: the layout is unknown, never assumed linear.
+    modifier = f.modifier[0] if f.flags & DRM_MODE_FB_MODIFIERS else DRM_FORMAT_MOD_INVALID
     return Framebuffer(
         f.fb_id, f.width, f.height, f.pixel_format,
         tuple(f.handles), tuple(f.pitches), tuple(f.offsets), modifier,

@@ -34,7 +34,7 @@ import enum
 import struct
 from dataclasses import dataclass
 
-from rootstream._native.drm_abi import DRM_FORMAT_MOD_LINEAR, DRM_MODE_FB_MODIFIERS
+from rootstream._native.drm_abi import DRM_FORMAT_MOD_INVALID, DRM_MODE_FB_MODIFIERS
 from rootstream._native.drm_parse import DrmError, Framebuffer
 
 MAGIC = b"RSKH"
@@ -125,8 +125,9 @@ class Reply:
         """The GETFB2 description the helper read; handles stay 0 (it closed them:
         the buffer is reached through the fds that came with the reply)."""
         # The same rule as drm_parse.parse_fb2: the modifier field means
-        # something only with DRM_MODE_FB_MODIFIERS.
-        modifier = self.modifier if self.flags & DRM_MODE_FB_MODIFIERS else DRM_FORMAT_MOD_LINEAR
+        # something only with DRM_MODE_FB_MODIFIERS; without it the layout is
+        # unknown, never assumed linear.
+        modifier = self.modifier if self.flags & DRM_MODE_FB_MODIFIERS else DRM_FORMAT_MOD_INVALID
         return Framebuffer(self.fb_id, self.width, self.height, self.pixel_format,
                            (0, 0, 0, 0), self.pitches, self.offsets, modifier)
 

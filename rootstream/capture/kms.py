@@ -30,6 +30,7 @@ from rootstream._native.drm_abi import (
     DRM_CAP_PRIME,
     DRM_FORMAT_ABGR8888,
     DRM_FORMAT_ARGB8888,
+    DRM_FORMAT_MOD_INVALID,
     DRM_FORMAT_MOD_LINEAR,
     DRM_FORMAT_XBGR8888,
     DRM_FORMAT_XRGB8888,
@@ -73,6 +74,8 @@ def fourcc_name(code: int) -> str:
 def modifier_name(modifier: int) -> str:
     if modifier == DRM_FORMAT_MOD_LINEAR:
         return "linear"
+    if modifier == DRM_FORMAT_MOD_INVALID:
+        return "modifier unknown"
     vendor = MODIFIER_VENDORS.get(modifier >> 56, f"vendor 0x{modifier >> 56:02x}")
     return f"{vendor} modifier 0x{modifier:016x}"
 
@@ -82,7 +85,12 @@ def privilege_hint() -> str:
 
 
 def check_framebuffer(fb: Framebuffer) -> str:
-    """The CapturedFrame pixel format of ``fb``; CaptureError if it cannot be read."""
+    """The CapturedFrame pixel format of ``fb``; CaptureError if it cannot be read.
+
+    Layout and format come first, privileges last: a user whose desktop
+    scans out tiled buffers must not be sent to grant a capability first,
+    only to learn afterwards that capture cannot read the screen anyway.
+    """
     fmt = check_layout(fb)
     if fb.handles[0] == 0:
         raise CaptureError(PRIVILEGE_MESSAGE, hint=privilege_hint())
@@ -90,7 +98,13 @@ def check_framebuffer(fb: Framebuffer) -> str:
 
 
 def check_layout(fb: Framebuffer) -> str:
-    """check_framebuffer without the privilege check: tiling and format."""
+    """check_framebuffer without the privilege check: layout and format."""
+    if fb.modifier == DRM_FORMAT_MOD_INVALID:
+        raise CaptureError(
+            "the driver does not say how the display's framebuffer is laid out (GETFB2 "
+            "gave no modifier); KMS capture reads linear buffers only",
+            hint=f"KMS capture needs a driver with framebuffer modifiers, {OTHER_SOURCE}",
+        )
     if fb.modifier != DRM_FORMAT_MOD_LINEAR:
         raise CaptureError(
             f"the display shows a tiled or compressed framebuffer ({modifier_name(fb.modifier)}); "
