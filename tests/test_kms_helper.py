@@ -333,3 +333,10 @@ def test_doctor_prints_the_install_commands(tmp_path):
     assert line.endswith(" && ".join(kms_grant.install_commands()))
     assert "python" not in line.split("install the KMS helper:")[1].replace(
         str(built_helper()), "")
+
+
+def test_the_hint_says_how_to_build_a_missing_helper(monkeypatch, tmp_path):
+    monkeypatch.setattr(kms_grant, "built_helper", lambda: tmp_path / "rootstream-kms-helper")
+    assert kms_grant.install_hint().startswith(
+        "build it (apt-get install libdrm-dev, then reinstall rootstream) and install the KMS "
+        f"helper: sudo install -D -o root -g video -m 0750 {tmp_path}/rootstream-kms-helper ")

@@ -67,7 +67,10 @@ def install_commands(target: Path | None = None) -> list[str]:
 
 
 def install_hint() -> str:
-    return "install the KMS helper: " + " && ".join(install_commands())
+    hint = "install the KMS helper: " + " && ".join(install_commands())
+    if not built_helper().exists():  # setup.py skips it without the DRM headers
+        hint = f"build it (apt-get install libdrm-dev, then reinstall rootstream) and {hint}"
+    return hint
 
 
 def has_cap_sys_admin(status: str | None = None) -> bool:
