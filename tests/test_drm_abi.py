@@ -60,7 +60,9 @@ def _c_program() -> str:
         lines.append(f'printf("ioctl {name} %lu\\n", (unsigned long)({name}));')
     constants = [name for name in dir(drm_abi) if name.startswith(("DRM_", "DMA_BUF_"))]
     for name in constants:
-        lines.append(f'printf("const {name} %llu\\n", (unsigned long long)({name}));')
+        # drm.h spells the vblank request flags with a leading underscore.
+        c_name = f"_{name}" if name.startswith("DRM_VBLANK_") else name
+        lines.append(f'printf("const {name} %llu\\n", (unsigned long long)({c_name}));')
     lines.append('printf("const DRM_COMMAND_BASE %d\\n", DRM_COMMAND_BASE);')
     lines.append("return 0; }")
     return "\n".join(lines) + "\n"

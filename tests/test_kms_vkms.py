@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 from kms_scanout import DRM_FORMAT_ARGB8888, Scanout, pattern, shown_pixels, vkms_card
 
-from rootstream._native.drm_abi import DRM_FORMAT_MOD_LINEAR
+from rootstream._native.drm_abi import (
+    DRM_EVENT_FLIP_COMPLETE,
+    DRM_FORMAT_MOD_LINEAR,
+    DRM_MODE_PAGE_FLIP_EVENT,
+)
 from rootstream.capture.kms import KmsCapture
 from rootstream.present.kms import KmsPresenter
 
@@ -149,3 +153,35 @@ def test_present_shows_the_frame_and_restores_the_crtc(card, scanout):
     fb_id, shown = shown_pixels(card)
     assert fb_id == before.fb_id
     assert np.array_equal(shown, desktop)
+
+
+def test_vblank_sync_grabs_a_flip_at_the_vblank_it_lands_on(card, scanout):
+    """Each grab waits for the next vblank; a flip that landed on that vblank
+    (the kernel's flip event says which) must be in the frame, and how long
+    after the flip the grab completed is measured."""
+    width, height = scanout.mode.width, scanout.mode.height
+    pictures = [pattern(width, height, seed) for seed in (6, 7)]
+    buffers = [scanout.buffer(p) for p in pictures]
+    scanout.show(buffers[0])
+    shown, caught, delays_ms = 0, 0, []
+    with KmsCapture(device=card, fps=1000, cursor=False, vblank_sync=True) as capture:
+        assert np.array_equal(picture_of(capture.grab(timeout=2.0)), pictures[0])
+        for step in range(1, 9):
+            target = step % 2
+            scanout.card.page_flip(scanout.crtc_id, buffers[target].fb_id,
+                                   DRM_MODE_PAGE_FLIP_EVENT, buffers[target].fb_id)
+            frame = capture.grab(timeout=2.0)
+            count, _ = capture._pacer.last_vblank  # the vblank this grab waited for
+            events = scanout.card.read_events(2.0)
+            (flip,) = [e for e in events if e.type == DRM_EVENT_FLIP_COMPLETE]
+            got = picture_of(frame)
+            if flip.sequence <= count:  # on screen at the vblank the grab waited for
+                assert np.array_equal(got, pictures[target]), (step, flip.sequence, count)
+                caught += 1
+                delays_ms.append((frame.stamps.captured - flip.timestamp_ns) / 1e6)
+            else:
+                assert np.array_equal(got, pictures[shown]), (step, flip.sequence, count)
+            shown = target
+    print(f"\nvblank sync: {caught}/8 flips grabbed at their own vblank; grab completed "
+          f"{', '.join(f'{d:.1f}' for d in sorted(delays_ms))} ms after the flip")
+    assert caught >= 1

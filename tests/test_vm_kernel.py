@@ -37,7 +37,7 @@ def device_test_files() -> list[str]:
 
 def test_device_test_files_are_found():
     files = device_test_files()
-    assert "tests/test_kms_capture.py" in files and "tests/test_inject_uinput.py" in files
+    assert "tests/test_kms_vkms.py" in files and "tests/test_uinput_evdev.py" in files
 
 
 @pytest.mark.timeout(VM_TIMEOUT + 600)  # + the first run's cache build

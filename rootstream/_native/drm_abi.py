@@ -240,6 +240,19 @@ struct drm_format_modifier {
 struct dma_buf_sync {
     uint64_t flags;
 };
+
+struct drm_wait_vblank_request {
+    unsigned int type;  /* enum drm_vblank_seq_type */
+    unsigned int sequence;
+    unsigned long signal;
+};
+
+struct drm_wait_vblank_reply {
+    unsigned int type;  /* enum drm_vblank_seq_type */
+    unsigned int sequence;
+    long tval_sec;
+    long tval_usec;
+};
 """
 
 ffi.cdef(CDEF)
@@ -259,6 +272,12 @@ DRM_CAP_TIMESTAMP_MONOTONIC = 0x6
 DRM_CAP_CURSOR_WIDTH = 0x8
 DRM_CAP_CURSOR_HEIGHT = 0x9
 DRM_CAP_ADDFB2_MODIFIERS = 0x10
+
+# enum drm_vblank_seq_type: wait for a vblank relative to the current count,
+# on the CRTC whose index sits in the HIGH_CRTC bits.
+DRM_VBLANK_RELATIVE = 0x1
+DRM_VBLANK_HIGH_CRTC_SHIFT = 1
+DRM_VBLANK_HIGH_CRTC_MASK = 0x3E
 
 DRM_CLIENT_CAP_UNIVERSAL_PLANES = 2
 DRM_CLIENT_CAP_ATOMIC = 3

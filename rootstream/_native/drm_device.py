@@ -21,7 +21,12 @@ from collections.abc import Callable, Sequence
 
 from rootstream._native import drm_ioctl as req
 from rootstream._native import drm_parse as parse
-from rootstream._native.drm_abi import ffi
+from rootstream._native.drm_abi import (
+    DRM_VBLANK_HIGH_CRTC_MASK,
+    DRM_VBLANK_HIGH_CRTC_SHIFT,
+    DRM_VBLANK_RELATIVE,
+    ffi,
+)
 from rootstream._native.drm_parse import DrmError
 
 _RETRY_ERRNOS = (errno_codes.EINTR, errno_codes.EAGAIN)
@@ -413,6 +418,21 @@ class DrmDevice:
 
     def page_flip(self, crtc_id: int, fb_id: int, flags: int, user_data: int = 0) -> None:
         self.ioctl(req.DRM_IOCTL_MODE_PAGE_FLIP, page_flip_args(crtc_id, fb_id, flags, user_data))
+
+    def wait_vblank(self, crtc_index: int) -> tuple[int, int]:
+        """Block until the next vblank of the CRTC at ``crtc_index`` (its place in
+        GETRESOURCES' list): (vblank count, its CLOCK_MONOTONIC time in ns).
+
+        Needs no DRM master.  A CRTC that is off fails at once (EINVAL).
+        """
+        if not 0 <= crtc_index <= DRM_VBLANK_HIGH_CRTC_MASK >> DRM_VBLANK_HIGH_CRTC_SHIFT:
+            raise DrmError(f"CRTC index {crtc_index} cannot be named to WAIT_VBLANK")
+        args = ffi.new("struct drm_wait_vblank_reply *")
+        request = ffi.cast("struct drm_wait_vblank_request *", args)
+        request.type = DRM_VBLANK_RELATIVE | (crtc_index << DRM_VBLANK_HIGH_CRTC_SHIFT)
+        request.sequence = 1  # the next one
+        self.ioctl(req.DRM_IOCTL_WAIT_VBLANK, args)
+        return args.sequence, args.tval_sec * 1_000_000_000 + args.tval_usec * 1000
 
     def read_events(self, timeout: float | None) -> list[parse.VblankEvent]:
         """Events queued on the card fd; [] if none arrived within ``timeout`` seconds."""

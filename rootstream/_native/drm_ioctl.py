@@ -54,6 +54,8 @@ DRM_IOCTL_GEM_CLOSE = iow(DRM_IOCTL_BASE, 0x09, "struct drm_gem_close")
 DRM_IOCTL_GET_CAP = iowr(DRM_IOCTL_BASE, 0x0C, "struct drm_get_cap")
 DRM_IOCTL_SET_CLIENT_CAP = iow(DRM_IOCTL_BASE, 0x0D, "struct drm_set_client_cap")
 DRM_IOCTL_PRIME_HANDLE_TO_FD = iowr(DRM_IOCTL_BASE, 0x2D, "struct drm_prime_handle")
+# The argument is union drm_wait_vblank, whose size is its larger member's.
+DRM_IOCTL_WAIT_VBLANK = iowr(DRM_IOCTL_BASE, 0x3A, "struct drm_wait_vblank_reply")
 DRM_IOCTL_MODE_GETRESOURCES = iowr(DRM_IOCTL_BASE, 0xA0, "struct drm_mode_card_res")
 DRM_IOCTL_MODE_GETCRTC = iowr(DRM_IOCTL_BASE, 0xA1, "struct drm_mode_crtc")
 DRM_IOCTL_MODE_SETCRTC = iowr(DRM_IOCTL_BASE, 0xA2, "struct drm_mode_crtc")

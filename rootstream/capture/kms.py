@@ -42,6 +42,7 @@ from rootstream._native.drm_map import BufferMapper, Mapping, plane_view
 from rootstream._native.drm_parse import DrmError, Framebuffer
 from rootstream.capture import kms_grant
 from rootstream.capture.base import CaptureBackend, Pacer, deadline_after
+from rootstream.capture.kms_vblank import VblankPacer
 from rootstream.errors import CaptureError
 from rootstream.frame import CapturedFrame
 
@@ -176,12 +177,14 @@ class KmsCapture(CaptureBackend):
     ``connector``: "HDMI-A-1", or None for the first connected, lit one.
     ``cursor``: blend the hardware cursor into frames (costs one frame copy
     while it is visible).
+    ``vblank_sync``: grab right after the CRTC's next vblank (kms_vblank.py),
+    so a page flip is captured at once instead of at the next slot.
     """
 
     name = "kms"
 
     def __init__(self, device: str | DrmDevice | None = None, connector: str | None = None,
-                 fps: float = 60, cursor: bool = True):
+                 fps: float = 60, cursor: bool = True, vblank_sync: bool = False):
         super().__init__()
         self._device: DrmDevice | None = None
         self._mapper: BufferMapper | None = None
@@ -197,6 +200,8 @@ class KmsCapture(CaptureBackend):
             self._mapper = BufferMapper(self._device)
             self._set_viewport(self.output.crtc)
             self._check_current()
+            if vblank_sync:
+                self._pacer = VblankPacer(self._device, self.output.crtc.id, fps)
         except DrmError as exc:
             self.close()
             raise capture_error(exc) from exc
