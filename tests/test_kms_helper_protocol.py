@@ -107,10 +107,11 @@ def test_malformed_replies(offset, raw, message):
         Reply.parse(_patched(NEW_FB, offset, raw))
 
 
-def test_fds_only_with_a_new_framebuffer():
-    unchanged = Reply(Status.UNCHANGED, 31, 84, fd_count=1)
-    with pytest.raises(HelperProtocolError, match="bad fd count"):
-        Reply.parse(bytes(unchanged))
+@pytest.mark.parametrize("reply", [Reply(Status.UNCHANGED, 31, 84, fd_count=1),
+                                   Reply(Status.NEW, 31, 84, fd_count=0)])
+def test_fds_come_with_a_new_framebuffer_only(reply):
+    with pytest.raises(HelperProtocolError, match="^kms helper reply has a bad fd count$"):
+        Reply.parse(bytes(reply))
 
 
 def test_modifier_counts_only_with_the_modifiers_flag():

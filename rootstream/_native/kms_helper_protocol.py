@@ -114,7 +114,7 @@ class Reply:
             raise HelperProtocolError("kms helper speaks another protocol version")
         if status not in Status.__members__.values():
             raise HelperProtocolError("kms helper reply has an unknown status")
-        if fd_count > MAX_PLANES or (fd_count and status != Status.NEW):
+        if fd_count > MAX_PLANES or bool(fd_count) != (status == Status.NEW):
             raise HelperProtocolError("kms helper reply has a bad fd count")
         if reserved:
             raise HelperProtocolError("kms helper reply is malformed")
