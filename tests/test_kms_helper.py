@@ -340,3 +340,23 @@ def test_the_hint_says_how_to_build_a_missing_helper(monkeypatch, tmp_path):
     assert kms_grant.install_hint().startswith(
         "build it (apt-get install libdrm-dev, then reinstall rootstream) and install the KMS "
         f"helper: sudo install -D -o root -g video -m 0750 {tmp_path}/rootstream-kms-helper ")
+
+
+def test_a_helper_of_another_version_is_named_with_the_reinstall_commands(tmp_path):
+    """A stand-in helper (a real process on the real socket) that answers in
+    protocol version 2: the host refuses the reply and says what to do."""
+    impostor = tmp_path / "rootstream-kms-helper"
+    reply = bytearray(bytes(Reply(Status.OFF, plane_id=31)))
+    reply[4:6] = b"\x02\x00"
+    impostor.write_text(f"#!{sys.executable}\nimport os\n"
+                        f"while os.read(0, 100):\n    os.write(0, {bytes(reply)!r})\n")
+    impostor.chmod(0o755)
+    helper = KmsHelper(0, impostor)
+    try:
+        with pytest.raises(kms_grant.HelperProtocolError) as info:
+            helper.ask(31)
+    finally:
+        helper.close()
+    assert str(info.value) == "kms helper speaks another protocol version"
+    assert info.value.hint == ("the installed helper may be from another rootstream version; "
+                               + kms_grant.install_hint())

@@ -73,6 +73,11 @@ def install_hint() -> str:
     return hint
 
 
+def mismatch_hint() -> str:
+    """For a helper that does not speak this host's protocol."""
+    return f"the installed helper may be from another rootstream version; {install_hint()}"
+
+
 def has_cap_sys_admin(status: str | None = None) -> bool:
     """Whether this process holds CAP_SYS_ADMIN now (its effective set)."""
     if status is None:
@@ -150,6 +155,10 @@ class KmsHelper:
             reply = Reply.parse(data)
             if reply.fd_count != len(fds) or reply.plane_id not in (plane_id, 0):
                 raise HelperProtocolError("kms helper reply does not match the request")
+        except HelperProtocolError as exc:
+            for fd in fds:
+                os.close(fd)
+            raise HelperProtocolError(str(exc), hint=mismatch_hint()) from exc
         except BaseException:
             for fd in fds:
                 os.close(fd)
@@ -218,7 +227,8 @@ class ExportedPlanes:
     def _failure(self, reply: Reply) -> DrmError:
         name = self.helper.path.name
         if reply.status == Status.REFUSED:
-            return HelperProtocolError(f"{name} refused a request (see its line on stderr)")
+            return HelperProtocolError(f"{name} refused a request (see its line on stderr)",
+                                       hint=mismatch_hint())
         if reply.status == Status.UNCHANGED:
             return HelperProtocolError(f"{name} answered 'unchanged' to a fresh request")
         if reply.error == errno_codes.EPERM:
