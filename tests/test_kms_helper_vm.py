@@ -28,8 +28,9 @@ from kms_scanout import DRM_FORMAT_ARGB8888, Scanout, pattern, vkms_card
 
 from rootstream._native import drm as kms
 from rootstream._native.drm_abi import DRM_FORMAT_XRGB8888
+from rootstream._native.drm_map import BufferMapper, plane_view
 from rootstream._native.kms_helper_protocol import REPLY, Reply, Request, Status
-from rootstream.capture.kms_grant import built_helper, card_number
+from rootstream.capture.kms_grant import ExportedPlanes, KmsHelper, built_helper, card_number
 
 pytestmark = [
     pytest.mark.kms,
@@ -251,3 +252,41 @@ def test_doctor_walks_the_helper_step(card, display, installed):
         f"pitch {buf.pitch} linear handle 0 as a dma-buf")
     assert steps["grab"][0] and steps["grab"][1].startswith(f"frame {width}x{height} BGRX")
     assert "map" not in steps  # the host maps nothing of its own without the handles
+
+
+def test_a_mapping_let_go_is_asked_for_again(card, display):
+    """The host keeps few mappings: when the one the helper calls "unchanged" has
+    been evicted, the host asks afresh and still reads the right pixels."""
+    width, height = display.mode.width, display.mode.height
+    screen = pattern(width, height, 17)
+    display.show(display.buffer(screen))
+    display.cursor(display.buffer(pattern(64, 64, 18), DRM_FORMAT_ARGB8888), 10, 10)
+    output = kms.choose_capture_output(kms.read_topology(display.card))
+    mapper = BufferMapper(display.card, capacity=1)  # room for one buffer only
+    planes = ExportedPlanes(KmsHelper(card_number(card), built_helper()), mapper)
+    statuses = []
+    ask = planes.helper.ask
+
+    def noting(*args):
+        reply, fds = ask(*args)
+        statuses.append(reply.status)
+        return reply, fds
+
+    planes.helper.ask = noting
+    try:
+        fb, mapping = planes.read(output.primary.plane.id)
+        # A second holder keeps the dma-buf (so the buffer's identity) alive
+        # after the host lets its mapping go, as a compositor's reference would.
+        holder = os.dup(mapping.dmabuf_fd)
+        assert planes.read(output.cursor.plane.id)[0].width == 64  # evicts the screen's
+        mapper.end_read()
+        fb_again, mapping_again = planes.read(output.primary.plane.id)
+        os.close(holder)
+        assert statuses == [Status.NEW, Status.NEW, Status.UNCHANGED, Status.NEW]
+        assert fb_again.id == fb.id and mapping_again is not mapping
+        rows = plane_view(mapping_again, fb_again)
+        assert np.array_equal(rows[:, :width * 4].reshape(height, width, 4), screen)
+        del rows
+    finally:
+        mapper.close()
+        planes.close()
