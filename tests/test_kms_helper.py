@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import errno
 import os
+import platform
 import random
 import signal
 import socket
@@ -151,7 +152,8 @@ def test_mangled_requests_never_crash_it(binary):
 
 def test_it_keeps_only_cap_sys_admin_and_no_stray_fds(binary):
     """Started by root (all capabilities, an extra inherited fd), it keeps
-    CAP_SYS_ADMIN in its permitted set only, and no fd but 0, 1 and 2."""
+    CAP_SYS_ADMIN in its permitted set only, no fd but 0, 1 and 2, and runs
+    under its system call filter."""
     read_end, write_end = os.pipe()
     try:
         helper = Running(binary, pass_fds=(write_end,))
@@ -165,6 +167,8 @@ def test_it_keeps_only_cap_sys_admin_and_no_stray_fds(binary):
     assert int(status["CapPrm"], 16) & ~(1 << 21) == 0
     assert int(status["CapInh"], 16) == 0 and int(status["CapAmb"], 16) == 0
     assert status["NoNewPrivs"] == "1"
+    if platform.machine() in ("x86_64", "aarch64"):
+        assert status["Seccomp"] == "2"  # a system call filter is installed
     if os.geteuid() == 0:
         assert int(status["CapPrm"], 16) == 1 << 21
     assert helper.finish() == (0, [])

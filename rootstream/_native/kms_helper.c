@@ -20,12 +20,18 @@
  * consistency.  Anything malformed is refused with one line on stderr; the
  * helper never exits on bad input, only when the host goes (EOF or, through
  * PR_SET_PDEATHSIG, the parent's death).  It keeps CAP_SYS_ADMIN in its
- * permitted set only, raising it for the one GETFB2 ioctl, and never forks.
+ * permitted set only, raising it for the one GETFB2 ioctl, never forks, and
+ * once the card is open runs under a seccomp filter that allows only the
+ * system calls and the four DRM ioctls it makes.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -59,7 +65,7 @@ enum { NEW = 0, UNCHANGED = 1, OFF = 2, REFUSED = 3, FAILED = 4 };
 #define MAX_LOGGED_REFUSALS 20 /* a flooding host cannot flood its own stderr */
 #define SLOTS 8 /* planes whose last sent buffer is remembered */
 
-static int card_number = -1, card_fd = -1, have_admin, refusals;
+static int card_fd = -1, card_error, have_admin, refusals;
 
 /* The buffer last sent for a plane: "unchanged" needs the same fb id AND the
  * same buffer, because the kernel reuses a freed fb id for the next ADDFB. */
@@ -126,16 +132,14 @@ static int parse_card(const char *text)
 	return n <= MAX_CARD ? n : -1;
 }
 
-/* Opened on the first valid request, so a host on a machine without the card
- * hears why in a reply instead of from a helper that died at start. */
-static int open_card(void)
+/* Opened before the sandbox closes; when it fails, every request is answered
+ * with the reason, so the host hears why instead of from a helper that died. */
+static int open_card(int number)
 {
 	char path[32];
 	struct stat st;
 	struct drm_set_client_cap universal = { DRM_CLIENT_CAP_UNIVERSAL_PLANES, 1 };
-	if (card_fd >= 0)
-		return 0;
-	snprintf(path, sizeof path, "/dev/dri/card%d", card_number);
+	snprintf(path, sizeof path, "/dev/dri/card%d", number);
 	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
 	if (fd < 0)
 		return errno;
@@ -285,7 +289,7 @@ static void answer(int sock, uint32_t plane_id, uint32_t known_fb)
 	struct drm_mode_get_plane plane = { .plane_id = plane_id };
 	struct drm_mode_fb_cmd2 fb;
 	struct stat st;
-	int fds[4], err = open_card();
+	int fds[4], err = card_error;
 	if (err == 0 && ioctl(card_fd, DRM_IOCTL_MODE_GETPLANE, &plane) != 0)
 		err = errno;
 	if (err == 0 && plane.plane_id != plane_id)
@@ -381,6 +385,51 @@ static void serve_one(int sock)
 		answer(sock, get32(req + 8), get32(req + 12));
 }
 
+/* From here on the helper needs a handful of system calls, and ioctl only for
+ * the four DRM requests it makes: anything else (open, exec, mount, other
+ * ioctls, even if a bug let someone steer it) fails with ENOSYS. */
+#define ALLOW(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
+		  BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+#define ALLOW_IOCTL(req) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(req), 0, 1), \
+			 BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+#define DENY BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS)
+/* Where the filter is written for: little-endian (the ioctl request is read
+ * as the low word of its argument) 64-bit x86 and ARM. */
+#if defined(__x86_64__)
+#define THIS_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define THIS_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+static int sandbox(void)
+{
+#ifdef THIS_ARCH
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS), /* another ABI: x32, i386 */
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 10), /* 10: past the ioctls */
+		/* ioctl's request is an unsigned int: the low half of the argument */
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+		ALLOW_IOCTL(DRM_IOCTL_MODE_GETPLANE), ALLOW_IOCTL(DRM_IOCTL_MODE_GETFB2),
+		ALLOW_IOCTL(DRM_IOCTL_PRIME_HANDLE_TO_FD), ALLOW_IOCTL(DRM_IOCTL_GEM_CLOSE),
+		DENY,
+		ALLOW(__NR_recvmsg), ALLOW(__NR_sendmsg), ALLOW(__NR_close), ALLOW(__NR_lseek),
+		ALLOW(__NR_newfstatat), ALLOW(__NR_capset), ALLOW(__NR_write),
+		ALLOW(__NR_exit_group), ALLOW(__NR_exit),
+#ifdef __NR_fstat
+		ALLOW(__NR_fstat),
+#endif
+		DENY,
+	};
+	struct sock_fprog program = { sizeof filter / sizeof filter[0], filter };
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program, 0, 0);
+#else
+	return 0; /* no filter for this architecture: the capability rules still hold */
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	struct ucred peer;
@@ -403,6 +452,7 @@ int main(int argc, char **argv)
 	if (close_range(3, ~0u, 0) != 0)
 		for (int fd = 3; fd < 1024; fd++)
 			close(fd);
+	int card_number;
 	if (argc != 2 || (card_number = parse_card(argv[1])) < 0) {
 		say("usage: rootstream-kms-helper CARD_NUMBER (started by rootstream, fd 0 a socket)");
 		return 2;
@@ -417,6 +467,11 @@ int main(int argc, char **argv)
 	    peer.uid != getuid()) {
 		say("refused: the socket's peer is not the process that started the helper");
 		return 3;
+	}
+	card_error = open_card(card_number);
+	if (sandbox() != 0) {
+		say("cannot install the system call filter: %s", strerror(errno));
+		return 1;
 	}
 	for (;;)
 		serve_one(0);
