@@ -40,13 +40,50 @@ def test_device_test_files_are_found():
     assert "tests/test_kms_vkms.py" in files and "tests/test_uinput_evdev.py" in files
 
 
-@pytest.mark.timeout(VM_TIMEOUT + 600)  # + the first run's cache build
-def test_kms_and_uinput_tests_pass_on_a_real_kernel(capsys):
+def need_qemu() -> None:
     if os.environ.get("ROOTSTREAM_IN_VM") == "1":
         pytest.skip("already inside the test VM")
     if shutil.which("qemu-system-x86_64") is None and os.environ.get("CI") != "true":
         pytest.skip("QEMU is not installed (apt-get install qemu-system-x86), so the VM "
                     "that runs the kms and uinput tests cannot boot here")
+
+
+# Run as root in the guest: give a copy of grep a file capability on the
+# overlay (group and mode first: a chgrp clears capabilities), then run it as
+# vmuser, whose groups must include video, and who must open the card.
+HARNESS_CHECK = """
+set -e
+echo "in vm: $ROOTSTREAM_IN_VM, cwd: $(pwd)"
+cp /usr/bin/grep /usr/local/bin/capgrep
+chgrp video /usr/local/bin/capgrep && chmod 0750 /usr/local/bin/capgrep
+setcap cap_sys_admin+ep /usr/local/bin/capgrep
+setpriv --reuid=vmuser --regid=vmuser --init-groups sh -c '
+    echo "groups: $(id -nG)"
+    /usr/local/bin/capgrep CapEff /proc/self/status
+    exec 3<>/dev/dri/card0 && echo "card opened"
+    .venv/bin/python -c "import sys; print(sys.prefix)"'
+exit 7
+"""
+
+
+@pytest.mark.timeout(600)
+def test_the_vm_runs_a_command_as_a_video_user_with_file_capabilities():
+    need_qemu()
+    result = subprocess.run([sys.executable, str(VM), "run", "--timeout", "300", "--",
+                             "sh", "-c", HARNESS_CHECK], cwd=REPO, capture_output=True,
+                            text=True, timeout=900)
+    out = result.stdout
+    assert result.returncode == 7, result.stdout + result.stderr  # the command's own status
+    assert f"in vm: 1, cwd: {REPO}" in out
+    assert "groups: vmuser video" in out
+    assert "CapEff:\t0000000000200000" in out  # CAP_SYS_ADMIN alone, from the file
+    assert "card opened" in out
+    assert f"\n{REPO / '.venv'}\n" in out  # vmuser runs the repo's venv
+
+
+@pytest.mark.timeout(VM_TIMEOUT + 600)  # + the first run's cache build
+def test_kms_and_uinput_tests_pass_on_a_real_kernel(capsys):
+    need_qemu()
     command = [sys.executable, str(VM), "run", "--timeout", str(VM_TIMEOUT), "--",
                ".venv/bin/python", "-m", "pytest", "-m", MARKERS, "-p", "no:cacheprovider",
                "--color=no", "-v", "-rs", *device_test_files()]

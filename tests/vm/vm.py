@@ -121,7 +121,8 @@ def job_script(command: list[str], user: str, env: dict[str, str]) -> str:
              f"mkdir -p {shlex.quote(home)}"]
     if user != "root":
         lines.append(f"chown {shlex.quote(user)} {shlex.quote(home)}")
-        lines += [f"chmod o+x {shlex.quote(str(d))}" for d in closed_ancestors(venv_bin)]
+    # Also for root: a root command may switch users itself (setpriv, su).
+    lines += [f"chmod o+x {shlex.quote(str(d))}" for d in closed_ancestors(venv_bin)]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in exports.items()]
     lines.append("set +e")
     argv = shlex.join(command)
@@ -172,15 +173,20 @@ def boot(command: list[str], *, user: str = "root", accel: str, timeout: float,
 
 def _follow(proc, started, timeout, boot_timeout, timings, tail, echo) -> int | None:
     """Stream the guest's console until QEMU exits; TIMEOUT_STATUS on a deadline."""
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        return _pump(proc, selector, started, timeout, boot_timeout, timings, tail, echo)
+
+
+def _pump(proc, selector, started, timeout, boot_timeout, timings, tail, echo) -> int | None:
     pending = b""
     while True:
         elapsed = time.monotonic() - started
-        deadline = timeout if "ready" in timings else boot_timeout
+        # The command's time starts when the guest is ready, not with QEMU.
+        deadline = timings["ready"] + timeout if "ready" in timings else boot_timeout
         if elapsed > deadline:
             what = "command" if "ready" in timings else "boot"
-            print(f"vm: {what} timed out after {elapsed:.0f} s; killing QEMU",
+            print(f"vm: {what} timed out {elapsed:.0f} s after QEMU started; killing QEMU",
                   file=sys.stderr, flush=True)
             if "ready" not in timings:
                 raise VmError(f"the VM did not boot within {boot_timeout:.0f} s; its last "
