@@ -17,6 +17,8 @@ SECTIONS = (
     ("input injection", "rootstream.input:probe_injectors"),
     ("audio capture", "rootstream.audio.capture:probe_audio_captures"),
     ("audio playback", "rootstream.audio.playback:probe_audio_playbacks"),
+    ("finding hosts on the LAN", "rootstream.discovery.probe:probe_discovery"),
+    ("starting with the session", "rootstream.service_unit:probe_service"),
 )
 
 
@@ -40,7 +42,8 @@ def run_probes():
               help="With --kms: save every kernel reply here (test data for developers).")
 def doctor(kms_steps, record):
     """List every capture, encode, decode, present, input and audio backend,
-    whether it works on this machine, and why not."""
+    whether it works on this machine, and why not; whether hosts can be found
+    on the LAN, and whether the host starts with the session."""
     for title, probes in run_probes():
         click.echo(f"{title}:")
         for probe in probes:
@@ -51,6 +54,11 @@ def doctor(kms_steps, record):
     click.echo("portal capture (Wayland), step by step:")
     for step, ok, found in portal_steps():
         click.echo(f"  {'ok ' if ok else 'FAIL'} {step}: {found}")
+    # KMS capture without CAP_SYS_ADMIN on Python: the helper that holds it.
+    from rootstream.capture.kms_grant import helper_state
+
+    usable, found = helper_state()
+    click.echo(f"kms helper:\n  {'helper':8} {'works' if usable else 'no':5}  {found}")
     if kms_steps:
         from rootstream.capture.kms import probe_steps
 
