@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from rootstream.backends import BackendProbe
 from rootstream.errors import RootStreamError
 
 UNIT_NAME = "rootstream-host.service"
@@ -203,16 +204,18 @@ def uninstall() -> tuple[Path, bool]:
     return path, existed
 
 
-def probe_service() -> list[tuple[str, bool, str]]:
+def probe_service() -> list[BackendProbe]:
     """`rootstream doctor`: is the host set to start with the session?"""
     try:
         state = status()
     except ServiceError as exc:
-        return [("unit", False, f"{exc}")]
+        return [BackendProbe("unit", False, f"{exc}")]
     if not state.installed:
-        return [("unit", False, "not installed (rootstream service install [host options])")]
+        return [BackendProbe("unit", False,
+                             "not installed (rootstream service install [host options])")]
     where = f"{state.path}, host {' '.join(state.host_args) or '(defaults)'}"
     if not state.manager:
-        return [("unit", True, f"installed: {where}; no systemd user manager answers here")]
-    return [("unit", state.enabled == "enabled",
-             f"{state.enabled}, {state.active}: {where}")]
+        return [BackendProbe("unit", True,
+                             f"installed: {where}; no systemd user manager answers here")]
+    return [BackendProbe("unit", state.enabled == "enabled",
+                         f"{state.enabled}, {state.active}: {where}")]

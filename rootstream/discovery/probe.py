@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rootstream.backends import BackendProbe
+
 _IFF_UP, _IFF_LOOPBACK, _IFF_MULTICAST = 0x1, 0x8, 0x1000
 
 
@@ -20,19 +22,21 @@ def multicast_interfaces(sys_net: Path = Path("/sys/class/net")) -> list[str]:
     return found
 
 
-def probe_discovery() -> list[tuple[str, bool, str]]:
+def probe_discovery() -> list[BackendProbe]:
     try:
         import zeroconf
     except ImportError:
-        return [("mdns", False, "python-zeroconf is missing (pip install zeroconf)")]
+        return [BackendProbe("mdns", False, "python-zeroconf is missing (pip install zeroconf)")]
     from rootstream.discovery.announce import local_addresses
 
     devices = multicast_interfaces()
     addresses = local_addresses()
     if not devices:
-        return [("mdns", False, "no interface is up with multicast: hosts can be reached "
-                                "by address only")]
+        return [BackendProbe("mdns", False, "no interface is up with multicast: hosts can be "
+                                            "reached by address only")]
     if not addresses:
-        return [("mdns", False, f"{', '.join(devices)} can multicast but has no IPv4 address")]
-    return [("mdns", True, f"announce and browse _rootstream._udp on {', '.join(devices)} "
-                           f"({', '.join(addresses)}), zeroconf {zeroconf.__version__}")]
+        return [BackendProbe("mdns", False,
+                             f"{', '.join(devices)} can multicast but has no IPv4 address")]
+    return [BackendProbe("mdns", True,
+                         f"announce and browse _rootstream._udp on {', '.join(devices)} "
+                         f"({', '.join(addresses)}), zeroconf {zeroconf.__version__}")]
