@@ -60,7 +60,7 @@ def doctor(kms_steps, record):
     usable, found = helper_state()
     click.echo(f"kms helper:\n  {'helper':8} {'works' if usable else 'no':5}  {found}")
     if kms_steps:
-        from rootstream.capture.kms import probe_steps
+        from rootstream.capture.kms_steps import probe_steps
 
         click.echo("kms capture, step by step:")
         for step, ok, found in probe_steps(record_dir=record):

@@ -31,9 +31,9 @@ from rootstream.capture.kms import (
     check_framebuffer,
     fourcc_name,
     modifier_name,
-    probe_steps,
 )
 from rootstream.capture.kms_grant import built_helper
+from rootstream.capture.kms_steps import probe_steps
 from rootstream.errors import CaptureError
 
 CARD = Path(__file__).parent / "data" / "drm" / "card-hdmi"

@@ -232,7 +232,7 @@ def test_malformed_requests_next_to_a_real_card(card, display):
 
 PROBE = """
 import json, sys
-from rootstream.capture.kms import probe_steps
+from rootstream.capture.kms_steps import probe_steps
 print(json.dumps(probe_steps(sys.argv[1])))
 """
 
