@@ -27,7 +27,7 @@ from rootstream.audio.alsa_quiet import silence_alsa
 from rootstream.audio.chunk import CHANNELS, RATE
 from rootstream.audio.jitter import JitterBuffer
 from rootstream.audio.sync import AudioSync
-from rootstream.backends import BackendProbe
+from rootstream.backends import BackendProbe, BackendRegistry
 from rootstream.errors import AudioError, ProtocolError
 from rootstream.protocol.audio import AudioPayload
 
@@ -107,6 +107,10 @@ class SdlAudioPlayback:
             if len(self.callback_errors) < 10:
                 self.callback_errors.append(repr(exc))
 
+    def describe(self) -> str:
+        """What ``rootstream doctor`` says when it opened."""
+        return "opened"
+
     def close(self) -> None:
         if self._device:
             self._sdl.SDL_CloseAudioDevice(self._device)  # waits for a running callback
@@ -124,27 +128,17 @@ def _sdl_error(sdl2) -> str:
     return (sdl2.SDL_GetError() or b"").decode(errors="replace")
 
 
-PLAYBACKS = {"sdl": SdlAudioPlayback}
+# One backend (SDL covers PulseAudio, ALSA and PipeWire), on the same registry
+# shape as every other stage so doctor and the command line read it alike.
+PLAYBACKS = BackendRegistry("audio playback", {"sdl": "rootstream.audio.playback:SdlAudioPlayback"},
+                            AudioError)
 
 
 def open_audio_playback(name: str = "sdl", **opts) -> SdlAudioPlayback:
-    """Open the named playback backend (only SDL: it covers PulseAudio, ALSA, PipeWire)."""
-    try:
-        backend = PLAYBACKS[name]
-    except KeyError:
-        raise AudioError(f"unknown audio playback backend {name!r}",
-                         hint="known backends: " + ", ".join(PLAYBACKS)) from None
-    return backend(**opts)
+    """Open the named playback backend."""
+    return PLAYBACKS.open(name, **opts)
 
 
 def probe_audio_playbacks() -> list[BackendProbe]:
     """How opening each playback backend went, for `rootstream doctor`."""
-    results = []
-    for name in PLAYBACKS:
-        try:
-            open_audio_playback(name).close()
-        except AudioError as exc:
-            results.append(BackendProbe(name, False, "; ".join([str(exc), *exc.details])))
-        else:
-            results.append(BackendProbe(name, True, "opened"))
-    return results
+    return PLAYBACKS.probe()
