@@ -210,6 +210,8 @@ class Client:
         wants = Capability.H264 | Capability.HEVC | Capability.FEC
         if self.audio is not None:
             wants |= Capability.AUDIO
+        for service in self.services:  # optional features (rumble, ...) say what they take
+            wants |= getattr(service, "wants", 0)
         return Hello(capabilities=wants,
                      max_width=self.options.want_size[0], max_height=self.options.want_size[1],
                      client_name=self.options.client_name or socket.gethostname(),

@@ -303,6 +303,8 @@ class Host:
             caps |= Capability.FEC
         if self.audio is not None and self.audio.available:
             caps |= Capability.AUDIO
+        for service in self.services:  # optional features (rumble, ...) say what they offer
+            caps |= getattr(service, "offers", 0)
         video = self.video
         return Config(codec=Codec.H264 if self.options.codec == "h264" else Codec.HEVC,
                       width=video.width, height=video.height, fps=video.fps,

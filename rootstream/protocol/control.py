@@ -35,6 +35,7 @@ class ControlKind(enum.IntEnum):
     PING = 0x07
     PONG = 0x08
     BITRATE = 0x09
+    RUMBLE = 0x0A
 
 
 CRYPTO_KINDS = range(0x20, 0x30)
@@ -47,6 +48,11 @@ class Capability(enum.IntFlag):
     AUDIO = 0x0008
     INPUT = 0x0010
     ENCRYPTION = 0x0020
+    # Optional features (docs/PROTOCOL.md §4): a peer sends a feature's messages
+    # only when the other announced its bit, so an older peer never sees them.
+    RUMBLE = 0x0040  # hello: plays rumble messages; config: sends them
+    MICROPHONE = 0x0080  # hello: wants to send its microphone; config: takes it
+    CLIPBOARD = 0x0100  # both: shares the clipboard
 
 
 class Codec(enum.IntEnum):
@@ -342,6 +348,21 @@ class Bitrate(_Fixed):
 
 
 @dataclass(frozen=True, slots=True)
+class Rumble(_Fixed):
+    """Host -> client (only when the hello had Capability.RUMBLE): set pad
+    ``index``'s motors to these strengths (0..0xFFFF; both 0: stop) for
+    ``duration_ms`` (0: until the next rumble message for that pad)."""
+
+    index: int = 0
+    strong: int = 0
+    weak: int = 0
+    duration_ms: int = 0
+    KIND: ClassVar[ControlKind] = ControlKind.RUMBLE
+    STRUCT: ClassVar[struct.Struct] = struct.Struct("!BHHI")
+    NAME: ClassVar[str] = "rumble"
+
+
+@dataclass(frozen=True, slots=True)
 class CryptoMessage:
     """Pairing/handshake message: kind 0x20-0x2F with a body the crypto layer parses."""
 
@@ -357,10 +378,10 @@ class CryptoMessage:
 
 
 ControlMessage = (Hello | Config | Keepalive | IdrRequest | StatsReport | Bye | Ping | Pong
-                  | Bitrate | CryptoMessage)
+                  | Bitrate | Rumble | CryptoMessage)
 
 _BY_KIND = {cls.KIND: cls for cls in (Hello, Config, Keepalive, IdrRequest, StatsReport, Bye,
-                                       Ping, Pong, Bitrate)}
+                                       Ping, Pong, Bitrate, Rumble)}
 
 
 def encode_control(message: ControlMessage) -> bytes:
