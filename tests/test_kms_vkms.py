@@ -180,7 +180,12 @@ def test_vblank_sync_grabs_a_flip_at_the_vblank_it_lands_on(card, scanout):
                 caught += 1
                 delays_ms.append((frame.stamps.captured - flip.timestamp_ns) / 1e6)
             else:
-                assert np.array_equal(got, pictures[shown]), (step, flip.sequence, count)
+                # The flip landed after the vblank the grab waited for.  The grab
+                # reads some time after that vblank (several ms under TCG and
+                # load), so the flip may land before the read picks its
+                # framebuffer: either whole picture is right, a mix never is.
+                assert any(np.array_equal(got, p) for p in (pictures[target], pictures[shown])), (
+                    step, flip.sequence, count)
             shown = target
     print(f"\nvblank sync: {caught}/8 flips grabbed at their own vblank; grab completed "
           f"{', '.join(f'{d:.1f}' for d in sorted(delays_ms))} ms after the flip")
