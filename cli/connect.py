@@ -31,7 +31,9 @@ import click
 @click.option("--insecure", is_flag=True,
               help="Talk to a host started with --insecure: no encryption, for measuring only.")
 @click.option("--no-input", is_flag=True,
-              help="Watch only: send no keyboard, mouse or gamepad input to the host.")
+              help="Watch only: send no keyboard, mouse or gamepad input to the host (and "
+                   "get no rumble from it; with input, the host's rumble plays on your "
+                   "controllers).")
 @click.option("--no-audio", is_flag=True,
               help="No sound: the host is asked not to send any (SDL_AUDIODRIVER picks the "
                    "sound device otherwise).")

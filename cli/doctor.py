@@ -15,6 +15,7 @@ SECTIONS = (
     ("decode", "rootstream.decode:probe_decoders"),
     ("present", "rootstream.present:probe_presenters"),
     ("input injection", "rootstream.input:probe_injectors"),
+    ("rumble", "rootstream.input.rumble_link:probe_rumble"),
     ("audio capture", "rootstream.audio.capture:probe_audio_captures"),
     ("audio playback", "rootstream.audio.playback:probe_audio_playbacks"),
 )

@@ -63,8 +63,9 @@ from rootstream_cli.options import parse_size
 @click.option("--input", "input_", type=click.Choice(["auto", "uinput", "xtest", "none"]),
               default="auto", show_default=True,
               help="How the client's keyboard, mouse and gamepads reach this machine. auto: "
-                   "uinput (needs /dev/uinput, see udev/), then xtest (keyboard and mouse "
-                   "into the X display). none: view only.")
+                   "uinput (needs /dev/uinput, see udev/; its gamepads pass games' rumble "
+                   "to the client's controller), then xtest (keyboard and mouse into the X "
+                   "display). none: view only.")
 @click.option("--audio", type=click.Choice(["auto", "pulse", "test", "none"]), default="auto",
               show_default=True,
               help="What the client hears. auto: what this desktop plays (the PulseAudio or "

@@ -77,3 +77,11 @@ def test_a_client_without_a_window_counts_rumble_and_goes_on():
     client.on_control(Rumble(0, 0xFFFF, 0xFFFF, 100))
     client.session_ended("bye")
     assert client.rumble.counters["rumble_no_controller"] == 1
+
+
+def test_doctor_says_why_the_host_cannot_rumble(tmp_path):
+    from rootstream.input.rumble_link import probe_rumble
+
+    (host, ok, reason), (client, client_ok, _) = probe_rumble(str(tmp_path / "uinput"))
+    assert (host, ok, client) == ("host", False, "client")
+    assert "not readable and writable" in reason and "udev" in reason

@@ -18,6 +18,7 @@ When the session ends, every controller it set rumbling is stopped.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -120,3 +121,21 @@ class RumblePlayer:
                 handle = self._controller(index)
                 if handle is not None:
                     self._rumble(handle, 0, 0, 0)
+
+
+def probe_rumble(uinput_path: str = "/dev/uinput") -> list[tuple[str, bool, str]]:
+    """`rootstream doctor`: can this machine's host send rumble, its client play it?"""
+    try:
+        os.close(os.open(uinput_path, os.O_RDWR | os.O_NONBLOCK))
+        host = (True, "games' rumble on the virtual gamepads goes to the client")
+    except OSError as exc:
+        host = (False, f"{uinput_path} is not readable and writable ({exc.strerror}): "
+                       "install udev/60-rootstream.rules and join the input group")
+    try:
+        import sdl2
+
+        sdl2.SDL_GameControllerRumble  # noqa: B018 (SDL 2.0.9+)
+        client = (True, "rumble plays on the controllers SDL opens")
+    except (ImportError, AttributeError) as exc:
+        client = (False, f"SDL game-controller rumble is missing: {exc}")
+    return [("host", *host), ("client", *client)]
