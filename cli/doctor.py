@@ -16,6 +16,7 @@ SECTIONS = (
     ("present", "rootstream.present:probe_presenters"),
     ("input injection", "rootstream.input:probe_injectors"),
     ("rumble", "rootstream.input.rumble_link:probe_rumble"),
+    ("clipboard", "rootstream.clipboard:probe_clipboard"),
     ("audio capture", "rootstream.audio.capture:probe_audio_captures"),
     ("audio playback", "rootstream.audio.playback:probe_audio_playbacks"),
 )

@@ -72,9 +72,12 @@ from rootstream_cli.options import parse_size
                    "PipeWire monitor of the default sink), or no sound, with the reason, "
                    "when there is no sound server. test: a tone sweep with timing marks. "
                    "none: picture only.")
+@click.option("--clipboard", is_flag=True,
+              help="Share the X clipboard (UTF-8 text up to 1 MiB, both ways) with a client "
+                   "started with --clipboard too. Off by default: a clipboard holds secrets.")
 def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing,
          fec, bind, port, stats_interval, stats_json, sessions, pair, insecure, force, input_,
-         audio):
+         audio, clipboard):
     """Share this machine's screen with one client at a time.
 
     Waits for `rootstream connect` from another machine, streams to it, and
@@ -91,7 +94,7 @@ def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrat
                           adaptive=adapt, pacing=pacing,
                           bind=bind, port=port, stats_interval=stats_interval,
                           stats_json=stats_json, max_sessions=sessions, pair=pair,
-                          insecure=insecure, input=input_, audio=audio)
+                          insecure=insecure, input=input_, audio=audio, clipboard=clipboard)
     server = Host(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     try:

@@ -92,6 +92,8 @@ class ClientOptions:
     input: bool = True
     # Ask for the host's sound and play it (rootstream.audio.client_service).
     audio: bool = True
+    # Share the clipboard with a host started with --clipboard (rootstream.clipboard).
+    clipboard: bool = False
 
 
 @dataclass
@@ -130,6 +132,10 @@ class Client:
 
             self.audio = ClientAudio(stats=self.stats, log=log)
             self.services.append(self.audio)
+        if options.clipboard:
+            from rootstream.clipboard.service import ClipboardService
+
+            self.services.append(ClipboardService("client", log=log))
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         # Encrypted by default: the host's key comes from pairing, looked up
         # before any socket exists so "not paired" is the first thing said.

@@ -84,6 +84,9 @@ class HostOptions:
     # without a sound server streams the picture alone.  Off unless asked for,
     # like input; `rootstream host` asks for auto.
     audio: str = "none"
+    # Share the clipboard (UTF-8 text) with clients started with it too
+    # (rootstream.clipboard); off by default, since a clipboard holds secrets.
+    clipboard: bool = False
 
 
 @dataclass
@@ -119,6 +122,10 @@ class Host:
             # Checked before anything else opens: a named backend that fails is an error.
             self.audio = HostAudio(options.audio, stats=self.stats, log=log)
             self.services.append(self.audio)
+        if options.clipboard:
+            from rootstream.clipboard.service import ClipboardService
+
+            self.services.append(ClipboardService("host", options.display, log=log))
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         self._stop = threading.Event()
         self._session: _Session | None = None

@@ -29,7 +29,7 @@ set -euo pipefail
 #   kernel's headers, setcap on helpers inside the guest.
 APT_PACKAGES=(
   python3-venv python3-dev gcc fonts-dejavu-core
-  xvfb xdotool x11-utils x11-xserver-utils
+  xvfb xdotool x11-utils x11-xserver-utils xclip
   libx11-6 libxext6 libxdamage1 libxfixes3 libxi6 libxrandr2 libxtst6
   libx11-dev libxext-dev libxdamage-dev libxfixes-dev libxi-dev libxrandr-dev libxtst-dev
   libdrm-dev linux-libc-dev libyuv0
