@@ -8,7 +8,7 @@ import click
 
 
 @click.command()
-@click.argument("host_address", metavar="HOST[:PORT]")
+@click.argument("host_address", metavar="[HOST[:PORT]]", required=False)
 @click.option("--present", type=click.Choice(["auto", "sdl", "x11", "kms", "null"]), default="auto",
               show_default=True,
               help="How to show the picture. null decodes and counts without a window.")
@@ -41,23 +41,29 @@ import click
               help="Share this desktop's X clipboard (UTF-8 text up to 1 MiB, both ways) with "
                    "a host started with --clipboard too. Off by default: a clipboard holds "
                    "secrets.")
+@click.option("--wake", is_flag=True,
+              help="Wake HOST first (Wake-on-LAN, as `rootstream wake HOST`) and wait "
+                   "until it answers.")
 def connect(host_address, present, fullscreen, frames, seconds, stats_interval, stats_json,
-            reconnect_timeout, same_clock, insecure, no_input, no_audio, clipboard):
+            reconnect_timeout, same_clock, insecure, no_input, no_audio, clipboard, wake):
     """Connect to a rootstream host and show its screen.
 
     HOST may be a name or an address, with an optional :PORT (default 47100).
+    Without HOST, or with a name no DNS knows, the hosts announcing themselves
+    on the LAN are listed (paired ones first) and a single paired one is taken.
     Prints per-stage latency every few seconds; closing the window or Ctrl-C
     ends the session.
     """
     from rootstream.client import Client, ClientOptions
-    from rootstream.net.udp import parse_address
-    from rootstream_cli.options import host_label
+    from rootstream_cli.discover import resolve_host
 
-    address = parse_address(host_address)
+    if wake:
+        _wake_first(host_address)
+    address, label = resolve_host(host_address, pairing=False, command="connect")
     if insecure:
         click.echo("rootstream: WARNING: --insecure: this session is not encrypted", err=True)
     options = ClientOptions(host=address, present=present, insecure=insecure,
-                            host_label=host_label(host_address),
+                            host_label=label,
                             fullscreen=fullscreen, frames=frames, seconds=seconds,
                             stats_interval=stats_interval, stats_json=stats_json,
                             same_clock=same_clock, reconnect_timeout=reconnect_timeout,
@@ -69,3 +75,18 @@ def connect(host_address, present, fullscreen, frames, seconds, stats_interval, 
                f"{result.frames_lost} lost", err=True)
     if result.frames_presented == 0:
         raise SystemExit(1)
+    if not insecure:
+        from rootstream_cli.wake import remember_for_waking
+
+        remember_for_waking(label, address[0], quiet=True)
+
+
+def _wake_first(host_address: str | None) -> None:
+    from rootstream.net.udp import DEFAULT_PORT
+    from rootstream_cli.options import host_label
+    from rootstream_cli.wake import wake_now, wake_target
+
+    if not host_address:
+        raise click.UsageError("--wake needs HOST: a sleeping host cannot answer a search")
+    port = int(host_address.rsplit(":", 1)[1]) if host_address.count(":") == 1 else DEFAULT_PORT
+    wake_now(wake_target(host_label(host_address)), port, timeout=60.0)

@@ -19,6 +19,8 @@ SECTIONS = (
     ("clipboard", "rootstream.clipboard:probe_clipboard"),
     ("audio capture", "rootstream.audio.capture:probe_audio_captures"),
     ("audio playback", "rootstream.audio.playback:probe_audio_playbacks"),
+    ("finding hosts on the LAN", "rootstream.discovery.probe:probe_discovery"),
+    ("starting with the session", "rootstream.service_unit:probe_service"),
 )
 
 
@@ -43,7 +45,8 @@ def run_probes():
               help="With --kms: save every kernel reply here (test data for developers).")
 def doctor(kms_steps, record):
     """List every capture, encode, decode, present, input and audio backend,
-    whether it works on this machine, and why not."""
+    whether it works on this machine, and why not; whether hosts can be found
+    on the LAN, and whether the host starts with the session."""
     for title, probes in run_probes():
         click.echo(f"{title}:")
         for probe in probes:

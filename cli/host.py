@@ -7,7 +7,7 @@ import signal
 import click
 
 from rootstream.net.udp import DEFAULT_PORT
-from rootstream_cli.options import parse_size
+from rootstream_cli.options import check_host_name, parse_size
 
 
 @click.command()
@@ -75,15 +75,22 @@ from rootstream_cli.options import parse_size
 @click.option("--clipboard", is_flag=True,
               help="Share the X clipboard (UTF-8 text up to 1 MiB, both ways) with a client "
                    "started with --clipboard too. Off by default: a clipboard holds secrets.")
+@click.option("--name", "host_name", default=None, callback=check_host_name,
+              help="The name clients see and find this host by (default: $ROOTSTREAM_NAME "
+                   "or this machine's host name).")
+@click.option("--announce/--no-announce", default=True, show_default=True,
+              help="Announce name, port and fingerprint on the LAN (mDNS, _rootstream._udp) "
+                   "so `rootstream connect` finds this host without an address. Never on "
+                   "loopback, never with --insecure.")
 def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing,
          fec, bind, port, stats_interval, stats_json, sessions, pair, insecure, force, input_,
-         audio, clipboard):
+         audio, clipboard, host_name, announce):
     """Share this machine's screen with one client at a time.
 
     Waits for `rootstream connect` from another machine, streams to it, and
     prints per-stage latency (p50/p95/p99) every few seconds. Ctrl-C stops.
     """
-    from rootstream.host import Host, HostOptions
+    from rootstream.host import Host, HostOptions, default_host_name
     from rootstream_cli.options import check_insecure
 
     check_insecure(insecure, bind, force, pair)
@@ -94,14 +101,27 @@ def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrat
                           adaptive=adapt, pacing=pacing,
                           bind=bind, port=port, stats_interval=stats_interval,
                           stats_json=stats_json, max_sessions=sessions, pair=pair,
-                          insecure=insecure, input=input_, audio=audio, clipboard=clipboard)
+                          insecure=insecure, input=input_, audio=audio, clipboard=clipboard,
+                          host_name=host_name or default_host_name())
     server = Host(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    announcer = _announce(server, announce and not insecure)
     try:
         server.serve()
     except KeyboardInterrupt:
         pass
     finally:
+        if announcer is not None:
+            announcer.close()
         server.close()
     if server.video.failure is not None:  # already said in the log, with its hint
         raise SystemExit(1)
+
+
+def _announce(server, wanted: bool):
+    if not wanted:
+        return None
+    from rootstream.discovery.announce import announce_host
+
+    return announce_host(server.host_name, server.transport.address[1], server.options.bind,
+                         config_dir=server.options.config_dir, log=server.log)

@@ -59,8 +59,10 @@ def _register() -> None:
     from rootstream_cli.doctor import doctor
     from rootstream_cli.host import host
     from rootstream_cli.pair import pair
+    from rootstream_cli.service import service
+    from rootstream_cli.wake import wake
 
-    for command in (host, connect, pair, bench, doctor):
+    for command in (host, connect, pair, wake, service, bench, doctor):
         main.add_command(command)
 
 

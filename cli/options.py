@@ -45,3 +45,16 @@ def host_label(address: str) -> str:
     if text.startswith("["):
         return text[1:text.find("]")] if "]" in text else text
     return text.split(":")[0] if text.count(":") == 1 else text
+
+
+def check_host_name(ctx, param, value: str | None) -> str | None:
+    """--name is shown to users and announced: 1..64 UTF-8 bytes, printable."""
+    from rootstream.crypto.trust import check_peer_name
+    from rootstream.errors import PairingError
+
+    if value is None:
+        return None
+    try:
+        return check_peer_name(value)
+    except PairingError as exc:
+        raise click.BadParameter(exc.hint) from exc

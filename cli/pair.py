@@ -19,7 +19,8 @@ def pair(host_address, code, name, show_list, forget):
     """Pair this client with a host, once.
 
     On the host run `rootstream host --pair`: it shows a 6-digit code. Here
-    run `rootstream pair HOST` and type it. Afterwards `rootstream connect
+    run `rootstream pair HOST` and type it (without HOST, the hosts announcing
+    themselves on the LAN are listed to choose from). Afterwards `rootstream connect
     HOST` is encrypted and authenticated both ways. Three wrong codes burn a
     code; the host then shows a new one.
     """
@@ -31,7 +32,7 @@ def pair(host_address, code, name, show_list, forget):
         peer = trust.forget(forget)
         click.echo(f"forgot {peer.name} ({peer.fingerprint})")
         return
-    if show_list or not host_address:
+    if show_list:
         click.echo(f"this machine: {Identity.load_or_create().fingerprint()}")
         peers = trust.list()
         if not peers:
@@ -41,13 +42,15 @@ def pair(host_address, code, name, show_list, forget):
         if not host_address:
             return
     from rootstream.crypto.pair_session import pair_with_host
-    from rootstream.net.udp import parse_address
-    from rootstream_cli.options import host_label
+    from rootstream_cli.discover import resolve_host
+    from rootstream_cli.wake import remember_for_waking
 
-    address = parse_address(host_address)
+    address, label = resolve_host(host_address, pairing=True, command="pair")
     if code is None:
         code = click.prompt("pairing code shown by the host")
-    peer = pair_with_host(address, code, host_label(host_address), name=name)
-    click.echo(f"paired with {host_label(host_address)}: its fingerprint is "
+    peer = pair_with_host(address, code, label, name=name)
+    click.echo(f"paired with {label}: its fingerprint is "
                f"{peer.fingerprint}; this machine's is {Identity.load_or_create().fingerprint()}")
-    click.echo(f"connect with: rootstream connect {host_address}")
+    remember_for_waking(label, address[0])
+    click.echo(f"connect with: rootstream connect {host_address or label}")
+

@@ -27,6 +27,8 @@ set -euo pipefail
 # qemu-system-x86, busybox-static, make, xz-utils, libcap2-bin: the test VM
 #   (tests/vm/): QEMU, its initramfs, building vkms.ko against the Debian
 #   kernel's headers, setcap on helpers inside the guest.
+# systemd: systemd-analyze verify checks the user unit `rootstream service
+#   install` writes (tests/test_service_unit.py); no manager is started.
 APT_PACKAGES=(
   python3-venv python3-dev gcc fonts-dejavu-core
   xvfb xdotool x11-utils x11-xserver-utils xclip
@@ -41,6 +43,7 @@ APT_PACKAGES=(
   libwayland-dev libwayland-bin wayland-protocols
   meson ninja-build dpkg-dev libgbm-dev libinih-dev libsystemd-dev
   qemu-system-x86 busybox-static make xz-utils libcap2-bin
+  systemd
 )
 EXTRAS="${ROOTSTREAM_EXTRAS:-test}"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -37,18 +37,24 @@ class TrustedPeer:
     name: str
     public_key: bytes
     paired_at: float  # Unix time, seconds
+    # For Wake-on-LAN (rootstream.net.wake): the host's MAC and the address it
+    # had when last seen, "" when unknown.  Not secrets; absent from old files.
+    mac: str = ""
+    address: str = ""
 
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.public_key)
 
     def to_json(self) -> dict:
-        return {
+        doc = {
             "name": self.name,
             "public_key": self.public_key.hex(),
             "fingerprint": self.fingerprint,
             "paired_at": datetime.fromtimestamp(self.paired_at, timezone.utc).isoformat(),
         }
+        doc.update({k: v for k, v in (("mac", self.mac), ("address", self.address)) if v})
+        return doc
 
     @classmethod
     def from_json(cls, item: dict) -> TrustedPeer:
@@ -58,6 +64,7 @@ class TrustedPeer:
                 name=check_peer_name(item["name"]),
                 public_key=key,
                 paired_at=datetime.fromisoformat(item["paired_at"]).timestamp(),
+                mac=str(item.get("mac", "")), address=str(item.get("address", "")),
             )
         except (KeyError, TypeError, ValueError, PairingError) as exc:
             raise CryptoError("the trust store is corrupt") from exc
@@ -133,6 +140,17 @@ class TrustStore:
         self._peers = [p for p in self._peers if p.public_key != peer.public_key] + [peer]
         self._save()
         return peer
+
+    def remember_location(self, public_key: bytes, mac: str, address: str) -> TrustedPeer:
+        """Keep where a paired peer was last seen, so it can be woken later."""
+        self.reload()
+        peer = self.get(public_key)
+        if peer is None:
+            raise PairingError("no paired peer has this key")
+        moved = replace(peer, mac=mac or peer.mac, address=address or peer.address)
+        self._peers = [moved if p is peer else p for p in self._peers]
+        self._save()
+        return moved
 
     def forget(self, name_or_fingerprint: str) -> TrustedPeer:
         """Remove one peer by name or fingerprint and return it."""
