@@ -17,6 +17,7 @@ SECTIONS = (
     ("input injection", "rootstream.input:probe_injectors"),
     ("rumble", "rootstream.input.rumble_link:probe_rumble"),
     ("clipboard", "rootstream.clipboard:probe_clipboard"),
+    ("microphone", "rootstream.audio.mic_source:probe_microphone"),
     ("audio capture", "rootstream.audio.capture:probe_audio_captures"),
     ("audio playback", "rootstream.audio.playback:probe_audio_playbacks"),
     ("finding hosts on the LAN", "rootstream.discovery.probe:probe_discovery"),

@@ -72,6 +72,10 @@ from rootstream_cli.options import check_host_name, parse_size
                    "PipeWire monitor of the default sink), or no sound, with the reason, "
                    "when there is no sound server. test: a tone sweep with timing marks. "
                    "none: picture only.")
+@click.option("--mic/--no-mic", default=True, show_default=True,
+              help="Play the microphone of a client that sends one (`connect --mic`) into a "
+                   "virtual source 'rootstream microphone', made for the session and removed "
+                   "after (PulseAudio or PipeWire's pulse server, pactl).")
 @click.option("--clipboard", is_flag=True,
               help="Share the X clipboard (UTF-8 text up to 1 MiB, both ways) with a client "
                    "started with --clipboard too. Off by default: a clipboard holds secrets.")
@@ -84,7 +88,7 @@ from rootstream_cli.options import check_host_name, parse_size
                    "loopback, never with --insecure.")
 def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing,
          fec, bind, port, stats_interval, stats_json, sessions, pair, insecure, force, input_,
-         audio, clipboard, host_name, announce):
+         audio, mic, clipboard, host_name, announce):
     """Share this machine's screen with one client at a time.
 
     Waits for `rootstream connect` from another machine, streams to it, and
@@ -102,6 +106,7 @@ def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrat
                           bind=bind, port=port, stats_interval=stats_interval,
                           stats_json=stats_json, max_sessions=sessions, pair=pair,
                           insecure=insecure, input=input_, audio=audio, clipboard=clipboard,
+                          mic=mic,
                           host_name=host_name or default_host_name())
     server = Host(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: server.stop())

@@ -94,6 +94,8 @@ class ClientOptions:
     audio: bool = True
     # Share the clipboard with a host started with --clipboard (rootstream.clipboard).
     clipboard: bool = False
+    # Send the default microphone to a host that takes it (rootstream.audio.mic_client).
+    mic: bool = False
 
 
 @dataclass
@@ -136,6 +138,10 @@ class Client:
             from rootstream.clipboard.service import ClipboardService
 
             self.services.append(ClipboardService("client", log=log))
+        if options.mic:
+            from rootstream.audio.mic_client import ClientMicrophone
+
+            self.services.append(ClientMicrophone(log=log))
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         # Encrypted by default: the host's key comes from pairing, looked up
         # before any socket exists so "not paired" is the first thing said.

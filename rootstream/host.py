@@ -87,6 +87,9 @@ class HostOptions:
     # Share the clipboard (UTF-8 text) with clients started with it too
     # (rootstream.clipboard); off by default, since a clipboard holds secrets.
     clipboard: bool = False
+    # Play a client's microphone (`connect --mic`) into a virtual source
+    # "rootstream microphone" for the session (rootstream.audio.mic_host).
+    mic: bool = False
 
 
 @dataclass
@@ -122,6 +125,10 @@ class Host:
             # Checked before anything else opens: a named backend that fails is an error.
             self.audio = HostAudio(options.audio, stats=self.stats, log=log)
             self.services.append(self.audio)
+        if options.mic:
+            from rootstream.audio.mic_host import HostMicrophone
+
+            self.services.append(HostMicrophone(log=log, stats=self.stats))
         if options.clipboard:
             from rootstream.clipboard.service import ClipboardService
 
