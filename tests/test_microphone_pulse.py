@@ -62,6 +62,17 @@ class Tone(threading.Thread):
             self.stream.close()
 
 
+class Delays:
+    """The host's stats sink: keeps its ``mic`` ring's samples (capture -> source)."""
+
+    def __init__(self) -> None:
+        self.ns: list[int] = []
+
+    def record(self, stage: str, ns: int) -> None:
+        if stage == "mic":
+            self.ns.append(ns)
+
+
 def record(server: str, seconds: float) -> np.ndarray:
     stream = PulseStream(PA_STREAM_RECORD, server=server, device=SOURCE, latency_ms=10,
                          stream_name="test recorder")
@@ -81,7 +92,8 @@ def test_a_tone_from_the_clients_microphone_plays_from_the_hosts_virtual_source(
                  "rate=48000", "channels=2").strip()
     pactl(pulse_server, "set-default-source", f"{FEED}.monitor")
     logs: list[str] = []
-    host = HostMicrophone(server=pulse_server, log=logs.append)
+    delays = Delays()
+    host = HostMicrophone(server=pulse_server, log=logs.append, stats=delays)
     client = ClientMicrophone(server=pulse_server, log=logs.append)
     sequence = iter(range(1 << 30))
 
@@ -110,7 +122,9 @@ def test_a_tone_from_the_clients_microphone_plays_from_the_hosts_virtual_source(
     fed = level_dbfs(tone.pcm(0, 48000))
     print(f"\nmicrophone: {dominant_hz(heard):.2f} Hz, {level_dbfs(heard):.2f} dBFS "
           f"(fed {fed:.2f}), longest gap {longest_quiet_ms(heard[2400:]):.1f} ms, "
-          f"{host.counters['mic_frames']} frames; {stats}")
+          f"{host.counters['mic_frames']} frames; {stats}; client capture -> host source "
+          f"p50 {np.percentile(delays.ns, 50) / 1e6:.1f} ms, "
+          f"p99 {np.percentile(delays.ns, 99) / 1e6:.1f} ms")
     assert dominant_hz(heard) == pytest.approx(TONE_HZ, rel=0.01)
     assert abs(level_dbfs(heard) - fed) <= 2.0
     # No gaps: the recorder's own first 50 ms (its stream starting) aside, silence
