@@ -58,6 +58,11 @@ def doctor(kms_steps, record):
     click.echo("portal capture (Wayland), step by step:")
     for step, ok, found in portal_steps():
         click.echo(f"  {'ok ' if ok else 'FAIL'} {step}: {found}")
+    # KMS capture without CAP_SYS_ADMIN on Python: the helper that holds it.
+    from rootstream.capture.kms_grant import helper_state
+
+    usable, found = helper_state()
+    click.echo(f"kms helper:\n  {'helper':8} {'works' if usable else 'no':5}  {found}")
     if kms_steps:
         from rootstream.capture.kms import probe_steps
 

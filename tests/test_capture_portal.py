@@ -88,6 +88,42 @@ def test_the_capture_stamp_follows_the_commit(wayland_desktop):
         assert committed < frame.stamps.captured < time.monotonic_ns()
 
 
+def test_the_compositor_copies_no_more_than_the_fps_we_ask_for(wayland_desktop):
+    """xdg-desktop-portal-wlr spaces its screencopies by the negotiated maxFramerate:
+    a 60 Hz repaint under --fps 20 must not cost sway 60 copies a second."""
+    with wayland_desktop.painter() as painter, PortalCapture(fps=20) as capture:
+        assert capture._stream.format.max_framerate == (20, 1)
+        painter.fill(RED)
+        grab_until(capture, lambda f: pixel(f, 1, 1) == bgr(RED))
+        before = capture._stream.process_ns.total
+        start = time.monotonic()
+        colour = 0
+        while time.monotonic() - start < 1.5:  # the painter changes 60 times a second
+            colour += 1
+            painter.rect(0, 0, 32, 32, colour)
+            capture.grab(timeout=0)
+            time.sleep(1 / 60)
+        buffers = capture._stream.process_ns.total - before
+        elapsed = time.monotonic() - start
+        assert 0 < buffers <= 20 * elapsed * 1.25 + 2, f"{buffers} buffers in {elapsed:.2f} s"
+
+
+def test_only_damaged_rectangles_are_copied_and_frames_stay_whole(wayland_desktop):
+    with wayland_desktop.painter() as painter, PortalCapture() as capture:
+        painter.fill(RED)
+        grab_until(capture, lambda f: pixel(f, 1, 1) == bgr(RED))
+        for i, colour in enumerate([GREEN, BLUE, GREEN, BLUE, GREEN, BLUE]):
+            painter.rect(100 + 20 * i, 100, 10, 10, colour)
+            frame = grab_until(capture, lambda f, i=i, c=colour:
+                               pixel(f, 105 + 20 * i, 105) == bgr(c))
+            assert pixel(frame, 105 + 20 * i, 105) == bgr(colour)
+            for j in range(i):  # the earlier squares, copied into other arrays before
+                earlier = [GREEN, BLUE][j % 2]
+                assert pixel(frame, 105 + 20 * j, 105) == bgr(earlier)
+            assert pixel(frame, 600, 400) == bgr(RED)
+        assert capture._stream.copies["damage"] >= 3
+
+
 def test_the_restore_token_is_kept_and_a_second_start_does_not_ask(wayland_desktop):
     with wayland_desktop.painter() as painter:
         painter.fill(RED)

@@ -51,3 +51,23 @@ def test_a_bitmap_sent_once_is_kept_for_later_frames_and_clipped_at_the_edge():
 def test_no_cursor_meta_leaves_the_frame_as_the_stream_gave_it():
     frame = make_frame(None)
     assert MetadataCursor().draw(frame) is frame.pixels
+
+
+def test_a_pointer_moving_over_the_same_picture_leaves_no_trail():
+    bitmap = np.full((2, 2, 4), 255, np.uint8)  # opaque white
+    cursor = MetadataCursor()
+    first = make_frame(CursorInfo(x=2, y=2, hotspot_x=0, hotspot_y=0, bitmap=bitmap))
+    first.picture = 7
+    view(cursor.draw(first))
+    moved = make_frame(CursorInfo(x=10, y=4, hotspot_x=0, hotspot_y=0, bitmap=None))
+    moved.pixels, moved.picture = first.pixels, 7  # a cursor-only frame: same picture
+    drawn = view(cursor.draw(moved))
+    assert drawn[2:4, 2:4, :3].tolist() == [[[10, 20, 30]] * 2] * 2  # the old spot, restored
+    assert drawn[4:6, 10:12, :3].tolist() == [[[255, 255, 255]] * 2] * 2
+    # A new picture in the same array (the stream reuses its arrays): copied whole.
+    changed = make_frame(CursorInfo(x=10, y=4, hotspot_x=0, hotspot_y=0, bitmap=None))
+    changed.pixels[:, :32] = 99  # the left half
+    changed.picture = 8
+    drawn = view(cursor.draw(changed))
+    assert drawn[0, 0, :3].tolist() == [99, 99, 99] and drawn[7, 15, :3].tolist() == [10, 20, 30]
+    assert drawn[4, 10, :3].tolist() == [255, 255, 255]

@@ -33,6 +33,7 @@ from rootstream.capture.kms import (
     modifier_name,
     probe_steps,
 )
+from rootstream.capture.kms_grant import built_helper
 from rootstream.errors import CaptureError
 
 CARD = Path(__file__).parent / "data" / "drm" / "card-hdmi"
@@ -141,8 +142,13 @@ def test_missing_privileges():
     with pytest.raises(CaptureError) as info:
         check_framebuffer(fb_image("fb-84-unprivileged"))
     assert str(info.value) == PRIVILEGE_MESSAGE
-    assert f"setcap cap_sys_admin+ep {os.path.realpath(sys.executable)}" in info.value.hint
-    assert info.value.hint.endswith("or use --source x11")
+    # The capability goes on the helper alone, never on the Python binary.
+    assert info.value.hint == (
+        f"install the KMS helper: sudo install -D -o root -g video -m 0750 {built_helper()} "
+        "/usr/local/libexec/rootstream-kms-helper && "
+        "sudo setcap cap_sys_admin+ep /usr/local/libexec/rootstream-kms-helper; "
+        "or use --source x11")
+    assert os.path.realpath(sys.executable) not in info.value.hint
 
 
 def test_tiled_framebuffer():

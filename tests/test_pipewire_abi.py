@@ -73,6 +73,7 @@ CONSTANTS = {
     "spa_video.FORMAT_VIDEO_MODIFIER": "SPA_FORMAT_VIDEO_modifier",
     "spa_video.FORMAT_VIDEO_SIZE": "SPA_FORMAT_VIDEO_size",
     "spa_video.FORMAT_VIDEO_FRAMERATE": "SPA_FORMAT_VIDEO_framerate",
+    "spa_video.FORMAT_VIDEO_MAX_FRAMERATE": "SPA_FORMAT_VIDEO_maxFramerate",
     "spa_video.BUFFERS_BUFFERS": "SPA_PARAM_BUFFERS_buffers",
     "spa_video.BUFFERS_BLOCKS": "SPA_PARAM_BUFFERS_blocks",
     "spa_video.BUFFERS_SIZE": "SPA_PARAM_BUFFERS_size",

@@ -23,6 +23,7 @@ from rootstream.capture.pipewire_buffers import (
     read_damage,
     read_header,
 )
+from rootstream.capture.pipewire_damage import DamageLog, clip_rects, copy_boxes
 from rootstream.errors import CaptureError
 
 ffi = pw.ffi
@@ -146,3 +147,44 @@ def test_the_portal_fd_is_closed_even_when_libpipewire_is_missing(monkeypatch):
         PipeWireStream(1, fd=read_end)
     with pytest.raises(OSError):
         os.fstat(read_end)
+
+
+def test_the_damage_log_asks_for_a_full_copy_whenever_a_change_is_unaccounted_for():
+    log = DamageLog(keep=4)
+    assert log.changed_since(None) is None
+    log.saw_buffer(10)
+    first = log.add_picture([(0, 0, 4, 4)])  # the first picture: nothing to build on
+    assert log.changed_since(first) == []
+    log.saw_buffer(11)
+    log.add_picture([(1, 1, 2, 2)])
+    log.saw_buffer(12)
+    log.add_picture([(5, 5, 1, 1)])
+    assert log.changed_since(first) == [(1, 1, 2, 2), (5, 5, 1, 1)]
+    log.saw_buffer(14)  # seq 13 never reached us: whatever it changed is unknown
+    after_gap = log.add_picture([(0, 0, 1, 1)])
+    assert log.changed_since(first) is None and log.changed_since(after_gap - 1) is None
+    log.saw_buffer(15)
+    log.lost_picture()  # a corrupted buffer we passed over
+    log.add_picture([(0, 0, 1, 1)])
+    assert log.changed_since(after_gap) is None
+    log.saw_buffer(16)
+    log.add_picture([])  # an empty list says nothing: not "nothing changed"
+    assert log.changed_since(log.version - 1) is None
+    for seq in range(17, 22):
+        log.saw_buffer(seq)
+        log.add_picture([(0, 0, 1, 1)])
+    assert log.changed_since(log.version - 4) == [(0, 0, 1, 1)] * 4
+    assert log.changed_since(log.version - 5) is None  # older than the log keeps
+
+
+def test_damage_rectangles_from_the_producer_are_clipped_to_the_frame():
+    assert clip_rects([(-5, -5, 10, 10), (60, 40, 100, 100), (70, 0, 5, 5)], 64, 48) == [
+        (0, 0, 5, 5), (60, 40, 64, 48)]
+    assert clip_rects([(0, 0, 64, 48)], 64, 48) is None  # the whole frame: one plain copy
+    assert clip_rects([(i, 0, 1, 1) for i in range(40)], 64, 48) is None
+    source = np.arange(48 * 256, dtype=np.uint32).astype(np.uint8)
+    dest = np.zeros((48, 256), np.uint8)
+    copy_boxes(source, dest, 256, 48, 256, [(2, 3, 4, 5)])
+    expected = np.zeros((48, 256), np.uint8)
+    expected[3:5, 8:16] = source.reshape(48, 256)[3:5, 8:16]
+    np.testing.assert_array_equal(dest, expected)

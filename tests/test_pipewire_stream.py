@@ -163,11 +163,49 @@ def test_metadata_cursor_arrives_with_its_bitmap(session, producer):
         cursor = frame.cursor
         assert (cursor.x, cursor.y, cursor.hotspot_x, cursor.hotspot_y) == (30, 20, 2, 3)
         np.testing.assert_array_equal(cursor.bitmap, bitmap)
-        # A cursor-only update (empty chunk) carries no picture: no frame, cursor kept.
-        source.push(pattern(48, 256), cursor=(31, 21, 2, 3, None), empty=True)
-        assert stream.wait_frame(0.5) is None
-        assert (stream.cursor.x, stream.cursor.y, stream.cursor.bitmap) == (31, 21, None)
+        # A cursor-only update (empty chunk: the pointer moved over a still screen) is
+        # a new frame: the kept picture with the new cursor, so the move is seen.
+        source.push(np.zeros((48, 256), np.uint8), cursor=(31, 21, 2, 3, None), empty=True)
+        moved = stream.wait_frame(5)
+        assert moved is not None and moved.sequence != frame.sequence
+        np.testing.assert_array_equal(moved.pixels, pattern(48, 256))
+        assert (moved.cursor.x, moved.cursor.y, moved.cursor.bitmap) == (31, 21, None)
+        assert (stream.cursor.x, stream.cursor.y) == (31, 21)
         assert sum(stream.skipped.values()) == 1
+        assert stream.wait_frame(0.3) is None  # and nothing more until something changes
+        # A producer repeating the same cursor in an empty buffer shows nothing new.
+        source.push(np.zeros((48, 256), np.uint8), cursor=(31, 21, 2, 3, None), empty=True)
+        assert stream.wait_frame(0.5) is None
+        source.push(np.zeros((48, 256), np.uint8), cursor=None, empty=True)  # hidden
+        hidden = stream.wait_frame(5)
+        assert hidden is not None and hidden.cursor is None
+
+
+def test_only_the_damaged_rectangles_are_copied_and_every_frame_is_whole(session, producer):
+    source, stream = open_pair(producer)
+    with stream:
+        picture = pattern(48, 256, seed=1)
+        source.push(picture)
+        stream.wait_frame(5)
+        for i in range(2, 8):  # small changes, each with its damage rectangle
+            x, y = 4 * i, 3 * i
+            picture = picture.copy()
+            picture[y:y + 5, x * 4:(x + 6) * 4] = i * 20
+            source.push(picture, damage=[(x, y, 6, 5)])
+            got = stream.wait_frame(5)
+            np.testing.assert_array_equal(got.pixels, picture)
+            assert got.damage == [(x, y, 6, 5)]
+        # The arrays that had not held a picture yet were filled in full, then damage
+        # was enough.
+        assert stream.copies["damage"] >= 4 and stream.copies["full"] <= 3
+        # Damage is what the producer says changed: an array brought up to date by
+        # it shows only those rectangles of a picture that (wrongly) changed elsewhere
+        # too; this is how we know the rest was not copied.
+        liar = np.full((48, 256), 7, np.uint8)
+        source.push(liar, damage=[(0, 0, 2, 2)])
+        got = stream.wait_frame(5)
+        np.testing.assert_array_equal(got.pixels[:2, :8], liar[:2, :8])
+        assert not np.array_equal(got.pixels, liar)
 
 
 def test_a_vanished_producer_ends_the_stream(session, producer):
@@ -350,3 +388,37 @@ def test_buffers_that_queue_up_while_we_are_busy_are_read_newest_first(session, 
         assert stream.dropped == 2
         assert stream.wait_frame(0.3) is None
         assert stream.process_ns.total == 2  # one callback for the first, one for the three
+
+
+def test_a_pointer_moving_over_a_still_screen_shows_under_the_rate_cap(session, producer):
+    """A desktop that sends the cursor as metadata sends only cursor updates while
+    the pointer moves over a still screen: each must become a frame with the
+    pointer drawn where it went, no faster than the capture's fps."""
+    from rootstream.capture.portal import PortalCapture
+
+    source = producer(64, 48, cursor=True)
+    stream = PipeWireStream(source.node_id, cursor_metadata=True)
+    source.wait_streaming()
+    fps = 20
+    with PortalCapture.from_stream(stream, fps=fps) as capture:
+        picture = np.zeros((48, 256), np.uint8)
+        picture.reshape(48, 64, 4)[...] = (10, 20, 30, 0)  # B, G, R, X
+        arrow = np.zeros((4, 4, 4), np.uint8)
+        arrow[...] = (0, 0, 255, 255)  # opaque red, sent once
+        source.push(picture, cursor=(8, 8, 0, 0, arrow))
+        first = capture.grab(timeout=5)
+        assert first.pixels.reshape(48, 64, 4)[9, 9, :3].tolist() == [0, 0, 255]
+        returned = []
+        for x in (20, 30, 40):  # cursor-only updates: empty chunks, no bitmap
+            source.push(np.zeros((48, 256), np.uint8), cursor=(x, 30, 0, 0, None), empty=True)
+            frame = capture.grab(timeout=5)
+            assert frame is not None, "a pointer move over a still screen gave no frame"
+            returned.append(time.monotonic())
+            shown = frame.pixels.reshape(48, 64, 4)
+            assert shown[31, x + 1, :3].tolist() == [0, 0, 255]  # the pointer, moved
+            assert shown[9, 9, :3].tolist() == [10, 20, 30]  # not left where it was
+            assert shown[2, 60, :3].tolist() == [10, 20, 30]  # the kept picture
+        gaps = np.diff(returned)
+        # The bucket allows a short burst; after it, moves come 1/fps apart at most.
+        assert gaps[-1] >= 0.8 / fps
+        assert capture.grab(timeout=0.3) is None  # nothing moved: nothing new

@@ -73,6 +73,27 @@ class BufferMapper:
             mapping = self._map_handle(handle, needed)
         finally:
             self.close_handles(fb)
+        return self._begin_read(mapping, fb)
+
+    def map_dmabuf(self, fd: int, fb: Framebuffer) -> Mapping:
+        """Like :meth:`map`, for ``fb``'s plane 0 handed over as a dma-buf ``fd``
+        (by rootstream-kms-helper); the fd is owned from here on."""
+        mapping = self._map_dmabuf(fd)
+        self.last_path = "dma-buf from the KMS helper"
+        return self._begin_read(mapping, fb)
+
+    def reread(self, mapping: Mapping) -> bool:
+        """Open a new read bracket on a mapping :meth:`map_dmabuf` returned before;
+        False when the cache has let it go (map the buffer again)."""
+        if self._cache.get(mapping.key) is not mapping:
+            return False
+        self._cache.move_to_end(mapping.key)
+        dma_buf_sync(mapping.dmabuf_fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ)
+        self._synced.append(mapping)
+        return True
+
+    def _begin_read(self, mapping: Mapping, fb: Framebuffer) -> Mapping:
+        needed = fb.offsets[0] + fb.pitches[0] * fb.height
         if mapping.size < needed:
             raise DrmError(f"framebuffer {fb.id} is larger than its buffer "
                            f"({needed} > {mapping.size} bytes)")

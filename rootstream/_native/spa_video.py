@@ -41,6 +41,7 @@ FORMAT_VIDEO_FORMAT = 0x20001
 FORMAT_VIDEO_MODIFIER = 0x20002
 FORMAT_VIDEO_SIZE = 0x20003
 FORMAT_VIDEO_FRAMERATE = 0x20004
+FORMAT_VIDEO_MAX_FRAMERATE = 0x20005
 BUFFERS_BUFFERS = 1
 BUFFERS_BLOCKS = 2
 BUFFERS_SIZE = 3
@@ -85,12 +86,18 @@ class VideoFormat:
     pixel_format: str  # a key's value in VIDEO_FORMATS
     modifier: int | None  # present only when the producer offers DMA-BUFs
     framerate: tuple[int, int] | None
+    max_framerate: tuple[int, int] | None = None  # for variable-rate (0/1) streams
 
 
-def enum_formats(max_size: int = 16384) -> list[Object]:
+def enum_formats(max_size: int = 16384, max_fps: int | None = None) -> list[Object]:
     """The EnumFormat params to connect with: the same raw RGB formats twice, first
     with the LINEAR modifier (a producer that shares DMA-BUFs must make them linear),
-    then without one (shared memory)."""
+    then without one (shared memory).
+
+    ``max_fps``: the most pictures a second we will use.  Screencasts are variable
+    rate (framerate 0/1) and cap themselves at the negotiated maxFramerate
+    (xdg-desktop-portal-wlr spaces its screencopies by it), so asking for no more
+    than the host sends keeps the compositor from copying frames we would drop."""
     formats = list(VIDEO_FORMATS)
     common = (
         Prop(FORMAT_MEDIA_TYPE, Id(MEDIA_TYPE_VIDEO)),
@@ -101,6 +108,10 @@ def enum_formats(max_size: int = 16384) -> list[Object]:
         Prop(FORMAT_VIDEO_FRAMERATE, Choice(CHOICE_RANGE, (Fraction(0, 1), Fraction(0, 1),
                                                            Fraction(1000, 1)))),
     )
+    if max_fps is not None:
+        rate = Fraction(max(1, min(1000, int(max_fps))), 1)
+        common += (Prop(FORMAT_VIDEO_MAX_FRAMERATE,
+                        Choice(CHOICE_RANGE, (rate, Fraction(1, 1), rate))),)
     linear = Prop(FORMAT_VIDEO_MODIFIER,
                   Choice(CHOICE_ENUM, (Long(MODIFIER_LINEAR), Long(MODIFIER_LINEAR))),
                   PROP_FLAG_MANDATORY)
@@ -124,9 +135,11 @@ def parse_format(param: Object) -> VideoFormat:
         raise ValueError(f"video size {size} is not a fixed rectangle")
     modifier = fixed(param.get(FORMAT_VIDEO_MODIFIER))
     rate = fixed(param.get(FORMAT_VIDEO_FRAMERATE))
+    most = fixed(param.get(FORMAT_VIDEO_MAX_FRAMERATE))
     return VideoFormat(size.width, size.height, spa_format.value, VIDEO_FORMATS[spa_format.value],
                        modifier.value if isinstance(modifier, Long) else None,
-                       (rate.num, rate.denom) if isinstance(rate, Fraction) else None)
+                       (rate.num, rate.denom) if isinstance(rate, Fraction) else None,
+                       (most.num, most.denom) if isinstance(most, Fraction) else None)
 
 
 def buffers_param(fmt: VideoFormat, buffers: int = 4) -> Object:

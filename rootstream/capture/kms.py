@@ -7,16 +7,17 @@ a fallback) and handed over as a numpy view.  When a hardware cursor is
 visible it lives on its own plane, so the frame is copied once and the cursor
 blended in, the way the display shows it.
 
-GETFB2 only returns buffer handles to CAP_SYS_ADMIN (or the DRM master), and
-only linear buffers can be read without the GPU's detiling: both are checked
-at open so the user hears about them before streaming starts.
+GETFB2 only returns buffer handles to CAP_SYS_ADMIN (or the DRM master); a
+host without it gets the buffers from rootstream-kms-helper (kms_grant.py),
+the one program that holds the capability.  Only linear buffers can be read
+without the GPU's detiling.  Both are checked at open so the user hears about
+them before streaming starts.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,9 @@ from rootstream._native.drm_abi import (
     DRM_PRIME_CAP_EXPORT,
 )
 from rootstream._native.drm_device import DrmDevice, DrmIoctlError
-from rootstream._native.drm_map import BufferMapper, plane_view
+from rootstream._native.drm_map import BufferMapper, Mapping, plane_view
 from rootstream._native.drm_parse import DrmError, Framebuffer
+from rootstream.capture import kms_grant
 from rootstream.capture.base import CaptureBackend, Pacer, deadline_after
 from rootstream.capture.kms_vblank import VblankPacer
 from rootstream.errors import CaptureError
@@ -80,9 +82,7 @@ def modifier_name(modifier: int) -> str:
 
 
 def privilege_hint() -> str:
-    python = os.path.realpath(sys.executable)
-    return (f"sudo setcap cap_sys_admin+ep {python} (or run the host as root); "
-            f"{OTHER_SOURCE}")
+    return f"{kms_grant.install_hint()}; {OTHER_SOURCE}"
 
 
 def check_framebuffer(fb: Framebuffer) -> str:
@@ -92,6 +92,14 @@ def check_framebuffer(fb: Framebuffer) -> str:
     scans out tiled buffers must not be sent to grant a capability first,
     only to learn afterwards that capture cannot read the screen anyway.
     """
+    fmt = check_layout(fb)
+    if fb.handles[0] == 0:
+        raise CaptureError(PRIVILEGE_MESSAGE, hint=privilege_hint())
+    return fmt
+
+
+def check_layout(fb: Framebuffer) -> str:
+    """check_framebuffer without the privilege check: layout and format."""
     if fb.modifier == DRM_FORMAT_MOD_INVALID:
         raise CaptureError(
             "the driver does not say how the display's framebuffer is laid out (GETFB2 "
@@ -112,8 +120,6 @@ def check_framebuffer(fb: Framebuffer) -> str:
             f"(only {known})",
             hint=f"set the desktop to 8 bits per colour, {OTHER_SOURCE}",
         )
-    if fb.handles[0] == 0:
-        raise CaptureError(PRIVILEGE_MESSAGE, hint=privilege_hint())
     return fmt
 
 
@@ -189,6 +195,7 @@ class KmsCapture(CaptureBackend):
         connector = connector or output
         self._device: DrmDevice | None = None
         self._mapper: BufferMapper | None = None
+        self._exported: kms_grant.ExportedPlanes | None = None  # buffers via the helper
         self._canvas: np.ndarray | None = None
         self.cursor_note = ""  # "cursor not shown: <why>", or "" when it is shown
         self._pacer = Pacer(fps)
@@ -227,12 +234,34 @@ class KmsCapture(CaptureBackend):
         except DrmError as exc:
             raise capture_error(exc) from exc
         try:
-            self.pixel_format = check_framebuffer(fb)
+            self.pixel_format = check_layout(fb)
+            if fb.handles[0] == 0:  # withheld: this process lacks CAP_SYS_ADMIN
+                self._exported = self._start_helper()
         finally:
             self._mapper.close_handles(fb)
 
+    def _start_helper(self) -> kms_grant.ExportedPlanes:
+        """rootstream-kms-helper, which holds CAP_SYS_ADMIN, hands the buffers over."""
+        exported = kms_grant.start_for(self._device.path, self._mapper)
+        if exported is None:
+            raise CaptureError(PRIVILEGE_MESSAGE, hint=privilege_hint())
+        try:
+            exported.read(self.output.primary.plane.id)  # fail at open, not mid-stream
+        except DrmError as exc:
+            exported.close()
+            raise capture_error(exc) from exc
+        return exported
+
     def _primary_fb_id(self) -> int:
         return self._device.plane(self.output.primary.plane.id, formats=False).fb_id
+
+    def _primary_buffer(self) -> tuple[Framebuffer | None, Mapping | None]:
+        """What the primary plane shows: (fb, None) from GETFB2 here, still to be
+        mapped; (fb, mapping) through the helper; (None, None) when blanked."""
+        if self._exported is not None:
+            return self._exported.read(self.output.primary.plane.id) or (None, None)
+        fb_id = self._primary_fb_id()
+        return (self._device.getfb2(fb_id), None) if fb_id else (None, None)
 
     # -- grabbing ----------------------------------------------------------
     def grab(self, timeout: float | None = None, *, force: bool = False) -> CapturedFrame | None:
@@ -243,24 +272,26 @@ class KmsCapture(CaptureBackend):
             return None
         self._mapper.end_read()  # the previous frame's read window ends here
         try:
-            fb_id = self._primary_fb_id()
-            if fb_id == 0:  # the display is blanked: nothing to show
-                self._pacer.taken(slot, time.monotonic_ns())
-                return None
-            fb = self._device.getfb2(fb_id)
+            fb, mapping = self._primary_buffer()
         except DrmIoctlError as exc:
             if exc.errno == errno.ENOENT:  # the fb was freed between two ioctls: next slot
                 self._pacer.taken(slot, time.monotonic_ns())
                 return None
             raise capture_error(exc) from exc
+        except DrmError as exc:
+            raise capture_error(exc) from exc
+        if fb is None:  # the display is blanked: nothing to show
+            self._pacer.taken(slot, time.monotonic_ns())
+            return None
         captured = time.monotonic_ns()
         try:
-            self.pixel_format = check_framebuffer(fb)
+            self.pixel_format = check_framebuffer(fb) if mapping is None else check_layout(fb)
         except CaptureError:
             self._mapper.close_handles(fb)
             raise
         try:
-            mapping = self._mapper.map(fb)
+            if mapping is None:
+                mapping = self._mapper.map(fb)
             view = self._view(mapping, fb)
             if self._want_cursor and self.output.cursor is not None:
                 view = self._with_cursor(view)
@@ -298,13 +329,21 @@ class KmsCapture(CaptureBackend):
             return None
         values = self._device.object_properties(info.plane.id, DRM_MODE_OBJECT_PLANE)
         x, y = (_as_signed32(values.get(info.prop_ids[k], 0)) for k in ("CRTC_X", "CRTC_Y"))
-        fb = self._device.getfb2(plane.fb_id)
+        if self._exported is None:
+            fb, mapping = self._device.getfb2(plane.fb_id), None
+        else:
+            shown = self._exported.read(info.plane.id)
+            if shown is None:  # hidden since the plane was read
+                self.cursor_note = "cursor not shown: the cursor is hidden"
+                return None
+            fb, mapping = shown
         if fb.pixel_format != DRM_FORMAT_ARGB8888 or fb.modifier != DRM_FORMAT_MOD_LINEAR:
             self._mapper.close_handles(fb)
             self.cursor_note = (f"cursor not shown: its buffer is {fourcc_name(fb.pixel_format)} "
                                 f"with {modifier_name(fb.modifier)}, not linear ARGB8888")
             return None
-        mapping = self._mapper.map(fb)
+        if mapping is None:
+            mapping = self._mapper.map(fb)
         rows = plane_view(mapping, fb)
         pixels = rows[:, :fb.width * 4].reshape(fb.height, fb.width, 4).copy()
         self.cursor_note = ""
@@ -333,6 +372,8 @@ class KmsCapture(CaptureBackend):
     # -- the rest ----------------------------------------------------------
     def describe(self) -> str:
         text = f"{self.output.connector.name} on {self._device.path}, " + super().describe()
+        if self._exported is not None:
+            text += f"; buffers from {self._exported.helper.path}"
         if self._mapper is not None and self._mapper.prime_failed:
             text += f"; {self._mapper.prime_failed}"
         if self.cursor_note:
@@ -340,6 +381,9 @@ class KmsCapture(CaptureBackend):
         return text
 
     def close(self) -> None:
+        if self._exported is not None:
+            self._exported.close()
+            self._exported = None
         if self._mapper is not None:
             self._mapper.close()
             self._mapper = None
@@ -409,11 +453,17 @@ def probe_steps(device: str | DrmDevice | None = None, connector: str | None = N
             return steps
         mapper = BufferMapper(dev)
         try:
-            if step("readable", lambda: check_framebuffer(fb)) is None:
+            if fb.handles[0] == 0:
+                # No CAP_SYS_ADMIN here: the helper that has it must do the reading.
+                if (step("readable", lambda: check_layout(fb)) is None
+                        or step("kms helper", lambda: _helper_line(dev, output)) is None):
+                    return steps
+            elif step("readable", lambda: check_framebuffer(fb)) is None:
                 mapper.close_handles(fb)
                 return steps
-            step("map", lambda: _map_line(mapper, fb))
-            step("map-dumb fallback", lambda: _dumb_line(dev, output))
+            else:
+                step("map", lambda: _map_line(mapper, fb))
+                step("map-dumb fallback", lambda: _dumb_line(dev, output))
         finally:
             mapper.close()
         handed_over = True  # the capture below owns the device and closes it
@@ -474,6 +524,24 @@ def _map_line(mapper: BufferMapper, fb: Framebuffer) -> str:
     mean = float(view[:, :fb.width * 4].mean())
     note = f" ({mapper.prime_failed})" if mapper.prime_failed else ""
     return f"mapped {mapping.size} bytes via {mapper.last_path}{note}; mean byte {mean:.1f}"
+
+
+def _helper_line(dev: DrmDevice, output: kms.CaptureOutput) -> str:
+    usable, found = kms_grant.helper_state()
+    if not usable:
+        raise CaptureError(PRIVILEGE_MESSAGE, hint=found)
+    mapper = BufferMapper(dev)
+    exported = kms_grant.start_for(dev.path, mapper)
+    if exported is None:
+        raise CaptureError(f"{dev.path} is not a /dev/dri/cardN the helper can open")
+    try:
+        shown = exported.read(output.primary.plane.id)
+        if shown is None:
+            return f"{found}; the primary plane shows nothing now"
+        return f"{found}; exported {_fb_line(shown[0])} as a dma-buf of {shown[1].size} bytes"
+    finally:
+        exported.close()
+        mapper.close()
 
 
 def _dumb_line(dev: DrmDevice, output: kms.CaptureOutput) -> str:

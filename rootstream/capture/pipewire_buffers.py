@@ -18,6 +18,7 @@ from .._native import pipewire as pw
 from .._native.drm_abi import DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_START
 from .._native.drm_device import dma_buf_sync
 from .._native.spa_video import VideoFormat
+from .pipewire_damage import copy_boxes
 
 ffi = pw.ffi
 
@@ -35,8 +36,29 @@ class CursorInfo:
     bitmap: np.ndarray | None  # (h, w, 4) uint8 in the frame's byte order, when (re)sent
 
 
+@dataclass
+class PipeWireFrame:
+    pixels: np.ndarray  # (height, stride) uint8, ours; valid until the next wait_frame()
+    width: int
+    height: int
+    stride: int
+    pixel_format: str  # one of rootstream.convert.PIXEL_FORMATS
+    pts_ns: int | None  # spa_meta_header.pts (CLOCK_MONOTONIC ns) when present
+    arrived_ns: int  # time.monotonic_ns() when the buffer was dequeued
+    sequence: int  # spa_meta_header.seq, or our own counter
+    cursor: CursorInfo | None
+    damage: list[tuple[int, int, int, int]] | None
+    # Which picture the pixels hold (a DamageLog version): a frame with the same
+    # number shows the same pixels (a cursor-only update); 0 when unknown.
+    picture: int = 0
+
+
 class BufferSkipped(Exception):
     """The buffer holds no new picture (corrupted, empty, cursor-only); requeue it."""
+
+
+_HEADER_SIZE = ffi.sizeof("struct spa_meta_header")
+_REGION_SIZE = ffi.sizeof("struct spa_meta_region")
 
 
 def find_meta(buffer, meta_type: int):
@@ -48,21 +70,34 @@ def find_meta(buffer, meta_type: int):
     return None
 
 
-def read_header(buffer) -> tuple[int | None, int | None, int]:
+def meta_table(buffer) -> dict[int, tuple]:
+    """{meta type: (pointer, size)} of all the buffer's metadata: fixed for the
+    buffer's life, so the stream looks it up once per buffer, not per frame."""
+    table = {}
+    for i in range(buffer.n_metas):
+        meta = buffer.metas[i]
+        if meta.data != ffi.NULL:
+            table.setdefault(int(meta.type), (meta.data, meta.size))
+    return table
+
+
+def read_header(buffer, metas: dict | None = None) -> tuple[int | None, int | None, int]:
     """(pts ns or None, seq or None, flags) from the header meta."""
-    found = find_meta(buffer, pw.META_HEADER)
-    if found is None or found[1] < ffi.sizeof("struct spa_meta_header"):
+    found = (find_meta(buffer, pw.META_HEADER) if metas is None
+             else metas.get(pw.META_HEADER))
+    if found is None or found[1] < _HEADER_SIZE:
         return None, None, 0
     header = ffi.cast("struct spa_meta_header *", found[0])
     return int(header.pts), int(header.seq), int(header.flags)
 
 
-def read_damage(buffer) -> list[tuple[int, int, int, int]] | None:
+def read_damage(buffer, metas: dict | None = None) -> list[tuple[int, int, int, int]] | None:
     """The damaged rectangles (x, y, w, h); the array ends at the first empty one."""
-    found = find_meta(buffer, pw.META_VIDEO_DAMAGE)
+    found = (find_meta(buffer, pw.META_VIDEO_DAMAGE) if metas is None
+             else metas.get(pw.META_VIDEO_DAMAGE))
     if found is None:
         return None
-    count = found[1] // ffi.sizeof("struct spa_meta_region")
+    count = found[1] // _REGION_SIZE
     regions = ffi.cast("struct spa_meta_region *", found[0])
     rects = []
     for i in range(count):
@@ -87,6 +122,15 @@ def read_cursor(pointer, size: int, frame_spa_format: int) -> CursorInfo | None:
                               frame_spa_format)
     return CursorInfo(cursor.position.x, cursor.position.y, cursor.hotspot.x, cursor.hotspot.y,
                       bitmap)
+
+
+def cursor_changed(old: CursorInfo | None, new: CursorInfo | None) -> bool:
+    """Whether a cursor update shows something new: moved, shown, hidden or a new
+    bitmap (a producer may repeat the same cursor meta in every buffer)."""
+    if old is None or new is None:
+        return (old is None) != (new is None)
+    return (new.bitmap is not None or (old.x, old.y, old.hotspot_x, old.hotspot_y)
+            != (new.x, new.y, new.hotspot_x, new.hotspot_y))
 
 
 def _read_bitmap(pointer, size: int, frame_spa_format: int) -> np.ndarray | None:
@@ -162,8 +206,32 @@ def locate_plane(buffer, fmt: VideoFormat) -> Plane:
     return Plane(data, offset, stride, min(stride * fmt.height, data.maxsize - offset))
 
 
-def copy_plane(plane: Plane, dest: np.ndarray, fmt: VideoFormat, dmabufs: DmaBufMaps) -> None:
-    """Copy the picture into ``dest`` ((height, stride) uint8)."""
+class MappedPlanes:
+    """numpy views of shared-memory planes (MemFd/MemPtr, mapped by PipeWire), one per
+    buffer, made on first use and dropped with the buffer: making one costs more
+    than copying a few damaged rectangles."""
+
+    def __init__(self):
+        self._views: dict[int, np.ndarray] = {}
+
+    def view(self, data) -> np.ndarray:
+        key = int(ffi.cast("uintptr_t", data.data))
+        view = self._views.get(key)
+        if view is None or len(view) != data.maxsize:
+            view = np.frombuffer(ffi.buffer(data.data, data.maxsize), np.uint8)
+            self._views[key] = view
+        return view
+
+    def forget(self, data) -> None:
+        if data.data != ffi.NULL:
+            self._views.pop(int(ffi.cast("uintptr_t", data.data)), None)
+
+
+def copy_plane(plane: Plane, dest: np.ndarray, fmt: VideoFormat, dmabufs: DmaBufMaps,
+               boxes: list | None = None, mapped: MappedPlanes | None = None) -> None:
+    """Copy the picture into ``dest`` ((height, stride) uint8): all of it, or only the
+    (x0, y0, x1, y1) ``boxes`` when ``dest`` already holds the rest (never for xRGB,
+    whose copy is shifted by a byte)."""
     data = plane.data
     if data.type == pw.DATA_DMABUF:
         fd = int(data.fd)
@@ -172,15 +240,22 @@ def copy_plane(plane: Plane, dest: np.ndarray, fmt: VideoFormat, dmabufs: DmaBuf
         dma_buf_sync(fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ)
         try:
             _copy(np.frombuffer(region, np.uint8, plane.length, data.mapoffset + plane.offset),
-                  dest, fmt)
+                  dest, fmt, plane, boxes)
         finally:
             dma_buf_sync(fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ)
+    elif mapped is not None:
+        source = mapped.view(data)[plane.offset:plane.offset + plane.length]
+        _copy(source, dest, fmt, plane, boxes)
     else:
         source = ffi.buffer(ffi.cast("char *", data.data) + plane.offset, plane.length)
-        _copy(np.frombuffer(source, np.uint8), dest, fmt)
+        _copy(np.frombuffer(source, np.uint8), dest, fmt, plane, boxes)
 
 
-def _copy(source: np.ndarray, dest: np.ndarray, fmt: VideoFormat) -> None:
+def _copy(source: np.ndarray, dest: np.ndarray, fmt: VideoFormat, plane: Plane,
+          boxes: list | None) -> None:
+    if boxes is not None and fmt.pixel_format != "xRGB":
+        copy_boxes(source, dest, plane.stride, fmt.height, fmt.width * 4, boxes)
+        return
     flat = dest.reshape(-1)
     if fmt.pixel_format == "xRGB":
         # Shift one byte so each pixel reads R, G, B, then the next pixel's X: an RGBX
@@ -194,10 +269,22 @@ def _copy(source: np.ndarray, dest: np.ndarray, fmt: VideoFormat) -> None:
 class FrameSlots:
     """Three reusable frame arrays, so the reader's frame, the newest unread frame and
     the one being written never share memory: no torn frames, no per-frame allocation.
-    The caller serialises calls and says which arrays are busy."""
+    The caller serialises calls and says which arrays are busy.  Each array remembers
+    which picture (a DamageLog version) it holds, so only what changed since is copied."""
 
     def __init__(self):
         self.arrays: list[np.ndarray] = []
+        self._holds: dict[int, int] = {}  # id(array) -> version of the picture in it
+
+    def version_in(self, array: np.ndarray) -> int | None:
+        return self._holds.get(id(array))
+
+    def wrote(self, array: np.ndarray, version: int | None) -> None:
+        """``array`` now holds picture ``version`` (None: unknown, copy it in full)."""
+        if version is None:
+            self._holds.pop(id(array), None)
+        else:
+            self._holds[id(array)] = version
 
     def free(self, height: int, stride: int, busy: tuple) -> np.ndarray:
         """An array of that shape which is none of ``busy``."""
@@ -206,6 +293,7 @@ class FrameSlots:
                 return array
         # A new size (or a first frame): drop arrays nobody holds, allocate one.
         self.arrays = [a for a in self.arrays if any(a is b for b in busy)]
+        self._holds = {id(a): self._holds[id(a)] for a in self.arrays if id(a) in self._holds}
         array = np.empty((height, stride), np.uint8)
         self.arrays.append(array)
         return array

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import re
 import threading
 import time
-from dataclasses import dataclass
-
-import numpy as np
 
 from .._native import pipewire as pw
 from .._native import spa_pod, spa_video
@@ -36,13 +34,17 @@ from .pipewire_buffers import (
     CursorInfo,
     DmaBufMaps,
     FrameSlots,
+    MappedPlanes,
+    PipeWireFrame,
     copy_plane,
-    find_meta,
+    cursor_changed,
     locate_plane,
+    meta_table,
     read_cursor,
     read_damage,
     read_header,
 )
+from .pipewire_damage import DamageLog, clip_rects
 
 __all__ = ["CursorInfo", "PipeWireFrame", "PipeWireStream"]
 
@@ -60,20 +62,6 @@ _DATA_NAMES = {pw.DATA_MEMPTR: "shared memory", pw.DATA_MEMFD: "memfd",
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-@dataclass
-class PipeWireFrame:
-    pixels: np.ndarray  # (height, stride) uint8, ours; valid until the next wait_frame()
-    width: int
-    height: int
-    stride: int
-    pixel_format: str  # one of rootstream.convert.PIXEL_FORMATS
-    pts_ns: int | None  # spa_meta_header.pts (CLOCK_MONOTONIC ns) when present
-    arrived_ns: int  # time.monotonic_ns() when the buffer was dequeued
-    sequence: int  # spa_meta_header.seq, or our own counter
-    cursor: CursorInfo | None
-    damage: list[tuple[int, int, int, int]] | None
-
-
 def encode_params(params: list) -> tuple:
     """(const struct spa_pod **, keepalive) for a list of spa_pod values."""
     blobs = [ffi.from_buffer(spa_pod.encode(p)) for p in params]
@@ -85,9 +73,12 @@ class PipeWireStream:
     """Consumes one PipeWire video node on its own pw_thread_loop."""
 
     def __init__(self, node_id: int, *, fd: int | None = None, cursor_metadata: bool = True,
-                 app_name: str = "rootstream", negotiate_timeout: float | None = 5.0):
+                 app_name: str = "rootstream", negotiate_timeout: float | None = 5.0,
+                 max_fps: float | None = None):
         self.node_id = node_id
         self.cursor_metadata = cursor_metadata
+        # Rounded up: a cap of 59.94 must not make the producer send 59.
+        self.max_fps = None if max_fps is None else math.ceil(max_fps)
         self.closed_reason: str | None = None
         self.dropped = 0
         self.skipped: dict[str, int] = {}  # why buffers without a picture were passed over
@@ -102,7 +93,11 @@ class PipeWireStream:
         self._held: PipeWireFrame | None = None  # taken by the reader
         self._latest: PipeWireFrame | None = None
         self._slots = FrameSlots()
+        self._damage = DamageLog()
+        self.copies = {"full": 0, "damage": 0}  # how each picture was copied, for benchmarks
         self._dmabufs = DmaBufMaps()
+        self._mapped = MappedPlanes()
+        self._metas: dict[int, dict] = {}  # per pw_buffer address: meta_table()
         self._counter = 0
         self._closing = False
         self._closed = False
@@ -185,7 +180,7 @@ class PipeWireStream:
                 raise CaptureError("cannot create a PipeWire stream", hint=_HINT)
             lib.pw_stream_add_listener(self._stream, self._callbacks["stream_hook"],
                                        self._callbacks["events"], ffi.NULL)
-            params, _keep = encode_params(spa_video.enum_formats())
+            params, _keep = encode_params(spa_video.enum_formats(max_fps=self.max_fps))
             res = lib.pw_stream_connect(self._stream, pw.DIRECTION_INPUT, self.node_id,
                                         _CONNECT_FLAGS, params, len(params))
             if res < 0:
@@ -258,8 +253,10 @@ class PipeWireStream:
                               if self.format is not None else
                               "the stream was disconnected (no such node, or it offers no "
                               "format we can read)")
-        log.debug("PipeWire stream %s -> %s", self._lib.pw_stream_state_as_string(old),
-                  self._lib.pw_stream_state_as_string(state))
+        if log.isEnabledFor(logging.DEBUG):
+            name = self._lib.pw_stream_state_as_string
+            log.debug("PipeWire stream %s -> %s", ffi.string(name(old)).decode(),
+                      ffi.string(name(state)).decode())
 
     def _on_core_error(self, _data, seq, res, message) -> None:
         text = ffi.string(message).decode(errors="replace") if message else ""
@@ -284,15 +281,20 @@ class PipeWireStream:
         params, _keep = encode_params([spa_video.buffers_param(fmt)]
                                       + spa_video.meta_params(self.cursor_metadata))
         self._lib.pw_stream_update_params(self._stream, params, len(params))
+        log.debug("PipeWire format fixed: %s", fmt)
+        self._damage.lost_picture()  # our arrays hold pictures of the old format
         with self._cond:
             self.format = fmt
             self._cond.notify_all()
 
     def _on_remove_buffer(self, _data, buffer) -> None:
         spa = buffer.buffer
+        self._metas.pop(int(ffi.cast("uintptr_t", buffer)), None)
         for i in range(spa.n_datas):
             if spa.datas[i].type == pw.DATA_DMABUF:
                 self._dmabufs.forget(int(spa.datas[i].fd))
+            else:
+                self._mapped.forget(spa.datas[i])
 
     def _on_process(self, _data) -> None:
         arrived = time.monotonic_ns()
@@ -311,53 +313,92 @@ class PipeWireStream:
             self.process_ns.add(time.monotonic_ns() - arrived)
 
     def _deliver_newest(self, ready: list, arrived: int) -> bool:
-        """Publish the newest picture among ``ready``; whether there was one."""
+        """Publish the newest picture among ``ready`` (or, when they hold none, a new
+        cursor over the kept picture); whether a frame was published."""
         fmt = self.format
         if fmt is None:
             return False
-        newest_cursor = None
-        for index in range(len(ready) - 1, -1, -1):  # newest first
-            spa = ready[index].buffer
-            cursor = self._read_cursor(spa, fmt)
-            if newest_cursor is None and cursor is not None:
-                newest_cursor = self.cursor = cursor
+        newest = None  # (plane, pts, seq, damage, version) of the newest picture
+        pictures = 0
+        cursor_moved, cursor_stamp = False, (None, None)
+        for buffer in ready:  # oldest first: the damage log wants them in order
+            spa = buffer.buffer
+            key = int(ffi.cast("uintptr_t", buffer))
+            metas = self._metas.get(key)
+            if metas is None:
+                metas = self._metas[key] = meta_table(spa)
+            pts, seq, flags = read_header(spa, metas)
+            self._damage.saw_buffer(seq)
+            found = metas.get(pw.META_CURSOR) if self.cursor_metadata else None
+            if found is not None:  # id 0 inside: no pointer on this output (hidden)
+                cursor = read_cursor(found[0], found[1], fmt.spa_format)
+                if cursor_changed(self.cursor, cursor):
+                    cursor_moved, cursor_stamp = True, (pts, seq)
+                self.cursor = cursor
             try:
-                plane = locate_plane(spa, fmt)
-                pts, seq, flags = read_header(spa)
                 if flags & pw.META_HEADER_FLAG_CORRUPTED:
                     raise BufferSkipped("header marked corrupted")
+                plane = locate_plane(spa, fmt)
             except BufferSkipped as why:
                 self.skipped[str(why)] = self.skipped.get(str(why), 0) + 1
+                if not str(why).startswith("empty"):
+                    self._damage.lost_picture()
                 continue
+            pictures += 1
+            damage = read_damage(spa, metas)
+            newest = (plane, pts, seq, damage, self._damage.add_picture(damage))
+        if newest is None:
+            return cursor_moved and self._publish_cursor(*cursor_stamp, arrived)
+        plane, pts, seq, damage, version = newest
+        try:
             # Pictures in older buffers of this batch were never seen by the reader.
-            older = sum(1 for b in ready[:index]
-                        if b.buffer.n_datas and b.buffer.datas[0].chunk.size)
-            try:
-                self._publish(spa, fmt, plane, pts, seq, cursor, arrived, older)
-            except (OSError, DrmError) as exc:
-                # A DMA-BUF we cannot map or sync will fail the same way every frame:
-                # end capture with the reason rather than show a frozen picture.
-                kind = _DATA_NAMES.get(plane.data.type, "buffer")
-                self._mark_closed(f"cannot read the producer's {kind}: {exc}")
-                return False
-            return True
-        return False
+            self._publish(fmt, plane, pts, seq, damage, version, arrived, pictures - 1)
+        except (OSError, DrmError) as exc:
+            # A DMA-BUF we cannot map or sync will fail the same way every frame:
+            # end capture with the reason rather than show a frozen picture.
+            kind = _DATA_NAMES.get(plane.data.type, "buffer")
+            self._mark_closed(f"cannot read the producer's {kind}: {exc}")
+            return False
+        return True
 
-    def _read_cursor(self, spa, fmt) -> CursorInfo | None:
-        found = find_meta(spa, pw.META_CURSOR)
-        return None if found is None else read_cursor(found[0], found[1], fmt.spa_format)
-
-    def _publish(self, spa, fmt, plane, pts, seq, cursor, arrived, older: int) -> None:
+    def _publish(self, fmt, plane, pts, seq, damage, version: int, arrived, older: int) -> None:
         with self._cond:
             busy = tuple(f.pixels for f in (self._held, self._pending) if f is not None)
             dest = self._slots.free(fmt.height, plane.stride, busy)
-        copy_plane(plane, dest, fmt, self._dmabufs)  # outside the lock: the reader keeps going
+        # xRGB's copy is shifted by a byte across row ends: always whole.
+        changed = (None if fmt.pixel_format == "xRGB"
+                   else self._damage.changed_since(self._slots.version_in(dest)))
+        boxes = None if changed is None else clip_rects(changed, fmt.width, fmt.height)
+        self._slots.wrote(dest, None)  # half-written until the copy is done
+        copy_plane(plane, dest, fmt, self._dmabufs, boxes, self._mapped)  # outside the lock:
+        self._slots.wrote(dest, version)  # ...the reader keeps going meanwhile
+        self.copies["damage" if boxes is not None else "full"] += 1
         self._counter += 1
         frame = PipeWireFrame(
             pixels=dest, width=fmt.width, height=fmt.height, stride=plane.stride,
             pixel_format="RGBX" if fmt.pixel_format == "xRGB" else fmt.pixel_format,
             pts_ns=pts, arrived_ns=arrived, sequence=self._counter if seq is None else seq,
-            cursor=cursor, damage=read_damage(spa))
+            cursor=self.cursor, damage=damage, picture=version)
+        self._hand_over(frame, older)
+
+    def _publish_cursor(self, pts: int | None, seq: int | None, arrived: int) -> bool:
+        """A cursor-only update (the pointer moved over a still screen): the kept
+        picture again, with the new cursor, so the pointer is seen to move."""
+        kept = self._latest
+        if kept is None:
+            return False
+        self._counter += 1
+        # The pixels are shared with the kept frame: nobody writes into an array
+        # that the reader holds or has yet to take (FrameSlots' busy list).
+        frame = PipeWireFrame(
+            pixels=kept.pixels, width=kept.width, height=kept.height, stride=kept.stride,
+            pixel_format=kept.pixel_format, pts_ns=pts, arrived_ns=arrived,
+            sequence=self._counter if seq is None else seq, cursor=self.cursor, damage=None,
+            picture=kept.picture)
+        self._hand_over(frame, 0)
+        return True
+
+    def _hand_over(self, frame: PipeWireFrame, older: int) -> None:
         with self._cond:
             self.dropped += older + (self._pending is not None)
             self._pending = self._latest = frame

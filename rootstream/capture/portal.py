@@ -15,7 +15,10 @@ a stream that has not sent its first picture yet (a new stream on a still
 screen gets none until something changes) makes it wait up to the timeout.
 
 The cursor: the compositor draws it into the picture (cursor_mode embedded)
-when it offers that; otherwise it sends it as metadata, and we draw it in.
+when it offers that; otherwise it sends it as metadata, and we draw it in;
+a pointer moving over a still screen then gives frames too (the kept
+picture, the pointer where it went), under the same rate cap.  The stream
+asks the compositor for no more than ``fps`` pictures a second.
 
 When the compositor ends the session (the user revoked it, the compositor or
 its portal backend restarted, the output went away), the next ``grab()``
@@ -58,10 +61,7 @@ class PortalCapture(CaptureBackend):
         if not 0 < fps <= 1000:
             raise CaptureError("capture frame rate must be between 0 and 1000",
                                details=[f"asked for {fps}"])
-        self._stream = None
-        self._pacer = ChangeRateCap(fps)
-        self._pending = None  # a frame taken from the stream that grab() has not returned
-        self._cursor: MetadataCursor | None = None  # when we draw the pointer ourselves
+        self._init_state(fps)
         session_options = {"tokens": TokenStore(token_path)} if token_path else {}
         if choose_timeout is not None:
             session_options["choose_timeout"] = choose_timeout
@@ -74,6 +74,34 @@ class PortalCapture(CaptureBackend):
         except BaseException:
             self.close()
             raise
+
+    def _init_state(self, fps: float) -> None:
+        self._stream = None
+        self._session = None
+        self._fps = fps
+        self._pacer = ChangeRateCap(fps)
+        self._pending = None  # a frame taken from the stream that grab() has not returned
+        self._cursor: MetadataCursor | None = None  # when we draw the pointer ourselves
+        # When the last returned picture reached our process (PipeWire's process
+        # callback): splits its latency into the compositor's, the transport's, ours.
+        self.last_arrived_ns: int | None = None
+
+    @classmethod
+    def from_stream(cls, stream, fps: float = 60, *, cursor_metadata: bool = True
+                    ) -> PortalCapture:
+        """Capture an open PipeWireStream with no portal session around it (a node
+        reached another way; the tests' producer).  ``cursor_metadata``: draw the
+        cursor the stream sends as metadata."""
+        capture = cls.__new__(cls)
+        CaptureBackend.__init__(capture)
+        capture._init_state(fps)
+        capture.cursor_mode = "metadata" if cursor_metadata else "embedded"
+        capture.node_id = stream.node_id
+        capture._cursor = MetadataCursor() if cursor_metadata else None
+        capture._stream = stream
+        capture.width, capture.height, capture.pixel_format = stream.wait_negotiated(
+            NEGOTIATE_TIMEOUT)
+        return capture
 
     def _open_stream(self, granted, cursor: bool) -> None:
         try:
@@ -88,8 +116,10 @@ class PortalCapture(CaptureBackend):
         if granted.cursor_mode == "hidden":
             self.fallbacks.append("cursor not shown: the portal offers neither an embedded "
                                   "nor a metadata cursor")
+        # max_fps: the compositor need not copy more pictures than we pass on.
         self._stream = PipeWireStream(granted.node_id, fd=granted.fd,
-                                      cursor_metadata=self._cursor is not None)
+                                      cursor_metadata=self._cursor is not None,
+                                      max_fps=self._fps)
         self.width, self.height, self.pixel_format = self._stream.wait_negotiated(
             NEGOTIATE_TIMEOUT)
 
@@ -130,19 +160,20 @@ class PortalCapture(CaptureBackend):
                 return frame
 
     def _next_frame(self, wait: float):
-        reason = self._session.closed_reason
+        reason = self._session.closed_reason if self._session is not None else None
         if reason:
             raise CaptureError(f"the screen-sharing session ended: {reason}", hint=ENDED_HINT)
         try:
             return self._stream.wait_frame(wait)
         except CaptureError as exc:
-            why = self._session.closed_reason or str(exc)
+            why = (self._session.closed_reason if self._session is not None else None) or str(exc)
             raise CaptureError(f"the screen-sharing session ended: {why}", hint=ENDED_HINT,
                                details=[str(exc)]) from exc
 
     def _to_captured(self, frame, captured_ns: int) -> CapturedFrame:
         self.width, self.height = frame.width, frame.height
         self.pixel_format = frame.pixel_format
+        self.last_arrived_ns = frame.arrived_ns
         pixels = self._cursor.draw(frame) if self._cursor is not None else frame.pixels
         return self._frame(pixels, captured_ns)
 
@@ -168,12 +199,16 @@ class MetadataCursor:
     """Draws the pointer a stream sends as metadata (SPA cursor meta) into its frames.
 
     The stream's copy stays clean, because force=True shows it again with the
-    pointer where it is by then: the pointer goes onto a copy of our own.
+    pointer where it is by then: the pointer goes onto a copy of our own.  When
+    only the pointer moved (the frame carries the same picture as the last one
+    drawn), only the spot it left is restored, not the whole frame copied.
     """
 
     def __init__(self) -> None:
         self._bitmap: np.ndarray | None = None  # the stream sends it only when it changes
         self._canvas: np.ndarray | None = None
+        self._canvas_picture = 0  # the frame.picture the canvas holds (0: none known)
+        self._drawn: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 of the pointer
 
     def draw(self, frame) -> np.ndarray:
         """The frame's pixels with the pointer on top (the pixels as they are without one)."""
@@ -183,14 +218,25 @@ class MetadataCursor:
         if cursor is not None and cursor.bitmap is not None:
             self._bitmap = cursor.bitmap.copy()
         if cursor is None or self._bitmap is None:
+            self._canvas_picture = 0
             return frame.pixels
         if self._canvas is None or self._canvas.shape != frame.pixels.shape:
             self._canvas = np.empty_like(frame.pixels)
-        np.copyto(self._canvas, frame.pixels)
+            self._canvas_picture = 0
+        picture = getattr(frame, "picture", 0)
+        if picture and picture == self._canvas_picture and self._drawn is not None:
+            x0, y0, x1, y1 = self._drawn  # the same picture: put back where it was
+            self._canvas[y0:y1, x0 * 4:x1 * 4] = frame.pixels[y0:y1, x0 * 4:x1 * 4]
+        else:
+            np.copyto(self._canvas, frame.pixels)
+        self._canvas_picture = picture
         view = self._canvas[:, :frame.width * 4].reshape(frame.height, frame.width, 4)
+        x, y = cursor.x - cursor.hotspot_x, cursor.y - cursor.hotspot_y
+        height, width = self._bitmap.shape[:2]
+        self._drawn = (max(x, 0), max(y, 0), min(x + width, frame.width),
+                       min(y + height, frame.height))
         # SPA cursor bitmaps carry straight (not premultiplied) alpha.
-        blend_cursor(view, self._bitmap, cursor.x - cursor.hotspot_x,
-                     cursor.y - cursor.hotspot_y, blend="Coverage")
+        blend_cursor(view, self._bitmap, x, y, blend="Coverage")
         return self._canvas
 
 
