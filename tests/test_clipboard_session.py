@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 
 import pytest
 from session_helpers import HostProcess
@@ -36,6 +37,10 @@ def test_copy_and_paste_cross_a_real_session_both_ways(tmp_path, udp_port, xvfb_
         runner.start()
         try:
             assert client._configured.wait(20), host.log()
+            # The host watches its clipboard from its session's start (after the
+            # config it sent): a copy made before that is not a change it saw.
+            host.wait_for("connected")
+            time.sleep(0.5)
             copy(a, "from the host ✓".encode())
             assert wait_for(lambda: paste(b) == "from the host ✓".encode(), 15), host.log()
             copy(b, b"from the client")
