@@ -21,7 +21,7 @@ and toolkits do for large texts) are read piece by piece (PropertyNotify).
 
 The project's Xlib binding (rootstream.capture.xlib) provides the libraries
 and the error handlers that never exit; the selection structs and calls are
-declared here, in an FFI that includes its types (tests/test_clipboard_x11.py
+declared here, in an FFI that includes its types (tests/test_clipboard_transfer.py
 pins their layout against the compiled headers).
 """
 
