@@ -28,7 +28,7 @@ from rootstream.service import Sender, Service, SessionInfo
 PLAYOUT_SAMPLES = 240  # 5 ms at 48 kHz per write
 # What the sink holds ahead of its clock: the playout thread may be late by this
 # much before the source falls silent.  On a busy 2-core box 10 ms gave 40 ms
-# gaps, 15 ms a 3 ms gap, 20 ms none in 4 runs (p50 41-44 ms), 30 ms none (46-49).
+# gaps, 15 ms a 3 ms gap, 20 ms none (p50 36-37 ms once settled), 30 ms 5 ms more.
 PLAYOUT_LATENCY_MS = 20
 JOIN_TIMEOUT_S = 2.0
 
