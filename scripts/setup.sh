@@ -7,7 +7,8 @@
 set -euo pipefail
 
 # xvfb, xdotool, x11-utils, x11-xserver-utils: real X displays for capture,
-#   presentation and input tests.
+#   presentation and input tests; xclip: the other application of the
+#   clipboard tests (copies and pastes on each display).
 # libx11-6 libxext6 libxdamage1 libxfixes3 libxi6 libxrandr2 libxtst6: the
 #   X11 capture (MIT-SHM, XDAMAGE, pointer) and XTEST injection, loaded by cffi.
 # libdrm-dev, linux-libc-dev, libx*-dev, gcc: tests compile the kernel's DRM
