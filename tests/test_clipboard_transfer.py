@@ -104,3 +104,32 @@ def test_selection_structs_match_the_x_headers(tmp_path):
         return x11.ffi.offsetof(struct_name, field)
 
     assert dict(zip(checks, map(int, printed), strict=True)) == {c: ours(c) for c in checks}
+
+
+def test_a_peer_sending_text_that_is_not_utf8_pastes_nothing():
+    from rootstream.clipboard.service import ClipboardService
+    from rootstream.protocol import Capability, Config
+    from rootstream.service import SessionInfo
+
+    class Desktop:
+        def __init__(self) -> None:
+            self.texts: list[bytes] = []
+
+        def set_text(self, data: bytes) -> None:
+            self.texts.append(data)
+
+        def close(self) -> None:
+            pass
+
+    desktop = Desktop()
+    service = ClipboardService("client", log=lambda line: None,
+                               opener=lambda display, on_change: desktop)
+    acks = []
+    service.session_started(SessionInfo(("h", 1), 1, "h",
+                                        Config(capabilities=Capability.CLIPBOARD)),
+                            lambda ptype, payload: acks.append(payload))
+    service.on_control(ClipboardData(1, 2, 0, b"\xff\xfe"))
+    service.on_control(ClipboardData(2, 2, 0, "é".encode()))
+    assert desktop.texts == ["é".encode()] and service.counters["not_utf8"] == 1
+    assert len(acks) == 2  # both acknowledged: the sender stops resending either
+    service.close()

@@ -32,6 +32,14 @@ from rootstream.protocol.control import ClipboardAck, ClipboardData, encode_cont
 from rootstream.service import ClientService, Sender, SessionInfo
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _open_x11(display, on_change):
     from rootstream.clipboard.x11 import X11Clipboard
 
@@ -124,6 +132,9 @@ class ClipboardService(ClientService):
                 self._last_text = text
         if ack is not None:
             send(PacketType.CONTROL, encode_control(ack))
+        if text is not None and not _is_utf8(text):
+            self.counters["not_utf8"] += 1  # a peer that breaks the rule: nothing pasted
+            return
         if text is not None and self._desktop is not None:
             self.received.append(text)
             self.counters["texts_received"] += 1
@@ -136,9 +147,7 @@ class ClipboardService(ClientService):
             self._log(f"rootstream: the clipboard holds more than {MAX_TEXT} bytes; "
                       "not shared (copy less text)")
             return
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
+        if not _is_utf8(data):
             self.counters["not_utf8"] += 1
             return
         with self._lock:
