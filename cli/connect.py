@@ -34,15 +34,24 @@ from rootstream_cli.options import BackendChoice
 @click.option("--insecure", is_flag=True,
               help="Talk to a host started with --insecure: no encryption, for measuring only.")
 @click.option("--no-input", is_flag=True,
-              help="Watch only: send no keyboard, mouse or gamepad input to the host.")
+              help="Watch only: send no keyboard, mouse or gamepad input to the host (and "
+                   "get no rumble from it; with input, the host's rumble plays on your "
+                   "controllers).")
 @click.option("--no-audio", is_flag=True,
               help="No sound: the host is asked not to send any (SDL_AUDIODRIVER picks the "
                    "sound device otherwise).")
+@click.option("--mic", is_flag=True,
+              help="Send this machine's default microphone to the host (Opus, low delay), "
+                   "where applications can pick it as 'rootstream microphone'. Off by default.")
+@click.option("--clipboard", is_flag=True,
+              help="Share this desktop's X clipboard (UTF-8 text up to 1 MiB, both ways) with "
+                   "a host started with --clipboard too. Off by default: a clipboard holds "
+                   "secrets.")
 @click.option("--wake", is_flag=True,
               help="Wake HOST first (Wake-on-LAN, as `rootstream wake HOST`) and wait "
                    "until it answers.")
 def connect(host_address, present, fullscreen, frames, seconds, stats_interval, stats_json,
-            reconnect_timeout, same_clock, insecure, no_input, no_audio, wake):
+            reconnect_timeout, same_clock, insecure, no_input, no_audio, mic, clipboard, wake):
     """Connect to a rootstream host and show its screen.
 
     HOST may be a name or an address, with an optional :PORT (default 47100).
@@ -64,7 +73,8 @@ def connect(host_address, present, fullscreen, frames, seconds, stats_interval, 
                             fullscreen=fullscreen, frames=frames, seconds=seconds,
                             stats_interval=stats_interval, stats_json=stats_json,
                             same_clock=same_clock, reconnect_timeout=reconnect_timeout,
-                            input=not no_input, audio=not no_audio)
+                            input=not no_input, audio=not no_audio, clipboard=clipboard,
+                            mic=mic)
     client = Client(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: client.stop())
     result = client.run()

@@ -15,6 +15,9 @@ SECTIONS = (
     ("decode", "rootstream.decode:probe_decoders"),
     ("present", "rootstream.present:probe_presenters"),
     ("input injection", "rootstream.input:probe_injectors"),
+    ("rumble", "rootstream.input.rumble_link:probe_rumble"),
+    ("clipboard", "rootstream.clipboard:probe_clipboard"),
+    ("microphone", "rootstream.audio.mic_source:probe_microphone"),
     ("audio capture", "rootstream.audio.capture:probe_audio_captures"),
     ("audio playback", "rootstream.audio.playback:probe_audio_playbacks"),
     ("finding hosts on the LAN", "rootstream.discovery.probe:probe_discovery"),
@@ -30,6 +33,9 @@ def run_probes():
         module_name, _, function = target.partition(":")
         try:
             probes = list(getattr(importlib.import_module(module_name), function)())
+            wrong = [p for p in probes if not isinstance(p, BackendProbe)]
+            if wrong:  # every stage answers in one shape; say so rather than die
+                raise TypeError(f"{target} returned {type(wrong[0]).__name__}, not BackendProbe")
         except Exception as exc:  # doctor must report, never die
             probes = [BackendProbe("(all)", False, f"probe failed: {type(exc).__name__}: {exc}")]
         yield title, probes

@@ -65,8 +65,9 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
                                  after=("none",)),
               default="auto", show_default=True,
               help="How the client's keyboard, mouse and gamepads reach this machine. auto: "
-                   "uinput (needs /dev/uinput, see udev/), then xtest (keyboard and mouse "
-                   "into the X display). none: view only.")
+                   "uinput (needs /dev/uinput, see udev/; its gamepads pass games' rumble "
+                   "to the client's controller), then xtest (keyboard and mouse into the X "
+                   "display). none: view only.")
 @click.option("--audio", type=BackendChoice("rootstream.audio.capture:AUDIO_CAPTURES",
                                            after=("none",)), default="auto",
               show_default=True,
@@ -74,6 +75,13 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
                    "PipeWire monitor of the default sink), or no sound, with the reason, "
                    "when there is no sound server. test: a tone sweep with timing marks. "
                    "none: picture only.")
+@click.option("--mic/--no-mic", default=True, show_default=True,
+              help="Play the microphone of a client that sends one (`connect --mic`) into a "
+                   "virtual source 'rootstream microphone', made for the session and removed "
+                   "after (PulseAudio or PipeWire's pulse server, pactl).")
+@click.option("--clipboard", is_flag=True,
+              help="Share the X clipboard (UTF-8 text up to 1 MiB, both ways) with a client "
+                   "started with --clipboard too. Off by default: a clipboard holds secrets.")
 @click.option("--name", "host_name", default=None, callback=check_host_name,
               help="The name clients see and find this host by (default: $ROOTSTREAM_NAME "
                    "or this machine's host name).")
@@ -83,7 +91,7 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
                    "loopback, never with --insecure.")
 def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing,
          fec, bind, port, stats_interval, stats_json, sessions, pair, insecure, force, input_,
-         audio, host_name, announce):
+         audio, mic, clipboard, host_name, announce):
     """Share this machine's screen with one client at a time.
 
     Waits for `rootstream connect` from another machine, streams to it, and
@@ -100,7 +108,8 @@ def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrat
                           adaptive=adapt, pacing=pacing,
                           bind=bind, port=port, stats_interval=stats_interval,
                           stats_json=stats_json, max_sessions=sessions, pair=pair,
-                          insecure=insecure, input=input_, audio=audio,
+                          insecure=insecure, input=input_, audio=audio, clipboard=clipboard,
+                          mic=mic,
                           host_name=host_name or default_host_name())
     server = Host(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: server.stop())

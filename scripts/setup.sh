@@ -7,7 +7,8 @@
 set -euo pipefail
 
 # xvfb, xdotool, x11-utils, x11-xserver-utils: real X displays for capture,
-#   presentation and input tests.
+#   presentation and input tests; xclip: the other application of the
+#   clipboard tests (copies and pastes on each display).
 # libx11-6 libxext6 libxdamage1 libxfixes3 libxi6 libxrandr2 libxtst6: the
 #   X11 capture (MIT-SHM, XDAMAGE, pointer) and XTEST injection, loaded by cffi.
 # libdrm-dev, linux-libc-dev, libx*-dev, gcc: tests compile the kernel's DRM
@@ -31,7 +32,7 @@ set -euo pipefail
 #   install` writes (tests/test_service_unit.py); no manager is started.
 APT_PACKAGES=(
   python3-venv python3-dev gcc fonts-dejavu-core
-  xvfb xdotool x11-utils x11-xserver-utils
+  xvfb xdotool x11-utils x11-xserver-utils xclip
   libx11-6 libxext6 libxdamage1 libxfixes3 libxi6 libxrandr2 libxtst6
   libx11-dev libxext-dev libxdamage-dev libxfixes-dev libxi-dev libxrandr-dev libxtst-dev
   libdrm-dev linux-libc-dev libyuv0

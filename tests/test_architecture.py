@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "ARCHITECTURE.md"
-STAGES = {"capture", "convert", "encode", "decode", "present", "input", "audio"}
+STAGES = {"capture", "convert", "encode", "decode", "present", "input", "audio", "clipboard"}
 NO_SOCKETS = {"capture", "convert", "encode", "decode", "present", "crypto", "protocol"}
 # Below the network no package waits on sockets; capture and present may
 # select() on their own X or DRM descriptors, so the standard library check

@@ -30,6 +30,7 @@ from rootstream.protocol import (
     encode_control,
     encode_datagram,
 )
+from rootstream.protocol.control import ClipboardAck, ClipboardData, Rumble
 
 VECTORS = load_vectors()
 
@@ -52,6 +53,9 @@ CONTROL = {
     "control.pong": Pong(7, 123456789, 5_000_000_000, 5_000_001_000),
     "control.pong-cpu": Pong(7, 123456789, 5_000_000_000, 5_000_001_000, cpu_ns=1_500_000_000),
     "control.bitrate": Bitrate(8000),
+    "control.rumble": Rumble(0, 0xC000, 0x4000, 500),
+    "control.clipboard-data": ClipboardData(7, 5, 0, "héll".encode()),
+    "control.clipboard-ack": ClipboardAck(7, 5),
     "control.crypto-opaque": CryptoMessage(0x20, b"\x01\x02"),
 }
 

@@ -1,7 +1,7 @@
 """Xlib, MIT-SHM, XDAMAGE, XRandR, XFIXES, XInput2 and XTEST declarations for cffi's ABI mode.
 
 The one Xlib binding: used by the X11 capture, the x11 presenter (a window
-of its own) and the xtest injector.
+of its own), the xtest injector and the clipboard.
 
 Nothing here is compiled: the shared libraries are opened with ``dlopen`` the
 first time a display is opened, so installing rootstream needs no X headers and
@@ -341,6 +341,30 @@ ffi.cdef(
                              unsigned long delay);
     int XTestFakeMotionEvent(Display *display, int screen, int x, int y, unsigned long delay);
     int XTestFakeRelativeMotionEvent(Display *display, int dx, int dy, unsigned long delay);
+
+    /* Selections, for the clipboard (rootstream.clipboard.x11). */
+    typedef struct {
+        int type; unsigned long serial; Bool send_event; Display *display;
+        Window owner; Window requestor; Atom selection; Atom target; Atom property; Time time;
+    } XSelectionRequestEvent;
+    typedef struct {
+        int type; unsigned long serial; Bool send_event; Display *display;
+        Window requestor; Atom selection; Atom target; Atom property; Time time;
+    } XSelectionEvent;
+    typedef struct {
+        int type; unsigned long serial; Bool send_event; Display *display;
+        Window window; int subtype; Window owner; Atom selection; Time timestamp;
+        Time selection_timestamp;
+    } XFixesSelectionNotifyEvent;
+    typedef struct {
+        int type; unsigned long serial; Bool send_event; Display *display;
+        Window window; Atom atom; Time time; int state;
+    } XPropertyEvent;
+    int XSetSelectionOwner(Display *dpy, Atom selection, Window owner, Time time);
+    int XConvertSelection(Display *dpy, Atom selection, Atom target, Atom property,
+                          Window requestor, Time time);
+    void XFixesSelectSelectionInput(Display *dpy, Window window, Atom selection,
+                                    unsigned long event_mask);
 
     int shmget(int key, size_t size, int shmflg);
     void *shmat(int shmid, const void *shmaddr, int shmflg);

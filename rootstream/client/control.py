@@ -77,6 +77,14 @@ class Client:
 
             self.audio = ClientAudio(stats=self.stats, log=log)
             self.services.append(self.audio)
+        if options.clipboard:
+            from rootstream.clipboard.service import ClipboardService
+
+            self.services.append(ClipboardService("client", log=log))
+        if options.mic:
+            from rootstream.audio.mic_client import ClientMicrophone
+
+            self.services.append(ClientMicrophone(log=log))
         self.json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         # Encrypted by default: the host's key comes from pairing, looked up
         # before any socket exists so "not paired" is the first thing said.
@@ -157,6 +165,8 @@ class Client:
         wants = Capability.H264 | Capability.HEVC | Capability.FEC
         if self.audio is not None:
             wants |= Capability.AUDIO
+        for service in self.services:  # optional features (rumble, ...) say what they take
+            wants |= getattr(service, "wants", 0)
         return Hello(capabilities=wants,
                      max_width=self.options.want_size[0], max_height=self.options.want_size[1],
                      client_name=self.options.client_name or socket.gethostname(),

@@ -39,6 +39,10 @@ class ClientOptions:
     input: bool = True
     # Ask for the host's sound and play it (rootstream.audio.client_service).
     audio: bool = True
+    # Share the clipboard with a host started with --clipboard (rootstream.clipboard).
+    clipboard: bool = False
+    # Send the default microphone to a host that takes it (rootstream.audio.mic_client).
+    mic: bool = False
 
 
 @dataclass

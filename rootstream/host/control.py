@@ -80,6 +80,12 @@ class HostOptions:
     # without a sound server streams the picture alone.  Off unless asked for,
     # like input; `rootstream host` asks for auto.
     audio: str = "none"
+    # Share the clipboard (UTF-8 text) with clients started with it too
+    # (rootstream.clipboard); off by default, since a clipboard holds secrets.
+    clipboard: bool = False
+    # Play a client's microphone (`connect --mic`) into a virtual source
+    # "rootstream microphone" for the session (rootstream.audio.mic_host).
+    mic: bool = False
 
 
 @dataclass
@@ -115,6 +121,14 @@ class Host:
             # Checked before anything else opens: a named backend that fails is an error.
             self.audio = HostAudio(options.audio, stats=self.stats, log=log)
             self.services.append(self.audio)
+        if options.mic:
+            from rootstream.audio.mic_host import HostMicrophone
+
+            self.services.append(HostMicrophone(log=log, stats=self.stats))
+        if options.clipboard:
+            from rootstream.clipboard.service import ClipboardService
+
+            self.services.append(ClipboardService("host", options.display, log=log))
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         self._stop = threading.Event()
         self._session: _Session | None = None
@@ -302,6 +316,8 @@ class Host:
             caps |= Capability.FEC
         if self.audio is not None and self.audio.available:
             caps |= Capability.AUDIO
+        for service in self.services:  # optional features (rumble, ...) say what they offer
+            caps |= getattr(service, "offers", 0)
         video = self.video
         return Config(codec=Codec.H264 if self.options.codec == "h264" else Codec.HEVC,
                       width=video.width, height=video.height, fps=video.fps,

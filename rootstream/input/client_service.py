@@ -28,7 +28,9 @@ from collections import Counter
 from collections.abc import Callable
 
 from rootstream.errors import ProtocolError
-from rootstream.protocol import PacketType
+from rootstream.input.rumble_link import RumblePlayer
+from rootstream.protocol import Capability, PacketType
+from rootstream.protocol.control import Rumble
 from rootstream.protocol.input import encode_input
 from rootstream.session import ClientService, Sender, SessionInfo
 
@@ -57,6 +59,14 @@ class ClientInput(ClientService):
         self.counters: Counter[str] = Counter()
         self._overlay = OverlayFigures()
         self._next_overlay_ns = 0
+        # The host's rumble, on the controllers the capture opened (under _lock:
+        # the capture closes a controller on the window's thread).
+        self.rumble = RumblePlayer(self._controller)
+
+    @property
+    def wants(self) -> int:
+        """Hello capability bits: rumble when game controllers are read."""
+        return Capability.RUMBLE if self._capture_options.get("gamepads", True) else 0
 
     @property
     def capturing(self) -> bool:
@@ -100,6 +110,13 @@ class ClientInput(ClientService):
         # The host releases everything the session held on its side; a new
         # session (a reconnect) gets the true state with its first snapshot.
         self._send = None
+        with self._lock:
+            self.rumble.stop_all()
+
+    def on_control(self, message) -> None:
+        if isinstance(message, Rumble):
+            with self._lock:
+                self.rumble.play(message)
 
     def close(self) -> None:
         """On the presenter's thread (the client loop's caller): let go of SDL."""
@@ -111,6 +128,10 @@ class ClientInput(ClientService):
         if self._presenter is not None:
             self._presenter.remove_event_listener(self._on_event)
             self._set_overlay(None)
+
+    def _controller(self, index: int):
+        capture = self.capture
+        return None if capture is None or capture.closed else capture.controller(index)
 
     # -- the presenter's thread ---------------------------------------------------
 

@@ -28,7 +28,8 @@ from collections.abc import Callable
 
 from rootstream.errors import InputError, ProtocolError
 from rootstream.input import InputSession, open_injector
-from rootstream.protocol import Header, PacketType
+from rootstream.input.rumble_link import RumbleSender
+from rootstream.protocol import Capability, Header, PacketType
 from rootstream.protocol.input import decode_input
 from rootstream.session import Sender, Service, SessionInfo
 
@@ -77,6 +78,14 @@ class HostInput(Service):
         self.counters: Counter[str] = Counter()
         self._active = False  # a session is running: its INPUT is applied
         self._next_stats_ns = 0
+        self.rumble = RumbleSender(self.counters)  # the games' rumble, to the client
+
+    @property
+    def offers(self) -> int:
+        """Config capability bits: rumble where the injector can make rumbling pads."""
+        can = self.injector_name in ("auto", "uinput") and (
+            self.session is None or getattr(self.session.injector, "rumble", None) is not None)
+        return Capability.RUMBLE if can else 0
 
     # -- hooks ----------------------------------------------------------------
 
@@ -84,6 +93,8 @@ class HostInput(Service):
         self._active = True
         if self.session is None:
             self._open()
+        wants_rumble = getattr(session, "peer_capabilities", 0) & Capability.RUMBLE
+        self.rumble.start(send if wants_rumble else None)
 
     def handle(self, header: Header, payload: memoryview) -> bool:
         if header.ptype != PacketType.INPUT:
@@ -115,6 +126,7 @@ class HostInput(Service):
 
     def session_ended(self, reason: str) -> None:
         self._active = False
+        self.rumble.stop()
         if self.session is not None:
             # Whatever the reason (bye, timeout, replaced), nothing stays held.
             self.session.on_client_gone()
@@ -147,6 +159,7 @@ class HostInput(Service):
             return
         self.unavailable = ""
         self.session = InputSession(injector)
+        self.rumble.attach(getattr(injector, "rumble", None))
         tried = "".join(f"; {why}" for why in getattr(injector, "fallbacks", []))
         self._log(f"rootstream host: input injected with {injector.name}{tried}")
 

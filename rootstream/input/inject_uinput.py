@@ -32,6 +32,8 @@ import uinput
 from rootstream.errors import InputError
 from rootstream.input.injector import Injector, WheelDetents
 from rootstream.input.keymap import EVDEV_KEYS
+from rootstream.input.rumble import RumbleWatcher
+from rootstream.input.uinput_ff import FfGamepad
 from rootstream.protocol.input import BTN_LEFT, BTN_TASK, GAMEPAD_BUTTON_BIT, GamepadState
 
 Event = tuple[int, int]  # python-uinput's (type, code)
@@ -143,10 +145,16 @@ class UinputInjector(Injector):
 
     def __init__(self, device_path: str = "/dev/uinput",
                  device_factory: Callable[..., object] = uinput.Device,
-                 name_prefix: str = "rootstream") -> None:
+                 name_prefix: str = "rootstream",
+                 pad_factory: Callable[..., object] | None = None) -> None:
         super().__init__()
         self._path = device_path
         self._factory = device_factory
+        # Gamepads take force feedback, which python-uinput cannot offer
+        # (rootstream.input.uinput_ff); a test's own device factory makes them all.
+        self._pad_factory = pad_factory or (FfGamepad if device_factory is uinput.Device
+                                            else device_factory)
+        self.rumble: RumbleWatcher | None = None
         self._prefix = name_prefix
         self._dirty: dict[int, object] = {}
         self._wheel = WheelDetents()
@@ -159,10 +167,12 @@ class UinputInjector(Injector):
         except BaseException:
             self.keyboard.destroy()
             raise
+        if self._pad_factory is FfGamepad:
+            self.rumble = RumbleWatcher()
 
-    def _create(self, capabilities, kind: str, **ids):
+    def _create(self, capabilities, kind: str, factory=None, mode: int = os.O_WRONLY, **ids):
         try:
-            fd = os.open(self._path, os.O_WRONLY | os.O_NONBLOCK)
+            fd = os.open(self._path, mode | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
             raise InputError(
                 f"cannot open {self._path}",
@@ -170,7 +180,8 @@ class UinputInjector(Injector):
                 details=[str(exc)],
             ) from exc
         try:
-            return self._factory(capabilities, name=f"{self._prefix} {kind}", fd=fd, **ids)
+            return (factory or self._factory)(capabilities, name=f"{self._prefix} {kind}",
+                                              fd=fd, **ids)
         except OSError as exc:
             os.close(fd)
             raise InputError(f"cannot create the virtual {kind}", details=[str(exc)]) from exc
@@ -217,7 +228,11 @@ class UinputInjector(Injector):
         return True
 
     def _gamepad_added(self, index: int) -> bool:
-        self._pads[index] = self._create(gamepad_capabilities(), f"gamepad {index}", **XBOX360_ID)
+        # Read-write: the kernel's force-feedback requests are read from the fd.
+        self._pads[index] = pad = self._create(gamepad_capabilities(), f"gamepad {index}",
+                                               self._pad_factory, os.O_RDWR, **XBOX360_ID)
+        if self.rumble is not None:
+            self.rumble.add(index, pad)
         return True
 
     def _gamepad_state(self, old: GamepadState, new: GamepadState) -> bool:
@@ -229,6 +244,8 @@ class UinputInjector(Injector):
     def _gamepad_removed(self, index: int) -> bool:
         pad = self._pads.pop(index)
         self._dirty.pop(id(pad), None)
+        if self.rumble is not None:
+            self.rumble.remove(index)
         pad.destroy()
         return True
 
@@ -241,6 +258,8 @@ class UinputInjector(Injector):
             raise InputError("writing to a uinput device failed", details=[str(exc)]) from exc
 
     def _close(self) -> None:
+        if self.rumble is not None:
+            self.rumble.close()
         for device in (self.keyboard, self.mouse, self._pointer, *self._pads.values()):
             if device is not None:
                 device.destroy()

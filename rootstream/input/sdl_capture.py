@@ -342,6 +342,10 @@ class SdlInputCapture:
         self.gamepads[index] = state = self._read_state(index, handle)
         self._send([GamepadAdded(index), state])
 
+    def controller(self, index: int):
+        """The SDL_GameController handle numbered ``index`` here, or None (rumble)."""
+        return next((h for i, h in self._controllers.values() if i == index), None)
+
     def _read_state(self, index: int, handle) -> GamepadState:
         buttons = 0
         for button in range(len(GAMEPAD_BUTTONS)):

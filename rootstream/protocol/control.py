@@ -35,6 +35,9 @@ class ControlKind(enum.IntEnum):
     PING = 0x07
     PONG = 0x08
     BITRATE = 0x09
+    RUMBLE = 0x0A
+    CLIPBOARD_DATA = 0x0B
+    CLIPBOARD_ACK = 0x0C
 
 
 CRYPTO_KINDS = range(0x20, 0x30)
@@ -47,6 +50,11 @@ class Capability(enum.IntFlag):
     AUDIO = 0x0008
     INPUT = 0x0010
     ENCRYPTION = 0x0020
+    # Optional features (docs/PROTOCOL.md §4): a peer sends a feature's messages
+    # only when the other announced its bit, so an older peer never sees them.
+    RUMBLE = 0x0040  # hello: plays rumble messages; config: sends them
+    MICROPHONE = 0x0080  # hello: wants to send its microphone; config: takes it
+    CLIPBOARD = 0x0100  # both: shares the clipboard
 
 
 class Codec(enum.IntEnum):
@@ -342,6 +350,62 @@ class Bitrate(_Fixed):
 
 
 @dataclass(frozen=True, slots=True)
+class Rumble(_Fixed):
+    """Host -> client (only when the hello had Capability.RUMBLE): set pad
+    ``index``'s motors to these strengths (0..0xFFFF; both 0: stop) for
+    ``duration_ms`` (0: until the next rumble message for that pad)."""
+
+    index: int = 0
+    strong: int = 0
+    weak: int = 0
+    duration_ms: int = 0
+    KIND: ClassVar[ControlKind] = ControlKind.RUMBLE
+    STRUCT: ClassVar[struct.Struct] = struct.Struct("!BHHI")
+    NAME: ClassVar[str] = "rumble"
+
+
+@dataclass(frozen=True, slots=True)
+class ClipboardData:
+    """Either way (only when both announced Capability.CLIPBOARD): bytes
+    ``offset``.. of transfer ``transfer``, a UTF-8 text of ``total`` bytes."""
+
+    transfer: int = 0
+    total: int = 0
+    offset: int = 0
+    data: bytes = b""
+    KIND: ClassVar[ControlKind] = ControlKind.CLIPBOARD_DATA
+    _HEAD: ClassVar[struct.Struct] = struct.Struct("!IIIH")
+
+    def pack(self) -> bytes:
+        return (bytes([self.KIND]) + self._HEAD.pack(self.transfer, self.total, self.offset,
+                                                     len(self.data)) + self.data)
+
+    __bytes__ = pack
+
+    @classmethod
+    def parse_body(cls, body: memoryview) -> ClipboardData:
+        if len(body) < cls._HEAD.size:
+            raise ProtocolError("clipboard data message is truncated")
+        transfer, total, offset, size = cls._HEAD.unpack_from(body)
+        if len(body) < cls._HEAD.size + size:
+            raise ProtocolError("clipboard data message is truncated")
+        if offset + size > total:
+            raise ProtocolError("clipboard data message runs past the text's end")
+        return cls(transfer, total, offset, bytes(body[cls._HEAD.size:cls._HEAD.size + size]))
+
+
+@dataclass(frozen=True, slots=True)
+class ClipboardAck(_Fixed):
+    """The answer to clipboard data: every byte of ``transfer`` before ``received`` arrived."""
+
+    transfer: int = 0
+    received: int = 0
+    KIND: ClassVar[ControlKind] = ControlKind.CLIPBOARD_ACK
+    STRUCT: ClassVar[struct.Struct] = struct.Struct("!II")
+    NAME: ClassVar[str] = "clipboard ack"
+
+
+@dataclass(frozen=True, slots=True)
 class CryptoMessage:
     """Pairing/handshake message: kind 0x20-0x2F with a body the crypto layer parses."""
 
@@ -357,10 +421,10 @@ class CryptoMessage:
 
 
 ControlMessage = (Hello | Config | Keepalive | IdrRequest | StatsReport | Bye | Ping | Pong
-                  | Bitrate | CryptoMessage)
+                  | Bitrate | Rumble | ClipboardData | ClipboardAck | CryptoMessage)
 
 _BY_KIND = {cls.KIND: cls for cls in (Hello, Config, Keepalive, IdrRequest, StatsReport, Bye,
-                                       Ping, Pong, Bitrate)}
+                                       Ping, Pong, Bitrate, Rumble, ClipboardData, ClipboardAck)}
 
 
 def encode_control(message: ControlMessage) -> bytes:
