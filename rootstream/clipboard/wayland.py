@@ -119,12 +119,12 @@ class WaylandClipboard:
                                 creates=interface, version=version)
 
     def _listen(self, proxy, handler: Callable) -> None:
-        self._handlers[int(ffi.cast("uintptr_t", proxy))] = handler
+        self._handlers[_key(proxy)] = handler
         self._lib.wl_proxy_add_dispatcher(ffi.cast("struct wl_proxy *", proxy), self._dispatcher,
                                           ffi.NULL, ffi.NULL)
 
     def _dispatch(self, _data, target, opcode, _message, args) -> int:
-        handler = self._handlers.get(int(ffi.cast("uintptr_t", target)))
+        handler = self._handlers.get(_key(target))
         try:
             if handler is not None:
                 handler(opcode, args)
@@ -133,7 +133,7 @@ class WaylandClipboard:
         return 0
 
     def _destroy(self, proxy, opcode: int) -> None:
-        key = int(ffi.cast("uintptr_t", proxy))
+        key = _key(proxy)
         self._handlers.pop(key, None)
         self._offer_types.pop(key, None)
         self._wl.request(proxy, opcode, [], destroy=True)
@@ -183,9 +183,8 @@ class WaylandClipboard:
     def _on_device(self, opcode, args) -> None:
         if opcode == wp.DEVICE_DATA_OFFER:
             offer = args[0].o
-            self._offer_types[int(ffi.cast("uintptr_t", offer))] = set()
-            self._listen(offer, lambda op, a, key=int(ffi.cast("uintptr_t", offer)):
-                         self._offer_types[key].add(ffi.string(a[0].s)))
+            types = self._offer_types[_key(offer)] = set()
+            self._listen(offer, lambda op, a: types.add(ffi.string(a[0].s)))
         elif opcode == wp.DEVICE_SELECTION:
             if self._selection != ffi.NULL:
                 self._destroy(self._selection, wp.OFFER_DESTROY)
@@ -198,7 +197,7 @@ class WaylandClipboard:
             self.counters["device_finished"] += 1  # the seat went away
 
     def _read_selection(self, offer) -> None:
-        types = self._offer_types.get(int(ffi.cast("uintptr_t", offer)), set())
+        types = self._offer_types.get(_key(offer), set())
         if self._marker in types:
             self.counters["own_selection"] += 1  # what we pasted: never echoed
             return
@@ -248,6 +247,11 @@ class WaylandClipboard:
             if source == self._source:
                 self._source, self._owned = ffi.NULL, b""
             self._destroy(source, wp.SOURCE_DESTROY)
+
+
+def _key(proxy) -> int:
+    """A proxy's address: what the dispatcher is given back as its target."""
+    return int(ffi.cast("uintptr_t", proxy))
 
 
 def _write_and_close(fd: int, data: bytes) -> None:

@@ -23,7 +23,9 @@ from cffi import FFI
 
 ffi = FFI()
 ffi.cdef("""
-    struct wl_message { const char *name; const char *signature; const struct wl_interface **types; };
+    struct wl_message {
+        const char *name; const char *signature; const struct wl_interface **types;
+    };
     struct wl_interface {
         const char *name; int version;
         int method_count; const struct wl_message *methods;
@@ -36,7 +38,8 @@ ffi.cdef("""
     typedef int (*wl_dispatcher_func_t)(const void *, void *, uint32_t,
                                         const struct wl_message *, union wl_argument *);
 
-    extern struct wl_interface wl_registry_interface;  /* not const: cffi reads a const as a constant */
+    /* not const: cffi reads a const global as a constant, and cannot take its address */
+    extern struct wl_interface wl_registry_interface;
     extern struct wl_interface wl_seat_interface;
 
     struct wl_display *wl_display_connect(const char *name);
@@ -109,8 +112,8 @@ def _build_interfaces(lib) -> dict[str, object]:
     known = dict(interfaces, wl_seat=ffi.addressof(lib, "wl_seat_interface"))
 
     def messages(specs):
-        table = ffi.new("struct wl_message[]", max(len(specs), 1))
-        for slot, (name, signature, types) in zip(table, specs):
+        table = ffi.new("struct wl_message[]", max(len(specs), 1))  # C forbids [0]
+        for slot, (name, signature, types) in zip(table, specs, strict=False):
             type_table = ffi.new("const struct wl_interface *[]", max(len(types), 1))
             for i, type_name in enumerate(types):
                 type_table[i] = known[type_name] if type_name else ffi.NULL
@@ -157,9 +160,9 @@ class Wayland:
         Returns the new proxy (or NULL).
         """
         proxy = ffi.cast("struct wl_proxy *", proxy)  # a wl_display is a proxy too
-        array = ffi.new("union wl_argument[]", max(len(args), 1))
+        array = ffi.new("union wl_argument[]", max(len(args), 1))  # C forbids [0]
         strings = []
-        for slot, value in zip(array, args):
+        for slot, value in zip(array, args, strict=False):
             if value is None:
                 slot.o = ffi.NULL
             elif isinstance(value, bytes):
