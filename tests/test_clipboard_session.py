@@ -12,8 +12,9 @@ import threading
 import time
 
 import pytest
+from clipboard_scenarios import wait_for
 from session_helpers import HostProcess
-from test_clipboard_x11 import copy, paste, wait_for
+from test_clipboard_x11 import copy, paste
 
 from rootstream.client import Client, ClientOptions
 
@@ -30,6 +31,7 @@ def test_copy_and_paste_cross_a_real_session_both_ways(tmp_path, udp_port, xvfb_
     try:
         host.wait_for("listening on")
         monkeypatch.setenv("DISPLAY", b.display)
+        monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)  # X11 on both sides here
         client = Client(ClientOptions(host=("127.0.0.1", udp_port), present="null",
                                       insecure=True, input=False, audio=False, clipboard=True,
                                       seconds=60, stats_interval=60), log=lambda line: None)
