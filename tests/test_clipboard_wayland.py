@@ -26,6 +26,7 @@ from clipboard_scenarios import (
     service_pair,
     wait_for,
 )
+from test_clipboard_session import cross_a_real_session
 from test_clipboard_x11 import copy as x11_copy
 from test_clipboard_x11 import paste as x11_paste
 from wayland_desktop import WaylandDesktop
@@ -98,6 +99,46 @@ def test_copies_are_seen_pastes_are_served_and_our_own_is_never_reported(sway):
         clipboard.close()
 
 
+def test_the_compositor_going_away_ends_the_watcher_quietly(sway):
+    clipboard = WaylandClipboard(None, lambda data: None, MAX_TEXT)
+    try:
+        sway.kill("sway")
+        assert wait_for(lambda: clipboard.counters["connection_lost"] == 1)
+        clipboard.set_text(b"nowhere to go")  # no exception, no hang
+    finally:
+        clipboard.close()
+    assert not clipboard._thread.is_alive()
+
+
+def test_without_a_usable_wayland_clipboard_x11_is_used_and_the_log_says_why(
+        sway, xvfb_factory, monkeypatch):
+    from rootstream.clipboard.desktop import open_desktop_clipboard
+    from rootstream.clipboard.x11 import X11Clipboard
+
+    x = xvfb_factory(320, 200)
+    monkeypatch.setenv("DISPLAY", x.display)
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-nobody")
+    logs: list[str] = []
+    watcher = open_desktop_clipboard(None, lambda data: None, MAX_TEXT, log=logs.append)
+    watcher.close()
+    assert isinstance(watcher, X11Clipboard)
+    assert logs == ["rootstream: clipboard: X11 (cannot connect to the Wayland display "
+                    "wayland-nobody for the clipboard)"]
+
+
+def test_doctor_says_which_clipboard_is_shared_and_why(sway, xvfb_factory, monkeypatch):
+    from rootstream.clipboard import probe_clipboard
+
+    monkeypatch.setenv("DISPLAY", xvfb_factory(320, 200).display)
+    rows = {name: (ok, reason) for name, ok, reason in probe_clipboard()}
+    assert rows["wayland"] == (True, "wlr data-control on $WAYLAND_DISPLAY: --clipboard uses it")
+    assert rows["x11"] == (True, "not used: the Wayland clipboard is")
+    monkeypatch.delenv("WAYLAND_DISPLAY")
+    rows = {name: (ok, reason) for name, ok, reason in probe_clipboard()}
+    assert rows["wayland"][0] is False and "not a Wayland session" in rows["wayland"][1]
+    assert rows["x11"] == (True, "XFIXES selection events on this display: --clipboard uses it")
+
+
 @pytest.fixture
 def desks(sway, xvfb_factory):
     b = xvfb_factory(320, 200)
@@ -117,3 +158,12 @@ def test_one_mib_crosses_and_one_byte_more_is_refused_with_a_message(desks):
     sway, b, host, client, logs = desks
     large_text_then_one_byte_too_many(host, client, logs, lambda text: wl_copy(sway, text),
                                       lambda: x11_paste(b))
+
+
+@pytest.mark.slow
+def test_a_real_host_on_sway_and_a_real_client_on_x11_share_both_ways(sway, tmp_path, udp_port,
+                                                                      xvfb_factory, monkeypatch):
+    b = xvfb_factory(320, 200)
+    host = cross_a_real_session(tmp_path, udp_port, monkeypatch, sway.env, b,
+                                lambda text: wl_copy(sway, text), lambda: wl_paste(sway))
+    assert "clipboard: Wayland (wlr data-control)" in host.log()
