@@ -1,7 +1,7 @@
 """libwayland-client through cffi's ABI mode, and the wlr data-control protocol's tables.
 
-Why cffi ABI mode and not a C helper: the clipboard needs four requests and
-five events, all of plain types; libwayland-client exports the core
+Why cffi ABI mode and not a C helper: the clipboard needs a handful of
+requests and events, all of plain types; libwayland-client exports the core
 interfaces (wl_registry, wl_seat) as data, and its generic entry points
 (``wl_proxy_marshal_array_flags`` to send, ``wl_proxy_add_dispatcher`` to
 receive every event of a proxy through one Python callback) take the
@@ -10,11 +10,14 @@ install time, no second process to supervise.
 
 Only the zwlr_data_control_* tables are written here, from the protocol's
 documented signatures (wlr-data-control-unstable-v1, version 2; Debian 12
-does not package wlr-protocols).  The signature strings use libwayland's
-letters: ``n`` new_id, ``o`` object (``?`` allows null), ``s`` string,
-``h`` file descriptor; a leading number is the version that added the
-message.  tests/test_clipboard_wayland.py pins them by driving real sway and
-wl-clipboard with them, and pins the struct layouts against the headers.
+does not package wlr-protocols).  They were checked once, by a script,
+against protocol/wlr-data-control-unstable-v1.xml of Debian's wlroots
+0.15.1-6 source package: names, order, signatures, types and versions equal.
+The signature strings use libwayland's letters: ``n`` new_id, ``o`` object
+(``?`` allows null), ``s`` string, ``h`` file descriptor; a leading number is
+the version that added the message.  tests/test_clipboard_wayland.py pins
+them by driving real sway and wl-clipboard with them, and pins the struct
+layouts against the headers.
 """
 
 from __future__ import annotations
@@ -77,7 +80,9 @@ OFFER_RECEIVE, OFFER_DESTROY = 0, 1
 OFFER_OFFER = 0
 
 MANAGER = "zwlr_data_control_manager_v1"
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 2  # the manager's newest version we speak (primary selection added in 2)
+VERSIONS = {MANAGER: 2, "zwlr_data_control_device_v1": 2, "zwlr_data_control_source_v1": 1,
+            "zwlr_data_control_offer_v1": 1}
 
 # interface -> (requests, events); each message (name, signature, types of its
 # arguments: an interface name for n/o arguments, None for the others).
@@ -127,7 +132,7 @@ def _build_interfaces(lib) -> dict[str, object]:
         interface = interfaces[name]
         label = ffi.new("char[]", name.encode())
         _keep.append(label)
-        interface.name, interface.version = label, PROTOCOL_VERSION
+        interface.name, interface.version = label, VERSIONS[name]
         interface.method_count, interface.methods = len(requests), messages(requests)
         interface.event_count, interface.events = len(events), messages(events)
     _keep.extend(interfaces.values())
