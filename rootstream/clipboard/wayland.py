@@ -42,6 +42,7 @@ from rootstream.clipboard.x11 import ClipboardError
 # older toolkits offer.
 TEXT_TYPES = (b"text/plain;charset=utf-8", b"UTF8_STRING", b"text/plain", b"STRING", b"TEXT")
 READ_STALL_S = 2.0  # an owner that stops writing this long has given up
+READ_LIMIT_S = 10.0  # and one that trickles is not waited for longer than this in all
 
 
 class WaylandClipboard:
@@ -110,7 +111,9 @@ class WaylandClipboard:
         self._device = wl.request(self._manager, wp.MANAGER_GET_DATA_DEVICE, [None, seat],
                                   creates="zwlr_data_control_device_v1")
         self._listen(self._device, self._on_device)
-        lib.wl_display_roundtrip(self.display)  # the existing selection arrives here
+        if lib.wl_display_roundtrip(self.display) < 0:  # the existing selection arrives here
+            raise ClipboardError("the Wayland compositor refused the clipboard's requests",
+                                 hint="its data-control protocol may be too old or different")
         self._reporting = True
 
     def _bind(self, registry, number: int, interface, version: int):
@@ -163,7 +166,8 @@ class WaylandClipboard:
             # libwayland's rule for a loop of its own: prepare, flush, wait, read.
             while lib.wl_display_prepare_read(display) != 0:
                 if lib.wl_display_dispatch_pending(display) < 0:
-                    break
+                    self.counters["connection_lost"] += 1
+                    return
             lib.wl_display_flush(display)
             ready = select.select([fd, self._wake_read], [], [])[0]
             if fd in ready:
@@ -218,8 +222,10 @@ class WaylandClipboard:
 
     def _read_pipe(self, pipe) -> bytes | None:
         data = bytearray()
+        deadline = time.monotonic() + READ_LIMIT_S
         while len(data) <= self.max_bytes:
-            if not select.select([pipe], [], [], READ_STALL_S)[0]:
+            wait = min(READ_STALL_S, deadline - time.monotonic())
+            if wait <= 0 or not select.select([pipe], [], [], wait)[0]:
                 self.counters["read_stalled"] += 1
                 return None
             piece = pipe.read(min(65536, self.max_bytes + 1 - len(data)))
