@@ -99,6 +99,27 @@ def test_copies_are_seen_pastes_are_served_and_our_own_is_never_reported(sway):
         clipboard.close()
 
 
+def test_waiting_for_a_copy_never_wakes_the_thread(sway):
+    """No polling: with nothing copied, the thread sleeps in select() and is never woken."""
+    clipboard = WaylandClipboard(None, lambda data: None, MAX_TEXT)
+    status = f"/proc/self/task/{clipboard._thread.native_id}/status"
+
+    def switches() -> int:
+        with open(status) as lines:
+            return sum(int(line.split()[1]) for line in lines
+                       if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt")))
+
+    try:
+        time.sleep(0.2)  # let it settle into select()
+        before = switches()
+        time.sleep(1.5)
+        assert switches() == before
+        wl_copy(sway, b"a copy wakes it")
+        assert wait_for(lambda: switches() > before)
+    finally:
+        clipboard.close()
+
+
 def test_the_compositor_going_away_ends_the_watcher_quietly(sway):
     clipboard = WaylandClipboard(None, lambda data: None, MAX_TEXT)
     try:
