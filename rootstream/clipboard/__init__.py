@@ -10,6 +10,12 @@
 
 from __future__ import annotations
 
+from rootstream.errors import RootStreamError
+
+
+class ClipboardError(RootStreamError):
+    """The desktop's clipboard cannot be watched or set (either backend)."""
+
 
 def probe_clipboard() -> list[tuple[str, bool, str]]:
     """`rootstream doctor`: can the clipboard of this desktop be shared, and through what?"""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from rootstream.clipboard.x11 import ClipboardError
+from rootstream.clipboard import ClipboardError
 
 
 def open_desktop_clipboard(display: str | None, on_change: Callable[[bytes], None],

@@ -34,9 +34,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from rootstream.clipboard import ClipboardError
 from rootstream.clipboard import wayland_protocol as wp
 from rootstream.clipboard.wayland_protocol import ffi
-from rootstream.clipboard.x11 import ClipboardError
 
 # Text types, preferred first: the MIME type, then the X11 names XWayland and
 # older toolkits offer.
@@ -99,8 +99,7 @@ class WaylandClipboard:
         if wp.MANAGER.encode() not in globals_:
             raise ClipboardError("the Wayland compositor does not offer the wlr data-control "
                                  "protocol", hint="sway and other wlroots desktops do; elsewhere"
-                                 " the clipboard is shared through XWayland (unset"
-                                 " WAYLAND_DISPLAY)")
+                                 " the X11 (XWayland) clipboard is shared instead")
         if b"wl_seat" not in globals_:
             raise ClipboardError("the Wayland compositor has no seat",
                                  hint="the clipboard belongs to a seat")
