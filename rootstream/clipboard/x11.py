@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from rootstream._native import xlib
-from rootstream.errors import RootStreamError
+from rootstream.clipboard import ClipboardError
 
 ffi = xlib.ffi  # the one Xlib binding declares the selection structs and calls too
 
@@ -44,10 +44,6 @@ XFIXES_SELECTION_NOTIFY = 0  # added to the extension's event base
 XFIXES_SET_SELECTION_OWNER_NOTIFY_MASK = 1
 XA_ATOM, XA_STRING = 4, 31
 PROP_MODE_REPLACE, CURRENT_TIME, ANY_PROPERTY_TYPE = 0, 0, 0
-
-
-class ClipboardError(RootStreamError):
-    pass
 
 
 class X11Clipboard:
