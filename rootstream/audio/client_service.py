@@ -43,6 +43,7 @@ from rootstream.audio.sync import AudioSync
 from rootstream.errors import AudioError, ProtocolError
 from rootstream.protocol import Capability, Header, PacketType
 from rootstream.protocol.audio import AudioPayload
+from rootstream.recent import RecentList
 from rootstream.service import ClientService, Sender, SessionInfo
 
 STATS_EVERY_NS = 500_000_000
@@ -177,7 +178,7 @@ class ClientAudio(ClientService):
         self.counters: Counter[str] = Counter()
         self._reference_ns: int | None = None  # the latest AUDIO capture stamp
         self._next_stats_ns = 0
-        self.offsets_ns: list[int] = []  # the A/V offset at every stats tick, for reports
+        self.offsets_ns: list[int] = RecentList()  # the A/V offset at every stats tick
 
     # -- hooks ----------------------------------------------------------------
 
