@@ -129,7 +129,8 @@ class Client:
         if options.audio:
             from rootstream.audio.client_service import ClientAudio
 
-            self.audio = ClientAudio(stats=self.stats, log=log)
+            self.audio = ClientAudio(stats=self.stats, log=log,
+                                     tell_host=lambda: self._send(self._hello()))
             self.services.append(self.audio)
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         # Encrypted by default: the host's key comes from pairing, looked up
@@ -209,8 +210,8 @@ class Client:
 
     def _hello(self) -> Hello:
         wants = Capability.H264 | Capability.HEVC | Capability.FEC
-        if self.audio is not None:
-            wants |= Capability.AUDIO
+        if self.audio is not None and not self.audio.unavailable:
+            wants |= Capability.AUDIO  # not once the device failed: the host stops sending
         return Hello(capabilities=wants,
                      max_width=self.options.want_size[0], max_height=self.options.want_size[1],
                      client_name=self.options.client_name or socket.gethostname(),

@@ -153,7 +153,8 @@ class ClientAudio(ClientService):
     def __init__(self, *, stats=None, log: Callable[[str], None] = print,
                  backend: str = "sdl", playback_options: dict | None = None,
                  switch_interval_s: float | None = SWITCH_INTERVAL_S,
-                 opener: Callable[..., object] = open_audio_playback):
+                 opener: Callable[..., object] = open_audio_playback,
+                 tell_host: Callable[[], None] | None = None):
         if opener is open_audio_playback and backend == "sdl":
             # Imported now, on the caller's thread: importing pysdl2 holds the
             # GIL for about half a second, which on the thread that opens the
@@ -170,6 +171,11 @@ class ClientAudio(ClientService):
         self.switch_interval_s = switch_interval_s
         self._previous_switch: float | None = None
         self.opener = opener  # open_audio_playback, or a stand-in with its signature
+        # Called on the receive thread (tick) once the device failed: the client
+        # then says hello again without Capability.AUDIO, and the host stops
+        # sending sound exactly as for --no-audio.
+        self._tell_host = tell_host
+        self._host_must_know = False
         self._lock = threading.Lock()  # opening and closing the device
         self._generation = 0  # bumped when a session ends: an open under way is moot
         self._opening: threading.Thread | None = None
@@ -187,6 +193,8 @@ class ClientAudio(ClientService):
         self._reference_ns = None
         if not session.config.capabilities & Capability.AUDIO:
             return  # the host sends no sound (it has none, or runs with --audio none)
+        if self.unavailable and self._tell_host is not None:
+            return  # a reconnect: the host was told (our hello asks for no sound)
         # Opening SDL audio takes a quarter of a second or more: on the receive
         # thread it would hold back every datagram behind it, and the jitter
         # buffer would size itself for that one stall.  Sound arriving before
@@ -213,8 +221,10 @@ class ClientAudio(ClientService):
             reason = "; ".join([str(exc), *exc.details])
             if reason != self.unavailable:
                 hint = f" ({exc.hint})" if exc.hint else ""
-                self._log(f"rootstream: sound off: {reason}{hint}")
+                told = "; the host is asked to send none" if self._tell_host else ""
+                self._log(f"rootstream: sound off: {reason}{hint}{told}")
             self.unavailable = reason
+            self._host_must_know = self._tell_host is not None
             return
         with self._lock:
             if generation != self._generation:  # the session ended meanwhile
@@ -252,6 +262,9 @@ class ClientAudio(ClientService):
         playback.video_presented(host_capture_ns(frame.capture_ms, reference), presented_ns)
 
     def tick(self, now_ns: int) -> None:
+        if self._host_must_know:
+            self._host_must_know = False
+            self._tell_host()
         if now_ns >= self._next_stats_ns:
             self._next_stats_ns = now_ns + STATS_EVERY_NS
             self._publish()
