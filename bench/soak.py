@@ -17,7 +17,8 @@ Scenarios (``--scenario``, or ``all``, one after another):
   steady1080  1920x1080 at 60 fps with sound
   lossy       720p60 through a LossyRelay dropping 5 % of datagrams each way
   rejoin      a host that stays up; a new client every minute (each stays 50 s)
-  restart     a client that stays; the host restarted every 2 minutes
+  restart     a client that stays; the host killed and started again every
+              2 minutes (the client resumes after 2 s of silence)
   pair_input  pairing, then an encrypted session on Xvfb with keys typed
               every second (host injects with xtest into its own Xvfb)
 
@@ -45,6 +46,7 @@ from soak_probe import fit, last_totals, proc_sample  # noqa: E402
 
 SAMPLE_S = 10.0
 WARMUP_S = 60.0
+MIN_FIT_S = 150.0  # fit only a process sampled this long after its warm-up
 # Counters that a healthy session on loopback keeps at zero (loss is expected
 # only through the lossy relay; restarts make the client re-handshake).
 ZERO_COUNTERS = ("malformed", "dropped_malformed", "dropped_unauthenticated", "dropped_foreign",
@@ -139,11 +141,11 @@ class Soak:
             time.sleep(0.1)
         raise RuntimeError(f"{role} never said {text!r}:\n{path.read_text(errors='replace')}")
 
-    def stop(self, role: str) -> None:
+    def stop(self, role: str, how: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(role, None)
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(how)
         try:
             proc.wait(15)
         except subprocess.TimeoutExpired:
@@ -217,7 +219,9 @@ def run_scenario(soak: Soak) -> None:
 
         def restart(now: float) -> None:
             if now >= state["next"]:
-                soak.stop("host")
+                # Killed, as by a crash or a power cut: a host stopped cleanly
+                # says bye, and a client told bye ends its session.
+                soak.stop("host", signal.SIGKILL)
                 soak.start_host()
                 state["next"] += 120
         soak.run_for(total, restart)
@@ -316,6 +320,8 @@ def slopes(samples: list[dict], role: str) -> dict:
     life = rows[-1][role]["life"]
     rows = [s for s in rows if s[role]["life"] == life]
     times = [s["t"] for s in rows]
+    if times[-1] - times[0] < MIN_FIT_S:
+        return {}  # a process that lived a minute or two: its slope says nothing
     result = {}
     for figure in ("rss_kb", "fds", "threads"):
         slope = fit(times, [s[role][figure] for s in rows])
@@ -353,6 +359,9 @@ def report(soak: Soak) -> dict:
         lives = soak.lives.get(role, 0)
         fitted = slopes(soak.samples, role)
         note = f" (last of {lives} processes)" if lives > 1 else ""
+        if not fitted and lives:
+            print(f"{role:6} no slope: {lives} processes, none sampled "
+                  f"{MIN_FIT_S:g} s after its first minute")
         for figure, slope in fitted.items():
             scale, unit = (1 / 1024, "MB") if figure == "rss_kb" else (1, "")
             print(f"{role:6} {figure:8} {slope.per_hour * scale:+9.3f} {unit}/h   95% CI "
