@@ -341,12 +341,13 @@ def moved_counters(samples: list[dict], role: str) -> dict[str, tuple[float, flo
     return {k: (first.get(k, 0), v) for k, v in last.items() if v != first.get(k, 0)}
 
 
-def per_life(samples: list[dict], watcher: str, lives_of: str) -> list[tuple[int, int]]:
-    """``watcher``'s RSS when each of ``lives_of``'s processes was last seen (rejoin)."""
+def per_life(samples: list[dict], watcher: str, lives_of: str,
+             figure: str = "rss_kb") -> list[tuple[int, int]]:
+    """``watcher``'s figure when each of ``lives_of``'s processes was last seen (rejoin)."""
     last: dict[int, int] = {}
     for s in samples:
         if watcher in s and lives_of in s:
-            last[s[lives_of]["life"]] = s[watcher]["rss_kb"]
+            last[s[lives_of]["life"]] = s[watcher][figure]
     return sorted(last.items())
 
 
@@ -385,6 +386,12 @@ def report(soak: Soak) -> dict:
                   f"(95% CI ±{half:.1f} kB, {len(points)} sessions)")
             summary["host_rss_kb_per_session"] = {"value": per_session, "half_ci": half,
                                                   "sessions": len(points)}
+            # Threads and descriptors at the same moment of every session:
+            # between sessions the host has fewer (no sound thread).
+            for figure in ("fds", "threads"):
+                seen = sorted({v for _, v in per_life(soak.samples, "host", "client", figure)})
+                print(f"host   {figure} at the end of each session: {seen}")
+                summary[f"host_{figure}_per_session"] = seen
     return summary
 
 
