@@ -269,9 +269,11 @@ def _pair_input(soak: Soak, total: float) -> None:
         displays = [host_x, client_x]
         soak.secure = []
         soak.host_args[soak.host_args.index("--input") + 1] = "xtest"
-        soak.host_args += ["--pair", "--display", host_display]
-        # Two machines: their own identities and trust stores.
-        soak.host_env = {"XDG_CONFIG_HOME": str(soak.work / "host-config")}
+        soak.host_args += ["--pair"]
+        # Two machines: their own identities and trust stores (xtest types into
+        # the host's $DISPLAY; --display is for --source x11).
+        soak.host_env = {"XDG_CONFIG_HOME": str(soak.work / "host-config"),
+                         "DISPLAY": host_display}
         soak.client_env = {"XDG_CONFIG_HOME": str(soak.work / "client-config"),
                            "DISPLAY": client_display, "SDL_VIDEODRIVER": "x11"}
         soak.client_args = ["--present", "sdl", "--reconnect-timeout", "30"]
