@@ -4,7 +4,9 @@ The playback (SDL audio with the adaptive jitter buffer, rootstream.audio.
 playback) is opened when a session starts whose host announced sound
 (Capability.AUDIO in its config), and closed when the session ends.  A
 client that cannot open a sound device still shows the picture: the reason
-is logged once and AUDIO datagrams are counted as dropped.
+is logged once, and the client (``tell_host``) says hello again without
+audio, so the host stops sending sound as for ``--no-audio``; what arrived
+meanwhile is counted as dropped.
 
 Threads.  AUDIO datagrams arrive on the receive thread (``handle``) and go
 straight into the jitter buffer; SDL's own thread decodes and plays them
