@@ -329,6 +329,13 @@ def slopes(samples: list[dict], role: str) -> dict:
         slope = fit(times, [s[role][figure] for s in rows])
         if slope is not None:
             result[figure] = slope
+    # A leak grows all along; a high-water mark (one more frame-sized buffer
+    # kept by the allocator while the machine was busy) is a step, and the
+    # second half of the run is flat after it.
+    late = [s for s in rows if s["t"] >= (times[0] + times[-1]) / 2]
+    slope = fit([s["t"] for s in late], [s[role]["rss_kb"] for s in late])
+    if slope is not None:
+        result["rss_kb 2nd half"] = slope
     return result
 
 
@@ -353,7 +360,17 @@ def per_life(samples: list[dict], watcher: str, lives_of: str,
     return sorted(last.items())
 
 
-def report(soak: Soak) -> dict:
+class Saved:
+    """A run read back from its JSON, with what report() needs."""
+
+    def __init__(self, saved: dict):
+        self.scenario, self.minutes = saved["scenario"], saved["minutes"]
+        self.samples = saved["samples"]
+        self.lives = {role: max(s[role]["life"] for s in self.samples if role in s)
+                      for role in ("host", "client") if any(role in s for s in self.samples)}
+
+
+def report(soak: Soak | Saved) -> dict:
     summary: dict = {"scenario": soak.scenario, "minutes": soak.minutes, "slopes": {},
                      "counters": {}}
     print(f"\n== {soak.scenario}: {soak.minutes:g} min, {len(soak.samples)} samples, "
@@ -366,8 +383,8 @@ def report(soak: Soak) -> dict:
             print(f"{role:6} no slope: {lives} processes, none sampled "
                   f"{MIN_FIT_S:g} s after its first minute")
         for figure, slope in fitted.items():
-            scale, unit = (1 / 1024, "MB") if figure == "rss_kb" else (1, "")
-            print(f"{role:6} {figure:8} {slope.per_hour * scale:+9.3f} {unit}/h   95% CI "
+            scale, unit = (1 / 1024, "MB") if figure.startswith("rss_kb") else (1, "")
+            print(f"{role:6} {figure:15} {slope.per_hour * scale:+9.3f} {unit}/h   95% CI "
                   f"[{slope.low * scale:+.3f}, {slope.high * scale:+.3f}]  n={slope.samples}"
                   f"{note}")
             summary["slopes"][f"{role}.{figure}"] = {
@@ -407,7 +424,13 @@ def main() -> int:
                         help="both processes log their heap's top growth by file:line")
     parser.add_argument("--tree", default=None, help="run the processes from this source tree")
     parser.add_argument("--keep", default=None, help="keep logs in this directory")
+    parser.add_argument("--report", default=None, metavar="JSON",
+                        help="print the slopes of a saved run (its --out file) and exit")
     args = parser.parse_args()
+    if args.report:
+        for saved in json.loads(Path(args.report).read_text()):
+            report(Saved(saved))
+        return 0
     scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
     results = []
     for scenario in scenarios:
