@@ -75,7 +75,8 @@ class Client:
         if options.audio:
             from rootstream.audio.client_service import ClientAudio
 
-            self.audio = ClientAudio(stats=self.stats, log=log)
+            self.audio = ClientAudio(stats=self.stats, log=log,
+                                     tell_host=lambda: self._send(self._hello()))
             self.services.append(self.audio)
         if options.clipboard:
             from rootstream.clipboard.service import ClipboardService
@@ -163,8 +164,8 @@ class Client:
 
     def _hello(self) -> Hello:
         wants = Capability.H264 | Capability.HEVC | Capability.FEC
-        if self.audio is not None:
-            wants |= Capability.AUDIO
+        if self.audio is not None and not self.audio.unavailable:
+            wants |= Capability.AUDIO  # not once the device failed: the host stops sending
         for service in self.services:  # optional features (rumble, ...) say what they take
             wants |= getattr(service, "wants", 0)
         return Hello(capabilities=wants,

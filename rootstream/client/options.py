@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 from rootstream.errors import RootStreamError
 from rootstream.protocol import Config
+from rootstream.recent import RecentList
 
 
 @dataclass
@@ -51,7 +51,8 @@ class ClientResult:
     frames_received: int = 0
     frames_lost: int = 0
     reason: str = ""
-    markers: list[int] = field(default_factory=list)  # frame numbers read, in order shown
+    # Frame numbers read, in order shown: the most recent (rootstream.recent).
+    markers: list[int] = field(default_factory=RecentList)
     config: Config | None = None
     bitrate_kbps: int = 0  # the host's latest announced encoder rate
     reconnects: int = 0
@@ -59,4 +60,4 @@ class ClientResult:
     failure: RootStreamError | None = None
     longest_freeze_ms: float = 0.0  # longest gap between two pictures shown
     # When each picture was shown (monotonic ns), the most recent ones.
-    present_ns: deque[int] = field(default_factory=lambda: deque(maxlen=100_000))
+    present_ns: list[int] = field(default_factory=RecentList)
