@@ -28,7 +28,9 @@ from collections import Counter
 from collections.abc import Callable
 
 from rootstream.errors import ProtocolError
+from rootstream.input.gil import SwitchInterval
 from rootstream.input.rumble_link import RumblePlayer
+from rootstream.present.base import map_to_stream
 from rootstream.protocol import Capability, PacketType
 from rootstream.protocol.control import Rumble
 from rootstream.protocol.input import encode_input
@@ -48,14 +50,19 @@ class ClientInput(ClientService):
     name = "input"
 
     def __init__(self, *, figures: Callable[[], dict] | None = None,
-                 log: Callable[[str], None] = print, capture_options: dict | None = None):
+                 log: Callable[[str], None] = print, capture_options: dict | None = None,
+                 x11_reader: bool = True):
         self._figures = figures
         self._log = log
         self._capture_options = dict(capture_options or {})
+        self._use_x11_reader = x11_reader
         self._lock = threading.Lock()
         self._send: Sender | None = None
         self._presenter = None
         self.capture = None  # SdlInputCapture once attached
+        self.reader = None  # X11InputReader: keys and motion on a thread of their own
+        self._switch = SwitchInterval()  # the reader's thread gets the GIL within 0.5 ms
+        self._translator = None
         self.counters: Counter[str] = Counter()
         self._overlay = OverlayFigures()
         self._next_overlay_ns = 0
@@ -93,6 +100,7 @@ class ClientInput(ClientService):
                                   lambda: (presenter.width, presenter.height), **options)
         presenter.add_event_listener(self._on_event)
         self.capture = capture
+        self._start_reader(presenter)
         self._log("rootstream: input goes to the host; Ctrl+Alt+Shift+Z captures the "
                   "pointer, +F toggles fullscreen, +S the stats overlay")
 
@@ -120,6 +128,10 @@ class ClientInput(ClientService):
 
     def close(self) -> None:
         """On the presenter's thread (the client loop's caller): let go of SDL."""
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            reader.stop()  # first: no batch may arrive for a closed capture
+            self._switch.release()
         capture, self.capture = self.capture, None
         if capture is None:
             return
@@ -128,6 +140,48 @@ class ClientInput(ClientService):
         if self._presenter is not None:
             self._presenter.remove_event_listener(self._on_event)
             self._set_overlay(None)
+
+    def _start_reader(self, presenter) -> None:
+        """Read keys and motion on their own X connection and thread, off the window loop.
+
+        SDL on X11 only: elsewhere (Wayland, the dummy driver) the capture
+        reads everything, as before.
+        """
+        window = presenter.x11_window
+        if window is None or not self._use_x11_reader:
+            return
+        from rootstream.errors import InputError
+        from rootstream.input.window_input import WindowInputTranslator
+        from rootstream.input.x11_reader import X11InputReader
+
+        reader = X11InputReader(window, self._on_window_input,
+                                display=getattr(presenter, "display_name", None))
+        self._translator = WindowInputTranslator()
+        self.capture.keys_read_elsewhere = True
+        try:
+            reader.start()
+        except InputError as exc:
+            self.capture.keys_read_elsewhere = False
+            self._log(f"rootstream: keys are read in the window loop: {exc}")
+            return
+        self.reader = reader
+        self._switch.hold()
+
+    def _on_window_input(self, batch, window_size) -> None:
+        """The reader's thread: one batch -> one datagram, now."""
+        capture, presenter = self.capture, self._presenter
+        if capture is None or capture.closed or presenter is None:
+            return
+        stream_size = (presenter.width, presenter.height)
+
+        def to_stream(x: int, y: int):
+            return map_to_stream(x, y, *stream_size, *window_size)
+
+        with self._lock:
+            events, released = self._translator.translate(
+                batch, capture.held_keys, pointer_captured=capture.pointer_captured,
+                to_stream=to_stream, stream_size=stream_size)
+            capture.send_read_elsewhere(events, released)
 
     def _controller(self, index: int):
         capture = self.capture

@@ -96,6 +96,9 @@ class SdlInputCapture:
         self._detach: Callable[[], None] | None = None
         self._grabbed_window = None
         self.closed = False
+        # Set when an X11InputReader reads this window's keys and absolute motion
+        # on its own thread (client_service): then only hotkeys are read here.
+        self.keys_read_elsewhere = False
         if gamepads:
             if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_GAMECONTROLLER) == 0:
                 self._gamepads_initialised = True
@@ -149,6 +152,14 @@ class SdlInputCapture:
             return False
         self._send_snapshot(now_ns, list(self.gamepads.values()))
         return True
+
+    def send_read_elsewhere(self, events: list[InputEvent], released: bool) -> None:
+        """Send events read by the X11 reader; after a release, the snapshot goes with them."""
+        if released:
+            self._last_snapshot_ns = time.monotonic_ns()
+            events = [*events, self.snapshot()]
+        if events:
+            self._send(events)
 
     def release_all(self) -> None:
         """Tell the host that nothing is held any more (focus loss, disconnect)."""
@@ -214,6 +225,8 @@ class SdlInputCapture:
             self._consumed_scancodes.add(keysym.scancode)
             self._hotkeys[keysym.scancode](event)
             return
+        if self.keys_read_elsewhere:
+            return
         code = scancode_to_evdev(keysym.scancode)
         if code is None:
             self.counters["key_unmapped"] += 1
@@ -226,6 +239,8 @@ class SdlInputCapture:
         scancode = event.key.keysym.scancode
         if scancode in self._consumed_scancodes:
             self._consumed_scancodes.discard(scancode)
+            return
+        if self.keys_read_elsewhere:
             return
         code = scancode_to_evdev(scancode)
         if code in self.held_keys:
@@ -288,6 +303,8 @@ class SdlInputCapture:
                 dx, dy = dx - step_x, dy - step_y
             if events:
                 self._send(events)
+            return
+        if self.keys_read_elsewhere:
             return
         where = self._absolute(motion.x, motion.y)
         if where is not None:

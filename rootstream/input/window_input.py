@@ -1,0 +1,77 @@
+"""What the X11 input reader saw -> the InputEvents the host gets, sharing the capture's held keys.
+
+The reader (rootstream.input.x11_reader) takes over keys and absolute pointer
+motion from the SDL capture; the capture keeps what only SDL can read
+(buttons, the wheel, relative motion while the pointer is captured, game
+controllers) and the hotkeys' actions, which must run on the window's thread.
+Both feed one set of held keys, so the periodic snapshot the capture sends
+always includes the keys pressed here (the host would release them otherwise).
+
+Callers hold the input service's lock around ``translate`` and the send, the
+same lock the capture's snapshot is built under.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from rootstream.input.x11_reader import WindowInput
+from rootstream.protocol.input import AbsoluteMotion, InputEvent, KeyEvent
+
+# X modifier state bits: Shift, Control, Mod1 (Alt on every common keymap).
+_HOTKEY_STATE = (1 << 0) | (1 << 2) | (1 << 3)
+# evdev codes of the hotkeys' letters: Z (pointer capture), F (fullscreen), S (stats).
+HOTKEY_CODES = frozenset({44, 33, 31})
+
+ToStream = Callable[[int, int], "tuple[int, int] | None"]
+
+
+class WindowInputTranslator:
+    """Keys and motion from the reader -> InputEvents; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._consumed: set[int] = set()  # hotkey presses whose release is not sent either
+
+    def translate(self, batch: Iterable[WindowInput], held_keys: set[int], *,
+                  pointer_captured: bool, to_stream: ToStream,
+                  stream_size: tuple[int, int]) -> tuple[list[InputEvent], bool]:
+        """Returns (events to send, whether a key was released: a snapshot must follow)."""
+        events: list[InputEvent] = []
+        released = False
+        for item in batch:
+            if item.kind == "key":
+                released |= self._key(item, held_keys, events)
+            elif item.kind == "motion" and not pointer_captured:
+                # Captured, the pointer moves relative (SDL reads that); the
+                # absolute position is SDL's own warping then.
+                where = to_stream(item.x, item.y)
+                if where is not None:
+                    events.append(AbsoluteMotion(where[0], where[1], *stream_size))
+            elif item.kind == "focus" and not item.pressed:
+                # Releases that happen while another window has focus never reach us.
+                events += [KeyEvent(code, False) for code in sorted(held_keys)]
+                released |= bool(held_keys)
+                held_keys.clear()
+                self._consumed.clear()
+        return events, released
+
+    def _key(self, item: WindowInput, held_keys: set[int], events: list[InputEvent]) -> bool:
+        code = item.code
+        if item.pressed:
+            if code in HOTKEY_CODES and item.state & _HOTKEY_STATE == _HOTKEY_STATE:
+                self._consumed.add(code)  # the capture acts on it, on the window's thread
+            elif code not in held_keys:  # a repeat press of a held key is dropped
+                held_keys.add(code)
+                events.append(KeyEvent(code, True))
+            return False
+        if code in self._consumed:
+            self._consumed.discard(code)
+            return False
+        if code in held_keys:
+            held_keys.discard(code)
+            events.append(KeyEvent(code, False))
+            return True
+        return False
+
+
+__all__ = ["HOTKEY_CODES", "WindowInputTranslator"]
