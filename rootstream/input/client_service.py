@@ -28,7 +28,6 @@ from collections import Counter
 from collections.abc import Callable
 
 from rootstream.errors import ProtocolError
-from rootstream.input.gil import SwitchInterval
 from rootstream.input.rumble_link import RumblePlayer
 from rootstream.present.base import map_to_stream
 from rootstream.protocol import Capability, PacketType
@@ -61,7 +60,6 @@ class ClientInput(ClientService):
         self._presenter = None
         self.capture = None  # SdlInputCapture once attached
         self.reader = None  # X11InputReader: keys and motion on a thread of their own
-        self._switch = SwitchInterval()  # the reader's thread gets the GIL within 0.5 ms
         self._translator = None
         self.counters: Counter[str] = Counter()
         self._overlay = OverlayFigures()
@@ -131,7 +129,6 @@ class ClientInput(ClientService):
         reader, self.reader = self.reader, None
         if reader is not None:
             reader.stop()  # first: no batch may arrive for a closed capture
-            self._switch.release()
         capture, self.capture = self.capture, None
         if capture is None:
             return
@@ -165,7 +162,6 @@ class ClientInput(ClientService):
             self._log(f"rootstream: keys are read in the window loop: {exc}")
             return
         self.reader = reader
-        self._switch.hold()
 
     def _on_window_input(self, batch, window_size) -> None:
         """The reader's thread: one batch -> one datagram, now."""

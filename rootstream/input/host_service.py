@@ -28,7 +28,6 @@ from collections.abc import Callable
 
 from rootstream.errors import InputError, ProtocolError
 from rootstream.input import InputSession, open_injector
-from rootstream.input.gil import SwitchInterval
 from rootstream.input.rumble_link import RumbleSender
 from rootstream.protocol import Capability, Header, PacketType
 from rootstream.protocol.input import decode_input
@@ -80,9 +79,6 @@ class HostInput(Service):
         self._active = False  # a session is running: its INPUT is applied
         self._next_stats_ns = 0
         self.rumble = RumbleSender(self.counters)  # the games' rumble, to the client
-        # The control thread (which injects) gets the GIL within 0.5 ms, not
-        # after the capture or encoder threads' 5 ms: input stays ahead of video.
-        self._switch = SwitchInterval()
 
     @property
     def offers(self) -> int:
@@ -143,7 +139,6 @@ class HostInput(Service):
         self._active = False
         if self.session is not None:
             session, self.session = self.session, None
-            self._switch.release()
             try:
                 session.close()
             except InputError as exc:
@@ -164,7 +159,6 @@ class HostInput(Service):
             return
         self.unavailable = ""
         self.session = InputSession(injector)
-        self._switch.hold()
         self.rumble.attach(getattr(injector, "rumble", None))
         tried = "".join(f"; {why}" for why in getattr(injector, "fallbacks", []))
         self._log(f"rootstream host: input injected with {injector.name}{tried}")
