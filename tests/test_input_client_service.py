@@ -33,6 +33,21 @@ def window(xvfb, monkeypatch):
         yield presenter
 
 
+def user_of(window, xvfb):
+    """(xdotool on the window's display, pump the window's events for a while)."""
+
+    def xdotool(*args):
+        subprocess.run(["xdotool", *args], env=xvfb.env(), check=True, timeout=10)
+
+    def pump(seconds=0.3):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            window.poll_events()
+            time.sleep(0.005)
+
+    return xdotool, pump
+
+
 def corner_brightness(presenter) -> int:
     return int(presenter.read_pixels()[:60, :300, :3].max())
 
@@ -70,14 +85,7 @@ def test_keys_become_datagrams_and_the_stats_hotkey_shows_the_overlay(window, xv
     service.attach_presenter(window)
     assert service.capturing
 
-    def xdotool(*args):
-        subprocess.run(["xdotool", *args], env=xvfb.env(), check=True, timeout=10)
-
-    def pump(seconds=0.3):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            window.poll_events()
-            time.sleep(0.005)
+    xdotool, pump = user_of(window, xvfb)
 
     pump(0.2)
     xdotool("windowfocus", "--sync", str(window.x11_window))
@@ -112,6 +120,46 @@ def test_keys_become_datagrams_and_the_stats_hotkey_shows_the_overlay(window, xv
     xdotool("key", "a")
     pump()
     assert sent == []
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="apt install xdotool")
+def test_keys_go_out_once_each_side_of_a_pointer_capture(window, xvfb):
+    # Captured, SDL grabs the keyboard and the X11 reader sees no key: SDL's
+    # capture sends them then.  A key held across the switch is released once.
+    sent: list[bytes] = []
+    service = ClientInput(log=lambda line: None)
+    service.session_started(None, lambda ptype, payload: sent.append(payload))
+    service.attach_presenter(window)
+
+    xdotool, pump = user_of(window, xvfb)
+
+    def keys():
+        return [e for p in sent for e in decode_input(p) if isinstance(e, KeyEvent)
+                and e.code in (KEY_A, 48)]
+
+    try:
+        pump(0.2)
+        xdotool("windowfocus", "--sync", str(window.x11_window))
+        pump(0.1)
+        xdotool("keydown", "a")
+        pump()
+        xdotool("key", "ctrl+alt+shift+z")
+        pump()
+        assert service.capture.pointer_captured
+        xdotool("keyup", "a")
+        xdotool("key", "b")
+        pump()
+        assert keys() == [KeyEvent(KEY_A, True), KeyEvent(KEY_A, False),
+                          KeyEvent(48, True), KeyEvent(48, False)]
+        xdotool("key", "ctrl+alt+shift+z")
+        pump()
+        assert not service.capture.pointer_captured
+        sent.clear()
+        xdotool("key", "b")
+        pump()
+        assert keys() == [KeyEvent(48, True), KeyEvent(48, False)]
+    finally:
+        service.close()
 
 
 def test_without_a_window_input_is_skipped_with_a_reason():

@@ -97,7 +97,11 @@ class SdlInputCapture:
         self._grabbed_window = None
         self.closed = False
         # Set when an X11InputReader reads this window's keys and absolute motion
-        # on its own thread (client_service): then only hotkeys are read here.
+        # on its own thread (client_service): then only hotkeys are read here,
+        # except while the pointer is captured: SDL grabs the keyboard then, and
+        # X sends a grabbed keyboard's keys to the grabbing connection only.
+        # The shared held set makes a key pressed on one side and released on
+        # the other (or seen by both at the switch) go out once.
         self.keys_read_elsewhere = False
         if gamepads:
             if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_GAMECONTROLLER) == 0:
@@ -225,7 +229,7 @@ class SdlInputCapture:
             self._consumed_scancodes.add(keysym.scancode)
             self._hotkeys[keysym.scancode](event)
             return
-        if self.keys_read_elsewhere:
+        if self.keys_read_elsewhere and not self.pointer_captured:
             return
         code = scancode_to_evdev(keysym.scancode)
         if code is None:
@@ -240,7 +244,7 @@ class SdlInputCapture:
         if scancode in self._consumed_scancodes:
             self._consumed_scancodes.discard(scancode)
             return
-        if self.keys_read_elsewhere:
+        if self.keys_read_elsewhere and not self.pointer_captured:
             return
         code = scancode_to_evdev(scancode)
         if code in self.held_keys:
