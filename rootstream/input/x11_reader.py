@@ -115,12 +115,14 @@ class X11InputReader:
                              details=[f"cannot connect to X display {self._display_name!r}"])
         xlib.watch(display)
         self._display = display
-        x11.XSelectInput(display, self.window, _MASK)
-        self._xi_opcode = self._select_xi2_motion(libs)
-        supported = _xkb.new("int *")
-        _xkb_lib().XkbSetDetectableAutoRepeat(_xkb.cast("void *", _address(display)), 1,
-                                              supported)
-        self.size = self._geometry(x11)
+        with xlib.errors_recorded():  # a vanished window must not exit the process
+            x11.XSelectInput(display, self.window, _MASK)
+            self._xi_opcode = self._select_xi2_motion(libs)
+            supported = _xkb.new("int *")
+            _xkb_lib().XkbSetDetectableAutoRepeat(_xkb.cast("void *", _address(display)), 1,
+                                                  supported)
+            self.size = self._geometry(x11)
+            x11.XSync(display, False)
         errors = xlib.take_errors(display)
         if errors or self.size == (0, 0):
             self._close_display()
