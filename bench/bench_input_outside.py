@@ -206,19 +206,12 @@ def match(keys, motions, recorded) -> dict:
             "motions_sent": len(motions), "motions_arrived": len(move_ms), "motion_ms": move_ms}
 
 
-def _rootstream(switch_ms: float | None) -> list[str]:
-    """The CLI; ``switch_ms`` replaces the input threads' GIL switch interval (an A/B knob
-    for this bench only: rootstream.input.gil's default is what users get)."""
-    if switch_ms is None:
-        return [sys.executable, "-m", "rootstream_cli"]
-    return [sys.executable, "-c",
-            "import rootstream.input.gil as g; "
-            f"g.SwitchInterval.__init__.__defaults__ = ({switch_ms / 1000!r},); "
-            "from rootstream_cli.main import main; main()"]
+ROOTSTREAM = [sys.executable, "-m", "rootstream_cli"]
 
 
 def measure(scene: str, presenter: str, log_dir: Path, presses: int, seed: int,
-            switch_ms: float | None = None) -> dict:
+            command: list[str] = ROOTSTREAM) -> dict:
+    """One run; ``command`` starts the CLI (a diagnostic may wrap it to stamp inside)."""
     source, width, height = SCENES[scene]
     host_x, client_x = XvfbDisplay(width, height), XvfbDisplay(width, height)
     host = client = recorder = typist = None
@@ -229,13 +222,13 @@ def measure(scene: str, presenter: str, log_dir: Path, presses: int, seed: int,
         recorder = Recorder(host_x.display, width, height)
         port = free_udp_port()
         host = Spawned(f"host-{scene}-{presenter}", [
-            *_rootstream(switch_ms), "host", "--bind", "127.0.0.1",
+            *command, "host", "--bind", "127.0.0.1",
             "--port", str(port), "--source", source, "--size", f"{width}x{height}",
             "--fps", "60", "--input", "xtest", "--audio", "none",
             "--stats-interval", "60"], log_dir, env=host_x.env())
         _wait_log(host, "listening on")
         client = Spawned(f"client-{scene}-{presenter}", [
-            *_rootstream(switch_ms), "connect", f"127.0.0.1:{port}",
+            *command, "connect", f"127.0.0.1:{port}",
             "--present", presenter, "--seconds", "120", "--stats-interval", "60"],
             log_dir, env=client_x.env(SDL_VIDEODRIVER="x11"))
         window = _client_window(client_x)
@@ -248,7 +241,8 @@ def measure(scene: str, presenter: str, log_dir: Path, presses: int, seed: int,
         keys, motions = play(typist, width, height, presses, random.Random(seed))
         time.sleep(0.5)
         result = match(keys, motions, list(recorder.events))
-        result.update(scene=scene, presenter=presenter, load1=load, switch_ms=switch_ms)
+        result.update(scene=scene, presenter=presenter, load1=load, keys=keys,
+                      recorded=list(recorder.events))
         return result
     finally:
         for part in (typist, recorder):
@@ -273,18 +267,14 @@ def _p(values, q) -> str:
     return f"{np.percentile(values, q):.2f}" if values else "-"
 
 
-def _switch(run: dict) -> str:
-    return f" ({run['switch_ms']:g} ms)" if run.get("switch_ms") is not None else ""
-
-
 def table(runs: list[dict]) -> list[str]:
-    lines = ["| scene | presenter (GIL switch) | key p50 | key p99 | keys arrived, in order | "
+    lines = ["| scene | presenter | key p50 | key p99 | keys arrived, in order | "
              "motion p50 | motion p99 | motions arrived | load (1 min) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         order = "in order" if r["keys_in_order"] else "NOT in order"
         lines.append(
-            f"| {r['scene']} | {r['presenter']}{_switch(r)} "
+            f"| {r['scene']} | {r['presenter']} "
             f"| {_p(r['key_ms'], 50)} | {_p(r['key_ms'], 99)} "
             f"| {r['keys_arrived']}/{r['keys_sent']}, {order} | {_p(r['motion_ms'], 50)} "
             f"| {_p(r['motion_ms'], 99)} | {r['motions_arrived']}/{r['motions_sent']} "
@@ -298,23 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presenters", default=",".join(PRESENTERS))
     parser.add_argument("--keys", type=int, default=60, help="presses per run (two events each)")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--switch-ms", default="",
-                        help="A/B: comma-separated GIL switch intervals for the input threads, "
-                             "interleaved in each round (default: rootstream's own)")
     parser.add_argument("--json", help="write every sample here")
     parser.add_argument("--logs", default="/tmp/bench_input_outside")
     args = parser.parse_args(argv)
     log_dir = Path(args.logs)
     log_dir.mkdir(parents=True, exist_ok=True)
     runs = []
-    switches = [float(v) for v in args.switch_ms.split(",") if v] or [None]
     for _ in range(args.rounds):
         for scene in args.scenes.split(","):
             for presenter in args.presenters.split(","):
-                for switch_ms in switches:
-                    runs.append(measure(scene, presenter, log_dir, args.keys, seed=len(runs),
-                                        switch_ms=switch_ms))
-                    print("\n".join(table(runs[-1:])[2:]), flush=True)
+                runs.append(measure(scene, presenter, log_dir, args.keys, seed=len(runs)))
+                print("\n".join(table(runs[-1:])[2:]), flush=True)
     print("\n".join(machine_lines()))
     print("\n".join(table(runs)))
     if args.json:
