@@ -185,3 +185,36 @@ def test_motion_and_keys_are_read_on_an_sdl_window(xvfb_factory, monkeypatch):
         injector.close()
         reader.stop()
         presenter.close()
+
+
+def test_on_the_x11_presenters_window_clicks_and_the_wheel_are_read_too(xvfb_factory):
+    # Nobody else selects ButtonPress there, so the reader may (X allows one client).
+    from rootstream.present.x11 import X11Presenter
+    from rootstream.protocol.input import ButtonEvent, WheelEvent
+
+    xvfb = xvfb_factory(640, 480)
+    presenter = X11Presenter(width=640, height=480, display=xvfb.display)
+    batches = Batches()
+    reader = X11InputReader(presenter.x11_window, batches, display=xvfb.display, buttons=True)
+    injector = XTestInjector(display=xvfb.display)
+    try:
+        reader.start()
+        injector.inject(AbsoluteMotion(40, 30, 640, 480))
+        injector.inject(ButtonEvent(0x110, True))
+        injector.inject(ButtonEvent(0x110, False))
+        injector.inject(WheelEvent(120, 0))
+        assert batches.wait(lambda items: sum(i.kind == "button" for i in items) >= 4)
+        clicks = [(i.code, i.pressed, i.x, i.y) for i in batches.items if i.kind == "button"]
+        assert clicks == [(1, True, 40, 30), (1, False, 40, 30), (4, True, 40, 30),
+                          (4, False, 40, 30)]
+        held_buttons: set[int] = set()
+        events, released = WindowInputTranslator().translate(
+            [i for i in batches.items if i.kind == "button"], set(), pointer_captured=False,
+            to_stream=lambda x, y: (x, y), stream_size=(640, 480), held_buttons=held_buttons)
+        assert events == [AbsoluteMotion(40, 30, 640, 480), ButtonEvent(0x110, True),
+                          ButtonEvent(0x110, False), WheelEvent(120, 0)]
+        assert released and held_buttons == set()
+    finally:
+        injector.close()
+        reader.stop()
+        presenter.close()

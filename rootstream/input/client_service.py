@@ -176,7 +176,8 @@ class ClientInput(ClientService):
         with self._lock:
             events, released = self._translator.translate(
                 batch, capture.held_keys, pointer_captured=capture.pointer_captured,
-                to_stream=to_stream, stream_size=stream_size)
+                to_stream=to_stream, stream_size=stream_size,
+                held_buttons=capture.held_buttons)
             capture.send_read_elsewhere(events, released)
 
     def _controller(self, index: int):

@@ -7,6 +7,10 @@ controllers) and the hotkeys' actions, which must run on the window's thread.
 Both feed one set of held keys, so the periodic snapshot the capture sends
 always includes the keys pressed here (the host would release them otherwise).
 
+On a window whose owner does not take the buttons (the x11 presenter's), a
+reader started with ``buttons=True`` reads clicks and the wheel too, and
+``translate`` turns them into ButtonEvent/WheelEvent with ``held_buttons``.
+
 Callers hold the input service's lock around ``translate`` and the send, the
 same lock the capture's snapshot is built under.
 """
@@ -16,12 +20,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from rootstream.input.x11_reader import WindowInput
-from rootstream.protocol.input import AbsoluteMotion, InputEvent, KeyEvent
+from rootstream.protocol.input import (
+    WHEEL_DETENT,
+    AbsoluteMotion,
+    ButtonEvent,
+    InputEvent,
+    KeyEvent,
+    WheelEvent,
+)
 
 # X modifier state bits: Shift, Control, Mod1 (Alt on every common keymap).
 _HOTKEY_STATE = (1 << 0) | (1 << 2) | (1 << 3)
 # evdev codes of the hotkeys' letters: Z (pointer capture), F (fullscreen), S (stats).
 HOTKEY_CODES = frozenset({44, 33, 31})
+
+# X button numbers -> evdev BTN_* (left, middle, right, side, extra); 4-7 are the wheel.
+X_BUTTON_TO_EVDEV = {1: 0x110, 2: 0x112, 3: 0x111, 8: 0x113, 9: 0x114}
+X_WHEEL = {4: (WHEEL_DETENT, 0), 5: (-WHEEL_DETENT, 0), 6: (0, -WHEEL_DETENT),
+           7: (0, WHEEL_DETENT)}
 
 ToStream = Callable[[int, int], "tuple[int, int] | None"]
 
@@ -34,8 +50,11 @@ class WindowInputTranslator:
 
     def translate(self, batch: Iterable[WindowInput], held_keys: set[int], *,
                   pointer_captured: bool, to_stream: ToStream,
-                  stream_size: tuple[int, int]) -> tuple[list[InputEvent], bool]:
-        """Returns (events to send, whether a key was released: a snapshot must follow)."""
+                  stream_size: tuple[int, int],
+                  held_buttons: set[int] | None = None) -> tuple[list[InputEvent], bool]:
+        """Returns (events to send, whether a key or button was released: a snapshot
+        must follow).  Buttons come only from a reader started with ``buttons=True``."""
+        held_buttons = set() if held_buttons is None else held_buttons
         events: list[InputEvent] = []
         released = False
         for item in batch:
@@ -47,13 +66,47 @@ class WindowInputTranslator:
                 where = to_stream(item.x, item.y)
                 if where is not None:
                     events.append(AbsoluteMotion(where[0], where[1], *stream_size))
+            elif item.kind == "button":
+                released |= self._button(item, held_buttons, events, pointer_captured,
+                                         to_stream, stream_size)
             elif item.kind == "focus" and not item.pressed:
                 # Releases that happen while another window has focus never reach us.
                 events += [KeyEvent(code, False) for code in sorted(held_keys)]
-                released |= bool(held_keys)
+                events += [ButtonEvent(code, False) for code in sorted(held_buttons)]
+                released |= bool(held_keys or held_buttons)
                 held_keys.clear()
+                held_buttons.clear()
                 self._consumed.clear()
         return events, released
+
+    @staticmethod
+    def _button(item: WindowInput, held_buttons: set[int], events: list[InputEvent],
+                pointer_captured: bool, to_stream: ToStream,
+                stream_size: tuple[int, int]) -> bool:
+        if item.code in X_WHEEL:
+            if item.pressed:  # X sends each notch as a press and a release
+                events.append(WheelEvent(*X_WHEEL[item.code]))
+            return False
+        code = X_BUTTON_TO_EVDEV.get(item.code)
+        if code is None:
+            return False
+        if not item.pressed:
+            if code not in held_buttons:
+                return False
+            held_buttons.discard(code)
+            events.append(ButtonEvent(code, False))
+            return True
+        if code in held_buttons:
+            return False
+        if not pointer_captured:
+            # The click carries its own position: the motion before it may be lost.
+            where = to_stream(item.x, item.y)
+            if where is None:
+                return False  # a click on a letterbox bar
+            events.append(AbsoluteMotion(where[0], where[1], *stream_size))
+        held_buttons.add(code)
+        events.append(ButtonEvent(code, True))
+        return False
 
     def _key(self, item: WindowInput, held_keys: set[int], events: list[InputEvent]) -> bool:
         code = item.code
@@ -74,4 +127,4 @@ class WindowInputTranslator:
         return False
 
 
-__all__ = ["HOTKEY_CODES", "WindowInputTranslator"]
+__all__ = ["HOTKEY_CODES", "X_BUTTON_TO_EVDEV", "WindowInputTranslator"]

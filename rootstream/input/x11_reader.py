@@ -14,9 +14,10 @@ KeyPress/KeyRelease, PointerMotion (and XInput2's XI_Motion, see
 ``_select_xi2_motion``), FocusChange and StructureNotify (the window's size,
 for mapping the pointer).  Core key events go only to the
 window that has the keyboard focus, so keys are read only while the client's
-window is focused, without a global hook.  Buttons are not selected: X gives
-ButtonPress to one client per window, and SDL (or the x11 presenter, later)
-holds it; clicks keep their old path.
+window is focused, without a global hook.  Buttons only with
+``buttons=True``: X gives ButtonPress to one client per window, so on SDL's
+window (SDL holds it) clicks keep SDL's path; a window whose owner does not
+select them (the x11 presenter's) can have them read here too.
 
 Auto-repeat: the connection asks XKB for detectable auto-repeat, so a held
 key repeats as presses only (no fake releases), which the consumer drops:
@@ -41,10 +42,11 @@ from rootstream.capture import xlib
 from rootstream.capture.xlib import ffi
 from rootstream.errors import CaptureError, InputError
 
-_KEY_PRESS, _KEY_RELEASE, _MOTION_NOTIFY = 2, 3, 6
+_KEY_PRESS, _KEY_RELEASE, _BUTTON_PRESS, _BUTTON_RELEASE, _MOTION_NOTIFY = 2, 3, 4, 5, 6
 _FOCUS_IN, _FOCUS_OUT, _CONFIGURE_NOTIFY = 9, 10, 22
 _NOTIFY_GRAB, _NOTIFY_UNGRAB = 1, 2  # focus "moves" while a grab starts/ends: not real
 _MASK = (1 << 0) | (1 << 1) | (1 << 6) | (1 << 17) | (1 << 21)
+_BUTTON_MASK = (1 << 2) | (1 << 3)
 X_KEYCODE_OFFSET = 8  # X keycode = evdev code + 8 on every evdev-numbered server
 
 # XKB's detectable auto-repeat and the focus event's mode are not in the
@@ -70,8 +72,9 @@ _XI_MOTION = 6
 @dataclass(frozen=True, slots=True)
 class WindowInput:
     """One thing the reader saw.  kind: "key" (code: evdev KEY_*, pressed,
-    state: X modifier bits), "motion" (x, y: window pixels), "focus" (pressed:
-    gained)."""
+    state: X modifier bits), "motion" (x, y: window pixels), "button" (code:
+    the X button number, 4-7 being the wheel; pressed, x, y), "focus"
+    (pressed: gained)."""
 
     kind: str
     code: int = 0
@@ -89,9 +92,11 @@ class X11InputReader:
     window_size)`` runs on the reader's thread.  ``start()`` raises InputError
     when the display or window cannot be read; ``stop()`` is safe twice."""
 
-    def __init__(self, window: int, on_batch: OnBatch, *, display: str | None = None):
+    def __init__(self, window: int, on_batch: OnBatch, *, display: str | None = None,
+                 buttons: bool = False):
         self.window = int(window)
         self._on_batch = on_batch
+        self._mask = _MASK | (_BUTTON_MASK if buttons else 0)
         self._display_name = display or os.environ.get("DISPLAY", "")
         self._display = None
         self._xi_opcode = -1
@@ -116,7 +121,7 @@ class X11InputReader:
         xlib.watch(display)
         self._display = display
         with xlib.errors_recorded():  # a vanished window must not exit the process
-            x11.XSelectInput(display, self.window, _MASK)
+            x11.XSelectInput(display, self.window, self._mask)
             self._xi_opcode = self._select_xi2_motion(libs)
             supported = _xkb.new("int *")
             _xkb_lib().XkbSetDetectableAutoRepeat(_xkb.cast("void *", _address(display)), 1,
@@ -181,6 +186,11 @@ class X11InputReader:
             if key.window == self.window:
                 batch.append(WindowInput("key", key.keycode - X_KEYCODE_OFFSET,
                                          kind == _KEY_PRESS, state=key.state))
+        elif kind in (_BUTTON_PRESS, _BUTTON_RELEASE):
+            button = ffi.cast("XKeyEvent *", event)  # XButtonEvent: ``button`` at ``keycode``
+            if button.window == self.window:
+                batch.append(WindowInput("button", button.keycode, kind == _BUTTON_PRESS,
+                                         button.x, button.y, button.state))
         elif kind == _MOTION_NOTIFY:
             # XMotionEvent shares XKeyEvent's fields up to ``state``.
             motion = ffi.cast("XKeyEvent *", event)
