@@ -22,7 +22,8 @@ Scenes: ``still`` (--source x11 of an idle desktop: nothing changes),
 ``moving`` (the test pattern, every frame new, 1280x720@60) and ``1080p60``
 (the test pattern at 1920x1080@60); each with every presenter that reads
 input.  Run ``python bench/bench_input_outside.py`` (``--scenes``,
-``--presenters``, ``--keys``).
+``--presenters``, ``--keys``, ``--rounds``) or
+``python -m pytest bench/bench_input_outside.py -s``.
 """
 
 from __future__ import annotations
@@ -272,7 +273,8 @@ def table(runs: list[dict]) -> list[str]:
              "motion p50 | motion p99 | motions arrived | load (1 min) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
-        order = "in order" if r["keys_in_order"] else "NOT in order"
+        order = ("in order" if r["keys_in_order"] else "NOT in order") if r["keys_arrived"] \
+            else "none: this presenter captures no input"
         lines.append(
             f"| {r['scene']} | {r['presenter']} "
             f"| {_p(r['key_ms'], 50)} | {_p(r['key_ms'], 99)} "
@@ -280,6 +282,17 @@ def table(runs: list[dict]) -> list[str]:
             f"| {_p(r['motion_ms'], 99)} | {r['motions_arrived']}/{r['motions_sent']} "
             f"| {r['load1']:.2f} |")
     return lines
+
+
+def test_input_outside(tmp_path, request):
+    runs = [measure(scene, "sdl", tmp_path, presses=30, seed=i)
+            for i, scene in enumerate(SCENES)]
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print("\n".join(table(runs)))
+    for run in runs:
+        assert run["keys_in_order"] and run["keys_arrived"] == run["keys_sent"]
+        assert run["motions_arrived"] == run["motions_sent"]
 
 
 def main(argv: list[str] | None = None) -> int:
