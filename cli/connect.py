@@ -41,7 +41,8 @@ import click
               help="Send this machine's default microphone to the host (Opus, low delay), "
                    "where applications can pick it as 'rootstream microphone'. Off by default.")
 @click.option("--clipboard", is_flag=True,
-              help="Share this desktop's X clipboard (UTF-8 text up to 1 MiB, both ways) with "
+              help="Share this desktop's clipboard (Wayland's where the compositor offers "
+                   "data-control, else X11's; UTF-8 text up to 1 MiB, both ways) with "
                    "a host started with --clipboard too. Off by default: a clipboard holds "
                    "secrets.")
 @click.option("--wake", is_flag=True,

@@ -77,7 +77,9 @@ from rootstream_cli.options import check_host_name, parse_size
                    "virtual source 'rootstream microphone', made for the session and removed "
                    "after (PulseAudio or PipeWire's pulse server, pactl).")
 @click.option("--clipboard", is_flag=True,
-              help="Share the X clipboard (UTF-8 text up to 1 MiB, both ways) with a client "
+              help="Share the desktop's clipboard (Wayland's where the compositor offers "
+                   "data-control, else the X11 one of --display; UTF-8 text up to 1 MiB, both "
+                   "ways) with a client "
                    "started with --clipboard too. Off by default: a clipboard holds secrets.")
 @click.option("--name", "host_name", default=None, callback=check_host_name,
               help="The name clients see and find this host by (default: $ROOTSTREAM_NAME "

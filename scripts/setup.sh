@@ -30,6 +30,8 @@ set -euo pipefail
 #   kernel's headers, setcap on helpers inside the guest.
 # systemd: systemd-analyze verify checks the user unit `rootstream service
 #   install` writes (tests/test_service_unit.py); no manager is started.
+# wl-clipboard: wl-copy/wl-paste, the other application of the Wayland
+#   clipboard tests (tests/test_clipboard_wayland.py) on the headless sway.
 APT_PACKAGES=(
   python3-venv python3-dev gcc fonts-dejavu-core
   xvfb xdotool x11-utils x11-xserver-utils xclip
@@ -45,6 +47,7 @@ APT_PACKAGES=(
   meson ninja-build dpkg-dev libgbm-dev libinih-dev libsystemd-dev
   qemu-system-x86 busybox-static make xz-utils libcap2-bin
   systemd
+  wl-clipboard
 )
 EXTRAS="${ROOTSTREAM_EXTRAS:-test}"
 

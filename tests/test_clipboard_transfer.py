@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from abi_check import layouts
 
 from rootstream.clipboard import x11
 from rootstream.clipboard.transfer import CHUNK, MAX_TEXT, RESEND_NS, WINDOW, Incoming, Outgoing
@@ -81,29 +81,10 @@ def test_selection_structs_match_the_x_headers(tmp_path):
     headers = ("X11/Xlib.h", "X11/extensions/Xfixes.h")
     if shutil.which("gcc") is None or not all(Path("/usr/include", h).exists() for h in headers):
         pytest.skip("gcc or libx11-dev/libxfixes-dev headers are missing")
-    checks = []
-    for struct_name in ("XSelectionRequestEvent", "XSelectionEvent",
-                        "XFixesSelectionNotifyEvent", "XPropertyEvent"):
-        checks.append(f"sizeof({struct_name})")
-        for field, _ in x11.ffi.typeof(struct_name).fields:
-            checks.append(f"offsetof({struct_name}, {field})")
-    source = tmp_path / "abi.c"
-    source.write_text("#include <stddef.h>\n#include <stdio.h>\n"
-                      + "".join(f"#include <{h}>\n" for h in headers) + "int main(void) {\n"
-                      + "".join(f'printf("%lu\\n", (unsigned long)({c}));\n' for c in checks)
-                      + "return 0;\n}\n")
-    subprocess.run(["gcc", "-Wall", "-Werror", "-o", str(tmp_path / "abi"), str(source)],
-                   check=True)
-    printed = subprocess.run([str(tmp_path / "abi")], capture_output=True, text=True,
-                             check=True).stdout.split()
-
-    def ours(check: str) -> int:
-        if check.startswith("sizeof("):
-            return x11.ffi.sizeof(check[7:-1])
-        struct_name, field = check[9:-1].split(", ")
-        return x11.ffi.offsetof(struct_name, field)
-
-    assert dict(zip(checks, map(int, printed), strict=True)) == {c: ours(c) for c in checks}
+    ours, native = layouts(x11.ffi, ("XSelectionRequestEvent", "XSelectionEvent",
+                                     "XFixesSelectionNotifyEvent", "XPropertyEvent"),
+                           headers, tmp_path)
+    assert ours == native
 
 
 def test_a_peer_sending_text_that_is_not_utf8_pastes_nothing():

@@ -167,6 +167,15 @@ class WaylandDesktop:
             raise
         return self
 
+    def start_compositor(self) -> WaylandDesktop:
+        """sway alone: for Wayland clients that need no portal, bus or PipeWire."""
+        try:
+            self._start_sway()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def _start_bus(self) -> None:
         services = self.runtime / "dbus-services"  # empty on purpose: nothing is activated
         services.mkdir()

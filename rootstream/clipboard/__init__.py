@@ -2,26 +2,24 @@
 
 - ``transfer``: one text across a lossy link (chunks, acks, resends, bounded rate);
 - ``x11``: the X11 CLIPBOARD selection, watched with XFIXES and owned to paste;
+- ``wayland`` (its protocol tables in ``wayland_protocol``): the Wayland
+  selection through wlr data-control, on sway and other wlroots desktops;
+- ``desktop``: which of the two this session shares, and why;
 - ``service``: the session service that joins them, the same on both ends.
-
-Wayland desktops (wlr-data-control) are not supported yet: the X11 clipboard
-of ``--display`` / $DISPLAY is what is shared (XWayland's, under Wayland).
 """
 
 from __future__ import annotations
 
+from rootstream.errors import RootStreamError
 
-def probe_clipboard(display: str | None = None) -> list[tuple[str, bool, str]]:
-    """`rootstream doctor`: can the clipboard of this desktop be shared?"""
+
+class ClipboardError(RootStreamError):
+    """The desktop's clipboard cannot be watched or set (either backend)."""
+
+
+def probe_clipboard() -> list[tuple[str, bool, str]]:
+    """`rootstream doctor`: can the clipboard of this desktop be shared, and through what?"""
+    from rootstream.clipboard.desktop import probe_desktop_clipboards
     from rootstream.clipboard.transfer import MAX_TEXT
-    from rootstream.errors import RootStreamError
 
-    try:
-        from rootstream.clipboard.x11 import X11Clipboard
-
-        watcher = X11Clipboard(display, lambda data: None, MAX_TEXT)
-    except (RootStreamError, OSError, ImportError) as exc:
-        hint = getattr(exc, "hint", "")
-        return [("x11", False, f"{exc} ({hint})" if hint else str(exc))]
-    watcher.close()
-    return [("x11", True, "XFIXES selection events on this display: --clipboard works")]
+    return probe_desktop_clipboards(MAX_TEXT)

@@ -5,7 +5,7 @@ announces Capability.CLIPBOARD (hello or config) and shares only when the
 peer announced it too, so no clipboard message ever reaches a peer that does
 not know the kinds.
 
-A local change (the desktop's clipboard watcher, rootstream.clipboard.x11,
+A local change (the desktop's clipboard watcher, clipboard.x11 or .wayland,
 on its own thread) starts one Outgoing transfer; ``tick`` (every ~50 ms on
 the session loop's thread) sends what is due, behind input and video and at
 a bounded rate (rootstream.clipboard.transfer).  Chunks and acks arrive as
@@ -40,10 +40,10 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def _open_x11(display, on_change):
-    from rootstream.clipboard.x11 import X11Clipboard
+def _open_desktop(display, on_change, log):
+    from rootstream.clipboard.desktop import open_desktop_clipboard
 
-    return X11Clipboard(display, on_change, MAX_TEXT)
+    return open_desktop_clipboard(display, on_change, MAX_TEXT, log=log)
 
 
 class ClipboardService(ClientService):
@@ -57,12 +57,14 @@ class ClipboardService(ClientService):
 
     def __init__(self, side: str, display: str | None = None, *,
                  log: Callable[[str], None] = print,
-                 opener: Callable[..., object] = _open_x11) -> None:
+                 opener: Callable[..., object] | None = None) -> None:
         self._side = side
         self._display = display
         self._log = log
-        self._opener = opener
-        self._desktop = None  # the X11Clipboard, opened at the first session
+        # opener(display, on_change) -> watcher; by default the session's own
+        # clipboard, Wayland's or X11's (rootstream.clipboard.desktop).
+        self._opener = opener or (lambda display, on_change: _open_desktop(display, on_change, log))
+        self._desktop = None  # the desktop's watcher, opened at the first session
         self._unavailable = ""
         self._lock = threading.Lock()
         self._send: Sender | None = None

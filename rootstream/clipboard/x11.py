@@ -36,7 +36,7 @@ from collections.abc import Callable
 from cffi import FFI
 
 from rootstream.capture import xlib
-from rootstream.errors import RootStreamError
+from rootstream.clipboard import ClipboardError
 
 ffi = FFI()
 ffi.include(xlib.ffi)
@@ -71,10 +71,6 @@ XFIXES_SELECTION_NOTIFY = 0  # added to the extension's event base
 XFIXES_SET_SELECTION_OWNER_NOTIFY_MASK = 1
 XA_ATOM, XA_STRING = 4, 31
 PROP_MODE_REPLACE, CURRENT_TIME, ANY_PROPERTY_TYPE = 0, 0, 0
-
-
-class ClipboardError(RootStreamError):
-    pass
 
 
 class X11Clipboard:
