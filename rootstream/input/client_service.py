@@ -5,16 +5,24 @@ batch it reads becomes one INPUT datagram, sent from the thread that read it
 (the presenter's, which pumps SDL events) the moment it is read: never
 queued behind video, which travels the other way on other threads.
 
-Threads.  The capture's events arrive on the presenter's thread; the
-periodic held-state snapshot (``tick``) comes from the client's receive
-thread.  One lock covers "read the held state, send" on both, so a snapshot
-can never be built before a key press and sent after it (the host would
-release the key, then press it again at the next snapshot).  ``tick`` makes
+Under X11 an X11InputReader (rootstream.input.x11_reader) reads the
+window's keys and absolute motion on a thread and X connection of its own,
+so they never wait for the presenter's loop (a picture wait and a present,
+11 ms and more per frame without a GPU); the capture keeps the rest and the
+hotkeys' actions (rootstream.input.window_input says who does what).
+
+Threads.  The capture's events arrive on the presenter's thread, the
+reader's batches on its own; the periodic held-state snapshot (``tick``)
+comes from the client's receive thread.  One lock covers "read the held
+state, send" on all three, so a snapshot can never be built before a key
+press and sent after it (the host would release the key, then press it
+again at the next snapshot).  ``tick`` makes
 no SDL call; everything that does (attaching, closing) runs on the
 presenter's thread.
 
-Presenters other than ``sdl`` (``null``, ``kms``) have no window events to
-read: input is skipped with one log line.
+Presenters other than ``sdl`` (``null``, ``kms``, ``x11`` for now) are not
+read: input is skipped with one log line.  (The reader itself serves the
+x11 presenter's window too, clicks included: ``buttons=True``.)
 
 The stats overlay (Ctrl+Alt+Shift+S) shows ``figures()`` (the client's
 live figures) in the window, refreshed twice a second from ``tick``.
