@@ -185,3 +185,38 @@ def test_overlay_lines_show_rates_over_the_last_refresh():
                                 "10.00", "Mbit/s)"]
     assert lines[1].split() == ["decode", "2.5", "ms", "p50", "7.2", "ms", "p99"]
     assert lines[-1] == "drops: frames lost 2"
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="apt install xdotool")
+def test_the_x11_presenter_sends_keys_clicks_and_the_wheel_and_takes_the_hotkeys(xvfb_factory):
+    from rootstream.protocol.input import AbsoluteMotion, ButtonEvent, WheelEvent
+
+    xvfb = xvfb_factory(640, 360)
+    sent: list[bytes] = []
+    lines: list[str] = []
+    with open_presenter("x11", width=640, height=360, display=xvfb.display) as window:
+        window.present(black_frame(640, 360))
+        service = ClientInput(log=lines.append)
+        service.session_started(None, lambda ptype, payload: sent.append(payload))
+        service.attach_presenter(window)
+        assert service.capturing and service.reader.running
+        xdotool, pump = user_of(window, xvfb)
+        xdotool("mousemove", "100", "50")
+        xdotool("key", "a")
+        xdotool("click", "1")
+        xdotool("click", "4")
+        pump()
+        events = [e for p in sent for e in decode_input(p) if not isinstance(e, HeldSnapshot)]
+        assert events == [AbsoluteMotion(100, 50, 640, 360), KeyEvent(KEY_A, True),
+                          KeyEvent(KEY_A, False), AbsoluteMotion(100, 50, 640, 360),
+                          ButtonEvent(0x110, True), ButtonEvent(0x110, False),
+                          WheelEvent(120, 0)]
+        sent.clear()
+        xdotool("key", "ctrl+alt+shift+f")
+        pump()
+        assert window._fullscreen  # the hotkey ran on the presenter's thread
+        assert all(e.code != 33 for p in sent for e in decode_input(p)
+                   if isinstance(e, KeyEvent))  # F never reached the host
+        service.close()
+        assert not service.capturing
+        assert decode_input(sent[-1])[-1] == HeldSnapshot()  # nothing left held

@@ -20,9 +20,11 @@ again at the next snapshot).  ``tick`` makes
 no SDL call; everything that does (attaching, closing) runs on the
 presenter's thread.
 
-Presenters other than ``sdl`` (``null``, ``kms``, ``x11`` for now) are not
-read: input is skipped with one log line.  (The reader itself serves the
-x11 presenter's window too, clicks included: ``buttons=True``.)
+With the ``x11`` presenter the reader reads everything (clicks and the
+wheel too) and X11WindowCapture (rootstream.input.x11_capture) keeps the
+held state and the hotkeys, without SDL: no game controllers or pointer
+capture there yet.  ``null`` and ``kms`` have no window events to read:
+input is skipped with one log line.
 
 The stats overlay (Ctrl+Alt+Shift+S) shows ``figures()`` (the client's
 live figures) in the window, refreshed twice a second from ``tick``.
@@ -92,6 +94,9 @@ class ClientInput(ClientService):
         self._send = send
 
     def attach_presenter(self, presenter) -> None:
+        if presenter.name == "x11" and self._use_x11_reader:
+            self._attach_x11(presenter)
+            return
         if presenter.name != "sdl":
             self._log(f"rootstream: input is not captured with the {presenter.name} presenter "
                       "(it has no window to read keys from); use --present sdl to play")
@@ -146,30 +151,54 @@ class ClientInput(ClientService):
             self._presenter.remove_event_listener(self._on_event)
             self._set_overlay(None)
 
+    def _attach_x11(self, presenter) -> None:
+        """The x11 presenter: keys, clicks, the wheel and motion all from the reader."""
+        from rootstream.errors import InputError
+        from rootstream.input.x11_capture import X11WindowCapture
+
+        self._presenter = presenter
+        capture = X11WindowCapture(self._send_events,
+                                   on_toggle_fullscreen=presenter.toggle_fullscreen,
+                                   on_toggle_stats=self._toggle_stats, log=self._log)
+        self.capture = capture  # before the reader: its first batch may come at once
+        try:
+            self.reader = self._open_reader(presenter, buttons=True)
+        except InputError as exc:
+            self.capture = None
+            self._log(f"rootstream: input is not captured: {exc}")
+            return
+        presenter.add_event_listener(self._on_event)
+        self._log("rootstream: input goes to the host (keyboard and mouse; game controllers "
+                  "and pointer capture need --present sdl); Ctrl+Alt+Shift+F toggles "
+                  "fullscreen")
+
     def _start_reader(self, presenter) -> None:
         """Read keys and motion on their own X connection and thread, off the window loop.
 
         SDL on X11 only: elsewhere (Wayland, the dummy driver) the capture
         reads everything, as before.
         """
-        window = presenter.x11_window
-        if window is None or not self._use_x11_reader:
+        if presenter.x11_window is None or not self._use_x11_reader:
             return
         from rootstream.errors import InputError
-        from rootstream.input.window_input import WindowInputTranslator
-        from rootstream.input.x11_reader import X11InputReader
 
-        reader = X11InputReader(window, self._on_window_input,
-                                display=getattr(presenter, "display_name", None))
-        self._translator = WindowInputTranslator()
         self.capture.keys_read_elsewhere = True
         try:
-            reader.start()
+            self.reader = self._open_reader(presenter, buttons=False)
         except InputError as exc:
             self.capture.keys_read_elsewhere = False
             self._log(f"rootstream: keys are read in the window loop: {exc}")
-            return
-        self.reader = reader
+
+    def _open_reader(self, presenter, *, buttons: bool):
+        from rootstream.input.window_input import WindowInputTranslator
+        from rootstream.input.x11_reader import X11InputReader
+
+        reader = X11InputReader(presenter.x11_window, self._on_window_input,
+                                display=getattr(presenter, "display_name", None),
+                                buttons=buttons)
+        self._translator = WindowInputTranslator()
+        reader.start()
+        return reader
 
     def _on_window_input(self, batch, window_size) -> None:
         """The reader's thread: one batch -> one datagram, now."""
