@@ -91,6 +91,7 @@ class SdlInputCapture(HeldInput):
         # The shared held set makes a key pressed on one side and released on
         # the other (or seen by both at the switch) go out once.
         self.keys_read_elsewhere = False
+        self.buttons_read_elsewhere = False  # the same for clicks and the wheel
         if gamepads:
             if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_GAMECONTROLLER) == 0:
                 self._gamepads_initialised = True
@@ -221,6 +222,8 @@ class SdlInputCapture(HeldInput):
         return AbsoluteMotion(position[0], position[1], width, height)
 
     def _mouse_button(self, event) -> None:
+        if self.buttons_read_elsewhere and not self.pointer_captured:
+            return
         down = event.type == sdl2.SDL_MOUSEBUTTONDOWN
         code = MOUSE_BUTTON_TO_EVDEV.get(event.button.button)
         if code is None:
@@ -265,6 +268,8 @@ class SdlInputCapture(HeldInput):
             self._send([where])
 
     def _mouse_wheel(self, event) -> None:
+        if self.buttons_read_elsewhere and not self.pointer_captured:
+            return
         wheel = event.wheel
         sign = -1 if wheel.direction == sdl2.SDL_MOUSEWHEEL_FLIPPED else 1
         # preciseY/X are notches as floats (SDL 2.0.18+); 1/120 units keep
