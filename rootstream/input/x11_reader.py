@@ -46,7 +46,7 @@ from cffi import FFI
 
 from rootstream.capture import xlib
 from rootstream.capture.xlib import ffi
-from rootstream.errors import CaptureError, InputError
+from rootstream.errors import CaptureError, InputError, RootStreamError
 
 _KEY_PRESS, _KEY_RELEASE, _BUTTON_PRESS, _BUTTON_RELEASE, _MOTION_NOTIFY = 2, 3, 4, 5, 6
 _FOCUS_IN, _FOCUS_OUT, _CONFIGURE_NOTIFY = 9, 10, 22
@@ -112,7 +112,8 @@ class X11InputReader:
         self._wake_r, self._wake_w = -1, -1
         self.size = (0, 0)
         self.batches = 0
-        self.error = ""  # why the thread stopped early, if it did
+        self.failed_batches = 0
+        self.error = ""  # why the thread stopped early, or the last batch that failed
 
     def start(self) -> None:
         try:
@@ -181,7 +182,14 @@ class X11InputReader:
                 self._translate(event, batch)
             if batch:
                 self.batches += 1
-                self._on_batch(_coalesce(batch), self.size)
+                try:
+                    self._on_batch(_coalesce(batch), self.size)
+                except RootStreamError as exc:
+                    # A send that failed (the network went away for a moment):
+                    # this batch is lost, the snapshots heal the held state,
+                    # and the next key must still be read.
+                    self.failed_batches += 1
+                    self.error = str(exc)
             if xlib.connection_lost(display):
                 self.error = "lost the connection to the X display"
                 return
