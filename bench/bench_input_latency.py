@@ -7,8 +7,10 @@ xdotool moves the pointer over the client's window to a new position every
 ``STEP_S``; each position is one AbsoluteMotion, so it names its sample.
 
 - start: the moment the client's input service receives the batch from the
-  SDL capture (``ClientInput._send_events``), before encoding, sealing and
-  sending it;
+  capture (``ClientInput._send_events``), before encoding, sealing and
+  sending it; under X11 the pointer's motion is read by the X11 reader's
+  thread, so the time it waited before that read is not in here (nor in
+  ``sdl-queue``): bench_input_outside.py measures from outside;
 - end: the host's input service returns from the injection (decode, apply,
   XTestFakeMotionEvent, XFlush) on the host's control thread.
 

@@ -13,7 +13,7 @@ import pytest
 from rootstream.input.client_service import ClientInput, OverlayFigures
 from rootstream.present import open_presenter
 from rootstream.protocol import Capability, Config, PacketType
-from rootstream.protocol.input import HeldSnapshot, KeyEvent, decode_input
+from rootstream.protocol.input import ButtonEvent, HeldSnapshot, KeyEvent, decode_input
 from rootstream.session import SessionInfo
 
 KEY_A = 30
@@ -38,6 +38,21 @@ def window(xvfb, monkeypatch):
     with open_presenter("sdl", width=640, height=360, renderer="software") as presenter:
         presenter.present(black_frame(640, 360))
         yield presenter
+
+
+def user_of(window, xvfb):
+    """(xdotool on the window's display, pump the window's events for a while)."""
+
+    def xdotool(*args):
+        subprocess.run(["xdotool", *args], env=xvfb.env(), check=True, timeout=10)
+
+    def pump(seconds=0.3):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            window.poll_events()
+            time.sleep(0.005)
+
+    return xdotool, pump
 
 
 def corner_brightness(presenter) -> int:
@@ -77,14 +92,7 @@ def test_keys_become_datagrams_and_the_stats_hotkey_shows_the_overlay(window, xv
     service.attach_presenter(window)
     assert service.capturing
 
-    def xdotool(*args):
-        subprocess.run(["xdotool", *args], env=xvfb.env(), check=True, timeout=10)
-
-    def pump(seconds=0.3):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            window.poll_events()
-            time.sleep(0.005)
+    xdotool, pump = user_of(window, xvfb)
 
     pump(0.2)
     xdotool("windowfocus", "--sync", str(window.x11_window))
@@ -93,8 +101,11 @@ def test_keys_become_datagrams_and_the_stats_hotkey_shows_the_overlay(window, xv
     xdotool("key", "a")
     pump()
     assert {ptype for ptype, _ in sent} == {PacketType.INPUT}
-    events = [decode_input(payload) for _, payload in sent]
-    assert events[:3] == [[KeyEvent(KEY_A, True)], [KeyEvent(KEY_A, False)], [HeldSnapshot()]]
+    # The X11 reader's thread sent them: one datagram per batch it read, so
+    # the press and the release may travel together; a release carries the snapshot.
+    assert service.reader is not None and service.reader.running
+    events = [e for _, payload in sent for e in decode_input(payload)]
+    assert events[:3] == [KeyEvent(KEY_A, True), KeyEvent(KEY_A, False), HeldSnapshot()]
 
     sent.clear()
     xdotool("key", "ctrl+alt+shift+s")
@@ -116,6 +127,54 @@ def test_keys_become_datagrams_and_the_stats_hotkey_shows_the_overlay(window, xv
     xdotool("key", "a")
     pump()
     assert sent == []
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="apt install xdotool")
+def test_keys_go_out_once_each_side_of_a_pointer_capture(window, xvfb):
+    # Captured, SDL grabs the keyboard and the X11 reader sees no key: SDL's
+    # capture sends them then.  A key held across the switch is released once.
+    sent: list[bytes] = []
+    service = ClientInput(log=lambda line: None)
+    service.session_started(session(), lambda ptype, payload: sent.append(payload))
+    service.attach_presenter(window)
+
+    xdotool, pump = user_of(window, xvfb)
+
+    def keys():
+        return [e for p in sent for e in decode_input(p) if isinstance(e, KeyEvent)
+                and e.code in (KEY_A, 48)]
+
+    def clicks():
+        return [e for p in sent for e in decode_input(p) if isinstance(e, ButtonEvent)]
+
+    try:
+        pump(0.2)
+        xdotool("windowfocus", "--sync", str(window.x11_window))
+        pump(0.1)
+        xdotool("keydown", "a")
+        pump()
+        xdotool("key", "ctrl+alt+shift+z")
+        pump()
+        assert service.capture.pointer_captured
+        xdotool("keyup", "a")
+        xdotool("key", "b")
+        xdotool("click", "1")  # SDL's pointer grab takes the clicks too
+        pump()
+        assert keys() == [KeyEvent(KEY_A, True), KeyEvent(KEY_A, False),
+                          KeyEvent(48, True), KeyEvent(48, False)]
+        assert clicks() == [ButtonEvent(0x110, True), ButtonEvent(0x110, False)]
+        xdotool("key", "ctrl+alt+shift+z")
+        pump()
+        assert not service.capture.pointer_captured
+        sent.clear()
+        xdotool("key", "b")
+        xdotool("click", "3")
+        pump()
+        assert keys() == [KeyEvent(48, True), KeyEvent(48, False)]
+        assert clicks() == [ButtonEvent(0x111, True), ButtonEvent(0x111, False)]
+        assert service.capture.buttons_read_elsewhere  # the reader's, not the window loop's
+    finally:
+        service.close()
 
 
 @pytest.mark.skipif(shutil.which("xdotool") is None, reason="apt install xdotool")
@@ -165,3 +224,38 @@ def test_overlay_lines_show_rates_over_the_last_refresh():
                                 "10.00", "Mbit/s)"]
     assert lines[1].split() == ["decode", "2.5", "ms", "p50", "7.2", "ms", "p99"]
     assert lines[-1] == "drops: frames lost 2"
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="apt install xdotool")
+def test_the_x11_presenter_sends_keys_clicks_and_the_wheel_and_takes_the_hotkeys(xvfb_factory):
+    from rootstream.protocol.input import AbsoluteMotion, WheelEvent
+
+    xvfb = xvfb_factory(640, 360)
+    sent: list[bytes] = []
+    lines: list[str] = []
+    with open_presenter("x11", width=640, height=360, display=xvfb.display) as window:
+        window.present(black_frame(640, 360))
+        service = ClientInput(log=lines.append)
+        service.session_started(session(), lambda ptype, payload: sent.append(payload))
+        service.attach_presenter(window)
+        assert service.capturing and service.reader.running
+        xdotool, pump = user_of(window, xvfb)
+        xdotool("mousemove", "100", "50")
+        xdotool("key", "a")
+        xdotool("click", "1")
+        xdotool("click", "4")
+        pump()
+        events = [e for p in sent for e in decode_input(p) if not isinstance(e, HeldSnapshot)]
+        assert events == [AbsoluteMotion(100, 50, 640, 360), KeyEvent(KEY_A, True),
+                          KeyEvent(KEY_A, False), AbsoluteMotion(100, 50, 640, 360),
+                          ButtonEvent(0x110, True), ButtonEvent(0x110, False),
+                          WheelEvent(120, 0)]
+        sent.clear()
+        xdotool("key", "ctrl+alt+shift+f")
+        pump()
+        assert window._fullscreen  # the hotkey ran on the presenter's thread
+        assert all(e.code != 33 for p in sent for e in decode_input(p)
+                   if isinstance(e, KeyEvent))  # F never reached the host
+        service.close()
+        assert not service.capturing
+        assert decode_input(sent[-1])[-1] == HeldSnapshot()  # nothing left held

@@ -19,6 +19,7 @@ as a flag (``connection_lost``) checked after every round trip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -581,3 +582,21 @@ def create_shm_image(display, visual, depth: int, width: int, height: int) -> Sh
     pixels = np.frombuffer(ffi.buffer(mapping, size), dtype=np.uint8).reshape(
         image.height, image.bytes_per_line)
     return ShmImage(image, shminfo, mapping, pixels)
+
+
+@contextlib.contextmanager
+def errors_recorded():
+    """Our error handler for the requests made inside, whoever replaced it since ``load()``.
+
+    WHY: Xlib's error handler is one per process, and SDL installs its own
+    when its video starts and restores the one it found when it stops; that
+    may be Xlib's default, which exits the process on the first error.  A
+    module that shares the process with SDL wraps its requests that can fail
+    (a window that vanished) in this, and XSyncs inside it.
+    """
+    x11 = load().x11
+    previous = x11.XSetErrorHandler(_callbacks[0])
+    try:
+        yield
+    finally:
+        x11.XSetErrorHandler(previous)

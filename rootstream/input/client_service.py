@@ -5,16 +5,26 @@ batch it reads becomes one INPUT datagram, sent from the thread that read it
 (the presenter's, which pumps SDL events) the moment it is read: never
 queued behind video, which travels the other way on other threads.
 
-Threads.  The capture's events arrive on the presenter's thread; the
-periodic held-state snapshot (``tick``) comes from the client's receive
-thread.  One lock covers "read the held state, send" on both, so a snapshot
-can never be built before a key press and sent after it (the host would
-release the key, then press it again at the next snapshot).  ``tick`` makes
+Under X11 an X11InputReader (rootstream.input.x11_reader) reads the
+window's keys and absolute motion on a thread and X connection of its own,
+so they never wait for the presenter's loop (a picture wait and a present,
+11 ms and more per frame without a GPU); the capture keeps the rest and the
+hotkeys' actions (rootstream.input.window_input says who does what).
+
+Threads.  The capture's events arrive on the presenter's thread, the
+reader's batches on its own; the periodic held-state snapshot (``tick``)
+comes from the client's receive thread.  One lock covers "read the held
+state, send" on all three, so a snapshot can never be built before a key
+press and sent after it (the host would release the key, then press it
+again at the next snapshot).  ``tick`` makes
 no SDL call; everything that does (attaching, closing) runs on the
 presenter's thread.
 
-Presenters other than ``sdl`` (``null``, ``kms``) have no window events to
-read: input is skipped with one log line.
+With the ``x11`` presenter the reader reads everything (clicks and the
+wheel too) and X11WindowCapture (rootstream.input.x11_capture) keeps the
+held state and the hotkeys, without SDL: no game controllers or pointer
+capture there yet.  ``null`` and ``kms`` have no window events to read:
+input is skipped with one log line.
 
 The stats overlay (Ctrl+Alt+Shift+S) shows ``figures()`` (the client's
 live figures) in the window, refreshed twice a second from ``tick``.
@@ -29,6 +39,7 @@ from collections.abc import Callable
 
 from rootstream.errors import ProtocolError
 from rootstream.input.rumble_link import RumblePlayer
+from rootstream.present.base import map_to_stream
 from rootstream.protocol import Capability, PacketType
 from rootstream.protocol.control import Rumble
 from rootstream.protocol.input import encode_input
@@ -48,14 +59,18 @@ class ClientInput(ClientService):
     name = "input"
 
     def __init__(self, *, figures: Callable[[], dict] | None = None,
-                 log: Callable[[str], None] = print, capture_options: dict | None = None):
+                 log: Callable[[str], None] = print, capture_options: dict | None = None,
+                 x11_reader: bool = True):
         self._figures = figures
         self._log = log
         self._capture_options = dict(capture_options or {})
+        self._use_x11_reader = x11_reader
         self._lock = threading.Lock()
         self._send: Sender | None = None
         self._presenter = None
         self.capture = None  # SdlInputCapture once attached
+        self.reader = None  # X11InputReader: keys and motion on a thread of their own
+        self._translator = None
         self.counters: Counter[str] = Counter()
         self._overlay = OverlayFigures()
         self._next_overlay_ns = 0
@@ -90,6 +105,9 @@ class ClientInput(ClientService):
         self._send = send
 
     def attach_presenter(self, presenter) -> None:
+        if presenter.name == "x11" and self._use_x11_reader:
+            self._attach_x11(presenter)
+            return
         if presenter.name != "sdl":
             self._log(f"rootstream: input is not captured with the {presenter.name} presenter "
                       "(it has no window to read keys from); use --present sdl to play")
@@ -104,6 +122,7 @@ class ClientInput(ClientService):
                                   lambda: (presenter.width, presenter.height), **options)
         presenter.add_event_listener(self._on_event)
         self.capture = capture
+        self._start_reader(presenter)
         if self.host_declined:
             return  # the window's hotkeys still work; the keys go nowhere (said once)
         self._log("rootstream: input goes to the host; Ctrl+Alt+Shift+Z captures the "
@@ -133,6 +152,9 @@ class ClientInput(ClientService):
 
     def close(self) -> None:
         """On the presenter's thread (the client loop's caller): let go of SDL."""
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            reader.stop()  # first: no batch may arrive for a closed capture
         capture, self.capture = self.capture, None
         if capture is None:
             return
@@ -141,6 +163,77 @@ class ClientInput(ClientService):
         if self._presenter is not None:
             self._presenter.remove_event_listener(self._on_event)
             self._set_overlay(None)
+
+    def _attach_x11(self, presenter) -> None:
+        """The x11 presenter: keys, clicks, the wheel and motion all from the reader."""
+        from rootstream.errors import InputError
+        from rootstream.input.x11_capture import X11WindowCapture
+
+        self._presenter = presenter
+        capture = X11WindowCapture(self._send_events,
+                                   on_toggle_fullscreen=presenter.toggle_fullscreen,
+                                   on_toggle_stats=self._toggle_stats, log=self._log)
+        self.capture = capture  # before the reader: its first batch may come at once
+        try:
+            self.reader = self._open_reader(presenter, buttons=True)
+        except InputError as exc:
+            self.capture = None
+            self._log(f"rootstream: input is not captured: {exc}")
+            return
+        presenter.add_event_listener(self._on_event)
+        if self.host_declined:
+            return  # the hotkeys still work; the keys go nowhere (said once)
+        self._log("rootstream: input goes to the host (keyboard and mouse; game controllers "
+                  "and pointer capture need --present sdl); Ctrl+Alt+Shift+F toggles "
+                  "fullscreen")
+
+    def _start_reader(self, presenter) -> None:
+        """Read keys, motion and clicks on their own X connection and thread, off the
+        window loop.
+
+        SDL on X11 only: elsewhere (Wayland, the dummy driver) the capture
+        reads everything, as before.
+        """
+        if presenter.x11_window is None or not self._use_x11_reader:
+            return
+        from rootstream.errors import InputError
+
+        self.capture.keys_read_elsewhere = True
+        try:
+            self.reader = self._open_reader(presenter, buttons=True)
+        except InputError as exc:
+            self.capture.keys_read_elsewhere = False
+            self._log(f"rootstream: keys are read in the window loop: {exc}")
+            return
+        self.capture.buttons_read_elsewhere = self.reader.reads_buttons
+
+    def _open_reader(self, presenter, *, buttons: bool):
+        from rootstream.input.window_input import WindowInputTranslator
+        from rootstream.input.x11_reader import X11InputReader
+
+        reader = X11InputReader(presenter.x11_window, self._on_window_input,
+                                display=getattr(presenter, "display_name", None),
+                                buttons=buttons)
+        self._translator = WindowInputTranslator()
+        reader.start()
+        return reader
+
+    def _on_window_input(self, batch, window_size) -> None:
+        """The reader's thread: one batch -> one datagram, now."""
+        capture, presenter = self.capture, self._presenter
+        if capture is None or capture.closed or presenter is None:
+            return
+        stream_size = (presenter.width, presenter.height)
+
+        def to_stream(x: int, y: int):
+            return map_to_stream(x, y, *stream_size, *window_size)
+
+        with self._lock:
+            events, released = self._translator.translate(
+                batch, capture.held_keys, pointer_captured=capture.pointer_captured,
+                to_stream=to_stream, stream_size=stream_size,
+                held_buttons=capture.held_buttons)
+            capture.send_read_elsewhere(events, released)
 
     def _controller(self, index: int):
         capture = self.capture

@@ -26,12 +26,11 @@ The object belongs to the thread that pumps SDL events (SDL requires it).
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections import Counter
 from collections.abc import Callable
 
 import sdl2
 
+from rootstream.input.held import SNAPSHOT_INTERVAL_NS, HeldInput, Send
 from rootstream.input.keymap import MOUSE_BUTTON_TO_EVDEV, scancode_to_evdev
 from rootstream.protocol.input import (
     GAMEPAD_BUTTONS,
@@ -42,17 +41,14 @@ from rootstream.protocol.input import (
     GamepadAdded,
     GamepadRemoved,
     GamepadState,
-    HeldSnapshot,
     InputEvent,
     KeyEvent,
     RelativeMotion,
     WheelEvent,
 )
 
-Send = Callable[[list[InputEvent]], None]
 WindowToStream = Callable[[float, float], "tuple[int, int] | None"]
 
-SNAPSHOT_INTERVAL_NS = 250_000_000
 _HOTKEY_MODS = (sdl2.KMOD_CTRL, sdl2.KMOD_ALT, sdl2.KMOD_SHIFT)
 _AXIS_FIELDS = ("lx", "ly", "rx", "ry", "lt", "rt")  # SDL_CONTROLLER_AXIS_* order
 _I16_MIN, _I16_MAX = -0x8000, 0x7FFF
@@ -62,7 +58,7 @@ def _clamp16(value: int) -> int:
     return max(_I16_MIN, min(_I16_MAX, value))
 
 
-class SdlInputCapture:
+class SdlInputCapture(HeldInput):
     """Translate raw SDL events into InputEvents; see the module docstring.
 
     ``window_to_stream(x, y)`` maps a window position to stream pixels or
@@ -76,18 +72,11 @@ class SdlInputCapture:
                  on_toggle_stats: Callable[[], object] | None = None,
                  gamepads: bool = True,
                  snapshot_interval_ns: int = SNAPSHOT_INTERVAL_NS) -> None:
+        super().__init__(send, on_toggle_fullscreen=on_toggle_fullscreen,
+                         on_toggle_stats=on_toggle_stats,
+                         snapshot_interval_ns=snapshot_interval_ns)
         self._window_to_stream = window_to_stream
-        self._send = send
         self._stream_size = stream_size
-        self._on_toggle_fullscreen = on_toggle_fullscreen
-        self._on_toggle_stats = on_toggle_stats
-        self._snapshot_interval_ns = snapshot_interval_ns
-        self._last_snapshot_ns = time.monotonic_ns()
-        self.held_keys: set[int] = set()
-        self.held_buttons: set[int] = set()
-        self.pointer_captured = False
-        self.stats_visible = False
-        self.counters: Counter[str] = Counter()
         self._consumed_scancodes: set[int] = set()  # hotkey presses whose release is ours too
         self._wheel_rest = [0.0, 0.0]
         self._controllers: dict[int, tuple[int, object]] = {}  # SDL instance id -> (index, handle)
@@ -95,7 +84,14 @@ class SdlInputCapture:
         self._gamepads_initialised = False
         self._detach: Callable[[], None] | None = None
         self._grabbed_window = None
-        self.closed = False
+        # Set when an X11InputReader reads this window's keys and absolute motion
+        # on its own thread (client_service): then only hotkeys are read here,
+        # except while the pointer is captured: SDL grabs the keyboard then, and
+        # X sends a grabbed keyboard's keys to the grabbing connection only.
+        # The shared held set makes a key pressed on one side and released on
+        # the other (or seen by both at the switch) go out once.
+        self.keys_read_elsewhere = False
+        self.buttons_read_elsewhere = False  # the same for clicks and the wheel
         if gamepads:
             if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_GAMECONTROLLER) == 0:
                 self._gamepads_initialised = True
@@ -131,34 +127,13 @@ class SdlInputCapture:
         capture._detach = lambda: presenter.remove_event_listener(capture.handle)
         return capture
 
-    # -- public --------------------------------------------------------------
+    # -- public (snapshot, tick, release_all: HeldInput) ---------------------
 
     def handle(self, event) -> None:
         """Translate one raw SDL_Event (valid only during this call)."""
         handler = self._handlers.get(event.type)
         if handler is not None and not self.closed:
             handler(event)
-
-    def snapshot(self) -> HeldSnapshot:
-        return HeldSnapshot(tuple(sorted(self.held_keys | self.held_buttons)))
-
-    def tick(self, now_ns: int | None = None) -> bool:
-        """Send the periodic snapshot (and every controller's state) when one is due."""
-        now_ns = time.monotonic_ns() if now_ns is None else now_ns
-        if now_ns - self._last_snapshot_ns < self._snapshot_interval_ns:
-            return False
-        self._send_snapshot(now_ns, list(self.gamepads.values()))
-        return True
-
-    def release_all(self) -> None:
-        """Tell the host that nothing is held any more (focus loss, disconnect)."""
-        events: list[InputEvent] = [KeyEvent(code, False) for code in sorted(self.held_keys)]
-        events += [ButtonEvent(code, False) for code in sorted(self.held_buttons)]
-        self.held_keys.clear()
-        self.held_buttons.clear()
-        if events:
-            self._send(events)
-        self._send_snapshot()
 
     def toggle_pointer_capture(self, window_id: int = 0) -> None:
         """Capture (relative motion, keyboard grabbed) or release the pointer.
@@ -214,6 +189,8 @@ class SdlInputCapture:
             self._consumed_scancodes.add(keysym.scancode)
             self._hotkeys[keysym.scancode](event)
             return
+        if self.keys_read_elsewhere and not self.pointer_captured:
+            return
         code = scancode_to_evdev(keysym.scancode)
         if code is None:
             self.counters["key_unmapped"] += 1
@@ -227,20 +204,13 @@ class SdlInputCapture:
         if scancode in self._consumed_scancodes:
             self._consumed_scancodes.discard(scancode)
             return
+        if self.keys_read_elsewhere and not self.pointer_captured:
+            return
         code = scancode_to_evdev(scancode)
         if code in self.held_keys:
             self.held_keys.discard(code)
             self._send([KeyEvent(code, False)])
             self._send_snapshot()
-
-    def _toggle_fullscreen(self) -> None:
-        if self._on_toggle_fullscreen is not None:
-            self._on_toggle_fullscreen()
-
-    def _toggle_stats(self) -> None:
-        self.stats_visible = not self.stats_visible
-        if self._on_toggle_stats is not None:
-            self._on_toggle_stats()
 
     # -- mouse -----------------------------------------------------------------
 
@@ -252,6 +222,8 @@ class SdlInputCapture:
         return AbsoluteMotion(position[0], position[1], width, height)
 
     def _mouse_button(self, event) -> None:
+        if self.buttons_read_elsewhere and not self.pointer_captured:
+            return
         down = event.type == sdl2.SDL_MOUSEBUTTONDOWN
         code = MOUSE_BUTTON_TO_EVDEV.get(event.button.button)
         if code is None:
@@ -289,11 +261,15 @@ class SdlInputCapture:
             if events:
                 self._send(events)
             return
+        if self.keys_read_elsewhere:
+            return
         where = self._absolute(motion.x, motion.y)
         if where is not None:
             self._send([where])
 
     def _mouse_wheel(self, event) -> None:
+        if self.buttons_read_elsewhere and not self.pointer_captured:
+            return
         wheel = event.wheel
         sign = -1 if wheel.direction == sdl2.SDL_MOUSEWHEEL_FLIPPED else 1
         # preciseY/X are notches as floats (SDL 2.0.18+); 1/120 units keep
@@ -317,11 +293,10 @@ class SdlInputCapture:
             if self.pointer_captured:
                 self.toggle_pointer_capture()
 
-    def _send_snapshot(self, now_ns: int | None = None, extra: list | None = None) -> None:
-        self._last_snapshot_ns = time.monotonic_ns() if now_ns is None else now_ns
-        self._send([self.snapshot(), *(extra or ())])
-
     # -- game controllers -------------------------------------------------------
+
+    def _with_snapshot(self) -> list[InputEvent]:
+        return list(self.gamepads.values())  # each periodic snapshot carries them whole
 
     def _controller_added(self, event) -> None:
         handle = sdl2.SDL_GameControllerOpen(event.cdevice.which)  # a device index

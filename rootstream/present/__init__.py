@@ -11,9 +11,10 @@ a network fault; ask for it with ``--present null``.
 
 ``x11`` (Xlib + MIT-SHM, swscale on the CPU) is never chosen by ``auto``
 either, though without a GPU it presents a 720p frame several times faster
-than SDL (docs/BENCHMARKS.md): it captures no input for the host, so ``auto``
-picking it would quietly turn a game client into a viewer.  Ask for it with
-``--present x11`` on a machine without a GPU, or to watch.
+than SDL (docs/BENCHMARKS.md): its window's keyboard and mouse reach the
+host (rootstream.input.x11_capture), but no gamepads and no pointer capture,
+so ``auto`` picking it would quietly take those from a game client.  Ask for
+it with ``--present x11`` on a machine without a GPU, or to watch.
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ Each missing piece falls back, with the reason in ``fallbacks_used``: no
 MIT-SHM on the server (or a remote display refusing our segment) means
 ``XPutImage``, the pixels going through the socket.
 
-Limits, on purpose: this presenter does not capture input for the host (the
-input service needs SDL's events; ``--present sdl`` plays, ``x11`` watches);
+Input for the host is read from this window by the X11 input reader on a
+connection of its own (rootstream.input.x11_capture), not here; this
+presenter does not select the buttons, so the reader may.
 ``add_event_listener`` callbacks get cffi ``XEvent *`` pointers, valid during
 the call only; key events carry X keysym names (letters upper-cased, as SDL
 names them), SDL modifier bits, no scancode and no repeat flag; the stats

@@ -1,0 +1,77 @@
+"""Input for the x11 presenter's window: what SdlInputCapture does for SDL's, without SDL.
+
+The X11 input reader (``buttons=True``: nobody else takes the clicks on this
+window) reads keys, motion, clicks and the wheel on its own thread;
+client_service turns its batches into InputEvents with the translator and
+hands them to ``send_read_elsewhere``.  This object keeps what the host must
+be able to trust: the held keys and buttons, a HeldSnapshot after every
+release and every ``snapshot_interval_ns`` (``tick``), and a release of
+everything on close.
+
+Hotkeys: the presenter hands its raw key events to ``handle`` on its own
+thread (the only thread that may touch its window): Ctrl+Alt+Shift+F toggles
+fullscreen, +S the stats overlay (which this presenter does not draw: it
+says why once).  The reader consumes the same presses, so none reaches the
+host.  Not here yet: capturing the pointer (+Z: relative motion and a
+keyboard grab) and game controllers (SDL's game-controller API needs SDL's
+event loop); each is said once in the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rootstream._native import xlib
+from rootstream._native.xlib import ffi
+from rootstream.input.held import SNAPSHOT_INTERVAL_NS, HeldInput, Send
+from rootstream.input.window_input import HOTKEY_CODES
+from rootstream.input.x11_reader import X_KEYCODE_OFFSET
+
+_HOTKEY_STATE = xlib.SHIFT_MASK | xlib.CONTROL_MASK | xlib.MOD1_MASK
+KEY_Z, KEY_F, KEY_S = 44, 33, 31
+
+
+class X11WindowCapture(HeldInput):
+    """Held state, snapshots and hotkeys for the x11 presenter; see the module docstring."""
+
+    def __init__(self, send: Send, *,
+                 on_toggle_fullscreen: Callable[[], object] | None = None,
+                 on_toggle_stats: Callable[[], object] | None = None,
+                 log: Callable[[str], None] = print,
+                 snapshot_interval_ns: int = SNAPSHOT_INTERVAL_NS) -> None:
+        super().__init__(send, on_toggle_fullscreen=on_toggle_fullscreen,
+                         on_toggle_stats=on_toggle_stats,
+                         snapshot_interval_ns=snapshot_interval_ns)
+        self._log = log
+
+    def controller(self, index: int):
+        return None  # no game controllers without SDL's event loop
+
+    def close(self) -> None:
+        """Release everything on the host."""
+        if not self.closed:
+            self.release_all()
+            self.closed = True
+
+    # -- the presenter's thread --------------------------------------------------------
+
+    def handle(self, event) -> None:
+        """A raw XEvent from the presenter: act on a hotkey press."""
+        if event.type != 2 or self.closed:  # KeyPress
+            return
+        key = ffi.cast("XKeyEvent *", event)
+        code = key.keycode - X_KEYCODE_OFFSET
+        if code not in HOTKEY_CODES or key.state & _HOTKEY_STATE != _HOTKEY_STATE:
+            return
+        if code == KEY_F:
+            self._toggle_fullscreen()
+        elif code == KEY_S:
+            self._toggle_stats()
+        elif code == KEY_Z:
+            if not self.counters["pointer_capture_unavailable"]:
+                self._log("rootstream: the x11 presenter cannot capture the pointer yet; "
+                          "use --present sdl for games that want relative motion")
+            self.counters["pointer_capture_unavailable"] += 1
+
+
+__all__ = ["X11WindowCapture"]
