@@ -52,38 +52,76 @@ def missing() -> str:
     return ""
 
 
-def sender_pipeline(display: str, port: int, fps: int, bitrate_kbps: int) -> list[str]:
-    return ["ximagesrc", f"display-name={display}", "!",
+# Each option a GStreamer user sets for low latency, as extra properties per element
+# (name -> {element: [property, ...]}).  bench_glass.py measures each on top of the
+# issue-3 pipeline in the same rounds; STRONGEST is the combination it keeps.
+OPTIONS = {
+    # ximagesrc: XDAMAGE on (its default) grabs only damaged tiles, but each
+    # tile is a round trip; off grabs the whole screen with one XShmGetImage.
+    "no-damage": {"ximagesrc": ["use-damage=false"]},
+    # the pointer is composited into every frame unless told not to.
+    "no-pointer": {"ximagesrc": ["show-pointer=false"]},
+    # x264enc's own sliced-threads property (default false) is applied after
+    # tune=zerolatency and so switches zerolatency's sliced threads back to
+    # frame threads, which hold frames; true restores one slice per thread.
+    "sliced": {"x264enc": ["sliced-threads=true"]},
+    # no periodic keyframe (x264's default is one every 250 frames) to spike p99;
+    # rootstream's encoder keeps an endless GOP too.
+    "keyint": {"x264enc": ["key-int-max=100000"]},
+    # a frame in a few large datagrams instead of hundreds of 1400-byte ones
+    # (loopback carries 64 KiB); the receiver's buffers must fit them.
+    "mtu": {"rtph264pay": ["mtu=60000"], "udpsrc": ["mtu=65536"]},
+    # the sink never drops a late frame, nor tells the encoder to drop.
+    "no-qos": {"ximagesink": ["qos=false", "max-lateness=-1"]},
+    # the decoder's frame threads hold a frame each; slice threads do not.
+    "dec-slice": {"avdec_h264": ["thread-type=slice"]},
+}
+# The fastest combination in bench_glass's option sweep (docs/BENCHMARKS.md has
+# the figures); "gstreamer" in the tables is this, "gstreamer-issue3" has none.
+STRONGEST: tuple[str, ...] = ("sliced", "no-pointer", "no-qos", "dec-slice", "keyint")
+
+
+def _element(name: str, props: list[str], options: tuple[str, ...]) -> list[str]:
+    extra = [prop for option in options for prop in OPTIONS[option].get(name, [])]
+    return [name, *props, *extra, "!"]
+
+
+def sender_pipeline(display: str, port: int, fps: int, bitrate_kbps: int,
+                    options: tuple[str, ...] = ()) -> list[str]:
+    return [*_element("ximagesrc", [f"display-name={display}"], options),
             f"video/x-raw,framerate={fps}/1", "!",
             "videoconvert", "!",
-            "x264enc", "tune=zerolatency", "speed-preset=ultrafast", f"bitrate={bitrate_kbps}",
-            "!",
-            "rtph264pay", "config-interval=-1", "!",
+            *_element("x264enc", ["tune=zerolatency", "speed-preset=ultrafast",
+                                  f"bitrate={bitrate_kbps}"], options),
+            *_element("rtph264pay", ["config-interval=-1"], options),
             "udpsink", "host=127.0.0.1", f"port={port}", "sync=false"]
 
 
-def receiver_pipeline(display: str, port: int) -> list[str]:
-    return ["udpsrc", "address=127.0.0.1", f"port={port}", f"caps={RTP_CAPS}", "!",
+def receiver_pipeline(display: str, port: int, options: tuple[str, ...] = ()) -> list[str]:
+    return [*_element("udpsrc", ["address=127.0.0.1", f"port={port}", f"caps={RTP_CAPS}"],
+                      options),
             "rtpjitterbuffer", "latency=0", "!",
             "rtph264depay", "!",
-            "avdec_h264", "!",
+            *_element("avdec_h264", [], options),
             "videoconvert", "!",
-            "ximagesink", f"display={display}", "sync=false"]
+            *_element("ximagesink", [f"display={display}", "sync=false"], options)[:-1]]
 
 
 class GStreamerStream:
     """Receiver on ``client_display`` first (so it sees the first keyframe), then sender."""
 
     def __init__(self, host_display: str, client_display: str, port: int, log_dir, *,
-                 fps: int = 60, bitrate_kbps: int = 10_000):
+                 fps: int = 60, bitrate_kbps: int = 10_000, options: tuple[str, ...] = ()):
         env = dict(os.environ, GST_DEBUG="1")  # errors only, into the log
         launch = ["gst-launch-1.0", "--no-position"]
-        self.receiver = Spawned("gst-receiver", launch + receiver_pipeline(client_display, port),
+        self.receiver = Spawned("gst-receiver",
+                                launch + receiver_pipeline(client_display, port, options),
                                 log_dir, env=env)
         try:
             self.receiver.wait_for("Setting pipeline to PLAYING", timeout=30)
             self.sender = Spawned("gst-sender",
-                                  launch + sender_pipeline(host_display, port, fps, bitrate_kbps),
+                                  launch + sender_pipeline(host_display, port, fps, bitrate_kbps,
+                                                           options),
                                   log_dir, env=env)
             self.sender.wait_for("Setting pipeline to PLAYING", timeout=30)
         except BaseException:
