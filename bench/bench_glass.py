@@ -92,7 +92,12 @@ class GlassRun:
 # llvmpipe) is measured on request, to see what presenting costs.
 CLIENTS = {"rootstream": ("auto", {}), "rootstream-sdl": ("sdl", {}),
            "rootstream-x11": ("x11", {}),
-           "rootstream-sdl-software": ("sdl", {"SDL_RENDER_DRIVER": "software"})}
+           "rootstream-sdl-software": ("sdl", {"SDL_RENDER_DRIVER": "software"}),
+           "rootstream-cap120": ("auto", {})}
+# Experiments on the host's side (issue 15, "less waiting"): its --fps per variant.
+# cap120: capture may grab a change up to twice per 60 Hz frame, so a change that
+# lands between two frames of motion waits for the encoder, not the next slot.
+HOST_FPS = {"rootstream-cap120": 120}
 # GStreamer per variant: the options on top of issue 3's pipeline.
 GSTREAMERS = {"gstreamer": STRONGEST, "gstreamer-issue3": (),
               **{f"gstreamer+{option}": (option,) for option in OPTIONS}}
@@ -104,11 +109,11 @@ KNOWN = (*CLIENTS, *GSTREAMERS, FLOOR)
 
 
 def _rootstream_sides(a: XvfbDisplay, b: XvfbDisplay, port: int, log_dir: Path,
-                      client_env: dict[str, str], presenter: str = "sdl"):
+                      client_env: dict[str, str], presenter: str = "sdl", fps: int = FPS):
     python = [sys.executable, "-m", "rootstream_cli"]
     host = Spawned("rootstream-host", python + [
         "host", "--source", "x11", "--display", a.display, "--encoder", "x264",
-        "--fps", str(FPS), "--bitrate", str(BITRATE_MBPS), "--bind", "127.0.0.1",
+        "--fps", str(fps), "--bitrate", str(BITRATE_MBPS), "--bind", "127.0.0.1",
         "--port", str(port), "--stats-interval", "1",
         "--stats-json", str(log_dir / "host.jsonl"), "--sessions", "1"],
         log_dir, env=a.env())
@@ -142,7 +147,8 @@ def run_once(pipeline: str, log_dir: Path, *, scene: str = "game",
             pids, stop, alive = {}, [], []
         elif pipeline in CLIENTS:
             presenter, env = CLIENTS[pipeline]
-            host, client = _rootstream_sides(a, b, port, log_dir, env, presenter)
+            host, client = _rootstream_sides(a, b, port, log_dir, env, presenter,
+                                             HOST_FPS.get(pipeline, FPS))
             pids = {"host": host.pid, "client": client.pid}
             stop = [client.stop, host.stop]
             alive = [host, client]

@@ -176,7 +176,7 @@ class ClientInput(ClientService):
         self._start_gamepads(capture)
         self._log("rootstream: input goes to the host (keyboard, mouse, game controllers; "
                   "pointer capture needs --present sdl); Ctrl+Alt+Shift+F toggles "
-                  "fullscreen")
+                  "fullscreen, +S the stats overlay")
 
     def _start_gamepads(self, capture) -> None:
         from rootstream.input.sdl_gamepads import GamepadPump

@@ -10,8 +10,8 @@ everything on close.
 
 Hotkeys: the presenter hands its raw key events to ``handle`` on its own
 thread (the only thread that may touch its window): Ctrl+Alt+Shift+F toggles
-fullscreen, +S the stats overlay (which this presenter does not draw: it
-says why once).  The reader consumes the same presses, so none reaches the
+fullscreen, +S the stats overlay (blended into the picture by the
+presenter).  The reader consumes the same presses, so none reaches the
 host.  Game controllers go through SDL's game-controller API
 (rootstream.input.sdl_gamepads): a GamepadPump thread pumps SDL's events
 without an SDL window and hands them to ``handle_sdl``.  Not here yet:

@@ -23,9 +23,8 @@ connection of its own (rootstream.input.x11_capture), not here; this
 presenter does not select the buttons, so the reader may.
 ``add_event_listener`` callbacks get cffi ``XEvent *`` pointers, valid during
 the call only; key events carry X keysym names (letters upper-cased, as SDL
-names them), SDL modifier bits, no scancode and no repeat flag; the stats
-overlay is not drawn (``set_overlay`` stores the lines and draws nothing;
-``overlay_problem()`` says so).
+names them), SDL modifier bits, no scancode and no repeat flag.  The stats
+overlay is blended into each frame's pixels (rootstream.present.x11_overlay).
 
 Threading: Xlib calls run on the thread that opened the presenter; another
 thread gets a PresentError.
@@ -50,7 +49,6 @@ from rootstream.present.base import Presenter, PresenterEvent, Rect, letterbox
 NO_DISPLAY = "no X display to open a window on"
 NO_DISPLAY_HINT = "set DISPLAY (run inside the desktop session), or use --present null"
 LOST_DISPLAY = "lost the connection to the X display"
-NO_OVERLAY = "the x11 presenter draws no text overlay (use --present sdl for the stats overlay)"
 # Waiting longer than this for the server to finish a put means it is gone or wedged.
 COMPLETION_TIMEOUT_S = 2.0
 MAP_TIMEOUT_S = 2.0
@@ -105,6 +103,7 @@ class X11Presenter(Presenter):
         self._mapped = False
         self._resize_pending = False  # _size changed; the buffers are of the old one
         self._overlay_lines: tuple[str, ...] = ()
+        self._overlay = None  # PixelOverlay, made on first use
         self._fullscreen = False
         self._windowed_geometry: tuple[int, int, int, int] | None = None
         self._reformatter = VideoReformatter()
@@ -329,6 +328,9 @@ class X11Presenter(Presenter):
         box = letterbox(frame.width, frame.height, *self._size)
         if box.w and box.h:
             self._scale_into(buffer, frame, box)
+            if self._overlay_lines:  # inside the picture: its pixels are rewritten each frame
+                self._text().draw(self._overlay_lines, buffer.pixels[
+                    box.y:box.y + box.h, box.x * 4:(box.x + box.w) * 4])
         self._put(buffer)
         self._next = (self._next + 1) % len(self._buffers)
 
@@ -367,14 +369,21 @@ class X11Presenter(Presenter):
         if self._last_frame is not None:
             self._draw(self._last_frame)
 
-    # -- the stats overlay: not drawn here -------------------------------------
+    # -- the stats overlay: blended into the pixels ------------------------------
+
+    def _text(self):
+        if self._overlay is None:
+            from rootstream.present.x11_overlay import PixelOverlay
+
+            self._overlay = PixelOverlay()
+        return self._overlay
 
     def set_overlay(self, lines: list[str] | None) -> None:
-        """Stored and not drawn: this presenter has no text renderer (see overlay_problem)."""
+        """Drawn over the top-left of each frame from the next one on (None: hidden)."""
         self._overlay_lines = tuple(lines or ())
 
     def overlay_problem(self) -> str:
-        return NO_OVERLAY
+        return self._text().problem()
 
     def output_rect(self) -> Rect:
         """Where the picture is drawn, in window pixels."""
@@ -558,5 +567,8 @@ class X11Presenter(Presenter):
                 x11.XDestroyWindow(display, self._window)
         self._gc, self._window, self._display = None, 0, None
         self._last_frame = None
+        if self._overlay is not None:
+            self._overlay.close()
+            self._overlay = None
         x11.XCloseDisplay(display)
         xlib.forget(display)
