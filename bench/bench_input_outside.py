@@ -5,16 +5,17 @@ the event), nothing here looks inside rootstream.  Two Xvfb displays on this
 machine: B shows the client's window (``rootstream connect``), A is the
 host's desktop (``rootstream host --input xtest``).
 
-- the typist: an X client of ours on B that presses, releases and moves the
-  pointer with XTEST at random moments (10-40 ms apart, so the phase against
+- the typist: an X client of ours on B that presses and releases keys,
+  moves the pointer and clicks (after every third move) with XTEST at random
+  moments (10-40 ms apart, so the phase against
   the client's frames is random), stamping each request as it is flushed;
 - the recorder: an X client of ours on A, a focused full-screen window,
-  stamping each KeyPress/KeyRelease/MotionNotify the moment its connection
+  stamping each KeyPress/KeyRelease/ButtonPress/ButtonRelease/MotionNotify the moment its connection
   becomes readable (its own thread, blocked in poll);
 - one clock: both stamp with time.monotonic_ns() in this process.
 
-Keys are matched in order (the n-th key event typed is the n-th recorded;
-"in order" counts only an exact sequence), motions by position (every move
+Keys and clicks are matched in order (the n-th key event typed is the n-th
+recorded; "in order" counts only an exact sequence), motions by position (every move
 goes to a new random point, mapped 1:1: the stream, both screens and the
 window have one size).
 
@@ -75,9 +76,11 @@ int XPending(Display *dpy);
 int XNextEvent(Display *dpy, XEvent *event);
 int XTestFakeKeyEvent(Display *dpy, unsigned int keycode, int is_press, unsigned long delay);
 int XTestFakeMotionEvent(Display *dpy, int screen, int x, int y, unsigned long delay);
+int XTestFakeButtonEvent(Display *dpy, unsigned int button, int is_press, unsigned long delay);
 """)
-_KEY_PRESS, _KEY_RELEASE, _MOTION, _MAP = 2, 3, 6, 19
-_MASK = (1 << 0) | (1 << 1) | (1 << 6) | (1 << 17)  # keys, pointer motion, structure
+_KEY_PRESS, _KEY_RELEASE, _BUTTON_PRESS, _BUTTON_RELEASE, _MOTION, _MAP = 2, 3, 4, 5, 6, 19
+_MASK = 1 | 2 | 4 | 8 | (1 << 6) | (1 << 17)  # keys, buttons, pointer motion, structure
+CLICK_EVERY = 3  # one left click after every third move
 
 
 class Recorder:
@@ -115,6 +118,8 @@ class Recorder:
                 e = _ffi.cast("XInputEvent *", event)
                 if e.type in (_KEY_PRESS, _KEY_RELEASE):
                     self.events.append((now, "key", e.detail, e.type == _KEY_PRESS))
+                elif e.type in (_BUTTON_PRESS, _BUTTON_RELEASE):
+                    self.events.append((now, "button", e.detail, e.type == _BUTTON_PRESS))
                 elif e.type == _MOTION:
                     self.events.append((now, "motion", e.x, e.y))
                 elif e.type == _MAP:
@@ -138,6 +143,12 @@ class Typist:
     def key(self, keycode: int, down: bool) -> int:
         now = time.monotonic_ns()
         self.xtst.XTestFakeKeyEvent(self.dpy, keycode, down, 0)
+        self.x11.XFlush(self.dpy)
+        return now
+
+    def button(self, button: int, down: bool) -> int:
+        now = time.monotonic_ns()
+        self.xtst.XTestFakeButtonEvent(self.dpy, button, down, 0)
         self.x11.XFlush(self.dpy)
         return now
 
@@ -165,9 +176,10 @@ def _client_window(display: XvfbDisplay) -> str:
     raise RuntimeError("the client's window never appeared")
 
 
-def play(typist: Typist, width: int, height: int, presses: int, rng) -> tuple[list, list]:
-    """Press/release/move at random moments; returns (keys, motions) as sent, stamped."""
-    keys, motions = [], []
+def play(typist: Typist, width: int, height: int, presses: int, rng) -> tuple[list, ...]:
+    """Press/release/move/click at random moments; returns (keys, motions, clicks) as
+    sent, stamped; keys and clicks as (ns, code or button, down)."""
+    keys, motions, clicks = [], [], []
     last = None
     for i in range(presses):
         code = KEYCODES[i % len(KEYCODES)]
@@ -180,20 +192,31 @@ def play(typist: Typist, width: int, height: int, presses: int, rng) -> tuple[li
             where = (rng.randrange(8, width - 8), rng.randrange(8, height - 8))
         last = where
         motions.append((typist.move(*where), *where))
-    return keys, motions
+        if i % CLICK_EVERY == CLICK_EVERY - 1:
+            for down in (True, False):
+                time.sleep(rng.uniform(*GAP_S))
+                clicks.append((typist.button(1, down), 1, down))
+    return keys, motions, clicks
 
 
-def match(keys, motions, recorded) -> dict:
+def _in_order(sent, got) -> tuple[list[float], bool]:
+    """Latencies of (ns, code, down) edges matched in order, and whether the sequence is exact."""
+    ms, i = [], 0
+    for sent_ns, code, down in sent:  # in order: the next one that matches
+        while i < len(got) and got[i][1:] != (code, down):
+            i += 1
+        if i < len(got):
+            ms.append((got[i][0] - sent_ns) / 1e6)
+            i += 1
+    return ms, [(c, d) for _, c, d in got] == [(c, d) for _, c, d in sent]
+
+
+def match(keys, motions, recorded, clicks=()) -> dict:
     got_keys = [(ns, code, down) for ns, kind, code, down in recorded if kind == "key"]
+    got_clicks = [(ns, code, down) for ns, kind, code, down in recorded if kind == "button"]
     got_moves = [(ns, x, y) for ns, kind, x, y in recorded if kind == "motion"]
-    key_ms, i = [], 0
-    for sent_ns, code, down in keys:  # in order: the next one that matches
-        while i < len(got_keys) and got_keys[i][1:] != (code, down):
-            i += 1
-        if i < len(got_keys):
-            key_ms.append((got_keys[i][0] - sent_ns) / 1e6)
-            i += 1
-    exact = [(c, d) for _, c, d in got_keys] == [(c, d) for _, c, d in keys]
+    key_ms, exact = _in_order(keys, got_keys)
+    click_ms, clicks_exact = _in_order(clicks, got_clicks)
     move_ms, j = [], 0
     for sent_ns, x, y in motions:
         k = j
@@ -204,7 +227,9 @@ def match(keys, motions, recorded) -> dict:
             j = k + 1
     return {"keys_sent": len(keys), "keys_arrived": len(key_ms), "keys_in_order": exact,
             "keys_recorded": len(got_keys), "key_ms": key_ms,
-            "motions_sent": len(motions), "motions_arrived": len(move_ms), "motion_ms": move_ms}
+            "motions_sent": len(motions), "motions_arrived": len(move_ms), "motion_ms": move_ms,
+            "clicks_sent": len(clicks), "clicks_arrived": len(click_ms),
+            "clicks_in_order": clicks_exact, "click_ms": click_ms}
 
 
 ROOTSTREAM = [sys.executable, "-m", "rootstream_cli"]
@@ -239,9 +264,9 @@ def measure(scene: str, presenter: str, log_dir: Path, presses: int, seed: int,
         time.sleep(2.0)  # the stream settles (first keyframe, decoder warm)
         typist = Typist(client_x.display)
         load = os.getloadavg()[0]
-        keys, motions = play(typist, width, height, presses, random.Random(seed))
+        keys, motions, clicks = play(typist, width, height, presses, random.Random(seed))
         time.sleep(0.5)
-        result = match(keys, motions, list(recorder.events))
+        result = match(keys, motions, list(recorder.events), clicks)
         result.update(scene=scene, presenter=presenter, load1=load, keys=keys,
                       recorded=list(recorder.events))
         return result
@@ -270,8 +295,9 @@ def _p(values, q) -> str:
 
 def table(runs: list[dict]) -> list[str]:
     lines = ["| scene | presenter | key p50 | key p99 | keys arrived, in order | "
-             "motion p50 | motion p99 | motions arrived | load (1 min) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "motion p50 | motion p99 | motions arrived | click p50 | click p99 | "
+             "clicks arrived | load (1 min) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         order = ("in order" if r["keys_in_order"] else "NOT in order") if r["keys_arrived"] \
             else "none: this presenter captures no input"
@@ -280,6 +306,9 @@ def table(runs: list[dict]) -> list[str]:
             f"| {_p(r['key_ms'], 50)} | {_p(r['key_ms'], 99)} "
             f"| {r['keys_arrived']}/{r['keys_sent']}, {order} | {_p(r['motion_ms'], 50)} "
             f"| {_p(r['motion_ms'], 99)} | {r['motions_arrived']}/{r['motions_sent']} "
+            f"| {_p(r['click_ms'], 50)} | {_p(r['click_ms'], 99)} "
+            f"| {r['clicks_arrived']}/{r['clicks_sent']}"
+            f"{'' if r['clicks_in_order'] else ' NOT in order'} "
             f"| {r['load1']:.2f} |")
     return lines
 
@@ -293,6 +322,7 @@ def test_input_outside(tmp_path, request):
     for run in runs:
         assert run["keys_in_order"] and run["keys_arrived"] == run["keys_sent"]
         assert run["motions_arrived"] == run["motions_sent"]
+        assert run["clicks_in_order"] and run["clicks_arrived"] == run["clicks_sent"]
 
 
 def main(argv: list[str] | None = None) -> int:

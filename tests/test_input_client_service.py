@@ -13,7 +13,7 @@ import pytest
 from rootstream.input.client_service import ClientInput, OverlayFigures
 from rootstream.present import open_presenter
 from rootstream.protocol import PacketType
-from rootstream.protocol.input import HeldSnapshot, KeyEvent, decode_input
+from rootstream.protocol.input import ButtonEvent, HeldSnapshot, KeyEvent, decode_input
 
 KEY_A = 30
 
@@ -137,6 +137,9 @@ def test_keys_go_out_once_each_side_of_a_pointer_capture(window, xvfb):
         return [e for p in sent for e in decode_input(p) if isinstance(e, KeyEvent)
                 and e.code in (KEY_A, 48)]
 
+    def clicks():
+        return [e for p in sent for e in decode_input(p) if isinstance(e, ButtonEvent)]
+
     try:
         pump(0.2)
         xdotool("windowfocus", "--sync", str(window.x11_window))
@@ -148,16 +151,21 @@ def test_keys_go_out_once_each_side_of_a_pointer_capture(window, xvfb):
         assert service.capture.pointer_captured
         xdotool("keyup", "a")
         xdotool("key", "b")
+        xdotool("click", "1")  # SDL's pointer grab takes the clicks too
         pump()
         assert keys() == [KeyEvent(KEY_A, True), KeyEvent(KEY_A, False),
                           KeyEvent(48, True), KeyEvent(48, False)]
+        assert clicks() == [ButtonEvent(0x110, True), ButtonEvent(0x110, False)]
         xdotool("key", "ctrl+alt+shift+z")
         pump()
         assert not service.capture.pointer_captured
         sent.clear()
         xdotool("key", "b")
+        xdotool("click", "3")
         pump()
         assert keys() == [KeyEvent(48, True), KeyEvent(48, False)]
+        assert clicks() == [ButtonEvent(0x111, True), ButtonEvent(0x111, False)]
+        assert service.capture.buttons_read_elsewhere  # the reader's, not the window loop's
     finally:
         service.close()
 
@@ -189,7 +197,7 @@ def test_overlay_lines_show_rates_over_the_last_refresh():
 
 @pytest.mark.skipif(shutil.which("xdotool") is None, reason="apt install xdotool")
 def test_the_x11_presenter_sends_keys_clicks_and_the_wheel_and_takes_the_hotkeys(xvfb_factory):
-    from rootstream.protocol.input import AbsoluteMotion, ButtonEvent, WheelEvent
+    from rootstream.protocol.input import AbsoluteMotion, WheelEvent
 
     xvfb = xvfb_factory(640, 360)
     sent: list[bytes] = []

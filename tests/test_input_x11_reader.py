@@ -218,3 +218,35 @@ def test_on_the_x11_presenters_window_clicks_and_the_wheel_are_read_too(xvfb_fac
         injector.close()
         reader.stop()
         presenter.close()
+
+
+def test_a_batch_that_fails_to_send_does_not_stop_the_reader(xvfb):
+    from rootstream.errors import NetworkError
+
+    window = XRecorder(xvfb.display, 640, 480)
+    injector = XTestInjector(display=xvfb.display)
+    injector.inject(AbsoluteMotion(10, 10, xvfb.width, xvfb.height))
+    batches = Batches()
+    failing = [True]
+
+    def on_batch(batch, size):
+        if failing[0]:
+            failing[0] = False
+            raise NetworkError("cannot send to 127.0.0.1:1: Network is unreachable")
+        batches(batch, size)
+
+    reader = X11InputReader(window.window, on_batch, display=xvfb.display)
+    reader.start()
+    try:
+        injector.inject(KeyEvent(KEY_A, True))
+        injector.inject(KeyEvent(KEY_A, False))
+        time.sleep(0.2)
+        injector.inject(KeyEvent(KEY_S, True))
+        assert batches.wait(lambda items: (KEY_S, True) in [(i.code, i.pressed) for i in items])
+        assert reader.running and reader.failed_batches == 1
+        assert "unreachable" in reader.error
+    finally:
+        injector.inject(KeyEvent(KEY_S, False))
+        reader.stop()
+        injector.close()
+        window.close()

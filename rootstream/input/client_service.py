@@ -194,7 +194,8 @@ class ClientInput(ClientService):
         self.gamepad_pump.start()
 
     def _start_reader(self, presenter) -> None:
-        """Read keys and motion on their own X connection and thread, off the window loop.
+        """Read keys, motion and clicks on their own X connection and thread, off the
+        window loop.
 
         SDL on X11 only: elsewhere (Wayland, the dummy driver) the capture
         reads everything, as before.
@@ -205,10 +206,12 @@ class ClientInput(ClientService):
 
         self.capture.keys_read_elsewhere = True
         try:
-            self.reader = self._open_reader(presenter, buttons=False)
+            self.reader = self._open_reader(presenter, buttons=True)
         except InputError as exc:
             self.capture.keys_read_elsewhere = False
             self._log(f"rootstream: keys are read in the window loop: {exc}")
+            return
+        self.capture.buttons_read_elsewhere = self.reader.reads_buttons
 
     def _open_reader(self, presenter, *, buttons: bool):
         from rootstream.input.window_input import WindowInputTranslator

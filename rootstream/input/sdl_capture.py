@@ -83,6 +83,7 @@ class SdlInputCapture(SdlGamepads, HeldInput):
         # The shared held set makes a key pressed on one side and released on
         # the other (or seen by both at the switch) go out once.
         self.keys_read_elsewhere = False
+        self.buttons_read_elsewhere = False  # the same for clicks and the wheel
         self._open_gamepads(gamepads)
         self._hotkeys = {
             sdl2.SDL_SCANCODE_Z: lambda event: self.toggle_pointer_capture(event.key.windowID),
@@ -197,6 +198,8 @@ class SdlInputCapture(SdlGamepads, HeldInput):
         return AbsoluteMotion(position[0], position[1], width, height)
 
     def _mouse_button(self, event) -> None:
+        if self.buttons_read_elsewhere and not self.pointer_captured:
+            return
         down = event.type == sdl2.SDL_MOUSEBUTTONDOWN
         code = MOUSE_BUTTON_TO_EVDEV.get(event.button.button)
         if code is None:
@@ -241,6 +244,8 @@ class SdlInputCapture(SdlGamepads, HeldInput):
             self._send([where])
 
     def _mouse_wheel(self, event) -> None:
+        if self.buttons_read_elsewhere and not self.pointer_captured:
+            return
         wheel = event.wheel
         sign = -1 if wheel.direction == sdl2.SDL_MOUSEWHEEL_FLIPPED else 1
         # preciseY/X are notches as floats (SDL 2.0.18+); 1/120 units keep

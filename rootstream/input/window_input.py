@@ -1,15 +1,12 @@
 """What the X11 input reader saw -> the InputEvents the host gets, sharing the capture's held keys.
 
-The reader (rootstream.input.x11_reader) takes over keys and absolute pointer
-motion from the SDL capture; the capture keeps what only SDL can read
-(buttons, the wheel, relative motion while the pointer is captured, game
-controllers) and the hotkeys' actions, which must run on the window's thread.
-Both feed one set of held keys, so the periodic snapshot the capture sends
-always includes the keys pressed here (the host would release them otherwise).
-
-On a window whose owner does not take the buttons (the x11 presenter's), a
-reader started with ``buttons=True`` reads clicks and the wheel too, and
-``translate`` turns them into ButtonEvent/WheelEvent with ``held_buttons``.
+The reader (rootstream.input.x11_reader) takes over keys, absolute pointer
+motion, clicks and the wheel from the SDL capture; the capture keeps what
+only SDL can read (everything while the pointer is captured: SDL grabs
+keyboard and pointer then; game controllers) and the hotkeys' actions, which
+must run on the window's thread.  Both feed one set of held keys and
+buttons, so the periodic snapshot the capture sends always includes what
+was pressed here (the host would release it otherwise).
 
 Callers hold the input service's lock around ``translate`` and the send, the
 same lock the capture's snapshot is built under.

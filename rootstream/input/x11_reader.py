@@ -11,13 +11,19 @@ It serves every presenter that has an X window (``sdl`` under X11 and
 What it selects on the window, from its own connection (X lets any number of
 clients select these on one window; each gets its own copy of the event):
 KeyPress/KeyRelease, PointerMotion (and XInput2's XI_Motion, see
-``_select_xi2_motion``), FocusChange and StructureNotify (the window's size,
+``_select_xi2``), FocusChange and StructureNotify (the window's size,
 for mapping the pointer).  Core key events go only to the
 window that has the keyboard focus, so keys are read only while the client's
-window is focused, without a global hook.  Buttons only with
-``buttons=True``: X gives ButtonPress to one client per window, so on SDL's
-window (SDL holds it) clicks keep SDL's path; a window whose owner does not
-select them (the x11 presenter's) can have them read here too.
+window is focused, without a global hook.
+
+Buttons (and the wheel, X buttons 4-7) with ``buttons=True``, through XInput2:
+X gives a window's ButtonPress to one client, and to its XI2 client before
+any core one, so selecting XI_ButtonPress here takes the clicks from SDL's
+core selection (SDL 2.32 selects no XI2 buttons) and from nobody on the x11
+presenter's window.  While SDL grabs the pointer (pointer capture), the grab
+sends them to SDL alone, as it does the keys.  Without XI2 the core
+selection is tried; when someone else holds the buttons, ``reads_buttons``
+stays False and the window's owner keeps them.
 
 Auto-repeat: the connection asks XKB for detectable auto-repeat, so a held
 key repeats as presses only (no fake releases), which the consumer drops:
@@ -40,7 +46,7 @@ from cffi import FFI
 
 from rootstream.capture import xlib
 from rootstream.capture.xlib import ffi
-from rootstream.errors import CaptureError, InputError
+from rootstream.errors import CaptureError, InputError, RootStreamError
 
 _KEY_PRESS, _KEY_RELEASE, _BUTTON_PRESS, _BUTTON_RELEASE, _MOTION_NOTIFY = 2, 3, 4, 5, 6
 _FOCUS_IN, _FOCUS_OUT, _CONFIGURE_NOTIFY = 9, 10, 22
@@ -66,7 +72,7 @@ typedef struct { int type; unsigned long serial; int send_event; void *display;
 int XGetEventData(void *dpy, void *cookie);
 void XFreeEventData(void *dpy, void *cookie);
 """)
-_XI_MOTION = 6
+_XI_BUTTON_PRESS, _XI_BUTTON_RELEASE, _XI_MOTION = 4, 5, 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +102,9 @@ class X11InputReader:
                  buttons: bool = False):
         self.window = int(window)
         self._on_batch = on_batch
-        self._mask = _MASK | (_BUTTON_MASK if buttons else 0)
+        self._buttons = buttons
+        self.reads_buttons = False  # set by start(): the clicks come here
+        self._start_errors: list[str] = []
         self._display_name = display or os.environ.get("DISPLAY", "")
         self._display = None
         self._xi_opcode = -1
@@ -104,7 +112,8 @@ class X11InputReader:
         self._wake_r, self._wake_w = -1, -1
         self.size = (0, 0)
         self.batches = 0
-        self.error = ""  # why the thread stopped early, if it did
+        self.failed_batches = 0
+        self.error = ""  # why the thread stopped early, or the last batch that failed
 
     def start(self) -> None:
         try:
@@ -121,14 +130,16 @@ class X11InputReader:
         xlib.watch(display)
         self._display = display
         with xlib.errors_recorded():  # a vanished window must not exit the process
-            x11.XSelectInput(display, self.window, self._mask)
-            self._xi_opcode = self._select_xi2_motion(libs)
+            x11.XSelectInput(display, self.window, _MASK)
+            self._xi_opcode = self._select_xi2(libs)
+            if self._buttons:
+                self.reads_buttons = self._select_buttons(x11, libs.xi)
             supported = _xkb.new("int *")
             _xkb_lib().XkbSetDetectableAutoRepeat(_xkb.cast("void *", _address(display)), 1,
                                                   supported)
             self.size = self._geometry(x11)
             x11.XSync(display, False)
-        errors = xlib.take_errors(display)
+        errors = self._start_errors + xlib.take_errors(display)
         if errors or self.size == (0, 0):
             self._close_display()
             raise InputError("cannot read input from the client's window",
@@ -171,7 +182,14 @@ class X11InputReader:
                 self._translate(event, batch)
             if batch:
                 self.batches += 1
-                self._on_batch(_coalesce(batch), self.size)
+                try:
+                    self._on_batch(_coalesce(batch), self.size)
+                except RootStreamError as exc:
+                    # A send that failed (the network went away for a moment):
+                    # this batch is lost, the snapshots heal the held state,
+                    # and the next key must still be read.
+                    self.failed_batches += 1
+                    self.error = str(exc)
             if xlib.connection_lost(display):
                 self.error = "lost the connection to the X display"
                 return
@@ -201,13 +219,40 @@ class X11InputReader:
             if focus.mode not in (_NOTIFY_GRAB, _NOTIFY_UNGRAB):
                 batch.append(WindowInput("focus", pressed=kind == _FOCUS_IN))
         elif kind == xlib.GENERIC_EVENT:
-            self._xi2_motion(event, batch)
+            self._xi2_event(event, batch)
         elif kind == _CONFIGURE_NOTIFY:
             configure = ffi.cast("XConfigureEvent *", event)
             if configure.window == self.window:
                 self.size = (configure.width, configure.height)
 
-    def _select_xi2_motion(self, libs) -> int:
+    def _select_buttons(self, x11, xi) -> bool:
+        """Ask for the clicks (XI2, else core); False when another client holds them."""
+        x11.XSync(self._display, False)
+        earlier = xlib.take_errors(self._display)
+        if self._xi_opcode >= 0:
+            self._xi_select(xi, (_XI_MOTION, _XI_BUTTON_PRESS, _XI_BUTTON_RELEASE))
+        else:
+            x11.XSelectInput(self._display, self.window, _MASK | _BUTTON_MASK)
+        x11.XSync(self._display, False)
+        refused = xlib.take_errors(self._display)
+        self._start_errors += earlier  # start() still sees what failed before
+        if not refused:
+            return True
+        if self._xi_opcode >= 0:  # BadAccess: someone's; keep motion alone
+            self._xi_select(xi, (_XI_MOTION,))
+        else:
+            x11.XSelectInput(self._display, self.window, _MASK)
+        return False
+
+    def _xi_select(self, xi, events) -> None:
+        mask = ffi.new("unsigned char[]", max(events) // 8 + 1)
+        for event in events:
+            mask[event // 8] |= 1 << (event % 8)
+        masks = ffi.new("XIEventMask *", {"deviceid": xlib.XI_ALL_MASTER_DEVICES,
+                                          "mask_len": len(mask), "mask": mask})
+        xi.XISelectEvents(self._display, self.window, masks, 1)
+
+    def _select_xi2(self, libs) -> int:
         """XInput2 motion on the window too; the XInput opcode, or -1 without XI2.
 
         WHY: X delivers a pointer event to the XI2 clients of a window before
@@ -221,25 +266,28 @@ class X11InputReader:
                                                   event_base, error_base)
                 or xi.XIQueryVersion(self._display, major, minor) != 0):
             return -1
-        mask = ffi.new("unsigned char[]", _XI_MOTION // 8 + 1)
-        mask[_XI_MOTION // 8] = 1 << (_XI_MOTION % 8)
-        masks = ffi.new("XIEventMask *", {"deviceid": xlib.XI_ALL_MASTER_DEVICES,
-                                          "mask_len": len(mask), "mask": mask})
-        xi.XISelectEvents(self._display, self.window, masks, 1)
+        self._xi_opcode = opcode[0]
+        self._xi_select(xi, (_XI_MOTION,))
         return opcode[0]
 
-    def _xi2_motion(self, event, batch: list[WindowInput]) -> None:
+    def _xi2_event(self, event, batch: list[WindowInput]) -> None:
         cookie = _xkb.cast("Cookie *", _address(event))
-        if cookie.extension != self._xi_opcode or cookie.evtype != _XI_MOTION:
+        if cookie.extension != self._xi_opcode or cookie.evtype not in (
+                _XI_MOTION, _XI_BUTTON_PRESS, _XI_BUTTON_RELEASE):
             return
         display = _xkb.cast("void *", _address(self._display))
         if not _xkb_lib().XGetEventData(display, cookie):
             return
         try:
-            motion = _xkb.cast("XIDeviceEventHead *", cookie.data)
-            if motion.event == self.window:
-                batch.append(WindowInput("motion", x=int(motion.event_x),
-                                         y=int(motion.event_y)))
+            device = _xkb.cast("XIDeviceEventHead *", cookie.data)
+            if device.event != self.window:
+                return
+            x, y = int(device.event_x), int(device.event_y)
+            if cookie.evtype == _XI_MOTION:
+                batch.append(WindowInput("motion", x=x, y=y))
+            else:
+                batch.append(WindowInput("button", device.detail,
+                                         cookie.evtype == _XI_BUTTON_PRESS, x, y))
         finally:
             _xkb_lib().XFreeEventData(display, cookie)
 
