@@ -108,6 +108,16 @@ PIPELINES = ("rootstream", "rootstream-sdl", "rootstream-x11", "gstreamer")
 KNOWN = (*CLIENTS, *GSTREAMERS, FLOOR)
 
 
+def gstreamer_options(pipeline: str) -> tuple[str, ...]:
+    """The options of a GStreamer variant; ``gstreamer+a+b`` combines options a and b."""
+    if pipeline in GSTREAMERS:
+        return GSTREAMERS[pipeline]
+    options = tuple(pipeline.split("+")[1:])
+    if not pipeline.startswith("gstreamer+") or set(options) - set(OPTIONS):
+        raise ValueError(f"unknown pipeline {pipeline!r}")
+    return options
+
+
 def _rootstream_sides(a: XvfbDisplay, b: XvfbDisplay, port: int, log_dir: Path,
                       client_env: dict[str, str], presenter: str = "sdl", fps: int = FPS):
     python = [sys.executable, "-m", "rootstream_cli"]
@@ -155,7 +165,7 @@ def run_once(pipeline: str, log_dir: Path, *, scene: str = "game",
         else:
             stream = GStreamerStream(a.display, b.display, port, log_dir, fps=FPS,
                                      bitrate_kbps=BITRATE_MBPS * 1000,
-                                     options=GSTREAMERS[pipeline])
+                                     options=gstreamer_options(pipeline))
             pids = stream.pids()
             stop = [stream.stop]
             alive = [stream.sender, stream.receiver]
@@ -316,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                   args.sizes.split(","))
     if set(scenes) - set(SCENES):
         parser.error(f"unknown scenes: {', '.join(sorted(set(scenes) - set(SCENES)))}")
-    unknown = set(pipelines) - set(KNOWN)
+    unknown = {p for p in set(pipelines) - set(KNOWN) if not p.startswith("gstreamer+")}
     if unknown:
         parser.error(f"unknown pipelines: {', '.join(sorted(unknown))}")
     if shutil.which("Xvfb") is None:
