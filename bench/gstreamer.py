@@ -1,17 +1,17 @@
-"""The GStreamer baseline: the same screen to the same window, as the issue names it.
+"""The GStreamer baseline: the same screen to the same window, at its strongest.
 
-Sender (reads display A)::
+The issue-3 pipeline (``gstreamer-issue3`` in the tables), sender on display A::
 
     ximagesrc ! video/x-raw,framerate=60/1 ! videoconvert
       ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=<kbit/s>
       ! rtph264pay config-interval=-1 ! udpsink sync=false
 
-Receiver (shows on display B)::
+receiver on display B::
 
     udpsrc caps=application/x-rtp,... ! rtpjitterbuffer latency=0 ! rtph264depay
       ! avdec_h264 ! videoconvert ! ximagesink sync=false
 
-What we add to the issue's pipeline, and why each is fair to GStreamer:
+What that adds to GStreamer's defaults, and why each is fair to it:
 ``framerate=60/1`` (ximagesrc otherwise paces itself at its default rate),
 ``bitrate`` equal to rootstream's (x264enc's default is 2 Mbit/s, which would
 make its frames smaller and faster than ours), ``config-interval=-1`` (the
@@ -19,7 +19,21 @@ parameter sets with every keyframe, as rootstream's encoder does, so a
 receiver that starts late still decodes), caps on ``udpsrc`` (RTP carries no
 description of itself), and ``sync=false`` on ``udpsink`` (a live source's
 buffers would otherwise wait for the pipeline's reported latency before
-leaving).  Everything else keeps GStreamer's defaults.
+leaving).
+
+The baseline the tables call ``gstreamer`` adds STRONGEST, chosen by
+measurement (bench_glass.py --sweep, then the combinations; 720p60, game and
+motion scenes, two rounds each, figures in docs/BENCHMARKS.md). Each of
+OPTIONS, alone on top of issue 3's pipeline: ``use-damage=false`` was the one
+clear gain (p50 20.0 -> 15.2 ms in the game scene, 23.2 -> 18.0 in motion, and
+the sender's CPU 0.54 -> 0.34 s/s: with XDAMAGE ximagesrc fetches each damaged
+rectangle with XGetSubImage, the pixels through the socket, and without it the
+whole screen with one XShmGetImage); ``show-pointer=false`` a small gain;
+``sliced-threads=true``, ``key-int-max``, a 60000-byte ``mtu``, sink
+``qos=false max-lateness=-1`` and the decoder's ``thread-type=slice`` were no
+better, or worse, alone. Of the combinations, no-damage + no-pointer had the
+lowest p50 summed over both scenes (14.2 + 19.2 ms); adding sliced-threads was
+within 0.8 ms of it.
 
 Each side is a ``gst-launch-1.0`` process, so /proc gives its CPU and memory
 just as for rootstream's two processes.
@@ -56,8 +70,8 @@ def missing() -> str:
 # (name -> {element: [property, ...]}).  bench_glass.py measures each on top of the
 # issue-3 pipeline in the same rounds; STRONGEST is the combination it keeps.
 OPTIONS = {
-    # ximagesrc: XDAMAGE on (its default) grabs only damaged tiles, but each
-    # tile is a round trip; off grabs the whole screen with one XShmGetImage.
+    # ximagesrc: XDAMAGE on (its default) fetches each damaged rectangle with
+    # XGetSubImage (through the socket); off, the screen with one XShmGetImage.
     "no-damage": {"ximagesrc": ["use-damage=false"]},
     # the pointer is composited into every frame unless told not to.
     "no-pointer": {"ximagesrc": ["show-pointer=false"]},
@@ -78,7 +92,7 @@ OPTIONS = {
 }
 # The fastest combination in bench_glass's option sweep (docs/BENCHMARKS.md has
 # the figures); "gstreamer" in the tables is this, "gstreamer-issue3" has none.
-STRONGEST: tuple[str, ...] = ("sliced", "no-pointer", "no-qos", "dec-slice", "keyint")
+STRONGEST: tuple[str, ...] = ("no-damage", "no-pointer")
 
 
 def _element(name: str, props: list[str], options: tuple[str, ...]) -> list[str]:
