@@ -93,11 +93,18 @@ class GlassRun:
 CLIENTS = {"rootstream": ("auto", {}), "rootstream-sdl": ("sdl", {}),
            "rootstream-x11": ("x11", {}),
            "rootstream-sdl-software": ("sdl", {"SDL_RENDER_DRIVER": "software"}),
-           "rootstream-cap120": ("auto", {})}
+           "rootstream-cap120": ("auto", {}), "rootstream-burst2": ("auto", {}),
+           "rootstream-burst2-slack10": ("auto", {})}
 # Experiments on the host's side (issue 15, "less waiting"): its --fps per variant.
 # cap120: capture may grab a change up to twice per 60 Hz frame, so a change that
-# lands between two frames of motion waits for the encoder, not the next slot.
+# lands between two frames of motion waits for the encoder, not the next slot
+# (but x264 then also budgets each frame for 120 fps).
 HOST_FPS = {"rootstream-cap120": 120}
+# ... and the change-driven capture's rate cap (base.ChangeRateCap) set differently
+# in the host process: more credit kept, so a change between two frames of motion
+# is grabbed at once, and (slack10) repaid twice as fast.
+HOST_CAP = {"rootstream-burst2": "BURST = 2.0",
+            "rootstream-burst2-slack10": "BURST = 2.0; ChangeRateCap.RATE_SLACK = 0.10"}
 # GStreamer per variant: the options on top of issue 3's pipeline.
 GSTREAMERS = {"gstreamer": STRONGEST, "gstreamer-issue3": (),
               **{f"gstreamer+{option}": (option,) for option in OPTIONS}}
@@ -119,9 +126,13 @@ def gstreamer_options(pipeline: str) -> tuple[str, ...]:
 
 
 def _rootstream_sides(a: XvfbDisplay, b: XvfbDisplay, port: int, log_dir: Path,
-                      client_env: dict[str, str], presenter: str = "sdl", fps: int = FPS):
+                      client_env: dict[str, str], presenter: str = "sdl", fps: int = FPS,
+                      cap: str = ""):
     python = [sys.executable, "-m", "rootstream_cli"]
-    host = Spawned("rootstream-host", python + [
+    host_python = python if not cap else [sys.executable, "-c", (
+        f"from rootstream.capture.base import ChangeRateCap; ChangeRateCap.{cap}; "
+        "import runpy; runpy.run_module('rootstream_cli', run_name='__main__')")]
+    host = Spawned("rootstream-host", host_python + [
         "host", "--source", "x11", "--display", a.display, "--encoder", "x264",
         "--fps", str(fps), "--bitrate", str(BITRATE_MBPS), "--bind", "127.0.0.1",
         "--port", str(port), "--stats-interval", "1",
@@ -158,7 +169,8 @@ def run_once(pipeline: str, log_dir: Path, *, scene: str = "game",
         elif pipeline in CLIENTS:
             presenter, env = CLIENTS[pipeline]
             host, client = _rootstream_sides(a, b, port, log_dir, env, presenter,
-                                             HOST_FPS.get(pipeline, FPS))
+                                             HOST_FPS.get(pipeline, FPS),
+                                             HOST_CAP.get(pipeline, ""))
             pids = {"host": host.pid, "client": client.pid}
             stop = [client.stop, host.stop]
             alive = [host, client]
