@@ -51,6 +51,9 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    from rootstream.memtrace import start_from_environment
+
+    start_from_environment()  # ROOTSTREAM_TRACEMALLOC=PATH: heap growth for bench/soak.py
 
 
 def _register() -> None:

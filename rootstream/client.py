@@ -16,7 +16,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -50,6 +49,7 @@ from rootstream.protocol import (
     decode_control,
     encode_control,
 )
+from rootstream.recent import RecentList
 from rootstream.service import ClientService, SessionInfo
 from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
 
@@ -104,13 +104,14 @@ class ClientResult:
     frames_received: int = 0
     frames_lost: int = 0
     reason: str = ""
-    markers: list[int] = field(default_factory=list)  # frame numbers read, in order shown
+    # Frame numbers read, in order shown: the most recent (rootstream.recent).
+    markers: list[int] = field(default_factory=RecentList)
     config: Config | None = None
     bitrate_kbps: int = 0  # the host's latest announced encoder rate
     reconnects: int = 0
     longest_freeze_ms: float = 0.0  # longest gap between two pictures shown
     # When each picture was shown (monotonic ns), the most recent ones.
-    present_ns: deque[int] = field(default_factory=lambda: deque(maxlen=100_000))
+    present_ns: list[int] = field(default_factory=RecentList)
 
 
 class Client:
@@ -132,7 +133,8 @@ class Client:
         if options.audio:
             from rootstream.audio.client_service import ClientAudio
 
-            self.audio = ClientAudio(stats=self.stats, log=log)
+            self.audio = ClientAudio(stats=self.stats, log=log,
+                                     tell_host=lambda: self._send(self._hello()))
             self.services.append(self.audio)
         if options.clipboard:
             from rootstream.clipboard.service import ClipboardService
@@ -223,8 +225,8 @@ class Client:
 
     def _hello(self) -> Hello:
         wants = Capability.H264 | Capability.HEVC | Capability.FEC
-        if self.audio is not None:
-            wants |= Capability.AUDIO
+        if self.audio is not None and not self.audio.unavailable:
+            wants |= Capability.AUDIO  # not once the device failed: the host stops sending
         for service in self.services:  # optional features (rumble, ...) say what they take
             wants |= getattr(service, "wants", 0)
         return Hello(capabilities=wants,

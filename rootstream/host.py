@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rootstream.adaptive import AdaptiveBitrate
 from rootstream.benchrun.cpu import process_cpu_ns
@@ -309,6 +309,12 @@ class Host:
                                        hello.capabilities)
             for service in self.services:
                 service.session_started(session.info, self._sender(address))
+        elif (hello.capabilities ^ session.info.peer_capabilities) & Capability.AUDIO:
+            # The client found it cannot play sound (no device) and says so with
+            # a new hello: the sound service starts over as --no-audio would have.
+            session.info = replace(session.info, peer_capabilities=hello.capabilities)
+            if self.audio is not None:
+                self.audio.session_started(session.info, self._sender(address))
         self.video.request_keyframe()
 
     def _config(self, session: _Session) -> Config:
@@ -317,6 +323,8 @@ class Host:
             caps |= Capability.FEC
         if self.audio is not None and self.audio.available:
             caps |= Capability.AUDIO
+        if any(service.can_inject() for service in self.services if hasattr(service, "can_inject")):
+            caps |= Capability.INPUT  # else the client sends no input, and says why
         for service in self.services:  # optional features (rumble, ...) say what they offer
             caps |= getattr(service, "offers", 0)
         video = self.video

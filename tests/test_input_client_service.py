@@ -12,10 +12,17 @@ import pytest
 
 from rootstream.input.client_service import ClientInput, OverlayFigures
 from rootstream.present import open_presenter
-from rootstream.protocol import PacketType
+from rootstream.protocol import Capability, Config, PacketType
 from rootstream.protocol.input import ButtonEvent, HeldSnapshot, KeyEvent, decode_input
+from rootstream.service import SessionInfo
 
 KEY_A = 30
+
+
+def session(config_caps: int = Capability.INPUT) -> SessionInfo:
+    """A session whose host announced ``config_caps`` (input: it injects)."""
+    return SessionInfo(("127.0.0.1", 1), 7, "host",
+                       Config(width=640, height=360, fps=30, capabilities=config_caps))
 
 
 def black_frame(width: int, height: int) -> av.VideoFrame:
@@ -81,7 +88,7 @@ def test_keys_become_datagrams_and_the_stats_hotkey_shows_the_overlay(window, xv
     figures = {"frames_presented": 0, "received_bytes": 0, "bitrate_kbps": 8000,
                "latency_ms": {"decode": {"p50": 2.0, "p99": 4.0}}, "drops": {}}
     service = ClientInput(figures=lambda: figures, log=lambda line: None)
-    service.session_started(None, lambda ptype, payload: sent.append((ptype, payload)))
+    service.session_started(session(), lambda ptype, payload: sent.append((ptype, payload)))
     service.attach_presenter(window)
     assert service.capturing
 
@@ -128,7 +135,7 @@ def test_keys_go_out_once_each_side_of_a_pointer_capture(window, xvfb):
     # capture sends them then.  A key held across the switch is released once.
     sent: list[bytes] = []
     service = ClientInput(log=lambda line: None)
-    service.session_started(None, lambda ptype, payload: sent.append(payload))
+    service.session_started(session(), lambda ptype, payload: sent.append(payload))
     service.attach_presenter(window)
 
     xdotool, pump = user_of(window, xvfb)
@@ -170,6 +177,30 @@ def test_keys_go_out_once_each_side_of_a_pointer_capture(window, xvfb):
         service.close()
 
 
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="apt install xdotool")
+def test_a_host_without_input_gets_none_and_the_client_says_why_once(window, xvfb):
+    sent: list[tuple[PacketType, bytes]] = []
+    lines: list[str] = []
+    service = ClientInput(log=lines.append)
+    for _ in range(2):  # a reconnect to the same host: said once
+        service.session_started(session(config_caps=0), lambda *datagram: sent.append(datagram))
+    service.attach_presenter(window)
+    window.poll_events()
+    subprocess.run(["xdotool", "windowfocus", "--sync", str(window.x11_window)],
+                   env=xvfb.env(), check=True, timeout=10)
+    subprocess.run(["xdotool", "key", "a"], env=xvfb.env(), check=True, timeout=10)
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:
+        window.poll_events()
+        time.sleep(0.005)
+    service.tick(time.monotonic_ns() + 10**9)  # the held-state snapshot is not sent either
+    assert sent == []
+    assert service.counters["host_declined"] >= 2  # the press and its release, at least
+    assert len(lines) == 1 and lines[0].startswith("rootstream: input is not sent: the host "
+                                                   "injects none"), lines
+    service.close()
+
+
 def test_without_a_window_input_is_skipped_with_a_reason():
     lines: list[str] = []
     with open_presenter("null", width=640, height=360) as presenter:
@@ -205,7 +236,7 @@ def test_the_x11_presenter_sends_keys_clicks_and_the_wheel_and_takes_the_hotkeys
     with open_presenter("x11", width=640, height=360, display=xvfb.display) as window:
         window.present(black_frame(640, 360))
         service = ClientInput(log=lines.append)
-        service.session_started(None, lambda ptype, payload: sent.append(payload))
+        service.session_started(session(), lambda ptype, payload: sent.append(payload))
         service.attach_presenter(window)
         assert service.capturing and service.reader.running
         xdotool, pump = user_of(window, xvfb)

@@ -75,6 +75,21 @@ def test_no_injector_is_logged_once_and_the_stream_goes_on():
     assert service.counters["no_injector"] == 2
 
 
+def test_the_config_says_input_only_when_an_injector_opens():
+    lines: list[str] = []
+
+    def failing(name, **options):
+        raise InputError("no input injector could be opened", details=["uinput: absent"])
+
+    service = HostInput("auto", log=lines.append, opener=failing)
+    # Asked at every hello (before the session starts), said once.
+    assert not service.can_inject() and not service.can_inject()
+    assert len(lines) == 1
+    working = HostInput("record", log=lines.append)
+    assert working.can_inject() and working.session is not None
+    working.close()
+
+
 def test_options_point_xtest_at_the_display():
     assert injector_options("auto", ":3") == {"xtest": {"display": ":3"}}
     assert injector_options("xtest", ":3") == {"display": ":3"}

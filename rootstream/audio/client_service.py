@@ -4,7 +4,9 @@ The playback (SDL audio with the adaptive jitter buffer, rootstream.audio.
 playback) is opened when a session starts whose host announced sound
 (Capability.AUDIO in its config), and closed when the session ends.  A
 client that cannot open a sound device still shows the picture: the reason
-is logged once and AUDIO datagrams are counted as dropped.
+is logged once, and the client (``tell_host``) says hello again without
+audio, so the host stops sending sound as for ``--no-audio``; what arrived
+meanwhile is counted as dropped.
 
 Threads.  AUDIO datagrams arrive on the receive thread (``handle``) and go
 straight into the jitter buffer; SDL's own thread decodes and plays them
@@ -43,6 +45,7 @@ from rootstream.audio.sync import AudioSync
 from rootstream.errors import AudioError, ProtocolError
 from rootstream.protocol import Capability, Header, PacketType
 from rootstream.protocol.audio import AudioPayload
+from rootstream.recent import RecentList
 from rootstream.service import ClientService, Sender, SessionInfo
 
 STATS_EVERY_NS = 500_000_000
@@ -152,7 +155,8 @@ class ClientAudio(ClientService):
     def __init__(self, *, stats=None, log: Callable[[str], None] = print,
                  backend: str = "sdl", playback_options: dict | None = None,
                  switch_interval_s: float | None = SWITCH_INTERVAL_S,
-                 opener: Callable[..., object] = open_audio_playback):
+                 opener: Callable[..., object] = open_audio_playback,
+                 tell_host: Callable[[], None] | None = None):
         if opener is open_audio_playback and backend == "sdl":
             # Imported now, on the caller's thread: importing pysdl2 holds the
             # GIL for about half a second, which on the thread that opens the
@@ -169,6 +173,11 @@ class ClientAudio(ClientService):
         self.switch_interval_s = switch_interval_s
         self._previous_switch: float | None = None
         self.opener = opener  # open_audio_playback, or a stand-in with its signature
+        # Called on the receive thread (tick) once the device failed: the client
+        # then says hello again without Capability.AUDIO, and the host stops
+        # sending sound exactly as for --no-audio.
+        self._tell_host = tell_host
+        self._host_must_know = False
         self._lock = threading.Lock()  # opening and closing the device
         self._generation = 0  # bumped when a session ends: an open under way is moot
         self._opening: threading.Thread | None = None
@@ -177,7 +186,7 @@ class ClientAudio(ClientService):
         self.counters: Counter[str] = Counter()
         self._reference_ns: int | None = None  # the latest AUDIO capture stamp
         self._next_stats_ns = 0
-        self.offsets_ns: list[int] = []  # the A/V offset at every stats tick, for reports
+        self.offsets_ns: list[int] = RecentList()  # the A/V offset at every stats tick
 
     # -- hooks ----------------------------------------------------------------
 
@@ -186,6 +195,8 @@ class ClientAudio(ClientService):
         self._reference_ns = None
         if not session.config.capabilities & Capability.AUDIO:
             return  # the host sends no sound (it has none, or runs with --audio none)
+        if self.unavailable and self._tell_host is not None:
+            return  # a reconnect: the host was told (our hello asks for no sound)
         # Opening SDL audio takes a quarter of a second or more: on the receive
         # thread it would hold back every datagram behind it, and the jitter
         # buffer would size itself for that one stall.  Sound arriving before
@@ -212,8 +223,10 @@ class ClientAudio(ClientService):
             reason = "; ".join([str(exc), *exc.details])
             if reason != self.unavailable:
                 hint = f" ({exc.hint})" if exc.hint else ""
-                self._log(f"rootstream: sound off: {reason}{hint}")
+                told = "; the host is asked to send none" if self._tell_host else ""
+                self._log(f"rootstream: sound off: {reason}{hint}{told}")
             self.unavailable = reason
+            self._host_must_know = self._tell_host is not None
             return
         with self._lock:
             if generation != self._generation:  # the session ended meanwhile
@@ -251,6 +264,9 @@ class ClientAudio(ClientService):
         playback.video_presented(host_capture_ns(frame.capture_ms, reference), presented_ns)
 
     def tick(self, now_ns: int) -> None:
+        if self._host_must_know:
+            self._host_must_know = False
+            self._tell_host()
         if now_ns >= self._next_stats_ns:
             self._next_stats_ns = now_ns + STATS_EVERY_NS
             self._publish()

@@ -181,5 +181,5 @@ class HostAudio(Service):
     def _publish(self) -> None:
         if self._stats is None:
             return
-        for name in ("audio_frames", "audio_errors"):
+        for name in ("audio_frames", "audio_errors", "audio_declined"):
             self._stats.set_total(name, self.counters[name])

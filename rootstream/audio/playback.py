@@ -30,6 +30,8 @@ from rootstream.audio.sync import AudioSync
 from rootstream.errors import AudioError, ProtocolError
 from rootstream.protocol.audio import AudioPayload
 
+TIMELINE_FILLS = 4096  # device fills remembered in the timeline: 20 s or more
+
 
 class SdlAudioPlayback:
     name = "sdl"
@@ -49,7 +51,10 @@ class SdlAudioPlayback:
         self.played_samples = 0
         # (index of the first sample of a fill, client time of that fill): maps
         # any sample of the output back to when it was handed to the device.
-        self.timeline: deque[tuple[int, int]] = deque(maxlen=100_000)
+        # The recent past only: at 100 to 200 fills a second, 100,000 entries
+        # (13 MB of tuples) took a quarter of an hour to fill, the client's
+        # largest RSS growth in a soak with sound; tests read 10 s at most.
+        self.timeline: deque[tuple[int, int]] = deque(maxlen=TIMELINE_FILLS)
         silence_alsa()  # its lookups' failures are ours to report, once
         if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_AUDIO) != 0:
             raise AudioError("SDL audio could not start", hint="try SDL_AUDIODRIVER=pulse or disk",

@@ -76,6 +76,7 @@ class ClientInput(ClientService):
         self.counters: Counter[str] = Counter()
         self._overlay = OverlayFigures()
         self._next_overlay_ns = 0
+        self.host_declined = False  # the host's config says it injects no input
         # The host's rumble, on the controllers the capture opened (under _lock:
         # the capture closes a controller on the window's thread).
         self.rumble = RumblePlayer(self._controller)
@@ -93,6 +94,16 @@ class ClientInput(ClientService):
     # -- hooks ------------------------------------------------------------------
 
     def session_started(self, session: SessionInfo, send: Sender) -> None:
+        if not session.config.capabilities & Capability.INPUT:
+            # The host would drop every INPUT datagram: send none, and say why once.
+            if not self.host_declined:
+                self._log("rootstream: input is not sent: the host injects none (it runs "
+                          "with --input none or could not open uinput or xtest; its log "
+                          "says which)")
+            self.host_declined = True
+            self._send = None
+            return
+        self.host_declined = False
         self._send = send
 
     def attach_presenter(self, presenter) -> None:
@@ -114,6 +125,8 @@ class ClientInput(ClientService):
         presenter.add_event_listener(self._on_event)
         self.capture = capture
         self._start_reader(presenter)
+        if self.host_declined:
+            return  # the window's hotkeys still work; the keys go nowhere (said once)
         self._log("rootstream: input goes to the host; Ctrl+Alt+Shift+Z captures the "
                   "pointer, +F toggles fullscreen, +S the stats overlay")
 
@@ -173,6 +186,8 @@ class ClientInput(ClientService):
             self._log(f"rootstream: input is not captured: {exc}")
             return
         presenter.add_event_listener(self._on_event)
+        if self.host_declined:
+            return  # the hotkeys still work; the keys go nowhere (said once)
         self._start_gamepads(capture)
         self._log("rootstream: input goes to the host (keyboard, mouse, game controllers; "
                   "pointer capture needs --present sdl); Ctrl+Alt+Shift+F toggles "
@@ -257,7 +272,8 @@ class ClientInput(ClientService):
         """One batch from the capture: one datagram, now."""
         send = self._send
         if send is None:
-            self.counters["unsent"] += 1  # between sessions: the next snapshot heals
+            # Between sessions (the next snapshot heals), or a host without input.
+            self.counters["host_declined" if self.host_declined else "unsent"] += 1
             return
         try:
             payload = encode_input(events)

@@ -145,6 +145,16 @@ class HostInput(Service):
                 self._log(f"rootstream host: input: closing the injector failed: {exc}")
         self._publish()
 
+    def can_inject(self) -> bool:
+        """An injector is open (opened now when none is yet): the config says input.
+
+        Asked before the first session starts, so a client is told in its
+        first config that input would be dropped here and stops sending it.
+        """
+        if self.session is None:
+            self._open()
+        return self.session is not None
+
     # -- helpers --------------------------------------------------------------
 
     def _open(self) -> None:
