@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import sdl2
-from test_input_client_service import black_frame
+from test_input_client_service import black_frame, session
 from virtual_pad import attach_virtual_pad
 
 from rootstream.input.client_service import ClientInput
@@ -39,7 +39,7 @@ def test_a_virtual_controller_reaches_the_host_beside_the_x11_presenter(xvfb_fac
     with open_presenter("x11", width=640, height=360, display=xvfb.display) as window:
         window.present(black_frame(640, 360))
         service = ClientInput(log=lambda line: None)
-        service.session_started(None, lambda ptype, payload: sent.append(payload))
+        service.session_started(session(), lambda ptype, payload: sent.append(payload))
         service.attach_presenter(window)
         assert service.gamepad_pump is not None
         device_index = attach_virtual_pad()
