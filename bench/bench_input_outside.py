@@ -257,6 +257,9 @@ def measure(scene: str, presenter: str, log_dir: Path, presses: int, seed: int,
             *command, "connect", f"127.0.0.1:{port}",
             "--present", presenter, "--seconds", "120", "--stats-interval", "60"],
             log_dir, env=client_x.env(SDL_VIDEODRIVER="x11"))
+        # With --present auto the client may open an SDL window to ask which
+        # renderer it gets, then close it: look only once the presenter is chosen.
+        _wait_log(client, "showing with")
         window = _client_window(client_x)
         time.sleep(0.5)
         subprocess.run(["xdotool", "windowfocus", "--sync", window], env=client_x.env(),

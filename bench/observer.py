@@ -12,6 +12,11 @@ It plays both ends of the glass itself:
   window sits) each time XDAMAGE says it changed, reads the marker back with
   ``read_marker_bgrx`` and notes when it first saw each frame number.
 
+What the painter shows is one of bench/scenes.py's scenes: ``game`` (the
+whole screen scrolls and every frame carries a new marker), ``motion`` (the
+marker changes at random moments while the rest scrolls) or ``desktop``
+(still, then one change).  Only marker changes are timed.
+
 Latency = when the watcher first saw frame N - when the painter finished
 putting frame N, both ``time.monotonic_ns()`` of this one process.  The frame
 number ties the two together; the embedded milliseconds are checked against
@@ -37,9 +42,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from cffi import FFI
+from scenes import CHANGE, SCENES, Schedule
 
 from rootstream._native import xlib
-from rootstream.capture.base import Pacer
+from rootstream.capture.base import Pacer, wait_until
 from rootstream.capture.pattern import PERIOD, STEP_X, STEP_Y, make_tile
 from rootstream.capture.x11 import X11Capture
 from rootstream.errors import CaptureError
@@ -63,6 +69,8 @@ _xext = None
 # How much of display B's corner the watcher grabs: the marker plus a margin,
 # so a read never depends on the last pixel column.
 WATCH_MARGIN = 32
+# In the motion scene everything below the watched corner's rows scrolls.
+MOVING_TOP = MARKER_HEIGHT + WATCH_MARGIN
 
 
 def _shm_put_image():
@@ -106,8 +114,13 @@ class ObserverResult:
 class Painter:
     """Shows the marked test pattern on ``display`` at ``fps``, noting when each frame landed."""
 
-    def __init__(self, display: str, width: int, height: int, fps: float = 60):
+    def __init__(self, display: str, width: int, height: int, fps: float = 60,
+                 scene: str = "game"):
         self.width, self.height = width, height
+        self.scene = scene
+        self._fps = fps
+        self._schedule: Schedule | None = None  # motion and desktop scenes, from the first paint
+        self._ticks = 0
         # The test pattern's scrolling texture, rendered straight into the shared
         # image so a frame costs one strided copy and the marker, no extra pass.
         reps_y, reps_x = -(-(height + PERIOD) // PERIOD), -(-(width + PERIOD) // PERIOD)
@@ -174,6 +187,47 @@ class Painter:
         return image, info
 
     def paint_next(self) -> None:
+        """Wait for the next step of the scene (bench/scenes.py) and put it on the screen."""
+        if self.scene == "game":
+            self._paint_game_frame()
+        else:
+            self._paint_scheduled()
+
+    def _put(self, x: int, y: int, width: int, height: int) -> int:
+        _shm_put_image()(self._display, self._root, self._gc, self._image, x, y, x, y,
+                         width, height, False)
+        self._libs.x11.XSync(self._display, False)
+        return time.monotonic_ns()
+
+    def _scroll(self, rows_from: int, number: int) -> None:
+        ox, oy = (number * STEP_X) % PERIOD, (number * STEP_Y) % PERIOD
+        np.copyto(self._pixels.reshape(self.height, self.width, 4)[rows_from:],
+                  self._texture[oy + rows_from:oy + self.height, ox:ox + self.width])
+
+    def _paint_scheduled(self) -> None:
+        """motion / desktop: scroll below the marker's band on a tick; a new marker on a change."""
+        if self._schedule is None:
+            self._scroll(0, 0)  # the first picture: the whole pattern, then only parts change
+            self._put(0, 0, self.width, self.height)
+            self._schedule = Schedule(self.scene, self._fps, time.monotonic_ns())
+        what, due = self._schedule.next()
+        wait_until(due)
+        start = time.monotonic_ns()
+        if what == CHANGE:
+            number = self.frames
+            stamp_ms = (start // 1_000_000) & 0xFFFFFFFF
+            draw_marker(self._pixels, self.width, self.height, number & 0xFFFFFFFF, stamp_ms)
+            landed = self._put(0, 0, MARKER_WIDTH, MARKER_HEIGHT)
+            self.landed[number] = (landed, stamp_ms)
+            self.paint_ns.append(landed - start)
+            self.frames += 1
+        else:
+            self._ticks += 1
+            self._scroll(MOVING_TOP, self._ticks)
+            landed = self._put(0, MOVING_TOP, self.width, self.height - MOVING_TOP)
+        self._schedule.done(what, landed)
+
+    def _paint_game_frame(self) -> None:
         """Wait for the next tick, draw frame ``frames`` and put it on the screen."""
         slot = self._pacer.wait(None)
         start = time.monotonic_ns()
@@ -256,11 +310,11 @@ class Observer:
     """
 
     def __init__(self, draw_display: str, watch_display: str, width: int, height: int,
-                 fps: float = 60):
+                 fps: float = 60, scene: str = "game"):
         self.watcher = Watcher(watch_display)
         self._painter_args = [sys.executable, os.path.abspath(__file__), "paint",
                               "--draw", draw_display, "--size", f"{width}x{height}",
-                              "--fps", str(fps)]
+                              "--fps", str(fps), "--scene", scene]
         self._painter: subprocess.Popen | None = None
         self._painted: dict | None = None
         self._stop = threading.Event()
@@ -340,11 +394,11 @@ class Observer:
         return result
 
 
-def paint_main(display: str, width: int, height: int, fps: float) -> int:
+def paint_main(display: str, width: int, height: int, fps: float, scene: str = "game") -> int:
     """The painter process: paint until SIGTERM, then print what landed when, as JSON."""
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    painter = Painter(display, width, height, fps)
+    painter = Painter(display, width, height, fps, scene)
     try:
         print("painting", flush=True)
         while not stopping.is_set():
@@ -363,13 +417,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--watch", help="X display to read (the client's)")
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--fps", type=float, default=60)
+    parser.add_argument("--scene", choices=SCENES, default="game")
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     if args.mode == "paint":
-        return paint_main(args.draw, width, height, args.fps)
-    with Observer(args.draw, args.watch or args.draw, width, height, args.fps) as observer:
+        return paint_main(args.draw, width, height, args.fps, args.scene)
+    with Observer(args.draw, args.watch or args.draw, width, height, args.fps,
+                  args.scene) as observer:
         time.sleep(args.warmup)
         observer.measure_from_now()
         time.sleep(args.seconds)

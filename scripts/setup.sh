@@ -32,8 +32,10 @@ set -euo pipefail
 #   install` writes (tests/test_service_unit.py); no manager is started.
 # wl-clipboard: wl-copy/wl-paste, the other application of the Wayland
 #   clipboard tests (tests/test_clipboard_wayland.py) on the headless sway.
+# libgl1-mesa-dri: Mesa's llvmpipe behind Xvfb's GLX, which SDL's OpenGL
+#   renderer runs on; tests/test_present_auto.py checks that auto sees it.
 APT_PACKAGES=(
-  python3-venv python3-dev gcc fonts-dejavu-core
+  python3-venv python3-dev gcc fonts-dejavu-core libgl1-mesa-dri
   xvfb xdotool x11-utils x11-xserver-utils xclip
   libx11-6 libxext6 libxdamage1 libxfixes3 libxi6 libxrandr2 libxtst6
   libx11-dev libxext-dev libxdamage-dev libxfixes-dev libxi-dev libxrandr-dev libxtst-dev

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -44,6 +45,18 @@ class HostProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+@contextlib.contextmanager
+def listening_pattern_host(port: int, log_dir: Path):
+    """A host streaming its test pattern (640x360@30) on ``port``, stopped on leaving."""
+    host = HostProcess(port, "--source", "test", "--size", "640x360", "--fps", "30",
+                       log_dir=log_dir)
+    try:
+        host.wait_for("listening on")
+        yield host
+    finally:
+        host.stop()
 
 
 def rootstream_command(*args: str) -> list[str]:

@@ -290,7 +290,8 @@ def test_an_explicit_backend_that_cannot_open_stops_the_host(tmp_path, udp_port)
     assert "Traceback" not in host.log()
 
 
-def test_the_audio_thread_runs_only_while_a_session_does(udp_port):
+def test_the_audio_thread_runs_only_while_a_session_does(
+        disk_audio, udp_port):  # noqa: F811 - the fixture
     host = Host(HostOptions(source="test", size=(640, 360), fps=30, bind="127.0.0.1",
                             port=udp_port, max_sessions=1, stats_interval=60, audio="test"),
                 log=lambda line: None)
@@ -309,7 +310,8 @@ def test_the_audio_thread_runs_only_while_a_session_does(udp_port):
         host.close()
     assert host.audio._thread is None
     assert not any(t.name == "audio" for t in threading.enumerate())
-    # The client had no sound device here (no SDL_AUDIODRIVER): still 200 frames
-    # (5 ms each) a second, for about the one second the session lasted.
+    # The client plays into SDL's disk driver (a client without a device would
+    # tell the host, which stops sending): 200 frames (5 ms each) a second,
+    # for about the one second the session lasted.
     assert 100 <= sent <= 300
     assert host.stats.totals["audio_frames"] == sent

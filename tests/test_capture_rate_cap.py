@@ -53,9 +53,9 @@ def test_the_rate_has_a_little_slack_over_fps(cap):
 def test_a_change_storm_is_held_to_the_rate(cap, clock):
     start = clock.now
     grabbed = grab_changes(cap, clock, [start] * 50)  # every grab finds a change waiting
-    # The first goes at once, the next when the half frame of credit left has
-    # grown to a whole one, then one per period of the cap: never faster.
-    assert grabbed[:2] == [start, start + round(cap.period_ns / 2)]
+    # The first two go at once (BURST: two frames of credit), then one per
+    # period of the cap: never faster.
+    assert grabbed[:3] == [start, start, start + cap.period_ns]
     gaps = [b - a for a, b in zip(grabbed[1:], grabbed[2:], strict=False)]
     assert all(gap == pytest.approx(cap.period_ns, abs=2) for gap in gaps)
 
@@ -81,23 +81,35 @@ def test_a_lag_from_extra_grabs_does_not_last(cap, clock):
     assert waits[-100:] == [0] * 100  # ...and gone within a second of frames
 
 
-def test_a_late_change_leaves_credit_but_never_more_than_half_a_frame(cap, clock):
+def test_a_still_screen_keeps_credit_for_two_changes_and_no_more(cap, clock):
     start = clock.now
     grab_changes(cap, clock, [start])
-    # A still screen for a second, then a burst: 1.5 frames of credit, no more.
+    # A still screen for a second, then a burst: 2 frames of credit, no more.
     later = start + 1_000_000_000
     grabbed = grab_changes(cap, clock, [later] * 3)
-    half = round(cap.period_ns / 2)
-    assert grabbed[:2] == [later, later + half]
-    assert grabbed[2] == pytest.approx(later + half + cap.period_ns, abs=2)
+    assert grabbed[:2] == [later, later]
+    assert grabbed[2] == pytest.approx(later + cap.period_ns, abs=2)
+
+
+def test_a_change_between_two_frames_of_motion_goes_at_once(clock):
+    """A source at the cap's rate, plus one change between two of its frames."""
+    cap = ChangeRateCap(60, clock=clock, sleep_until=clock.sleep_until)
+    period = round(1e9 / 60)
+    start = clock.now + 10**9  # the credit is full after a still second
+    motion = [start + i * period for i in range(30)]
+    between = motion[20] + period // 3
+    grabbed = grab_changes(cap, clock, sorted([*motion, between]))
+    assert grabbed[21] == between  # not held for the next slot
+    waits = [g - want for g, want in zip(grabbed, sorted([*motion, between]), strict=True)]
+    assert max(waits[22:]) == 0  # and the motion after it is not made to wait
 
 
 def test_a_deadline_before_the_rate_allows_returns_none(cap, clock):
-    grab_changes(cap, clock, [clock.now])  # credit spent: the next in half a period
+    grab_changes(cap, clock, [clock.now] * 2)  # credit spent: the next in a period
     deadline = clock.now + cap.period_ns // 4
     assert cap.wait(deadline) is None
     assert clock.now == deadline
-    assert cap.wait(None) == pytest.approx(deadline + cap.period_ns // 4, abs=2)
+    assert cap.wait(None) == pytest.approx(deadline + cap.period_ns * 3 // 4, abs=2)
 
 
 def test_real_clock_by_default():

@@ -16,6 +16,7 @@ import time
 import cffi
 import pytest
 import sdl2
+from virtual_pad import attach_virtual_pad
 
 from rootstream.input.sdl_capture import SdlInputCapture
 from rootstream.protocol.input import (
@@ -246,12 +247,7 @@ def test_periodic_snapshot(desk):
 
 
 def test_virtual_gamepad_is_numbered_and_its_state_sent_whole(desk):
-    desc = sdl2.SDL_VirtualJoystickDesc()
-    desc.version = sdl2.SDL_VIRTUAL_JOYSTICK_DESC_VERSION
-    desc.type = sdl2.SDL_JOYSTICK_TYPE_GAMECONTROLLER
-    desc.naxes, desc.nbuttons, desc.name = 6, 15, b"rootstream virtual pad"
-    device_index = sdl2.SDL_JoystickAttachVirtualEx(ctypes.byref(desc))
-    assert device_index >= 0, sdl2.SDL_GetError()
+    device_index = attach_virtual_pad()
     joystick = sdl2.SDL_JoystickOpen(device_index)
     try:
         assert desk.take(1) == [[GamepadAdded(0), GamepadState(0)]]
@@ -307,11 +303,7 @@ def test_attach_to_the_sdl_presenter(xvfb, monkeypatch):
 
 
 def test_close_releases_and_removes_everything_then_ignores_events(desk):
-    desc = sdl2.SDL_VirtualJoystickDesc()
-    desc.version = sdl2.SDL_VIRTUAL_JOYSTICK_DESC_VERSION
-    desc.type = sdl2.SDL_JOYSTICK_TYPE_GAMECONTROLLER
-    desc.naxes, desc.nbuttons = 6, 15
-    device_index = sdl2.SDL_JoystickAttachVirtualEx(ctypes.byref(desc))
+    device_index = attach_virtual_pad()
     try:
         desk.xdotool("keydown", "shift")
         desk.take(2)

@@ -22,7 +22,7 @@ from rootstream._native.xlib import ffi
 from rootstream.capture.x11 import X11Capture
 from rootstream.errors import PresentError
 from rootstream.present import open_presenter, probe_presenters
-from rootstream.present.x11 import NO_DISPLAY, NO_OVERLAY, X11Presenter
+from rootstream.present.x11 import NO_DISPLAY, X11Presenter
 
 needs_xdotool = pytest.mark.skipif(shutil.which("xdotool") is None,
                                    reason="xdotool missing (apt-get install xdotool)")
@@ -241,14 +241,17 @@ def test_starting_fullscreen(xvfb):
         assert presenter.window_size() == (xvfb.width, xvfb.height)
 
 
-def test_the_overlay_is_accepted_and_not_drawn(xvfb):
+def test_the_overlay_is_blended_into_the_picture_then_gone(xvfb):
     with X11Presenter(width=320, height=180, display=xvfb.display) as presenter:
-        presenter.present(quadrant_frame(320, 180))
         presenter.set_overlay(["reconnecting..."])
-        presenter.poll_events()
-        assert presenter.overlay_problem() == NO_OVERLAY
-        assert_quadrants(presenter.read_pixels())
+        assert presenter.overlay_problem() == ""
+        presenter.present(quadrant_frame(320, 180))
+        corner = presenter.read_pixels()[:30, :160, :3].astype(int)
+        assert (corner.min(axis=2) > 200).sum() > 50  # white text over the red quadrant
+        assert corner[2, 2, 2] < 120  # the red under the translucent black is darker
         presenter.set_overlay(None)
+        presenter.present(quadrant_frame(320, 180))
+        assert_quadrants(presenter.read_pixels())
 
 
 def test_listeners_get_the_raw_x_events(xvfb):

@@ -5,7 +5,7 @@ memory segment that is also our frame buffer (a numpy array over the mapping):
 no bytes cross the socket and nothing is allocated per frame.  With XDAMAGE,
 ``grab()`` sleeps in ``poll()`` on the X connection until the server reports
 that the captured rectangle changed, then grabs at once, at most about ``fps``
-times a second (base.ChangeRateCap: 5 % over, so that a source at exactly
+times a second (base.ChangeRateCap: 10 % over, so that a source at exactly
 ``fps`` is never made to wait): a still desktop costs nothing.
 
 The X server leaves the pointer out of its pictures, so with ``cursor=True``

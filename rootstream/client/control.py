@@ -134,6 +134,9 @@ class Client:
             self.log(f"rootstream: connected to {config.host_name} "
                      f"({config.width}x{config.height}@{config.fps}, "
                      f"{config.bitrate_kbps / 1000:g} Mbit/s), showing with {presenter.name}")
+            if presenter.chosen_because:
+                self.log(f"rootstream: presenter {presenter.name} (auto): "
+                         f"{presenter.chosen_because}")
             run_stage("present", partial(self._present_loop, presenter), self._stage_failed,
                       passes=(RootStreamError,))
         except KeyboardInterrupt:

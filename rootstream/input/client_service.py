@@ -22,9 +22,10 @@ presenter's thread.
 
 With the ``x11`` presenter the reader reads everything (clicks and the
 wheel too) and X11WindowCapture (rootstream.input.x11_capture) keeps the
-held state and the hotkeys, without SDL: no game controllers or pointer
-capture there yet.  ``null`` and ``kms`` have no window events to read:
-input is skipped with one log line.
+held state and the hotkeys, without SDL's window; game controllers come
+from SDL's game-controller API on a GamepadPump thread
+(rootstream.input.sdl_gamepads); no pointer capture there yet.  ``null``
+and ``kms`` have no window events to read: input is skipped with one log line.
 
 The stats overlay (Ctrl+Alt+Shift+S) shows ``figures()`` (the client's
 live figures) in the window, refreshed twice a second from ``tick``.
@@ -70,6 +71,7 @@ class ClientInput(ClientService):
         self._presenter = None
         self.capture = None  # SdlInputCapture once attached
         self.reader = None  # X11InputReader: keys and motion on a thread of their own
+        self.gamepad_pump = None  # GamepadPump: SDL's controllers beside the x11 presenter
         self._translator = None
         self.counters: Counter[str] = Counter()
         self._overlay = OverlayFigures()
@@ -155,6 +157,9 @@ class ClientInput(ClientService):
         reader, self.reader = self.reader, None
         if reader is not None:
             reader.stop()  # first: no batch may arrive for a closed capture
+        pump, self.gamepad_pump = self.gamepad_pump, None
+        if pump is not None:
+            pump.stop()  # its thread closes the controllers: the host hears they went
         capture, self.capture = self.capture, None
         if capture is None:
             return
@@ -183,9 +188,25 @@ class ClientInput(ClientService):
         presenter.add_event_listener(self._on_event)
         if self.host_declined:
             return  # the hotkeys still work; the keys go nowhere (said once)
-        self._log("rootstream: input goes to the host (keyboard and mouse; game controllers "
-                  "and pointer capture need --present sdl); Ctrl+Alt+Shift+F toggles "
-                  "fullscreen")
+        self._start_gamepads(capture)
+        self._log("rootstream: input goes to the host (keyboard, mouse, game controllers; "
+                  "pointer capture needs --present sdl); Ctrl+Alt+Shift+F toggles "
+                  "fullscreen, +S the stats overlay")
+
+    def _start_gamepads(self, capture) -> None:
+        from rootstream.input.sdl_gamepads import GamepadPump
+
+        def handle(event) -> None:
+            with self._lock:
+                capture.handle_sdl(event)
+
+        def close() -> None:
+            with self._lock:
+                capture.close_gamepads()
+
+        self.gamepad_pump = GamepadPump(capture, handle, close,
+                                        enabled=self._capture_options.get("gamepads", True))
+        self.gamepad_pump.start()
 
     def _start_reader(self, presenter) -> None:
         """Read keys, motion and clicks on their own X connection and thread, off the

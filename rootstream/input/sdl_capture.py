@@ -25,22 +25,17 @@ The object belongs to the thread that pumps SDL events (SDL requires it).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import sdl2
 
 from rootstream.input.held import SNAPSHOT_INTERVAL_NS, HeldInput, Send
 from rootstream.input.keymap import MOUSE_BUTTON_TO_EVDEV, scancode_to_evdev
+from rootstream.input.sdl_gamepads import SdlGamepads
 from rootstream.protocol.input import (
-    GAMEPAD_BUTTONS,
-    MAX_GAMEPADS,
     WHEEL_DETENT,
     AbsoluteMotion,
     ButtonEvent,
-    GamepadAdded,
-    GamepadRemoved,
-    GamepadState,
     InputEvent,
     KeyEvent,
     RelativeMotion,
@@ -58,7 +53,7 @@ def _clamp16(value: int) -> int:
     return max(_I16_MIN, min(_I16_MAX, value))
 
 
-class SdlInputCapture(HeldInput):
+class SdlInputCapture(SdlGamepads, HeldInput):
     """Translate raw SDL events into InputEvents; see the module docstring.
 
     ``window_to_stream(x, y)`` maps a window position to stream pixels or
@@ -79,9 +74,6 @@ class SdlInputCapture(HeldInput):
         self._stream_size = stream_size
         self._consumed_scancodes: set[int] = set()  # hotkey presses whose release is ours too
         self._wheel_rest = [0.0, 0.0]
-        self._controllers: dict[int, tuple[int, object]] = {}  # SDL instance id -> (index, handle)
-        self.gamepads: dict[int, GamepadState] = {}
-        self._gamepads_initialised = False
         self._detach: Callable[[], None] | None = None
         self._grabbed_window = None
         # Set when an X11InputReader reads this window's keys and absolute motion
@@ -92,11 +84,7 @@ class SdlInputCapture(HeldInput):
         # the other (or seen by both at the switch) go out once.
         self.keys_read_elsewhere = False
         self.buttons_read_elsewhere = False  # the same for clicks and the wheel
-        if gamepads:
-            if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_GAMECONTROLLER) == 0:
-                self._gamepads_initialised = True
-            else:
-                self.counters["gamepad_init_failed"] += 1
+        self._open_gamepads(gamepads)
         self._hotkeys = {
             sdl2.SDL_SCANCODE_Z: lambda event: self.toggle_pointer_capture(event.key.windowID),
             sdl2.SDL_SCANCODE_F: lambda event: self._toggle_fullscreen(),
@@ -110,11 +98,7 @@ class SdlInputCapture(HeldInput):
             sdl2.SDL_MOUSEMOTION: self._mouse_motion,
             sdl2.SDL_MOUSEWHEEL: self._mouse_wheel,
             sdl2.SDL_WINDOWEVENT: self._window_event,
-            sdl2.SDL_CONTROLLERDEVICEADDED: self._controller_added,
-            sdl2.SDL_CONTROLLERDEVICEREMOVED: self._controller_removed,
-            sdl2.SDL_CONTROLLERBUTTONDOWN: self._controller_button,
-            sdl2.SDL_CONTROLLERBUTTONUP: self._controller_button,
-            sdl2.SDL_CONTROLLERAXISMOTION: self._controller_axis,
+            **self.gamepad_handlers(),
         }
 
     @classmethod
@@ -161,19 +145,11 @@ class SdlInputCapture(HeldInput):
         self.release_all()
         if self.pointer_captured:
             self.toggle_pointer_capture()
-        removed = [GamepadRemoved(i) for i in sorted(i for i, _ in self._controllers.values())]
-        for _, handle in self._controllers.values():
-            sdl2.SDL_GameControllerClose(handle)
-        self._controllers.clear()
-        self.gamepads.clear()
-        if removed:
-            self._send(removed)
+        self._close_gamepads()
         self.closed = True
         if self._detach is not None:
             self._detach()
-        if self._gamepads_initialised:
-            self._gamepads_initialised = False
-            sdl2.SDL_QuitSubSystem(sdl2.SDL_INIT_GAMECONTROLLER)
+        self._quit_gamepads()
 
     # -- keyboard --------------------------------------------------------------
 
@@ -292,84 +268,5 @@ class SdlInputCapture(HeldInput):
             self._consumed_scancodes.clear()
             if self.pointer_captured:
                 self.toggle_pointer_capture()
-
-    # -- game controllers -------------------------------------------------------
-
-    def _with_snapshot(self) -> list[InputEvent]:
-        return list(self.gamepads.values())  # each periodic snapshot carries them whole
-
-    def _controller_added(self, event) -> None:
-        handle = sdl2.SDL_GameControllerOpen(event.cdevice.which)  # a device index
-        if not handle:
-            self.counters["gamepad_open_failed"] += 1
-            return
-        instance = sdl2.SDL_JoystickInstanceID(sdl2.SDL_GameControllerGetJoystick(handle))
-        if instance in self._controllers:  # SDL announces a device once per subsystem init
-            sdl2.SDL_GameControllerClose(handle)
-            return
-        free = [i for i in range(MAX_GAMEPADS) if i not in self.gamepads]
-        if not free:
-            self.counters["gamepad_overflow"] += 1
-            sdl2.SDL_GameControllerClose(handle)
-            return
-        index = free[0]
-        self._controllers[instance] = (index, handle)
-        self.gamepads[index] = state = self._read_state(index, handle)
-        self._send([GamepadAdded(index), state])
-
-    def controller(self, index: int):
-        """The SDL_GameController handle numbered ``index`` here, or None (rumble)."""
-        return next((h for i, h in self._controllers.values() if i == index), None)
-
-    def _read_state(self, index: int, handle) -> GamepadState:
-        buttons = 0
-        for button in range(len(GAMEPAD_BUTTONS)):
-            if sdl2.SDL_GameControllerGetButton(handle, button):
-                buttons |= 1 << button
-        axes = [sdl2.SDL_GameControllerGetAxis(handle, axis) for axis in range(6)]
-        axes[4], axes[5] = max(axes[4], 0), max(axes[5], 0)
-        return GamepadState(index, buttons, *axes)
-
-    def _controller_removed(self, event) -> None:
-        entry = self._controllers.pop(event.cdevice.which, None)  # an instance id
-        if entry is None:
-            return
-        index, handle = entry
-        sdl2.SDL_GameControllerClose(handle)
-        del self.gamepads[index]
-        self._send([GamepadRemoved(index)])
-
-    def _update_gamepad(self, instance: int, **changes) -> None:
-        entry = self._controllers.get(instance)
-        if entry is None:
-            return
-        index = entry[0]
-        old = self.gamepads[index]
-        new = dataclasses.replace(old, **changes)
-        if new != old:
-            self.gamepads[index] = new
-            self._send([new])
-
-    def _controller_button(self, event) -> None:
-        button = event.cbutton.button
-        if not 0 <= button < len(GAMEPAD_BUTTONS):  # newer SDL buttons have no wire bit
-            return
-        entry = self._controllers.get(event.cbutton.which)
-        if entry is None:
-            return
-        bit = 1 << button
-        buttons = self.gamepads[entry[0]].buttons
-        buttons = buttons | bit if event.type == sdl2.SDL_CONTROLLERBUTTONDOWN else buttons & ~bit
-        self._update_gamepad(event.cbutton.which, buttons=buttons)
-
-    def _controller_axis(self, event) -> None:
-        axis = event.caxis.axis
-        if not 0 <= axis < len(_AXIS_FIELDS):
-            return
-        value = event.caxis.value
-        if axis >= 4:
-            value = max(value, 0)  # triggers rest at 0; some drivers report -32768 at rest
-        self._update_gamepad(event.caxis.which, **{_AXIS_FIELDS[axis]: value})
-
 
 __all__ = ["SNAPSHOT_INTERVAL_NS", "SdlInputCapture"]

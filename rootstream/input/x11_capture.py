@@ -10,11 +10,13 @@ everything on close.
 
 Hotkeys: the presenter hands its raw key events to ``handle`` on its own
 thread (the only thread that may touch its window): Ctrl+Alt+Shift+F toggles
-fullscreen, +S the stats overlay (which this presenter does not draw: it
-says why once).  The reader consumes the same presses, so none reaches the
-host.  Not here yet: capturing the pointer (+Z: relative motion and a
-keyboard grab) and game controllers (SDL's game-controller API needs SDL's
-event loop); each is said once in the log.
+fullscreen, +S the stats overlay (blended into the picture by the
+presenter).  The reader consumes the same presses, so none reaches the
+host.  Game controllers go through SDL's game-controller API
+(rootstream.input.sdl_gamepads): a GamepadPump thread pumps SDL's events
+without an SDL window and hands them to ``handle_sdl``.  Not here yet:
+capturing the pointer (+Z: relative motion and a keyboard grab); said once
+in the log.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from rootstream._native import xlib
 from rootstream._native.xlib import ffi
 from rootstream.input.held import SNAPSHOT_INTERVAL_NS, HeldInput, Send
+from rootstream.input.sdl_gamepads import SdlGamepads
 from rootstream.input.window_input import HOTKEY_CODES
 from rootstream.input.x11_reader import X_KEYCODE_OFFSET
 
@@ -31,7 +34,7 @@ _HOTKEY_STATE = xlib.SHIFT_MASK | xlib.CONTROL_MASK | xlib.MOD1_MASK
 KEY_Z, KEY_F, KEY_S = 44, 33, 31
 
 
-class X11WindowCapture(HeldInput):
+class X11WindowCapture(SdlGamepads, HeldInput):
     """Held state, snapshots and hotkeys for the x11 presenter; see the module docstring."""
 
     def __init__(self, send: Send, *,
@@ -43,9 +46,19 @@ class X11WindowCapture(HeldInput):
                          on_toggle_stats=on_toggle_stats,
                          snapshot_interval_ns=snapshot_interval_ns)
         self._log = log
+        self._gamepad_handlers = self.gamepad_handlers()
+        self._open_gamepads(False)  # GamepadPump opens SDL's controllers on its own thread
 
-    def controller(self, index: int):
-        return None  # no game controllers without SDL's event loop
+    def handle_sdl(self, event) -> None:
+        """An SDL event from the GamepadPump's thread: a controller came, went or moved."""
+        handler = self._gamepad_handlers.get(event.type)
+        if handler is not None and not self.closed:
+            handler(event)
+
+    def close_gamepads(self) -> None:
+        """On the GamepadPump's thread, before ``close``: the host's gamepads go too."""
+        self._close_gamepads()
+        self._quit_gamepads()
 
     def close(self) -> None:
         """Release everything on the host."""

@@ -5,21 +5,32 @@ chosen, so a missing SDL library fails only for ``sdl``.
 
 ``auto`` tries ``sdl`` (a window under X11/Wayland, or whatever
 SDL_VIDEODRIVER names), then ``kms`` (straight to the display, for a client
-booted without a desktop: SDL gets no display server there).  ``null`` is
-never chosen by ``auto``: a client that silently shows nothing would look like
-a network fault; ask for it with ``--present null``.
+booted without a desktop: SDL gets no display server there).  When SDL's
+renderer draws on the CPU (Mesa's llvmpipe, softpipe or swrast under its
+OpenGL renderer, or SDL's own software renderer: rootstream.present.gl_renderer)
+and an X server is there, ``auto`` closes SDL's window and opens ``x11``
+instead (Xlib + MIT-SHM, swscale on the CPU): without a GPU it presents a
+720p frame several times faster (docs/BENCHMARKS.md), and its window's
+keyboard and mouse reach the host through the X11 input reader
+(rootstream.input.x11_capture).  Where the GPU is real, SDL's accelerated
+renderer stays.  ``presenter.chosen_because`` says why ``auto`` chose it,
+and ``connect`` prints it.
 
-``x11`` (Xlib + MIT-SHM, swscale on the CPU) is never chosen by ``auto``
-either, though without a GPU it presents a 720p frame several times faster
-than SDL (docs/BENCHMARKS.md): its window's keyboard and mouse reach the
-host (rootstream.input.x11_capture), but no gamepads and no pointer capture,
-so ``auto`` picking it would quietly take those from a game client.  Ask for
-it with ``--present x11`` on a machine without a GPU, or to watch.
+``null`` is never chosen by ``auto``: a client that silently shows nothing
+would look like a network fault; ask for it with ``--present null``.
 """
 
 from __future__ import annotations
 
-from rootstream.backends import EXPECTED_FAILURES, BackendProbe, BackendRegistry, accepted_options
+import os
+
+from rootstream.backends import (
+    EXPECTED_FAILURES,
+    BackendProbe,
+    BackendRegistry,
+    accepted_options,
+    describe_failure,
+)
 from rootstream.errors import PresentError
 from rootstream.present.base import Presenter, PresenterEvent, Rect, letterbox, map_to_stream
 
@@ -75,8 +86,45 @@ def open_presenter(name: str = "auto", *, width: int, height: int, title: str = 
     presenter, failures = PRESENT.try_open(AUTO_ORDER, **common)
     if presenter is None:
         raise PRESENT.failed(AUTO_ORDER, failures, hint=HINT)
-    presenter.fallbacks = [BackendProbe(n, False, why) for n, why in failures]
+    fallbacks = [BackendProbe(n, False, why) for n, why in failures]
+    if getattr(presenter, "software_reason", ""):
+        presenter = _instead_of_software_gl(presenter, common, fallbacks)
+    else:
+        presenter.chosen_because = _why_chosen(presenter, failures)
+    presenter.fallbacks = fallbacks
     return presenter
+
+
+def _why_chosen(presenter: Presenter, failures: list[tuple[str, str]]) -> str:
+    if presenter.name == "sdl":
+        gpu = getattr(presenter, "gl_renderer", "")
+        return (f"SDL's {presenter.renderer_name} renderer draws on {gpu or 'the GPU'}")
+    return "; ".join(f"{name}: {why}" for name, why in failures) or "the first that opened"
+
+
+def _instead_of_software_gl(sdl: Presenter, common: dict,
+                            fallbacks: list[BackendProbe]) -> Presenter:
+    """SDL draws on the CPU here: the x11 presenter instead, where an X server is there."""
+    why = sdl.software_reason
+    if sdl.video_driver != "x11" or not os.environ.get("DISPLAY"):
+        # Wayland, kmsdrm, or a driver asked for by name (tests' ``dummy``): the x11
+        # presenter would show elsewhere, or not at all.
+        sdl.chosen_because = f"{why}, but SDL shows through its {sdl.video_driver} driver, " \
+                             "not on an X server the x11 presenter could use"
+        return sdl
+    sdl.close()  # first: the x11 presenter's window replaces this one, never beside it
+    try:
+        cls = _load("x11")
+        x11 = cls(**accepted_options(cls, common))
+    except EXPECTED_FAILURES as exc:
+        fallbacks.append(BackendProbe("x11", False, describe_failure(exc)))
+        cls = _load("sdl")
+        sdl = cls(**accepted_options(cls, common))
+        sdl.chosen_because = f"{why}, and the x11 presenter failed: {describe_failure(exc)}"
+        return sdl
+    fallbacks.append(BackendProbe("sdl", False, why))
+    x11.chosen_because = f"{why}; the x11 presenter (MIT-SHM) draws without it"
+    return x11
 
 
 def probe_presenters() -> list[BackendProbe]:

@@ -87,6 +87,7 @@ class Presenter(ABC):
         self.width, self.height = int(width), int(height)
         self.frames_presented = 0
         self.fallbacks: list = []  # BackendProbe of presenters auto tried first
+        self.chosen_because = ""  # why ``auto`` chose this one ("" when named)
         self._listeners: list[EventListener] = []
 
     @abstractmethod

@@ -29,6 +29,7 @@ import sdl2
 
 from rootstream.errors import PresentError
 from rootstream.present.base import Presenter, PresenterEvent, Rect, letterbox
+from rootstream.present.gl_renderer import current_gl_renderer, software_reason
 
 # SDL_YUV_CONVERSION_MODE value (SDL_pixels.h: JPEG 0, BT601 1, BT709 2);
 # pysdl2 does not export the enum.
@@ -119,6 +120,11 @@ class SdlPresenter(Presenter):
         sdl2.SDL_GetRendererInfo(self._renderer, ctypes.byref(info))
         self.renderer_name = info.name.decode()
         self.video_driver = sdl2.SDL_GetCurrentVideoDriver().decode()
+        # GL's own name for what draws (llvmpipe on a machine without a GPU):
+        # ``auto`` passes over this presenter when it draws on the CPU.
+        self.gl_renderer = current_gl_renderer() if self.renderer_name.startswith("opengl") \
+            else ""
+        self.software_reason = software_reason(self.renderer_name, self.gl_renderer)
 
     # -- drawing -------------------------------------------------------------
 

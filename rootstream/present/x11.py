@@ -23,9 +23,8 @@ connection of its own (rootstream.input.x11_capture), not here; this
 presenter does not select the buttons, so the reader may.
 ``add_event_listener`` callbacks get cffi ``XEvent *`` pointers, valid during
 the call only; key events carry X keysym names (letters upper-cased, as SDL
-names them), SDL modifier bits, no scancode and no repeat flag; the stats
-overlay is not drawn (``set_overlay`` stores the lines and draws nothing;
-``overlay_problem()`` says so).
+names them), SDL modifier bits, no scancode and no repeat flag.  The stats
+overlay is blended into each frame's pixels (rootstream.present.x11_overlay).
 
 Threading: Xlib calls run on the thread that opened the presenter; another
 thread gets a PresentError.
@@ -56,7 +55,10 @@ from rootstream.present.x11_image import (
     shm_buffer,
 )
 from rootstream.present.x11_requests import (
+    ask_fullscreen_at_map,
     ask_fullscreen_toggle,
+    create_window,
+    intern_atoms,
     key_event,
     window_geometry,
     window_manager_running,
@@ -65,7 +67,6 @@ from rootstream.present.x11_requests import (
 NO_DISPLAY = "no X display to open a window on"
 NO_DISPLAY_HINT = "set DISPLAY (run inside the desktop session), or use --present null"
 LOST_DISPLAY = "lost the connection to the X display"
-NO_OVERLAY = "the x11 presenter draws no text overlay (use --present sdl for the stats overlay)"
 # Waiting longer than this for the server to finish a put means it is gone or wedged.
 COMPLETION_TIMEOUT_S = 2.0
 MAP_TIMEOUT_S = 2.0
@@ -98,6 +99,7 @@ class X11Presenter(Presenter):
         self._mapped = False
         self._resize_pending = False  # _size changed; the buffers are of the old one
         self._overlay_lines: tuple[str, ...] = ()
+        self._overlay = None  # PixelOverlay, made on first use
         self._fullscreen = False
         self._windowed_geometry: tuple[int, int, int, int] | None = None
         self._reformatter = VideoReformatter()
@@ -155,9 +157,7 @@ class X11Presenter(Presenter):
         self._poll = select.poll()
         self._poll.register(x11.XConnectionNumber(connection), select.POLLIN)
         self._event = ffi.new("XEvent *")
-        self._atoms = {atom: x11.XInternAtom(connection, atom.encode(), False) for atom in (
-            "WM_PROTOCOLS", "WM_DELETE_WINDOW", "_NET_WM_STATE", "_NET_WM_STATE_FULLSCREEN",
-            "_NET_WM_NAME", "UTF8_STRING", "_NET_SUPPORTING_WM_CHECK")}
+        self._atoms = intern_atoms(self._libs, connection)
         self._shm_completion = -1
         if not use_shm:
             self.fallbacks_used.append("MIT-SHM off (use_shm=False): XPutImage")
@@ -172,29 +172,12 @@ class X11Presenter(Presenter):
         x11, display = self._libs.x11, self._display
         wm = window_manager_running(self._libs, self._display, self._root, self._atoms)
         size = self.screen_size if fullscreen and not wm else (self.width, self.height)
-        self._window = x11.XCreateSimpleWindow(display, self._root, 0, 0, size[0], size[1],
-                                               0, 0, 0)
-        # No background: the server would clear to it on every resize and
-        # expose, a black flash before our next put.
-        x11.XSetWindowBackgroundPixmap(display, self._window, 0)
-        x11.XSelectInput(display, self._window,
-                         xlib.KEY_PRESS_MASK | xlib.KEY_RELEASE_MASK | xlib.EXPOSURE_MASK
-                         | xlib.STRUCTURE_NOTIFY_MASK)
-        x11.XStoreName(display, self._window, title.encode("latin-1", errors="replace"))
-        utf8 = title.encode()
-        x11.XChangeProperty(display, self._window, self._atoms["_NET_WM_NAME"],
-                            self._atoms["UTF8_STRING"], 8, xlib.PROP_MODE_REPLACE,
-                            utf8, len(utf8))
-        protocols = ffi.new("Atom[1]", [self._atoms["WM_DELETE_WINDOW"]])
-        x11.XSetWMProtocols(display, self._window, protocols, 1)
-        self._gc = x11.XCreateGC(display, self._window, 0, ffi.NULL)
+        self._window, self._gc = create_window(self._libs, display, self._root, size, title,
+                                               self._atoms)
         if fullscreen:
             self._fullscreen = True
             if wm:  # EWMH: an unmapped window asks through its own property
-                state = ffi.new("Atom[1]", [self._atoms["_NET_WM_STATE_FULLSCREEN"]])
-                x11.XChangeProperty(display, self._window, self._atoms["_NET_WM_STATE"],
-                                    xlib.XA_ATOM, 32, xlib.PROP_MODE_REPLACE,
-                                    ffi.cast("unsigned char *", state), 1)
+                ask_fullscreen_at_map(self._libs, display, self._window, self._atoms)
             else:
                 self._windowed_geometry = (0, 0, self.width, self.height)
         x11.XMapWindow(display, self._window)
@@ -278,6 +261,9 @@ class X11Presenter(Presenter):
         box = letterbox(frame.width, frame.height, *self._size)
         if box.w and box.h:
             scale_into(self._reformatter, buffer, frame, box, self.pixel_format)
+            if self._overlay_lines:  # inside the picture: its pixels are rewritten each frame
+                self._text().draw(self._overlay_lines, buffer.pixels[
+                    box.y:box.y + box.h, box.x * 4:(box.x + box.w) * 4])
         self._put(buffer)
         self._next = (self._next + 1) % len(self._buffers)
 
@@ -300,14 +286,21 @@ class X11Presenter(Presenter):
         if self._last_frame is not None:
             self._draw(self._last_frame)
 
-    # -- the stats overlay: not drawn here -------------------------------------
+    # -- the stats overlay: blended into the pixels ------------------------------
+
+    def _text(self):
+        if self._overlay is None:
+            from rootstream.present.x11_overlay import PixelOverlay
+
+            self._overlay = PixelOverlay()
+        return self._overlay
 
     def set_overlay(self, lines: list[str] | None) -> None:
-        """Stored and not drawn: this presenter has no text renderer (see overlay_problem)."""
+        """Drawn over the top-left of each frame from the next one on (None: hidden)."""
         self._overlay_lines = tuple(lines or ())
 
     def overlay_problem(self) -> str:
-        return NO_OVERLAY
+        return self._text().problem()
 
     def output_rect(self) -> Rect:
         """Where the picture is drawn, in window pixels."""
@@ -459,5 +452,8 @@ class X11Presenter(Presenter):
                 x11.XDestroyWindow(display, self._window)
         self._gc, self._window, self._display = None, 0, None
         self._last_frame = None
+        if self._overlay is not None:
+            self._overlay.close()
+            self._overlay = None
         x11.XCloseDisplay(display)
         xlib.forget(display)

@@ -1,7 +1,7 @@
 """The x11 presenter's Xlib requests that need none of its state.
 
-Asking the window manager whether it is there and for fullscreen (EWMH),
-reading the window's geometry, and translating a key event into the
+Making the window, asking the window manager whether it is there and for
+fullscreen (EWMH), reading the window's geometry, and translating a key event into the
 presenter's terms (SDL's key names and modifier bits, as the client reads
 them).  rootstream.present.x11 decides when.
 """
@@ -17,6 +17,40 @@ _NET_WM_STATE_TOGGLE = 2
 # X modifier bits -> SDL KMOD_* bits (LSHIFT, LCTRL, LALT, LGUI), as the client reads them.
 _MODIFIERS = ((xlib.SHIFT_MASK, 0x0001), (xlib.CONTROL_MASK, 0x0040),
               (xlib.MOD1_MASK, 0x0100), (xlib.MOD4_MASK, 0x0400))
+
+
+ATOMS = ("WM_PROTOCOLS", "WM_DELETE_WINDOW", "_NET_WM_STATE", "_NET_WM_STATE_FULLSCREEN",
+         "_NET_WM_NAME", "UTF8_STRING", "_NET_SUPPORTING_WM_CHECK")
+
+
+def intern_atoms(libs, display) -> dict[str, int]:
+    """The atoms the presenter's requests name, by name."""
+    return {atom: libs.x11.XInternAtom(display, atom.encode(), False) for atom in ATOMS}
+
+
+def create_window(libs, display, root, size, title: str, atoms) -> tuple[int, object]:
+    """An unmapped top-level window of ``size`` titled ``title``, and a GC for it."""
+    x11 = libs.x11
+    window = x11.XCreateSimpleWindow(display, root, 0, 0, size[0], size[1], 0, 0, 0)
+    # No background: the server would clear to it on every resize and
+    # expose, a black flash before our next put.
+    x11.XSetWindowBackgroundPixmap(display, window, 0)
+    x11.XSelectInput(display, window, xlib.KEY_PRESS_MASK | xlib.KEY_RELEASE_MASK
+                     | xlib.EXPOSURE_MASK | xlib.STRUCTURE_NOTIFY_MASK)
+    x11.XStoreName(display, window, title.encode("latin-1", errors="replace"))
+    utf8 = title.encode()
+    x11.XChangeProperty(display, window, atoms["_NET_WM_NAME"], atoms["UTF8_STRING"], 8,
+                        xlib.PROP_MODE_REPLACE, utf8, len(utf8))
+    protocols = ffi.new("Atom[1]", [atoms["WM_DELETE_WINDOW"]])
+    x11.XSetWMProtocols(display, window, protocols, 1)
+    return window, x11.XCreateGC(display, window, 0, ffi.NULL)
+
+
+def ask_fullscreen_at_map(libs, display, window, atoms) -> None:
+    """EWMH: a window not mapped yet asks for fullscreen through its own property."""
+    state = ffi.new("Atom[1]", [atoms["_NET_WM_STATE_FULLSCREEN"]])
+    libs.x11.XChangeProperty(display, window, atoms["_NET_WM_STATE"], xlib.XA_ATOM, 32,
+                             xlib.PROP_MODE_REPLACE, ffi.cast("unsigned char *", state), 1)
 
 
 def window_manager_running(libs, display, root, atoms) -> bool:

@@ -1,0 +1,48 @@
+"""Whether SDL's renderer draws on a GPU or on the CPU through a software GL.
+
+On a machine without a GPU (a VM, Xvfb, a remote X server) SDL's choice of
+renderer is still OpenGL, and Mesa answers it with a rasteriser that runs on
+the CPU: llvmpipe, softpipe or swrast.  Every frame then goes YUV → RGB,
+scaled and blended on the CPU at several times the cost of the x11
+presenter's swscale + MIT-SHM path (docs/BENCHMARKS.md: 720p, 8-11 ms a
+frame against about 2 ms), and on two cores that wait is glass-to-glass
+latency.  ``auto`` asks this module which case it is in.
+
+The GL renderer's name is GL_RENDERER of the context SDL's renderer made
+current on the presenter's thread, read through SDL_GL_GetProcAddress, so no
+second window or context is made to find out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import sdl2
+
+# Mesa's CPU rasterisers, as they appear in GL_RENDERER ("llvmpipe (LLVM 15.0.6,
+# 256 bits)", "softpipe", "Software Rasterizer" is swrast's own spelling).
+SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "software rasterizer")
+_GL_RENDERER = 0x1F01
+_GET_STRING = ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.c_uint)
+
+
+def current_gl_renderer() -> str:
+    """GL_RENDERER of the OpenGL context current on this thread; "" when there is none."""
+    address = sdl2.SDL_GL_GetProcAddress(b"glGetString")
+    if not address or not sdl2.SDL_GL_GetCurrentContext():
+        return ""
+    name = _GET_STRING(address)(_GL_RENDERER)
+    return name.decode(errors="replace") if name else ""
+
+
+def software_reason(renderer_name: str, gl_renderer: str) -> str:
+    """Why SDL's renderer ``renderer_name`` (on ``gl_renderer``) draws on the CPU; "" if not."""
+    if renderer_name == "software":
+        return "SDL's renderer is its own software renderer"
+    lowered = gl_renderer.lower()
+    if any(name in lowered for name in SOFTWARE_GL):
+        return f"SDL's {renderer_name} renderer runs on {gl_renderer}, a software GL renderer"
+    return ""
+
+
+__all__ = ["SOFTWARE_GL", "current_gl_renderer", "software_reason"]
