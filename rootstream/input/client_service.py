@@ -24,7 +24,8 @@ With the ``x11`` presenter the reader reads everything (clicks and the
 wheel too) and X11WindowCapture (rootstream.input.x11_capture) keeps the
 held state and the hotkeys, without SDL's window; game controllers come
 from SDL's game-controller API on a GamepadPump thread
-(rootstream.input.sdl_gamepads); no pointer capture there yet.  ``null``
+(rootstream.input.sdl_gamepads); the reader also grabs the pointer for
+Ctrl+Alt+Shift+Z (relative motion, rootstream.input.x11_pointer_grab).  ``null``
 and ``kms`` have no window events to read: input is skipped with one log line.
 
 The stats overlay (Ctrl+Alt+Shift+S) shows ``figures()`` (the client's
@@ -177,10 +178,13 @@ class ClientInput(ClientService):
         self._presenter = presenter
         capture = X11WindowCapture(self._send_events,
                                    on_toggle_fullscreen=presenter.toggle_fullscreen,
-                                   on_toggle_stats=self._toggle_stats, log=self._log)
+                                   on_toggle_stats=self._toggle_stats,
+                                   on_toggle_pointer_capture=self._toggle_pointer_grab,
+                                   log=self._log)
         self.capture = capture  # before the reader: its first batch may come at once
         try:
-            self.reader = self._open_reader(presenter, buttons=True)
+            self.reader = self._open_reader(presenter, buttons=True,
+                                            on_capture=self._on_pointer_grab)
         except InputError as exc:
             self.capture = None
             self._log(f"rootstream: input is not captured: {exc}")
@@ -189,9 +193,21 @@ class ClientInput(ClientService):
         if self.host_declined:
             return  # the hotkeys still work; the keys go nowhere (said once)
         self._start_gamepads(capture)
-        self._log("rootstream: input goes to the host (keyboard, mouse, game controllers; "
-                  "pointer capture needs --present sdl); Ctrl+Alt+Shift+F toggles "
-                  "fullscreen, +S the stats overlay")
+        self._log("rootstream: input goes to the host (keyboard, mouse, game controllers); "
+                  "Ctrl+Alt+Shift+Z captures the pointer, +F toggles fullscreen, "
+                  "+S the stats overlay")
+
+    def _toggle_pointer_grab(self) -> None:
+        reader = self.reader
+        if reader is not None:
+            reader.toggle_pointer_capture()
+
+    def _on_pointer_grab(self, captured: bool, problem: str) -> None:
+        """The reader's thread: it grabbed the pointer or let it go."""
+        capture = self.capture
+        if capture is not None:
+            with self._lock:
+                capture.captured(captured, problem)
 
     def _start_gamepads(self, capture) -> None:
         from rootstream.input.sdl_gamepads import GamepadPump
@@ -228,13 +244,13 @@ class ClientInput(ClientService):
             return
         self.capture.buttons_read_elsewhere = self.reader.reads_buttons
 
-    def _open_reader(self, presenter, *, buttons: bool):
+    def _open_reader(self, presenter, *, buttons: bool, on_capture=None):
         from rootstream.input.window_input import WindowInputTranslator
         from rootstream.input.x11_reader import X11InputReader
 
         reader = X11InputReader(presenter.x11_window, self._on_window_input,
                                 display=getattr(presenter, "display_name", None),
-                                buttons=buttons)
+                                buttons=buttons, on_capture=on_capture)
         self._translator = WindowInputTranslator()
         reader.start()
         return reader

@@ -32,13 +32,13 @@ import sdl2
 from rootstream.input.held import SNAPSHOT_INTERVAL_NS, HeldInput, Send
 from rootstream.input.keymap import MOUSE_BUTTON_TO_EVDEV, scancode_to_evdev
 from rootstream.input.sdl_gamepads import SdlGamepads
+from rootstream.input.window_input import relative_steps
 from rootstream.protocol.input import (
     WHEEL_DETENT,
     AbsoluteMotion,
     ButtonEvent,
     InputEvent,
     KeyEvent,
-    RelativeMotion,
     WheelEvent,
 )
 
@@ -228,12 +228,7 @@ class SdlInputCapture(SdlGamepads, HeldInput):
     def _mouse_motion(self, event) -> None:
         motion = event.motion
         if self.pointer_captured:
-            dx, dy = motion.xrel, motion.yrel
-            events: list[InputEvent] = []
-            while dx or dy:  # a huge jump is cut into 16-bit steps
-                step_x, step_y = _clamp16(dx), _clamp16(dy)
-                events.append(RelativeMotion(step_x, step_y))
-                dx, dy = dx - step_x, dy - step_y
+            events = relative_steps(motion.xrel, motion.yrel)
             if events:
                 self._send(events)
             return

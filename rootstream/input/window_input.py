@@ -1,7 +1,8 @@
 """What the X11 input reader saw -> the InputEvents the host gets, sharing the capture's held keys.
 
 The reader (rootstream.input.x11_reader) takes over keys, absolute pointer
-motion, clicks and the wheel from the SDL capture; the capture keeps what
+motion, clicks and the wheel from the SDL capture (and, for the x11
+presenter, a captured pointer's relative motion); the capture keeps what
 only SDL can read (everything while the pointer is captured: SDL grabs
 keyboard and pointer then; game controllers) and the hotkeys' actions, which
 must run on the window's thread.  Both feed one set of held keys and
@@ -23,6 +24,7 @@ from rootstream.protocol.input import (
     ButtonEvent,
     InputEvent,
     KeyEvent,
+    RelativeMotion,
     WheelEvent,
 )
 
@@ -37,6 +39,18 @@ X_WHEEL = {4: (WHEEL_DETENT, 0), 5: (-WHEEL_DETENT, 0), 6: (0, -WHEEL_DETENT),
            7: (0, WHEEL_DETENT)}
 
 ToStream = Callable[[int, int], "tuple[int, int] | None"]
+_I16_MIN, _I16_MAX = -0x8000, 0x7FFF
+
+
+def relative_steps(dx: int, dy: int) -> list[RelativeMotion]:
+    """A delta as RelativeMotion events: a huge jump is cut into 16-bit steps."""
+    steps = []
+    while dx or dy:
+        step_x, step_y = max(_I16_MIN, min(_I16_MAX, dx)), max(_I16_MIN, min(_I16_MAX, dy))
+        steps.append(RelativeMotion(step_x, step_y))
+        dx, dy = dx - step_x, dy - step_y
+    return steps
+
 
 
 class WindowInputTranslator:
@@ -63,6 +77,8 @@ class WindowInputTranslator:
                 where = to_stream(item.x, item.y)
                 if where is not None:
                     events.append(AbsoluteMotion(where[0], where[1], *stream_size))
+            elif item.kind == "relative" and pointer_captured:
+                events += relative_steps(item.x, item.y)
             elif item.kind == "button":
                 released |= self._button(item, held_buttons, events, pointer_captured,
                                          to_stream, stream_size)
@@ -124,4 +140,4 @@ class WindowInputTranslator:
         return False
 
 
-__all__ = ["HOTKEY_CODES", "X_BUTTON_TO_EVDEV", "WindowInputTranslator"]
+__all__ = ["HOTKEY_CODES", "X_BUTTON_TO_EVDEV", "WindowInputTranslator", "relative_steps"]

@@ -11,12 +11,13 @@ everything on close.
 Hotkeys: the presenter hands its raw key events to ``handle`` on its own
 thread (the only thread that may touch its window): Ctrl+Alt+Shift+F toggles
 fullscreen, +S the stats overlay (blended into the picture by the
-presenter).  The reader consumes the same presses, so none reaches the
-host.  Game controllers go through SDL's game-controller API
-(rootstream.input.sdl_gamepads): a GamepadPump thread pumps SDL's events
-without an SDL window and hands them to ``handle_sdl``.  Not here yet:
-capturing the pointer (+Z: relative motion and a keyboard grab); said once
-in the log.
+presenter), +Z captures or releases the pointer: the reader grabs it on its
+own connection (rootstream.input.x11_pointer_grab) and sends relative
+motion while it holds it; ``captured`` tells this object.  The reader
+consumes the same presses, so none reaches the host.  Game controllers go
+through SDL's game-controller API (rootstream.input.sdl_gamepads): a
+GamepadPump thread pumps SDL's events without an SDL window and hands them
+to ``handle_sdl``.
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ class X11WindowCapture(SdlGamepads, HeldInput):
     def __init__(self, send: Send, *,
                  on_toggle_fullscreen: Callable[[], object] | None = None,
                  on_toggle_stats: Callable[[], object] | None = None,
+                 on_toggle_pointer_capture: Callable[[], object] | None = None,
                  log: Callable[[str], None] = print,
                  snapshot_interval_ns: int = SNAPSHOT_INTERVAL_NS) -> None:
         super().__init__(send, on_toggle_fullscreen=on_toggle_fullscreen,
                          on_toggle_stats=on_toggle_stats,
                          snapshot_interval_ns=snapshot_interval_ns)
         self._log = log
+        self._on_toggle_pointer_capture = on_toggle_pointer_capture
         self._gamepad_handlers = self.gamepad_handlers()
         self._open_gamepads(False)  # GamepadPump opens SDL's controllers on its own thread
 
@@ -59,6 +62,18 @@ class X11WindowCapture(SdlGamepads, HeldInput):
         """On the GamepadPump's thread, before ``close``: the host's gamepads go too."""
         self._close_gamepads()
         self._quit_gamepads()
+
+    def captured(self, captured: bool, problem: str = "") -> None:
+        """The reader grabbed the pointer or let it go (its thread, under the service's
+        lock); a refused grab is said once."""
+        was, self.pointer_captured = self.pointer_captured, captured and not self.closed
+        if self.pointer_captured != was:
+            self._log("rootstream: pointer captured (relative motion); Ctrl+Alt+Shift+Z "
+                      "releases it" if self.pointer_captured else "rootstream: pointer released")
+        if problem:
+            if not self.counters["capture_failed"]:
+                self._log(f"rootstream: cannot capture the pointer: {problem}")
+            self.counters["capture_failed"] += 1
 
     def close(self) -> None:
         """Release everything on the host."""
@@ -80,11 +95,8 @@ class X11WindowCapture(SdlGamepads, HeldInput):
             self._toggle_fullscreen()
         elif code == KEY_S:
             self._toggle_stats()
-        elif code == KEY_Z:
-            if not self.counters["pointer_capture_unavailable"]:
-                self._log("rootstream: the x11 presenter cannot capture the pointer yet; "
-                          "use --present sdl for games that want relative motion")
-            self.counters["pointer_capture_unavailable"] += 1
+        elif code == KEY_Z and self._on_toggle_pointer_capture is not None:
+            self._on_toggle_pointer_capture()
 
 
 __all__ = ["X11WindowCapture"]

@@ -31,7 +31,14 @@ the host's own auto-repeat runs while the key is held.
 
 Batches: everything readable at one wake-up is one batch, in the order the
 server sent it; motions only collapse when several follow each other in the
-same batch (the last position wins), so motion is never held back.
+same batch (the last position wins, relative deltas add up), so motion is
+never held back.
+
+Pointer capture (the x11 presenter's Ctrl+Alt+Shift+Z): ``toggle_pointer_capture``
+asks this thread to grab or release the pointer (rootstream.input.x11_pointer_grab);
+while grabbed, motion comes as "relative" items.  A focus loss, the toggle
+again and ``stop`` release it; ``on_capture(captured, problem)`` says each
+change, between batches, on this thread.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from cffi import FFI
 from rootstream._native import xlib
 from rootstream._native.xlib import ffi
 from rootstream.errors import CaptureError, InputError, RootStreamError
+from rootstream.input.x11_pointer_grab import XI_RAW_MOTION, PointerGrab
 
 _KEY_PRESS, _KEY_RELEASE, _BUTTON_PRESS, _BUTTON_RELEASE, _MOTION_NOTIFY = 2, 3, 4, 5, 6
 _FOCUS_IN, _FOCUS_OUT, _CONFIGURE_NOTIFY = 9, 10, 22
@@ -78,9 +86,9 @@ _XI_BUTTON_PRESS, _XI_BUTTON_RELEASE, _XI_MOTION = 4, 5, 6
 @dataclass(frozen=True, slots=True)
 class WindowInput:
     """One thing the reader saw.  kind: "key" (code: evdev KEY_*, pressed,
-    state: X modifier bits), "motion" (x, y: window pixels), "button" (code:
-    the X button number, 4-7 being the wheel; pressed, x, y), "focus"
-    (pressed: gained)."""
+    state: X modifier bits), "motion" (x, y: window pixels), "relative" (x, y:
+    a captured pointer's delta in pixels), "button" (code: the X button
+    number, 4-7 being the wheel; pressed, x, y), "focus" (pressed: gained)."""
 
     kind: str
     code: int = 0
@@ -91,6 +99,7 @@ class WindowInput:
 
 
 OnBatch = Callable[[list[WindowInput], tuple[int, int]], None]
+OnCapture = Callable[[bool, str], None]
 
 
 class X11InputReader:
@@ -99,10 +108,15 @@ class X11InputReader:
     when the display or window cannot be read; ``stop()`` is safe twice."""
 
     def __init__(self, window: int, on_batch: OnBatch, *, display: str | None = None,
-                 buttons: bool = False):
+                 buttons: bool = False, on_capture: OnCapture | None = None,
+                 raw_motion: bool = True):
         self.window = int(window)
         self._on_batch = on_batch
         self._buttons = buttons
+        self._on_capture = on_capture
+        self._raw_motion = raw_motion  # False: warp-to-centre even where XI2 is there
+        self.grab: PointerGrab | None = None  # made by start()
+        self._release_grab = False  # a focus loss in this batch: let go after it
         self.reads_buttons = False  # set by start(): the clicks come here
         self._start_errors: list[str] = []
         self._display_name = display or os.environ.get("DISPLAY", "")
@@ -138,6 +152,11 @@ class X11InputReader:
             _xkb_lib().XkbSetDetectableAutoRepeat(_xkb.cast("void *", _address(display)), 1,
                                                   supported)
             self.size = self._geometry(x11)
+            screen = x11.XDefaultScreen(display)
+            self.grab = PointerGrab(display, self.window, x11.XRootWindow(display, screen),
+                                    self.size, (x11.XDisplayWidth(display, screen),
+                                                x11.XDisplayHeight(display, screen)),
+                                    use_raw=self._raw_motion and self._xi_opcode >= 0)
             x11.XSync(display, False)
         errors = self._start_errors + xlib.take_errors(display)
         if errors or self.size == (0, 0):
@@ -160,6 +179,11 @@ class X11InputReader:
         self._wake_r = self._wake_w = -1
         self._close_display()
 
+    def toggle_pointer_capture(self) -> None:
+        """Grab the pointer, or let it go: done on the reader's thread (any thread may ask)."""
+        if self.running:
+            os.write(self._wake_w, b"z")
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -167,6 +191,14 @@ class X11InputReader:
     # -- the reader's thread ------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if self.grab is not None and self.grab.grabbed and not xlib.connection_lost(
+                    self._display):
+                self._set_capture(False)
+
+    def _loop(self) -> None:
         x11 = xlib.load().x11
         display = self._display
         poller = select.poll()
@@ -190,12 +222,34 @@ class X11InputReader:
                     # and the next key must still be read.
                     self.failed_batches += 1
                     self.error = str(exc)
+            if self._release_grab:
+                self._release_grab = False
+                self._set_capture(False)
             if xlib.connection_lost(display):
                 self.error = "lost the connection to the X display"
                 return
             ready = poller.poll()
             if any(fd == self._wake_r for fd, _ in ready):
-                return
+                asked = os.read(self._wake_r, 64)
+                if b"x" in asked:
+                    return
+                for _ in range(asked.count(b"z")):
+                    self._set_capture(not self.grab.grabbed)
+
+    def _set_capture(self, want: bool) -> None:
+        """Grab or release, then tell ``on_capture``; a refused grab says why."""
+        grab = self.grab
+        problem = ""
+        if want:
+            grab.window_size = self.size
+            problem = grab.grab()
+        else:
+            grab.release()
+        if self._on_capture is not None:
+            try:
+                self._on_capture(grab.grabbed, problem)
+            except RootStreamError as exc:
+                self.error = str(exc)
 
     def _translate(self, event, batch: list[WindowInput]) -> None:
         kind = event.type
@@ -213,17 +267,19 @@ class X11InputReader:
             # XMotionEvent shares XKeyEvent's fields up to ``state``.
             motion = ffi.cast("XKeyEvent *", event)
             if motion.window == self.window:
-                batch.append(WindowInput("motion", x=motion.x, y=motion.y))
+                self._motion(motion.x, motion.y, batch)
         elif kind in (_FOCUS_IN, _FOCUS_OUT):
             focus = _xkb.cast("XFocusChangeEvent *", _address(event))
             if focus.mode not in (_NOTIFY_GRAB, _NOTIFY_UNGRAB):
                 batch.append(WindowInput("focus", pressed=kind == _FOCUS_IN))
+                self._release_grab |= kind == _FOCUS_OUT and self.grab.grabbed
         elif kind == xlib.GENERIC_EVENT:
             self._xi2_event(event, batch)
         elif kind == _CONFIGURE_NOTIFY:
             configure = ffi.cast("XConfigureEvent *", event)
             if configure.window == self.window:
                 self.size = (configure.width, configure.height)
+                self.grab.window_size = self.size
 
     def _select_buttons(self, x11, xi) -> bool:
         """Ask for the clicks (XI2, else core); False when another client holds them."""
@@ -270,21 +326,34 @@ class X11InputReader:
         self._xi_select(xi, (_XI_MOTION,))
         return opcode[0]
 
+    def _motion(self, x: int, y: int, batch: list[WindowInput]) -> None:
+        if not self.grab.grabbed:
+            batch.append(WindowInput("motion", x=x, y=y))
+            return
+        delta = self.grab.motion(x, y)  # warp-to-centre; None with raw motion
+        if delta is not None:
+            batch.append(WindowInput("relative", x=delta[0], y=delta[1]))
+
     def _xi2_event(self, event, batch: list[WindowInput]) -> None:
         cookie = _xkb.cast("Cookie *", _address(event))
         if cookie.extension != self._xi_opcode or cookie.evtype not in (
-                _XI_MOTION, _XI_BUTTON_PRESS, _XI_BUTTON_RELEASE):
+                _XI_MOTION, _XI_BUTTON_PRESS, _XI_BUTTON_RELEASE, XI_RAW_MOTION):
             return
         display = _xkb.cast("void *", _address(self._display))
         if not _xkb_lib().XGetEventData(display, cookie):
             return
         try:
+            if cookie.evtype == XI_RAW_MOTION:  # on the root window, while grabbed
+                delta = self.grab.raw(cookie.data)
+                if delta is not None:
+                    batch.append(WindowInput("relative", x=delta[0], y=delta[1]))
+                return
             device = _xkb.cast("XIDeviceEventHead *", cookie.data)
             if device.event != self.window:
                 return
             x, y = int(device.event_x), int(device.event_y)
             if cookie.evtype == _XI_MOTION:
-                batch.append(WindowInput("motion", x=x, y=y))
+                self._motion(x, y, batch)
             else:
                 batch.append(WindowInput("button", device.detail,
                                          cookie.evtype == _XI_BUTTON_PRESS, x, y))
@@ -307,11 +376,14 @@ class X11InputReader:
 
 
 def _coalesce(batch: list[WindowInput]) -> list[WindowInput]:
-    """Motions that follow each other in one batch: only the last position matters."""
+    """Motions that follow each other in one batch: only the last position matters,
+    and relative deltas add up."""
     out: list[WindowInput] = []
     for item in batch:
         if item.kind == "motion" and out and out[-1].kind == "motion":
             out[-1] = item
+        elif item.kind == "relative" and out and out[-1].kind == "relative":
+            out[-1] = WindowInput("relative", x=out[-1].x + item.x, y=out[-1].y + item.y)
         else:
             out.append(item)
     return out
