@@ -10,7 +10,9 @@ import subprocess
 import pytest
 from session_helpers import listening_pattern_host, rootstream_command
 
+from rootstream._native import xlib
 from rootstream.present import open_presenter
+from rootstream.present.gl_probe import glx_renderer
 from rootstream.present.gl_renderer import SOFTWARE_GL, software_reason
 from rootstream.present.sdl import SdlPresenter
 from rootstream.present.x11 import X11Presenter
@@ -57,6 +59,57 @@ def test_auto_on_xvfb_chooses_x11_and_says_why(xvfb, monkeypatch):
         assert "software GL renderer" in presenter.chosen_because
         assert "x11 presenter" in presenter.chosen_because
         assert [(p.name, p.ok) for p in presenter.fallbacks] == [("sdl", False)]
+
+
+def test_auto_learns_the_renderer_without_an_sdl_window(xvfb, monkeypatch):
+    """GLX is asked on a hidden pbuffer: the only window made is the x11 presenter's
+    (SDL's video start alone makes a hidden helper window, its renderer a real one)."""
+    monkeypatch.setenv("DISPLAY", xvfb.display)
+    monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+    assert "llvmpipe" in glx_renderer(xvfb.display)
+    with WindowsMade(xvfb.display) as made:
+        with open_presenter("auto", width=320, height=180) as presenter:
+            assert presenter.name == "x11"
+            assert "software GL renderer" in presenter.chosen_because
+        assert made.count() == 1
+
+
+def test_where_glx_cannot_tell_sdl_is_still_asked(xvfb, monkeypatch):
+    """A render driver the probe does not answer for: SDL's window is opened and asked."""
+    monkeypatch.setenv("DISPLAY", xvfb.display)
+    monkeypatch.setenv("SDL_VIDEODRIVER", "x11")
+    monkeypatch.setenv("SDL_RENDER_DRIVER", "opengles2")
+    with WindowsMade(xvfb.display) as made:
+        with open_presenter("auto", width=320, height=180) as presenter:
+            assert presenter.name == "x11"
+            assert "opengles2 renderer runs on" in presenter.chosen_because
+        assert made.count() > 1
+
+
+class WindowsMade:
+    """Counts the windows created on a display (CreateNotify on the root window)."""
+
+    def __init__(self, display: str):
+        self._x11 = xlib.load().x11
+        self._display = self._x11.XOpenDisplay(display.encode())
+        assert self._display != xlib.ffi.NULL
+        root = self._x11.XRootWindow(self._display, self._x11.XDefaultScreen(self._display))
+        self._x11.XSelectInput(self._display, root, xlib.SUBSTRUCTURE_NOTIFY_MASK)
+        self._x11.XSync(self._display, False)
+
+    def count(self) -> int:
+        self._x11.XSync(self._display, False)
+        event, made = xlib.ffi.new("XEvent *"), 0
+        while self._x11.XPending(self._display):
+            self._x11.XNextEvent(self._display, event)
+            made += event.type == 16  # CreateNotify
+        return made
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._x11.XCloseDisplay(self._display)
 
 
 def test_sdls_software_renderer_also_gives_way_to_x11(xvfb, monkeypatch):

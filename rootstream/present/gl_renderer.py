@@ -10,7 +10,9 @@ latency.  ``auto`` asks this module which case it is in.
 
 The GL renderer's name is GL_RENDERER of the context SDL's renderer made
 current on the presenter's thread, read through SDL_GL_GetProcAddress, so no
-second window or context is made to find out.
+second window or context is made to find out.  ``auto`` asks GLX first,
+without any window (rootstream.present.gl_probe), and opens SDL only when
+that cannot tell.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ import ctypes
 
 import sdl2
 
-# Mesa's CPU rasterisers, as they appear in GL_RENDERER ("llvmpipe (LLVM 15.0.6,
-# 256 bits)", "softpipe", "Software Rasterizer" is swrast's own spelling).
-SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "software rasterizer")
+from rootstream.present.gl_probe import SOFTWARE_GL, software_reason
+
 _GL_RENDERER = 0x1F01
 _GET_STRING = ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.c_uint)
 
@@ -33,16 +34,6 @@ def current_gl_renderer() -> str:
         return ""
     name = _GET_STRING(address)(_GL_RENDERER)
     return name.decode(errors="replace") if name else ""
-
-
-def software_reason(renderer_name: str, gl_renderer: str) -> str:
-    """Why SDL's renderer ``renderer_name`` (on ``gl_renderer``) draws on the CPU; "" if not."""
-    if renderer_name == "software":
-        return "SDL's renderer is its own software renderer"
-    lowered = gl_renderer.lower()
-    if any(name in lowered for name in SOFTWARE_GL):
-        return f"SDL's {renderer_name} renderer runs on {gl_renderer}, a software GL renderer"
-    return ""
 
 
 __all__ = ["SOFTWARE_GL", "current_gl_renderer", "software_reason"]
