@@ -39,6 +39,7 @@ frames or the markers cannot be read on B.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -58,10 +59,11 @@ from conftest import (
     machine_lines,
     spread,
 )
+from glass_trace import breakdown, describe, read_trace
 from gstreamer import OPTIONS, STRONGEST, GStreamerStream
 from gstreamer import missing as gstreamer_missing
 from observer import Observer
-from scenes import SCENES, expected_changes
+from scenes import SCENES, expected_changes, seconds_for
 
 SIZES = ((1280, 720), (1920, 1080))
 FPS = 60
@@ -93,7 +95,9 @@ class GlassRun:
 CLIENTS = {"rootstream": ("auto", {}), "rootstream-sdl": ("sdl", {}),
            "rootstream-x11": ("x11", {}),
            "rootstream-sdl-software": ("sdl", {"SDL_RENDER_DRIVER": "software"}),
-           "rootstream-cap120": ("auto", {}), "rootstream-cap-before": ("auto", {})}
+           "rootstream-cap120": ("auto", {}), "rootstream-cap-before": ("auto", {}),
+           "rootstream-slack20": ("auto", {}), "rootstream-burst3": ("auto", {}),
+           "rootstream-x264t1": ("auto", {}), "rootstream-dec1": ("auto", {})}
 # Experiments on the host's side (issue 15, "less waiting"): its --fps per variant.
 # cap120: capture may grab a change up to twice per 60 Hz frame, so a change that
 # lands between two frames of motion waits for the encoder, not the next slot
@@ -102,7 +106,18 @@ HOST_FPS = {"rootstream-cap120": 120}
 # ... and the change-driven capture's rate cap (base.ChangeRateCap) as it was before
 # issue 15 (1.5 frames of credit, 5 % slack), set in the host process: what the
 # change to two frames and 10 % is worth, measured in the same rounds.
-HOST_CAP = {"rootstream-cap-before": "BURST = 1.5; ChangeRateCap.RATE_SLACK = 0.05"}
+_CAP = "from rootstream.capture.base import ChangeRateCap; ChangeRateCap."
+HOST_PATCH = {"rootstream-cap-before": f"{_CAP}BURST = 1.5; ChangeRateCap.RATE_SLACK = 0.05",
+              # Issue 15's tail: a change in motion costs one extra grab, repaid by the
+              # slack; more slack repays it sooner, more burst holds more of them.
+              "rootstream-slack20": f"{_CAP}RATE_SLACK = 0.20",
+              "rootstream-burst3": f"{_CAP}BURST = 3.0",
+              # ... and x264 on one thread: a sliced frame waits for its slowest
+              # slice, and on a loaded machine one of two threads is often preempted.
+              "rootstream-x264t1": "from rootstream.encode.x264 import X264Encoder; "
+                                   "X264Encoder.THREADS = 1"}
+# The same on the client's side: the decoder on one slice thread.
+CLIENT_PATCH = {"rootstream-dec1": "import rootstream.decode.pyav as d; d.DECODE_THREADS = 1"}
 # GStreamer per variant: the options on top of issue 3's pipeline.
 GSTREAMERS = {"gstreamer": STRONGEST, "gstreamer-issue3": (),
               **{f"gstreamer+{option}": (option,) for option in OPTIONS}}
@@ -123,18 +138,25 @@ def gstreamer_options(pipeline: str) -> tuple[str, ...]:
     return options
 
 
+def _patched(statements: str) -> list[str]:
+    """The command line, with ``statements`` run in the process first (an experiment)."""
+    if not statements:
+        return [sys.executable, "-m", "rootstream_cli"]
+    return [sys.executable, "-c", f"{statements}; import runpy; "
+                                  "runpy.run_module('rootstream_cli', run_name='__main__')"]
+
+
 def _rootstream_sides(a: XvfbDisplay, b: XvfbDisplay, port: int, log_dir: Path,
                       client_env: dict[str, str], presenter: str = "sdl", fps: int = FPS,
-                      cap: str = ""):
-    python = [sys.executable, "-m", "rootstream_cli"]
-    host_python = python if not cap else [sys.executable, "-c", (
-        f"from rootstream.capture.base import ChangeRateCap; ChangeRateCap.{cap}; "
-        "import runpy; runpy.run_module('rootstream_cli', run_name='__main__')")]
+                      host_patch: str = "", client_patch: str = ""):
+    python = _patched(client_patch)
+    host_python = _patched(host_patch)
     host = Spawned("rootstream-host", host_python + [
         "host", "--source", "x11", "--display", a.display, "--encoder", "x264",
         "--fps", str(fps), "--bitrate", str(BITRATE_MBPS), "--bind", "127.0.0.1",
         "--port", str(port), "--stats-interval", "1",
-        "--stats-json", str(log_dir / "host.jsonl"), "--sessions", "1"],
+        "--stats-json", str(log_dir / "host.jsonl"), "--sessions", "1",
+        "--frame-trace", str(log_dir / "host-trace.jsonl")],
         log_dir, env=a.env())
     try:
         host.wait_for("listening on")
@@ -142,8 +164,9 @@ def _rootstream_sides(a: XvfbDisplay, b: XvfbDisplay, port: int, log_dir: Path,
             "connect", f"127.0.0.1:{port}", "--present", presenter, "--stats-interval", "1",
             "--stats-json", str(log_dir / "client.jsonl"),
             # The client's own "glass" ring: the painter's stamp in the marker
-            # to presented, which splits the observer's figure at the present.
-            "--same-clock"],
+            # to presented, which splits the observer's figure at the present;
+            # the trace splits each change at every stage (bench/glass_trace.py).
+            "--same-clock", "--frame-trace", str(log_dir / "trace.jsonl")],
             log_dir, env=b.env(SDL_VIDEODRIVER="x11", **client_env))
         client.wait_for("showing with" if presenter == "auto" else f"showing with {presenter}")
     except BaseException:
@@ -168,7 +191,8 @@ def run_once(pipeline: str, log_dir: Path, *, scene: str = "game",
             presenter, env = CLIENTS[pipeline]
             host, client = _rootstream_sides(a, b, port, log_dir, env, presenter,
                                              HOST_FPS.get(pipeline, FPS),
-                                             HOST_CAP.get(pipeline, ""))
+                                             HOST_PATCH.get(pipeline, ""),
+                                             CLIENT_PATCH.get(pipeline, ""))
             pids = {"host": host.pid, "client": client.pid}
             stop = [client.stop, host.stop]
             alive = [host, client]
@@ -179,6 +203,7 @@ def run_once(pipeline: str, log_dir: Path, *, scene: str = "game",
             pids = stream.pids()
             stop = [stream.stop]
             alive = [stream.sender, stream.receiver]
+        seconds = seconds_for(scene, FPS, seconds)
         try:
             time.sleep(warmup)
             observer.measure_from_now()
@@ -201,6 +226,9 @@ def run_once(pipeline: str, log_dir: Path, *, scene: str = "game",
     if pipeline in CLIENTS:
         extra["rings"] = _own_figures(log_dir)
         extra["presenter"] = _chosen_presenter(log_dir)
+        (log_dir / "observer-timed.json").write_text(json.dumps(result.timed))
+        extra["spans"] = breakdown(read_trace(log_dir / "trace.jsonl"), result.timed,
+                                   read_trace(log_dir / "host-trace.jsonl", "frame_id"))
     return GlassRun(pipeline, scene, size, result.percentiles(), result.seen, result.painted,
                     result.unreadable, processes, extra)
 
@@ -274,6 +302,8 @@ def _case_table(scene: str, size: tuple[int, int], runs: list[GlassRun]) -> list
             own = "  ".join(f"{stage} {statistics.median(r[stage] for r in rings):.1f}"
                             for stage in rings[0] if all(stage in r for r in rings))
             lines.append(f"  {'':26} its own rings, p50 ms: {own}")
+        lines += [f"  {'':26} {line}" for line in describe([r.extra.get("spans", {})
+                                                             for r in group])]
     theirs = by_pipeline.get("gstreamer")
     limit = 0.5 if scene == "desktop" else 0.7
     for name in CLIENTS:

@@ -97,6 +97,8 @@ class ObserverResult:
     foreign: int = 0  # markers that were not ours (unknown number, or time disagreeing)
     latencies_ms: list[float] = field(default_factory=list)
     paint_ms: list[float] = field(default_factory=list)  # render + put + sync per frame
+    # (frame number, landed on A, first seen on B) in monotonic ns, per timed change
+    timed: list[tuple[int, int, int]] = field(default_factory=list)
 
     def percentiles(self) -> dict[str, float]:
         if not self.latencies_ms:
@@ -390,6 +392,7 @@ class Observer:
                 continue
             result.seen += 1
             result.latencies_ms.append((sighting.seen_ns - painted[0]) / 1e6)
+            result.timed.append((sighting.frame_number, painted[0], sighting.seen_ns))
         result.paint_ms = [ns / 1e6 for ns in self._painted["paint_ns"]]
         return result
 

@@ -26,9 +26,25 @@ import random
 SCENES = ("game", "motion", "desktop")
 # Seconds between two marker changes, drawn uniformly: long enough that one
 # change has reached the client before the next (so each is timed alone) and,
-# on the desktop, that a rate cap's credit has refilled.
+# on the desktop, that a rate cap's credit has refilled.  Not shortened to get
+# more changes per second: a change in motion costs a change-driven capture
+# one extra grab, and more of them a second than its rate cap's slack repays
+# would measure a different scene (tried, issue 15: with 0.08-0.16 s one 720p
+# run measured rootstream's motion p50 at 13.6 ms, where the closing note's
+# rounds had 8.4, and capture's wait was most of it).  Runs get longer.
 CHANGE_GAP_S = {"motion": (0.12, 0.28), "desktop": (0.3, 0.5)}
+# Timed changes a motion run should have at least, so that its p99 is not just
+# its slowest change or two: the bench lengthens the run to reach it.
+MIN_TIMED_CHANGES = 200
 TICK, CHANGE = "tick", "change"
+
+
+def seconds_for(scene: str, fps: float, seconds: float) -> float:
+    """A run's length for ``scene``: ``seconds``, or longer to paint MIN_TIMED_CHANGES
+    (with a margin for the painter's own time between changes)."""
+    per_second = expected_changes(scene, fps, 1.0)
+    return max(seconds, 1.15 * MIN_TIMED_CHANGES / per_second) if scene == "motion" \
+        else seconds
 
 
 def expected_changes(scene: str, fps: float, seconds: float) -> float:

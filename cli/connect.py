@@ -31,6 +31,9 @@ from rootstream_cli.options import BackendChoice
 @click.option("--same-clock", is_flag=True,
               help="The host runs on this machine: also report glass-to-glass latency read "
                    "from the test pattern.")
+@click.option("--frame-trace", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="With --same-clock: append one JSON line per new test-pattern marker "
+                   "with every stage's stamp (for bench/bench_glass.py).")
 @click.option("--insecure", is_flag=True,
               help="Talk to a host started with --insecure: no encryption, for measuring only.")
 @click.option("--no-input", is_flag=True,
@@ -52,7 +55,8 @@ from rootstream_cli.options import BackendChoice
               help="Wake HOST first (Wake-on-LAN, as `rootstream wake HOST`) and wait "
                    "until it answers.")
 def connect(host_address, present, fullscreen, frames, seconds, stats_interval, stats_json,
-            reconnect_timeout, same_clock, insecure, no_input, no_audio, mic, clipboard, wake):
+            reconnect_timeout, same_clock, frame_trace, insecure, no_input, no_audio, mic,
+            clipboard, wake):
     """Connect to a rootstream host and show its screen.
 
     HOST may be a name or an address, with an optional :PORT (default 47100).
@@ -73,7 +77,8 @@ def connect(host_address, present, fullscreen, frames, seconds, stats_interval, 
                             host_label=label,
                             fullscreen=fullscreen, frames=frames, seconds=seconds,
                             stats_interval=stats_interval, stats_json=stats_json,
-                            same_clock=same_clock, reconnect_timeout=reconnect_timeout,
+                            same_clock=same_clock, frame_trace=frame_trace,
+                            reconnect_timeout=reconnect_timeout,
                             input=not no_input, audio=not no_audio, clipboard=clipboard,
                             mic=mic)
     client = Client(options, log=lambda line: click.echo(line, err=True))

@@ -51,6 +51,9 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
               show_default=True, help="Seconds between the one-line figures.")
 @click.option("--stats-json", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Append each report to this file as one JSON object per line.")
+@click.option("--frame-trace", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Append one JSON line per frame sent with every stage's stamp "
+                   "(for bench/bench_glass.py).")
 @click.option("--sessions", type=click.IntRange(1), default=None,
               help="Exit after serving this many clients (default: serve forever).")
 @click.option("--pair", is_flag=True,
@@ -92,8 +95,8 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
                    "so `rootstream connect` finds this host without an address. Never on "
                    "loopback, never with --insecure.")
 def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing,
-         fec, bind, port, stats_interval, stats_json, sessions, pair, insecure, force, input_,
-         audio, mic, clipboard, host_name, announce):
+         fec, bind, port, stats_interval, stats_json, frame_trace, sessions, pair, insecure,
+         force, input_, audio, mic, clipboard, host_name, announce):
     """Share this machine's screen with one client at a time.
 
     Waits for `rootstream connect` from another machine, streams to it, and
@@ -109,7 +112,8 @@ def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrat
                           min_bitrate=int(min(min_bitrate, bitrate) * 1_000_000),
                           adaptive=adapt, pacing=pacing,
                           bind=bind, port=port, stats_interval=stats_interval,
-                          stats_json=stats_json, max_sessions=sessions, pair=pair,
+                          stats_json=stats_json, frame_trace=frame_trace,
+                          max_sessions=sessions, pair=pair,
                           insecure=insecure, input=input_, audio=audio, clipboard=clipboard,
                           mic=mic,
                           host_name=host_name or default_host_name())

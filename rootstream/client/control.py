@@ -159,6 +159,8 @@ class Client:
             self.transport.close()
             if self.json:
                 self.json.close()
+            if self.figures.trace is not None:
+                self.figures.trace.close()
         self.result.reason = self._reason
         return self.result
 

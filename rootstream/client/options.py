@@ -20,6 +20,9 @@ class ClientOptions:
     stats_json: str | None = None
     read_markers: bool = True  # read the test pattern's frame number and capture time
     same_clock: bool = False  # host on this machine: marker capture time is on our clock
+    # With same_clock: a JSON line per new marker with every stage's stamp
+    # (rootstream.client.report.FrameTrace), where a slow change spent its time.
+    frame_trace: str | None = None
     client_name: str = ""
     decoder: str = "auto"
     # What to ask the host for (0: its choice).  A test-pattern host takes the

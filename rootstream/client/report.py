@@ -10,6 +10,7 @@ overlay); ``report`` at the report interval and at the end.
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -29,6 +30,8 @@ class ClientFigures:
         # the receiver and decode stages, services, log, the JSON writer.
         self.client = client
         self._present_ring: list[int] = []
+        path = client.options.frame_trace
+        self.trace = FrameTrace(path) if path and client.options.same_clock else None
 
     def account(self, decoded: Decoded) -> None:
         client = self.client
@@ -60,6 +63,8 @@ class ClientFigures:
                     age = (now_ms - marker.capture_ms) & 0xFFFFFFFF
                     if age < 10_000:
                         stats.record("glass", age * 1_000_000)
+                    if self.trace is not None:
+                        self.trace.shown(marker, frame, stamps)
 
     def live_figures(self) -> dict:
         """Cumulative figures for the stats overlay; any thread, resets nothing."""
@@ -110,6 +115,36 @@ class ClientFigures:
         client.log(format_report(report))
         if client.json is not None:
             client.json.write(report)
+
+
+class FrameTrace:
+    """The first picture of each new marker, every stamp on its way, one JSON line each.
+
+    Host and client share the machine's monotonic clock (``--same-clock``),
+    so the painter's stamp in the marker (ms), the host's capture (ms, from
+    the ROOT header), capture -> encoded (µs, from the fragment header) and
+    the client's own stamps (ns) line up: bench/bench_glass.py joins them
+    with the observer's figure for the same marker to see where a slow
+    change spent its time.
+    """
+
+    def __init__(self, path: str):
+        self._file = open(path, "a", buffering=1)  # noqa: SIM115 - closed by close()
+        self._last = None
+
+    def shown(self, marker, frame, stamps) -> None:
+        if marker.frame_number == self._last:
+            return
+        self._last = marker.frame_number
+        self._file.write(json.dumps({
+            "marker": marker.frame_number, "painted_ms": marker.capture_ms,
+            "frame_id": frame.frame_id, "captured_ms": frame.capture_ms,
+            "host_us": frame.host_us, "received_ns": stamps.received,
+            "assembled_ns": stamps.assembled, "decoded_ns": stamps.decoded,
+            "presented_ns": stamps.presented}) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _read_marker(picture):

@@ -25,6 +25,10 @@ DECODERS: dict[str, str | None] = {
 }
 
 
+# Slice threads of the software decoder; 0: one per core, all working on
+# slices of the same frame.  bench_glass's rootstream-dec1 sets 1.
+DECODE_THREADS = 0
+
 class VideoDecoder:
     """A PyAV decoder for one H.264 or HEVC stream; one thread feeds it."""
 
@@ -61,7 +65,7 @@ class VideoDecoder:
             )
         ctx.flags |= Flags.low_delay
         ctx.thread_type = "SLICE"
-        ctx.thread_count = 0  # one per core, all working on slices of the same frame
+        ctx.thread_count = DECODE_THREADS
         try:
             ctx.open()
         except av.error.FFmpegError as exc:

@@ -16,6 +16,9 @@ class X264Encoder(VideoEncoder):
 
     name = "x264"
     codec_names = {"h264": "libx264"}
+    # x264's threads, each coding slices of the same frame; 0: x264's choice
+    # (one per core with sliced threads).  bench_glass's rootstream-x264t1 sets 1.
+    THREADS = 0
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -31,6 +34,7 @@ class X264Encoder(VideoEncoder):
             "rc-lookahead=0",
             "sync-lookahead=0",
             "sliced-threads=1",  # threads split one frame, never delay it
+            *([f"threads={cls.THREADS}"] if cls.THREADS else []),
             "repeat-headers=1",  # SPS/PPS before each IDR
             "colorprim=bt709:transfer=bt709:colormatrix=bt709:range=tv",
         ])

@@ -66,6 +66,7 @@ class HostOptions:
     fec_share: float = 0.2
     stats_interval: float = 5.0
     stats_json: str | None = None
+    frame_trace: str | None = None  # a JSON line per frame sent, every stamp (bench_glass)
     max_sessions: int | None = None  # stop after this many sessions (tests, benchmarks)
     host_name: str = ""
     insecure: bool = False  # no handshake, nothing sealed: for measuring only

@@ -15,6 +15,7 @@ them to the objects it owns before its next frame.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ HOST_STAGES = ("convert", "encode", "send", "host")
 class _PendingFrame:
     frame: object  # av.VideoFrame from the converter's pool
     stamps: HostStamps
+    taken_ns: int = 0  # when the encode thread took it from the mailbox
 
 
 class VideoPipeline:
@@ -89,6 +91,10 @@ class VideoPipeline:
         self._want_picture = threading.Event()
         self._mailbox: Mailbox[_PendingFrame] = Mailbox("encode")
         self._threads: list[threading.Thread] = []
+        # --frame-trace: each frame's stamps, joined with the client's trace by
+        # frame id, to see where a slow frame waited (bench/glass_trace.py).
+        trace = getattr(options, "frame_trace", None)
+        self._trace = open(trace, "a", buffering=1) if trace else None  # noqa: SIM115
         # Why the picture stopped for good (a compositor that ended the session,
         # a broken encoder, a bug in a stage), so the host says bye with
         # ByeReason.ERROR and the command exits non-zero: a service manager
@@ -114,6 +120,8 @@ class VideoPipeline:
     def close(self) -> None:
         self.capture.close()
         self.encoder.close()
+        if self._trace is not None:
+            self._trace.close()
 
     def request_keyframe(self) -> None:
         """An IDR from the current picture, even if the screen is still."""
@@ -194,6 +202,8 @@ class VideoPipeline:
         try:
             while not stop.is_set():
                 pending = self._mailbox.take(timeout=0.1)
+                if pending is not None:
+                    pending.taken_ns = time.monotonic_ns()
                 address = destination()
                 if pending is None or address is None:
                     continue
@@ -221,8 +231,14 @@ class VideoPipeline:
         units = self.encoder.encode(pending.frame, force_keyframe=force)
         stamps = pending.stamps
         stamps.encoded = time.monotonic_ns()
+        frame_id = self.sender.fragmenter.next_frame_id
         size = self.sender.send_frame(units, stamps, (address,),
                                       bitrate_bps=self.encoder.bitrate, fps=self._stream[2])
+        if units and self._trace is not None:
+            self._trace.write(json.dumps({
+                "frame_id": frame_id, "captured_ns": stamps.captured,
+                "converted_ns": stamps.converted, "taken_ns": pending.taken_ns,
+                "encoded_ns": stamps.encoded, "sent_ns": stamps.sent}) + "\n")
         if units:
             self.stats.frame(size)
             self.stats.record("convert", stamps.converted - stamps.captured)
