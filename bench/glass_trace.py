@@ -20,8 +20,9 @@ With the host's own trace (``rootstream host --frame-trace``, joined by
 frame id) the host's part is exact and finer: ``wait`` to the capture
 stamp (ns), ``convert`` (the screen read and BGRX -> NV12), ``mailbox``
 (waiting for the encode thread, busy with the frame before), ``encode``,
-``send`` (fragments, FEC, pacing) and ``to client`` from the last datagram
-sent.
+``send`` (fragments, FEC, pacing: the host's ``sent`` stamp follows the
+parity datagrams too) and ``to client`` from there to the frame complete on
+the client (a little below 0 when the data alone completed it first).
 
 ``breakdown`` gives each span's median over all changes and over the slowest
 5 % (those at or above the observer's p95), so a tail shows where it comes from.
