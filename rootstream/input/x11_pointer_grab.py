@@ -47,7 +47,7 @@ XID XCreatePixmapCursor(void *dpy, XID source, XID mask, XColor *fg, XColor *bg,
 int XFreeCursor(void *dpy, XID cursor);
 int XFlush(void *dpy);
 
-/* XInput2 (XInput2.h), up to the fields read here; tests/test_x11_pointer_grab.py
+/* XInput2 (XInput2.h), up to the fields read here; tests/test_input_x11_pointer_capture.py
    compiles the header and compares the offsets. */
 typedef struct { int mask_len; unsigned char *mask; double *values; } XIValuatorState;
 typedef struct { int type; unsigned long serial; int send_event; void *display;
