@@ -209,9 +209,9 @@ class Host:
         viewer.last_heard = now
         first = self.viewers.is_first(viewer)
         if isinstance(message, IdrRequest):
-            # Requests coalesce: every one made before the next frame is encoded
-            # is served by that one keyframe, whoever asked.
-            self.video.request_keyframe()
+            # Requests coalesce: every one made before the next frame is encoded,
+            # or just after an IDR went out, is served by that one, whoever asked.
+            self.video.request_keyframe(coalesce=True)
             self.stats.count("idr_requests")
         elif isinstance(message, StatsReport):
             viewer.last_stats = message
@@ -274,7 +274,10 @@ class Host:
             session.info = replace(session.info, peer_capabilities=hello.capabilities)
             if self.audio is not None and first:
                 self.audio.session_started(session.info, self._audio_sender())
-        self.video.request_keyframe()
+        if not (self.video.refreshes and len(self.viewers) > 1):
+            # A refreshing host lets a viewer joining others wait for the next
+            # refresh cycle: a keyframe would cost every viewer a large frame.
+            self.video.request_keyframe()
 
     def _start_session(self, hello: Hello, address, now: float) -> Viewer | None:
         """A new viewer from its first hello, or None when it is refused."""
@@ -327,6 +330,8 @@ class Host:
         caps = Capability.H264 if self.options.codec == "h264" else Capability.HEVC
         if self.options.fec_share > 0:
             caps |= Capability.FEC
+        if self.video.refreshes:
+            caps |= Capability.REFRESH
         if self.audio is not None and self.audio.available:
             caps |= Capability.AUDIO
         if any(service.can_inject() for service in self.services if hasattr(service, "can_inject")):
@@ -419,6 +424,11 @@ class Host:
         if video.sender.pacer is not None:
             self.stats.set_total("paced_frames", video.sender.frames_paced)
         self.stats.set_total("fec_percent", round(video.fec_share * 100))
+        self.stats.set_total("keyframes_sent", video.sender.keyframes_sent)
+        if video.refreshes:
+            self.stats.set_total("refresh_cycles", video.sender.refresh_starts_sent)
+        if video.keyframes_coalesced:
+            self.stats.set_total("keyframes_coalesced", video.keyframes_coalesced)
         report = self.stats.report()
         client = self.last_client_stats
         if client is not None:
