@@ -29,6 +29,7 @@ from dataclasses import replace
 from rootstream.crypto.seal import SEAL_OVERHEAD
 from rootstream.host.adaptive import AdaptiveBitrate
 from rootstream.host.options import HostOptions, open_gate
+from rootstream.host.room_policy import RoomPolicy
 from rootstream.host.video import HOST_STAGES, VideoPipeline
 from rootstream.host.viewers import Viewer, Viewers
 from rootstream.machine import describe_machine, process_cpu_ns
@@ -107,11 +108,13 @@ class Host:
             raise
         self.machine = describe_machine()  # told to clients in the config
         self.host_name = options.host_name or socket.gethostname()
+        # The parity share: the first viewer's need, raised within a bound for others.
+        self.room = RoomPolicy(options.fec_share, apply_fec=self.video.set_fec_share, log=log)
         if options.adaptive:
             self.services.append(AdaptiveBitrate(
                 options.bitrate, options.min_bitrate, apply=self.video.set_bitrate,
                 sent_bytes=self._first_sent_bytes,
-                apply_fec=self.video.set_fec_share, fec_share=options.fec_share, log=log))
+                apply_fec=self.room.first_fec, fec_share=options.fec_share, log=log))
 
     # -- the control channel ---------------------------------------------------------------
 
@@ -217,6 +220,8 @@ class Host:
             viewer.last_stats = message
             if first:
                 self.last_client_stats = message
+            else:
+                self.room.report(viewer, message)
         elif isinstance(message, Ping):
             self._answer_ping(message, address)
         elif isinstance(message, Bye):
@@ -366,6 +371,7 @@ class Host:
         if reason is not None:
             self._send_control(Bye(reason), session.address)
         was_first = self.viewers.remove(session)
+        self.room.forget(session)
         self.transport.forget(session.address)
         if session.outlet is not None:
             session.outlet.close()
@@ -377,6 +383,7 @@ class Host:
         if was_first and successor is not None:
             # The next viewer is the first now: sent inline, its input injected,
             # its reports steering the rate.  The stream itself does not change.
+            self.room.forget(successor)
             outlet, successor.outlet = successor.outlet, None
             if outlet is not None:
                 outlet.close()
