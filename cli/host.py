@@ -58,11 +58,12 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
                    "encode, each in its own encrypted session. The first one's wishes set "
                    "the stream and only its input is injected; the next client past the "
                    "limit is told the host is full.")
-@click.option("--refresh-ms", type=click.IntRange(0, 2000), default=0, show_default=True,
+@click.option("--refresh-ms", type=click.IntRange(0, 300), default=0, show_default=True,
               help="Recover viewers by intra refresh instead of keyframes: a band of "
                    "fresh blocks sweeps the picture every this many milliseconds, and a "
                    "viewer that joins or loses a frame shows the picture once a sweep has "
-                   "passed, without a keyframe for everyone (x264, x265, nvenc). 0: off.")
+                   "passed, without a keyframe for everyone (x264, x265, nvenc). At most "
+                   "300: a client waits 1 s for sweeps before it asks for a keyframe. 0: off.")
 @click.option("--pair", is_flag=True,
               help="Show a one-time pairing code; a client runs `rootstream pair THIS-HOST` "
                    "and types it. Only paired clients (and this machine) may connect.")

@@ -6,12 +6,21 @@ from __future__ import annotations
 import threading
 import time
 
-from rootstream.client.video import REFRESH_FALLBACK_S, DecodeStage, KeyframeRule
+import numpy as np
+
+from rootstream.capture.pattern import PatternCapture
+from rootstream.client.video import (
+    REFRESH_FALLBACK_S,
+    DecodeStage,
+    KeyframeRule,
+    RefreshHold,
+)
+from rootstream.convert import NV12Converter
 from rootstream.decode import open_decoder
 from rootstream.encode import open_encoder, pattern_nv12
 from rootstream.encode.base import has_idr
 from rootstream.protocol import IdrReason, VideoFragmenter
-from rootstream.protocol.reassembly import Reassembler
+from rootstream.protocol.reassembly import AssembledFrame, Reassembler
 from rootstream.stats import StatsCollector
 
 W, H, CYCLE = 320, 192, 8
@@ -73,7 +82,7 @@ def _assembled(units, reassembler, fragmenter, skip: set[int]):
 
 
 def test_a_client_that_lost_a_reference_shows_nothing_until_the_refresh_completes():
-    units = _units(4 * CYCLE)
+    units = _units(6 * CYCLE)
     lost = CYCLE + 2  # inside the second cycle
     frames = _assembled(units, Reassembler(), VideoFragmenter(fec_share=0.0), {lost})
     stats = StatsCollector("client", ("decode",))
@@ -98,9 +107,45 @@ def test_a_client_that_lost_a_reference_shows_nothing_until_the_refresh_complete
         stop.set()
         stage.close()
     # Shown: the first cycle and the frame after it up to the loss; then
-    # nothing until the cycle after the loss (starting at 2*CYCLE) completes.
+    # nothing before two cycles from the recovery point after the loss (at
+    # 2*CYCLE: RefreshHold), and from there on every frame.
     resumed = [i for i in shown if i > lost]
     assert shown[:lost] == list(range(lost)), shown
-    assert resumed and resumed[0] >= 2 * CYCLE + CYCLE - 1, shown
+    assert resumed == list(range(4 * CYCLE - 1, 6 * CYCLE)), shown
     assert stats.totals.get("resumed_at_refresh") == 1, stats.totals
     assert stats.totals.get("corrupt_pictures", 0) == 0
+
+
+def test_after_a_resume_at_any_cycle_only_pictures_equal_to_a_clean_decode_are_shown():
+    """x264's wave sometimes ends a cycle late (every eighth cycle at 6 frames
+    a cycle, 720p test pattern): FFmpeg's recovery count alone would show
+    stale blocks there; RefreshHold must not."""
+    width, height, cycle = 1280, 720, 6
+    capture = PatternCapture(width=width, height=height, fps=60)
+    converter = NV12Converter(width, height, capture.pixel_format, pool_size=4)
+    with open_encoder("x264", width=width, height=height, fps=60, bitrate=10_000_000,
+                      refresh=cycle) as encoder:
+        units = [encoder.encode(converter.convert(capture.grab(timeout=1, force=True)))[0]
+                 for _ in range(17 * cycle)]
+    clean = open_decoder("software")
+    reference = [clean.decode(u.data)[0].to_ndarray() for u in units]
+    starts = [i for i, u in enumerate(units) if u.refresh_start]
+    shown_from = []
+    for start in starts[:-2]:
+        decoder = open_decoder("software")
+        decoder.decode(units[0].data)  # a client with state, then a loss
+        decoder.flush()
+        hold = RefreshHold()
+        hold.resume(start)
+        for index in range(start, len(units)):
+            frame = AssembledFrame(index, bytearray(), False, 0, 0, 0, 0, False, 0,
+                                   units[index].refresh_start)
+            visible = hold.allows(frame)
+            for picture in decoder.decode(units[index].data):
+                if visible:
+                    assert np.array_equal(picture.to_ndarray(), reference[index]), \
+                        f"resumed at {start}: picture {index} is not the clean one"
+                    shown_from.append(index - start)
+            if index - start > 3 * cycle:
+                break
+    assert set(shown_from) >= {2 * cycle - 1}  # shown from two cycles on, every time

@@ -20,9 +20,10 @@ A host that refreshes (Capability.REFRESH: x264's intra refresh, the
 hardware encoders' equivalents) sends no keyframes after the first; a
 client that joined late or lost a reference resumes at the next refresh
 cycle's first frame instead (a recovery point, with the parameter sets).
-The decoder is flushed there, so FFmpeg shows nothing until the cycle has
-refreshed every block (it withholds pictures up to the recovery point's
-frame count): never a picture built on a missing reference.  Such a client
+The decoder is flushed there, so FFmpeg shows nothing until the recovery
+point's frame count has passed, and :class:`RefreshHold` hides one cycle
+more (x264's wave does not always finish in the cycle it announces): never a
+picture built on a missing reference.  Such a client
 asks for a keyframe only when no cycle came for ``REFRESH_FALLBACK_S``, so
 one viewer's loss costs the others no keyframe.
 """
@@ -98,6 +99,49 @@ class KeyframeRule:
         return reason
 
 
+class RefreshHold:
+    """After resuming at a refresh cycle's first frame: which pictures may show.
+
+    FFmpeg withholds pictures until the recovery point's frame count has
+    passed, but x264's refresh wave does not always finish within the cycle it
+    announces: with the 720p test pattern at 6 and 10 frames a cycle, every
+    eighth cycle still had stale blocks until the end of the next one (clean
+    from start + 2 cycles - 1; tests/test_refresh.py).  So a resumed client
+    shows nothing before two cycles from where it started, the cycle's length
+    read off the next recovery point's frame id.
+    """
+
+    def __init__(self) -> None:
+        self._start: int | None = None
+        self._next: int | None = None
+
+    @property
+    def holding(self) -> bool:
+        return self._start is not None
+
+    def resume(self, frame_id: int) -> None:
+        self._start, self._next = frame_id, None
+
+    def clear(self) -> None:
+        """A keyframe: a clean start, nothing to hold back."""
+        self._start = self._next = None
+
+    def allows(self, frame: AssembledFrame) -> bool:
+        """Whether this frame's picture may be shown (called once per frame, in order)."""
+        if self._start is None:
+            return True
+        if frame.refresh_start and frame.frame_id != self._start and self._next is None:
+            self._next = frame.frame_id
+        if self._next is None:
+            return False
+        cycle = (self._next - self._start) & 0xFFFFFFFF
+        past = (frame.frame_id - self._next) & 0xFFFFFFFF
+        if cycle - 1 <= past < 1 << 31:
+            self.clear()
+            return True
+        return False
+
+
 @dataclass
 class Decoded:
     picture: object  # av.VideoFrame
@@ -111,6 +155,7 @@ class DecodeStage:
         self._queue: queue.Queue[AssembledFrame] = queue.Queue(DECODE_QUEUE)
         self.pictures: Mailbox[Decoded] = Mailbox("present")
         self.keyframes = KeyframeRule()
+        self.refresh_hold = RefreshHold()
         self.ready = threading.Event()  # the decoder is open: frames are worth queueing
         self.decoded_frame_id = 0  # the newest frame decoded, told in keyframe requests
         self._thread: threading.Thread | None = None
@@ -168,15 +213,19 @@ class DecodeStage:
                     # Start over at the cycle: FFmpeg withholds pictures until the
                     # refresh completes, so nothing damaged is ever shown.
                     decoder.flush()
+                    self.refresh_hold.resume(frame.frame_id)
                     self.stats.count("resumed_at_refresh")
                 elif not frame.keyframe:
                     self.stats.count("skipped_waiting_keyframe")
                     continue
                 self.keyframes.satisfied()
+            if frame.keyframe:
+                self.refresh_hold.clear()
             self._decode(decoder, frame)
 
     def _decode(self, decoder, frame: AssembledFrame) -> None:
         stamps = ClientStamps(received=frame.first_ns, assembled=frame.assembled_ns)
+        visible = self.refresh_hold.allows(frame)
         try:
             pictures = decoder.decode(bytes(frame.data))
         except DecodeError:
@@ -190,6 +239,9 @@ class DecodeStage:
                 # FFmpeg concealed damage: never show it, start over from a keyframe.
                 self.stats.count("corrupt_pictures")
                 self.keyframes.want()
+                continue
+            if not visible:
+                self.stats.count("hidden_refreshing")
                 continue
             self.stats.frame(len(frame.data))
             self.pictures.put(Decoded(picture, frame, stamps))
