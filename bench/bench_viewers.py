@@ -20,13 +20,16 @@ Three measurements, on loopback, each row with the load average at its end
   refresh (``--refresh-ms``: no IDR; the joiner waits for a sweep).  Also the
   IDRs the host sent meanwhile, i.e. what the sink received.  Target: the
   first picture within 300 ms.
+- **cost**: what refresh costs a lone viewer, in this process: x264 encode
+  time, mean and largest frame, and PSNR of the decoded luma at the same
+  bitrate, with one recovery mid-way (an IDR, or nothing with refresh).
 - **bursty loss**: one viewer through the lossy relay with Gilbert-Elliott
   loss (1 % chance to enter a burst, mean burst 8 datagrams) both ways, with
   and without refresh recovery; run by bench/bench_loss.py's case runner
   (shown/sent, longest freeze after warm-up, intact pictures only).
   Target: >= 95 % shown, no freeze over 150 ms.
 
-``python bench/bench_viewers.py [--seconds 8] [--part fanout|join|loss]``
+``python bench/bench_viewers.py [--seconds 8] [--part fanout|join|cost|loss]``
 prints the tables; ``python -m pytest bench/bench_viewers.py -s`` the same.
 """
 
@@ -44,10 +47,15 @@ import time
 from pathlib import Path
 
 import bench_loss
+import numpy as np
 from conftest import CpuWindow, Spawned, free_udp_port, last_report, machine_lines
 
+from rootstream.capture.pattern import PatternCapture
 from rootstream.client import Client, ClientOptions
-from rootstream.session import ClientService
+from rootstream.convert import NV12Converter
+from rootstream.decode import open_decoder
+from rootstream.encode import open_encoder
+from rootstream.host.video import refresh_frames
 from rootstream.testing.impair import GilbertElliott, Impairment
 
 SIZE, FPS, BITRATE_MBPS = "1280x720", 60, 10
@@ -55,6 +63,7 @@ SECONDS = 8.0
 COUNTS = (1, 2, 4, 8)
 JOINS = 5
 REFRESH_MS = 100
+PARTS = ["fanout", "join", "cost", "loss"]
 SINK = Path(__file__).with_name("viewer_sink.py")
 BURSTY = Impairment(burst=GilbertElliott(p_good_to_bad=0.01, p_bad_to_good=1 / 8))
 
@@ -91,22 +100,11 @@ def _finish(sinks: list[subprocess.Popen]) -> list[dict]:
     return results
 
 
-class _FirstPicture(ClientService):
-    name = "first-picture"
-
-    def __init__(self) -> None:
-        self.first_ns: int | None = None
-
-    def frame_presented(self, frame, presented_ns: int) -> None:
-        if self.first_ns is None:
-            self.first_ns = presented_ns
-
-
-def _client(port: int, seconds: float, services=()) -> Client:
+def _client(port: int, seconds: float) -> Client:
     return Client(ClientOptions(host=("127.0.0.1", port), present="null", seconds=seconds,
                                 stats_interval=3600, same_clock=True, audio=False,
                                 input=False),
-                  log=lambda line: None, services=list(services))
+                  log=lambda line: None)
 
 
 def fanout_case(viewers: int, seconds: float, log_dir: Path) -> dict:
@@ -150,12 +148,11 @@ def join_case(refresh_ms: int, joins: int, log_dir: Path) -> dict:
         time.sleep(1.0)
         before = _keyframes_sent(host)
         for _ in range(joins):
-            first = _FirstPicture()
-            client = _client(host.port, 2.0, [first])
+            client = _client(host.port, 2.0)
             started = time.monotonic_ns()
             client.run()
-            if first.first_ns is not None:
-                waits.append((first.first_ns - started) / 1e6)
+            if client.result.first_picture_ns is not None:
+                waits.append((client.result.first_picture_ns - started) / 1e6)
             shown.append(client.result.frames_presented)
             time.sleep(1.5)  # the host forgets the joiner before the next one
         after = _keyframes_sent(host)
@@ -183,6 +180,46 @@ def loss_cases(seconds: float, log_dir: Path) -> list[tuple[bench_loss.Figures, 
             for name in ("bursty-GE-1%-8", "bursty-GE-1%-8-refresh")]
 
 
+def cost_case(refresh_ms: int, frames: int = 240) -> dict:
+    """What refresh costs a lone viewer, in-process: x264 on the 720p test pattern at
+    10 Mbit/s, one recovery in the middle (an IDR, or nothing: the sweeps go on)."""
+    width, height = (int(v) for v in SIZE.split("x"))
+    capture = PatternCapture(width=width, height=height, fps=FPS)
+    converter = NV12Converter(width, height, capture.pixel_format, pool_size=4)
+    decoder = open_decoder("software")
+    times, sizes, psnr = [], [], []
+    with open_encoder("x264", width=width, height=height, fps=FPS,
+                      bitrate=BITRATE_MBPS * 1_000_000,
+                      refresh=refresh_frames(FPS, refresh_ms)) as encoder:
+        for index in range(frames):
+            source = converter.convert(capture.grab(timeout=1, force=True))
+            start = time.perf_counter()
+            (unit,) = encoder.encode(source, force_keyframe=not refresh_ms and
+                                     index == frames // 2)
+            times.append((time.perf_counter() - start) * 1000)
+            sizes.append(len(unit.data))
+            (picture,) = decoder.decode(unit.data)
+            original = source.to_ndarray()[:height].astype(np.float64)
+            error = np.mean((picture.to_ndarray()[:height].astype(np.float64) - original) ** 2)
+            psnr.append(10 * np.log10(255 ** 2 / max(error, 1e-9)))
+    steady = sizes[FPS:]  # past the first IDR
+    return {"mode": f"refresh {refresh_ms} ms" if refresh_ms else "keyframes",
+            "encode_p50": statistics.median(times),
+            "encode_p99": sorted(times)[int(len(times) * 0.99)],
+            "mean_kb": statistics.mean(steady) / 1000, "largest_kb": max(steady) / 1000,
+            "psnr": statistics.mean(psnr[FPS:]), "load": _load()}
+
+
+def cost_table(rows: list[dict]) -> list[str]:
+    lines = [f"{'recovery':<16} {'encode p50':>10} {'p99 ms':>7} {'frame KB':>9} "
+             f"{'largest KB':>10} {'PSNR Y dB':>9} load average"]
+    for r in rows:
+        lines.append(f"{r['mode']:<16} {r['encode_p50']:>10.2f} {r['encode_p99']:>7.2f} "
+                     f"{r['mean_kb']:>9.1f} {r['largest_kb']:>10.1f} {r['psnr']:>9.2f} "
+                     f"{r['load']}")
+    return lines
+
+
 def fanout_table(rows: list[dict]) -> list[str]:
     base = rows[0]
     lines = [f"{'viewers':>7} {'host CPU %':>10} {'/extra':>7} {'RSS MB':>7} {'/extra':>7} "
@@ -195,7 +232,7 @@ def fanout_table(rows: list[dict]) -> list[str]:
         ratio = r["p50"] / base["p50"] if base["p50"] else 0.0
         lines.append(f"{r['viewers']:>7} {r['cpu_percent']:>10.1f} {per_cpu:>7.1f} "
                      f"{r['rss_mb']:>7.1f} {per_rss:>7.1f} {r['p50']:>7.1f} {r['p99']:>7.1f} "
-                     f"{ratio:>6.2f} {r['send_p50']:>8.2f} {r['shown']:>5}/{r['sent']:<5} "
+                     f"{ratio:>6.2f} {r['send_p50']:>8.2f} {r['shown']:>5.0f}/{r['sent']:<5.0f} "
                      f"{r['load']}")
     return lines
 
@@ -215,7 +252,15 @@ def loss_table(rows) -> list[str]:
                                             in zip(lines[1:], rows, strict=True)]
 
 
-def run(parts: list[str], seconds: float) -> list[str]:
+def _median_row(rows: list[dict]) -> dict:
+    merged = dict(rows[-1])
+    for key, value in rows[-1].items():
+        if isinstance(value, (int, float)) and key != "viewers":
+            merged[key] = statistics.median(r[key] for r in rows)
+    return merged
+
+
+def run(parts: list[str], seconds: float, repeats: int = 1) -> list[str]:
     lines = machine_lines()
     with tempfile.TemporaryDirectory(prefix="bench-viewers-") as tmp:
         log_dir = Path(tmp)
@@ -223,10 +268,19 @@ def run(parts: list[str], seconds: float) -> list[str]:
         os.environ["XDG_CONFIG_HOME"] = str(log_dir / "config")
         if "fanout" in parts:
             lines += ["", "fan-out, 720p60 10 Mbit/s, first viewer decoding, the rest sinks:"]
-            lines += fanout_table([fanout_case(n, seconds, log_dir) for n in COUNTS])
+            runs = [fanout_case(n, seconds, log_dir) for _ in range(repeats) for n in COUNTS]
+            lines += fanout_table([_median_row([r for r in runs if r["viewers"] == n])
+                                   for n in COUNTS])
+            if repeats > 1:
+                lines.append(f"(medians of {repeats} runs, taken in turn; the load average "
+                             "is the last run's)")
         if "join" in parts:
             lines += ["", "a viewer joining one already watching (720p60 10 Mbit/s):"]
             lines += join_table([join_case(ms, JOINS, log_dir) for ms in (0, REFRESH_MS)])
+        if "cost" in parts:
+            lines += ["", "what refresh costs one viewer (x264, 720p60 10 Mbit/s, in-process; "
+                          "one recovery mid-way):"]
+            lines += cost_table([cost_case(ms) for ms in (0, REFRESH_MS)])
         if "loss" in parts:
             lines += ["", f"bursty loss (Gilbert-Elliott 1 % entry, mean burst 8), "
                           f"refresh {REFRESH_MS} ms vs keyframes:"]
@@ -235,7 +289,7 @@ def run(parts: list[str], seconds: float) -> list[str]:
 
 
 def test_bench_viewers(capsys):
-    lines = run(["fanout", "join", "loss"], SECONDS)
+    lines = run(PARTS, SECONDS)
     with capsys.disabled():
         print()
         for line in lines:
@@ -245,10 +299,10 @@ def test_bench_viewers(capsys):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=SECONDS)
-    parser.add_argument("--part", action="append", choices=["fanout", "join", "loss"],
-                        dest="parts")
+    parser.add_argument("--part", action="append", choices=PARTS, dest="parts")
+    parser.add_argument("--repeats", type=int, default=1, help="fan-out runs per count")
     args = parser.parse_args()
-    for line in run(args.parts or ["fanout", "join", "loss"], args.seconds):
+    for line in run(args.parts or PARTS, args.seconds, args.repeats):
         print(line, flush=True)
 
 

@@ -15,29 +15,14 @@ import sys
 import time
 
 from rootstream.client import Client, ClientOptions
-from rootstream.session import ClientService
-
-
-class _FirstPicture(ClientService):
-    """Notes when the first picture was shown."""
-
-    name = "first-picture"
-
-    def __init__(self) -> None:
-        self.first_ns: int | None = None
-
-    def frame_presented(self, frame, presented_ns: int) -> None:
-        if self.first_ns is None:
-            self.first_ns = presented_ns
 
 
 def main() -> None:
     host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     started = time.monotonic_ns()
-    first = _FirstPicture()
     client = Client(ClientOptions(host=(host, port), present="null", seconds=seconds,
                                   stats_interval=60, audio=False, input=False),
-                    log=lambda line: None, services=[first])
+                    log=lambda line: None)
     client.run()
     result, totals = client.result, client.stats.totals
     markers = list(result.markers)
@@ -52,7 +37,8 @@ def main() -> None:
         "keyframes_received": totals.get("keyframes_received", 0),
         "resumed_at_refresh": totals.get("resumed_at_refresh", 0),
         "idr_requests": totals.get("idr_requests", 0),
-        "first_picture_ms": None if first.first_ns is None else (first.first_ns - started) / 1e6,
+        "first_picture_ms": None if result.first_picture_ns is None
+        else (result.first_picture_ns - started) / 1e6,
         "longest_freeze_ms": result.longest_freeze_ms,
     }), flush=True)
 
