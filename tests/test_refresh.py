@@ -9,17 +9,14 @@ import time
 import numpy as np
 
 from rootstream.capture.pattern import PatternCapture
-from rootstream.client.video import (
-    REFRESH_FALLBACK_S,
-    DecodeStage,
-    KeyframeRule,
-    RefreshHold,
-)
+from rootstream.client.video import DecodeStage, RefreshHold
 from rootstream.convert import NV12Converter
 from rootstream.decode import open_decoder
 from rootstream.encode import open_encoder, pattern_nv12
 from rootstream.encode.base import has_idr
-from rootstream.protocol import IdrReason, VideoFragmenter
+from rootstream.host.room_policy import REFRESH_FALLBACK_S, RoomPolicy
+from rootstream.host.viewers import Viewer
+from rootstream.protocol import VideoFragmenter
 from rootstream.protocol.reassembly import AssembledFrame, Reassembler
 from rootstream.stats import StatsCollector
 
@@ -56,14 +53,22 @@ def test_the_refresh_flag_survives_fragmentation_and_reassembly():
         assert got is not None and got.refresh_start is refresh_start and not got.keyframe
 
 
-def test_a_refreshing_client_waits_for_a_cycle_before_asking_for_a_keyframe():
-    rule = KeyframeRule()
-    rule.refresh = True
-    now = time.monotonic()
-    rule.want(IdrReason.FRAME_LOST, urgent=True)
-    assert rule.due(now) is None
-    assert rule.due(now + REFRESH_FALLBACK_S / 2) is None
-    assert rule.due(now + REFRESH_FALLBACK_S + 0.01) == IdrReason.FRAME_LOST
+def test_a_refreshing_host_defers_a_keyframe_while_others_watch_and_not_forever():
+    policy = RoomPolicy(0.2, apply_fec=lambda share: None, log=lambda line: None)
+    viewer = Viewer(("127.0.0.1", 5000), 1, "tv", 0.0, 0.0)
+    now = 100.0
+
+    def asks(at: float, watching: int, refreshes: bool = True) -> bool:
+        return policy.keyframe_worth_it(viewer, watching=watching, refreshes=refreshes, now=at)
+
+    assert asks(now, watching=1)  # alone: a keyframe costs nobody else
+    assert asks(now, watching=3, refreshes=False)  # no refresh: keyframes it is
+    # With others watching, requests every 0.1 s wait for a sweep...
+    start = now + 5
+    waits = [asks(start + k * 0.1, watching=3) for k in range(int(REFRESH_FALLBACK_S * 10))]
+    assert not any(waits) and viewer.counts["keyframe_deferred"] == len(waits)
+    # ...until the viewer has asked for REFRESH_FALLBACK_S: a sweep was lost too.
+    assert asks(start + REFRESH_FALLBACK_S + 0.05, watching=3)
 
 
 def _assembled(units, reassembler, fragmenter, skip: set[int]):

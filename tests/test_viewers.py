@@ -25,6 +25,8 @@ from session_helpers import (
     wait_for_colour,
 )
 
+from rootstream.client import Client, ClientOptions
+from rootstream.errors import RootStreamError
 from rootstream.testing.impair import Impairment, LossyRelay
 
 PROBE = Path(__file__).with_name("viewer_probe.py")
@@ -95,6 +97,12 @@ def _pattern_host(port: int, tmp_path, *args: str) -> HostProcess:
     return host
 
 
+def _keyframes_sent(host: HostProcess) -> int:
+    """IDRs the host has put on the wire so far (its latest report)."""
+    counts = [int(n) for n in re.findall(r"keyframes_sent=(\d+)", host.log())]
+    return counts[-1] if counts else 0
+
+
 def test_a_lossy_viewer_and_a_killed_one_cost_the_healthy_viewers_no_frames(tmp_path,
                                                                            udp_port):
     host = _pattern_host(udp_port, tmp_path, "--viewers", "4")
@@ -117,9 +125,10 @@ def test_a_lossy_viewer_and_a_killed_one_cost_the_healthy_viewers_no_frames(tmp_
     finally:
         host.stop()
     for got in seen:
-        sent = got["received"] + got["lost"]
-        assert sent > 8 * 30 * 0.6, got
-        assert got["presented"] >= 0.98 * sent, got
+        # Every frame the host made from the viewer's first picture to its last
+        # (the pattern numbers them) was shown, whatever the others did.
+        assert got["span"] > 7 * 30 * 0.8, got
+        assert got["shown_in_span"] >= 0.98 * got["span"], got
         assert got["intact"], got
     # The lossy viewer kept watching, with intact pictures only.
     assert relay.counters["to_client"].dropped > 0
@@ -132,19 +141,42 @@ def test_a_viewer_joining_mid_stream_waits_for_a_refresh_cycle_not_a_keyframe(tm
     try:
         first = _probe(udp_port, 7)
         host.wait_for("1 watching")
-        time.sleep(2)  # the first viewer is streaming
+        time.sleep(2.5)  # the first viewer is streaming; its start-up keyframes are out
+        before = _keyframes_sent(host)
         joining = _result(_probe(udp_port, 3))
         watching = _result(first)
+        time.sleep(1.2)  # one more host report
     finally:
         host.stop()
     # The joining viewer showed intact pictures, starting at a refresh cycle...
     assert joining["presented"] > 30, joining
     assert joining["intact"] and joining["resumed_at_refresh"] >= 1, joining
-    assert joining["keyframes_received"] == 0 and joining["idr_requests"] == 0, joining
-    # ...and not one keyframe reached the viewer already watching (counted on
-    # its wire), nor left the host after the stream's first.
-    assert watching["keyframes_received"] <= 1, watching
-    assert watching["presented"] >= 0.98 * (watching["received"] + watching["lost"]) - 15
-    keyframes = [int(n) for n in re.findall(r"keyframes_sent=(\d+)", host.log())]
-    assert keyframes and max(keyframes) == 1, host.log()
+    assert joining["keyframes_received"] == 0, joining
+    # ...and not one keyframe left the host for the join (counted as they go on
+    # the wire), so the viewer already watching received none after its own.
+    assert before >= 1 and _keyframes_sent(host) == before, host.log()
+    assert watching["keyframes_received"] <= before, watching
+    assert watching["shown_in_span"] >= 0.98 * watching["span"], watching
     assert re.search(r"refresh_cycles=\d+", host.log())
+    assert "idr_deferred=" in host.log()  # the joiner asked; the host left it to the sweep
+
+
+def test_a_later_viewer_asking_other_settings_is_refused_with_a_message(tmp_path, udp_port):
+    """A bench phase that needs another frame rate while others watch would
+    measure the wrong stream: it is told so instead."""
+    host = _pattern_host(udp_port, tmp_path, "--viewers", "2")
+    try:
+        first = _probe(udp_port, 6)
+        host.wait_for("1 watching")
+        bench = Client(ClientOptions(host=("127.0.0.1", udp_port), present="null", seconds=3,
+                                     want_fps=60, audio=False, input=False),
+                       log=lambda line: None)
+        with pytest.raises(RootStreamError, match="other settings"):
+            bench.run()
+        # Asking nothing in particular, a later viewer gets what is streamed.
+        plain = _result(_probe(udp_port, 2))
+        watching = _result(first)
+    finally:
+        host.stop()
+    assert plain["presented"] > 0 and watching["presented"] > 0
+    assert "asked for other settings than the 640x360@30" in host.log()

@@ -34,6 +34,10 @@ def main() -> None:
         "intact": (totals.get("corrupt_pictures", 0) == 0
                    and len(markers) == min(result.frames_presented, len(markers))
                    and all(b > a for a, b in zip(markers, markers[1:], strict=False))),
+        # The pattern's frame numbers: from the first picture shown to the last,
+        # how many the host made and how many this viewer showed.
+        "span": markers[-1] - markers[0] + 1 if markers else 0,
+        "shown_in_span": len(markers),
         "keyframes_received": totals.get("keyframes_received", 0),
         "resumed_at_refresh": totals.get("resumed_at_refresh", 0),
         "idr_requests": totals.get("idr_requests", 0),

@@ -17,15 +17,16 @@ says ``want()``; the decoder skips to the next keyframe while it is wanted;
 the receive thread asks ``due(now)`` when to send the host a request.
 
 A host that refreshes (Capability.REFRESH: x264's intra refresh, the
-hardware encoders' equivalents) sends no keyframes after the first; a
-client that joined late or lost a reference resumes at the next refresh
-cycle's first frame instead (a recovery point, with the parameter sets).
+hardware encoders' equivalents) sends no periodic keyframes; a client that
+joined late or lost a reference resumes at whichever comes first, a keyframe
+or the next refresh cycle's first frame (a recovery point, with the
+parameter sets).  It asks for a keyframe as always: the host decides whether
+one is worth sending (rootstream.host.room_policy: not while others watch,
+unless this client has waited too long).
 The decoder is flushed there, so FFmpeg shows nothing until the recovery
 point's frame count has passed, and :class:`RefreshHold` hides one cycle
 more (x264's wave does not always finish in the cycle it announces): never a
-picture built on a missing reference.  Such a client
-asks for a keyframe only when no cycle came for ``REFRESH_FALLBACK_S``, so
-one viewer's loss costs the others no keyframe.
+picture built on a missing reference.
 """
 
 from __future__ import annotations
@@ -46,9 +47,6 @@ from rootstream.stats import StatsCollector
 
 DECODE_QUEUE = 4
 IDR_RETRY_S = 0.1  # repeat a keyframe request this often until one arrives
-# With a refreshing host: how long to wait for a refresh cycle before asking
-# for a keyframe after all (two cycles of the longest refresh the host offers).
-REFRESH_FALLBACK_S = 1.0
 
 
 class KeyframeRule:
@@ -59,9 +57,8 @@ class KeyframeRule:
         self._reason = IdrReason.FRAME_LOST
         self._urgent = False  # ask at the next check, retry interval or not
         self._last_request = 0.0
-        self._wanted_since = 0.0
-        # The host refreshes: a refresh cycle's first frame serves as well as a
-        # keyframe, and requests wait for REFRESH_FALLBACK_S (set from the config).
+        # The host refreshes (set from the config): a refresh cycle's first
+        # frame serves as well as a keyframe.
         self.refresh = False
 
     @property
@@ -72,8 +69,6 @@ class KeyframeRule:
         self._reason = reason
         if urgent:
             self._urgent = True
-        if not self._wanted.is_set():
-            self._wanted_since = time.monotonic()
         self._wanted.set()
 
     def satisfied(self) -> None:
@@ -89,8 +84,6 @@ class KeyframeRule:
         """
         if not self._wanted.is_set():
             return None
-        if self.refresh and now - self._wanted_since < REFRESH_FALLBACK_S:
-            return None  # the next refresh cycle serves; a keyframe would cost everyone
         if not self._urgent and now - self._last_request <= IDR_RETRY_S:
             return None
         self._urgent = False

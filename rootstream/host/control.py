@@ -214,8 +214,13 @@ class Host:
         if isinstance(message, IdrRequest):
             # Requests coalesce: every one made before the next frame is encoded,
             # or just after an IDR went out, is served by that one, whoever asked.
-            self.video.request_keyframe(coalesce=True)
+            # With refresh, one viewer's request costs the others nothing.
             self.stats.count("idr_requests")
+            if self.room.keyframe_worth_it(viewer, watching=len(self.viewers),
+                                           refreshes=self.video.refreshes, now=now):
+                self.video.request_keyframe(coalesce=True)
+            else:
+                self.stats.count("idr_deferred")
         elif isinstance(message, StatsReport):
             viewer.last_stats = message
             if first:
@@ -291,7 +296,7 @@ class Host:
             busy = self.viewers.limit == 1
             self._send_control(Bye(ByeReason.BUSY if busy else ByeReason.FULL), address)
             self.stats.count("refused_busy" if busy else "refused_full")
-            return None
+            return self._refused(address)
         if self.options.max_sessions is not None and (
                 self.sessions_served >= self.options.max_sessions):
             return None
@@ -302,7 +307,7 @@ class Host:
                      f"{self.video.describe_stream()} others watch; refused")
             self._send_control(Bye(ByeReason.SETTINGS), address)
             self.stats.count("refused_settings")
-            return None
+            return self._refused(address)
         # A paired client is known by the name it paired with, not by its claim.
         pending_name = self._pending.pop(address, ("", now))[0]
         name = pending_name if self.gate is not None else hello.client_name
@@ -317,6 +322,11 @@ class Host:
         self.log(f"client {_fmt(address)} ({hello.client_name or 'unnamed'}) connected"
                  + (f"; {len(self.viewers)} watching" if self.viewers.limit > 1 else ""))
         return viewer
+
+    def _refused(self, address) -> None:
+        """A refused client's handshake keys go at once: it holds no place."""
+        if self._pending.pop(address, None) is not None:
+            self.transport.forget(address)
 
     def _services_start(self, viewer: Viewer) -> None:
         for service in self.services:

@@ -12,7 +12,14 @@ The policy (README, "Share with a room"):
    what the worst later viewer's does, but the later viewers can raise it
    only to ``SHARED_FEC_CEILING``: every viewer's link carries the parity,
    so that is the most one viewer may cost the others.
-3. **Then a message and the lowest priority.**  A later viewer that still
+3. **Keyframes only when they cost nobody else.**  With intra refresh
+   (``host --refresh-ms``) a viewer's keyframe request is sent on when it is
+   the only viewer (a keyframe serves it sooner than a sweep, and nobody else
+   receives it); while others watch it is deferred to the next sweep, unless
+   that viewer has been asking for ``REFRESH_FALLBACK_S`` (a sweep lost too).
+   Without refresh every request is sent on; they coalesce in
+   rootstream.host.video (one IDR for everyone who asked).
+4. **Then a message and the lowest priority.**  A later viewer that still
    loses more than the parity repairs for ``LAGGING_REPORTS`` reports in a
    row is named once in the host's log with its loss, and its sender thread
    holds one frame instead of a few (it drops rather than queues: it never
@@ -33,6 +40,10 @@ from rootstream.protocol import StatsReport
 SHARED_FEC_CEILING = 0.35  # the most parity later viewers may put on everyone's link
 LAGGING_LOSS = 0.05  # datagram loss beyond what the parity share can repair, roughly
 LAGGING_REPORTS = 3  # reports in a row (about 3 s) before a viewer is called lagging
+# A viewer of a refreshing host asking this long gets a keyframe after all: two
+# sweeps of the longest --refresh-ms (300 ms) and the hold after one (client/video.py).
+REFRESH_FALLBACK_S = 1.0
+ASKING_GAP_S = 0.5  # a viewer repeats its request every 0.1 s while it waits
 
 
 @dataclass
@@ -85,6 +96,20 @@ class RoomPolicy:
                      f"the parity repairs: its picture will stall; the stream's rate follows "
                      f"the first viewer, so the others are not slowed down for it")
             viewer.count("lagging")
+
+    def keyframe_worth_it(self, viewer, *, watching: int, refreshes: bool, now: float) -> bool:
+        """Whether ``viewer``'s keyframe request should make an IDR (point 3)."""
+        asking_since = viewer.asking_since
+        if asking_since is None or now - viewer.last_asked > ASKING_GAP_S:
+            asking_since = viewer.asking_since = now  # a new wait starts
+        viewer.last_asked = now
+        if not refreshes or watching <= 1:
+            return True
+        if now - asking_since >= REFRESH_FALLBACK_S:
+            viewer.asking_since = None
+            return True
+        viewer.count("keyframe_deferred")
+        return False
 
     def forget(self, viewer) -> None:
         """A viewer left (or became the first, whose path AdaptiveBitrate follows)."""

@@ -43,6 +43,10 @@ class Viewer:
     outlet: object | None = None  # its sender thread (every viewer but the first)
     last_stats: StatsReport | None = None  # its latest loss/latency report
     counts: dict[str, int] = field(default_factory=dict)  # e.g. input it sent, dropped
+    # Its keyframe requests: since when it has been asking, and the last one
+    # (rootstream.host.room_policy decides whether one makes an IDR).
+    asking_since: float | None = None
+    last_asked: float = 0.0
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
