@@ -63,7 +63,7 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
                    "fresh blocks sweeps the picture every this many milliseconds, and a "
                    "viewer that joins or loses a frame shows the picture once a sweep has "
                    "passed, without a keyframe for everyone (x264, x265, nvenc). At most "
-                   "300: a client waits 1 s for sweeps before it asks for a keyframe. 0: off.")
+                   "300: a viewer still waiting after 1 s gets a keyframe after all. 0: off.")
 @click.option("--pair", is_flag=True,
               help="Show a one-time pairing code; a client runs `rootstream pair THIS-HOST` "
                    "and types it. Only paired clients (and this machine) may connect.")
