@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +27,9 @@ from session_helpers import (
 )
 
 from rootstream.client import Client, ClientOptions
+from rootstream.crypto.client_keys import ClientKeys
 from rootstream.errors import RootStreamError
+from rootstream.protocol import PacketType, decode_datagram, encode_datagram
 from rootstream.testing.impair import Impairment, LossyRelay
 
 PROBE = Path(__file__).with_name("viewer_probe.py")
@@ -180,3 +183,33 @@ def test_a_later_viewer_asking_other_settings_is_refused_with_a_message(tmp_path
         host.stop()
     assert plain["presented"] > 0 and watching["presented"] > 0
     assert "asked for other settings than the 640x360@30" in host.log()
+
+
+def test_the_full_refusal_is_three_bytes_once_never_more_than_the_init(tmp_path, udp_port):
+    host = _pattern_host(udp_port, tmp_path, "--viewers", "2")
+    watchers = []
+    try:
+        watchers = [_probe(udp_port, 6) for _ in range(2)]
+        host.wait_for("2 watching")
+        keys = ClientKeys.load(None, "127.0.0.1", "127.0.0.1")  # this machine: trusted
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(1.0)
+            answers, sent = [], 0
+            for _ in range(3):  # a client retrying its handshake
+                init = encode_datagram(PacketType.CONTROL, 0, 0, keys.initiator().start())
+                sent += len(init)
+                sock.sendto(init, ("127.0.0.1", udp_port))
+                try:
+                    answers.append(sock.recv(2048))
+                except TimeoutError:
+                    pass
+        for watcher in watchers:
+            assert _result(watcher)["presented"] > 0
+    finally:
+        host.stop()
+    assert len(answers) == 1, answers  # one refusal per address per 10 s
+    _, payload = decode_datagram(answers[0])
+    assert bytes(payload) == bytes.fromhex("2a0104")  # REFUSED, version 1, full
+    assert len(answers[0]) < sent // 3
+    assert "refused_full=" in host.log()

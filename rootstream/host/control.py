@@ -284,9 +284,11 @@ class Host:
             session.info = replace(session.info, peer_capabilities=hello.capabilities)
             if self.audio is not None and first:
                 self.audio.session_started(session.info, self._audio_sender())
-        if not (self.video.refreshes and len(self.viewers) > 1):
-            # A refreshing host lets a viewer joining others wait for the next
-            # refresh cycle: a keyframe would cost every viewer a large frame.
+        if len(self.viewers) == 1:
+            # Alone, it gets a keyframe at once.  A viewer joining others asks
+            # for one itself once its decoder is open (one sent now would
+            # arrive before, and cost everyone a second): the room policy then
+            # decides, and with refresh it waits for the next sweep instead.
             self.video.request_keyframe()
 
     def _start_session(self, hello: Hello, address, now: float) -> Viewer | None:
