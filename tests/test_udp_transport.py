@@ -198,3 +198,22 @@ def test_several_secured_peers_each_have_their_own_keys_and_sequence_numbers():
     finally:
         for transport in (host, *viewers):
             transport.close()
+
+
+def test_an_unencrypted_host_numbers_each_peer_apart_too():
+    host = UdpTransport(("127.0.0.1", 0))
+    viewers = [UdpTransport(("127.0.0.1", 0)) for _ in range(2)]
+    try:
+        for viewer in viewers:
+            host.add_peer(viewer.address)
+        for _ in range(2):
+            for viewer in viewers:
+                host.send_many(PacketType.VIDEO, [b"a", b"b"], viewer.address, 0)
+        for viewer in viewers:
+            got = [viewer.receive(timeout=1) for _ in range(4)]
+            assert [g.header.sequence for g in got] == [0, 1, 2, 3]
+            assert not any(g.sealed for g in got) and bytes(got[0].payload) == b"a"
+        assert host.max_payload == 1384  # nothing is sealed
+    finally:
+        for transport in (host, *viewers):
+            transport.close()

@@ -319,6 +319,8 @@ class Host:
             self.stats.new_session()
         else:
             viewer.outlet = ViewerOutlet(self.transport, address, pacing=self.options.pacing)
+        if self.gate is None:
+            self.transport.add_peer(address)  # its own sequence numbers, unsealed
         self.viewers.add(viewer)
         self.sessions_served += 1
         self.log(f"client {_fmt(address)} ({hello.client_name or 'unnamed'}) connected"

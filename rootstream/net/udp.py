@@ -101,7 +101,8 @@ class UdpTransport:
     is counted by cause and dropped.  A host with several viewers secures
     several peers, each with its own keys, counters, replay window and
     sequence numbers (a viewer sees no gaps made by datagrams to the others);
-    ``forget(peer)`` ends one.  Thread-safe for one receiver and any number
+    ``forget(peer)`` ends one.  An unencrypted host numbers its viewers apart
+    the same way with ``add_peer(peer)`` (no keys).  Thread-safe for one receiver and any number
     of senders of different types.
     """
 
@@ -161,7 +162,7 @@ class UdpTransport:
     @property
     def max_payload(self) -> int:
         """What fits in one datagram's payload before sealing."""
-        sealed = bool(self._secured) or self.require_sealing
+        sealed = self.require_sealing or any(p.sealer for p in self._secured.values())
         return MAX_PAYLOAD - (SEAL_OVERHEAD if sealed else 0)
 
     def secure(self, peer: tuple | None, keys=None) -> None:
@@ -183,8 +184,15 @@ class UdpTransport:
             self._secured = secured
 
     def forget(self, peer: tuple) -> None:
-        """End one peer's keys; the others' sessions go on."""
+        """End one peer's keys (or numbering); the others' sessions go on."""
         self.secure(peer, None)
+
+    def add_peer(self, peer: tuple) -> None:
+        """Number datagrams to ``peer`` on their own, unsealed (an unencrypted
+        host with several viewers: each sees gaps only where it lost)."""
+        with self._seq_lock:
+            if peer not in self._secured:
+                self._secured = {**self._secured, peer: _Peer(None, None, [0] * 256, [0])}
 
     @property
     def secured_peer(self) -> tuple | None:
@@ -241,7 +249,7 @@ class UdpTransport:
         if not seal:
             return None
         peer = self._secured.get(address)
-        if peer is not None:
+        if peer is not None and peer.sealer is not None:
             return peer.sealer
         return False if self.require_sealing else None
 
@@ -321,7 +329,8 @@ class UdpTransport:
                 continue
             sealed = False
             peer = self._secured.get(address)
-            if peer is not None and not is_unsealed_crypto(header, payload):
+            if peer is not None and peer.opener is not None and not is_unsealed_crypto(
+                    header, payload):
                 try:
                     payload = memoryview(peer.opener.open(data[:HEADER_SIZE], payload))
                 except CryptoError as exc:
