@@ -58,3 +58,26 @@ def test_the_table_answers_whose_datagram_and_who_is_first():
     assert viewers.is_first(a) and not viewers.is_first(b) and viewers.list() == (a, b)
     assert viewers.remove(a) is True  # it was the first: b is now
     assert viewers.first() is b and not viewers.full
+
+
+def test_sound_runs_for_the_room_while_any_viewer_wants_it():
+    from rootstream.protocol import Capability, Config
+    from rootstream.session import SessionInfo
+
+    def viewer(port: int, caps: int) -> Viewer:
+        v = Viewer(("127.0.0.1", port), port, "v", 0.0, 0.0)
+        v.info = SessionInfo(v.address, port, "v", Config(), caps)
+        return v
+
+    viewers = Viewers(3)
+    assert viewers.sound_session() is None
+    quiet = viewer(1, Capability.H264)  # the first runs with --no-audio
+    viewers.add(quiet)
+    assert not viewers.sound_session().peer_capabilities & Capability.AUDIO
+    listener = viewer(2, Capability.H264 | Capability.AUDIO)
+    viewers.add(listener)
+    session = viewers.sound_session()
+    assert session.peer_capabilities & Capability.AUDIO and session.address == quiet.address
+    assert [v.wants_audio for v in viewers] == [False, True]  # who the sound goes to
+    viewers.remove(listener)
+    assert not viewers.sound_session().peer_capabilities & Capability.AUDIO

@@ -93,6 +93,7 @@ class Host:
         self.viewers = Viewers(options.viewers)
         # Handshakes that gave keys but no hello yet: address -> (peer name, when).
         self._pending: dict[tuple, tuple[str, float]] = {}
+        self._sound = False  # the sound service runs for the room (_follow_sound_wishes)
         self.sessions_served = 0
         self.last_client_stats: StatsReport | None = None
         self.transport = UdpTransport((options.bind, options.port),
@@ -278,12 +279,13 @@ class Host:
                                        hello.capabilities)
             if first:
                 self._services_start(session)
+            else:
+                self._follow_sound_wishes()
         elif (hello.capabilities ^ session.info.peer_capabilities) & Capability.AUDIO:
             # The client found it cannot play sound (no device) and says so with
             # a new hello: the sound service starts over as --no-audio would have.
             session.info = replace(session.info, peer_capabilities=hello.capabilities)
-            if self.audio is not None and first:
-                self.audio.session_started(session.info, self._audio_sender())
+            self._follow_sound_wishes()
         if len(self.viewers) == 1:
             # Alone, it gets a keyframe at once.  A viewer joining others asks
             # for one itself once its decoder is open (one sent now would
@@ -334,8 +336,20 @@ class Host:
 
     def _services_start(self, viewer: Viewer) -> None:
         for service in self.services:
-            send = self._audio_sender() if service is self.audio else self._sender(viewer.address)
-            service.session_started(viewer.info, send)
+            if service is self.audio:
+                self._follow_sound_wishes(restart=True)
+            else:
+                service.session_started(viewer.info, self._sender(viewer.address))
+
+    def _follow_sound_wishes(self, restart: bool = False) -> None:
+        """Sound runs while any viewer wants it (the first's session stands for
+        the room), and goes to each one that does: it starts or stops only when
+        that changes."""
+        info = self.viewers.sound_session()
+        wanted = info is not None and bool(info.peer_capabilities & Capability.AUDIO)
+        if self.audio is not None and info is not None and (restart or wanted != self._sound):
+            self.audio.session_started(info, self._audio_sender())
+        self._sound = wanted
 
     def _expire_pending(self, now: float) -> None:
         """Keys of a handshake whose hello never came are dropped in time."""
@@ -404,6 +418,8 @@ class Host:
             self.log(f"client {_fmt(successor.address)} is the first viewer now")
             if successor.info is not None and not self._stop.is_set():
                 self._services_start(successor)
+        if not was_first and self.viewers:
+            self._follow_sound_wishes()  # it may have been the last one listening
         if not self.viewers:
             self.video.drop_pending()
             if self.options.max_sessions is not None and (

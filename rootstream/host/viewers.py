@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rootstream.protocol import Capability, StatsReport
 from rootstream.session import SessionInfo
@@ -121,6 +121,18 @@ class Viewers:
             was_first = bool(self._sessions) and self._sessions[0] is viewer
             self._sessions = tuple(v for v in self._sessions if v is not viewer)
             return was_first
+
+    def sound_session(self) -> SessionInfo | None:
+        """The session the sound service runs for: the first viewer's, asking
+        for sound when any viewer does (each gets it only if it asked), or
+        None before the first viewer's session is set up."""
+        first = self.first()
+        if first is None or first.info is None:
+            return None
+        caps = first.info.peer_capabilities & ~Capability.AUDIO
+        if any(v.wants_audio for v in self._sessions):
+            caps |= Capability.AUDIO
+        return replace(first.info, peer_capabilities=caps)
 
     def destinations(self) -> tuple[tuple | None, tuple]:
         """For the encode thread: the first viewer's address (sent inline) and
