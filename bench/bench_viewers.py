@@ -10,9 +10,11 @@ Three measurements, on loopback, each row with the load average at its end
   are ``bench/viewer_sink.py`` processes that do the handshake and open every
   datagram but decode nothing, so the figure is the fan-out's cost, not N
   decoders on two cores.  Host CPU (% of one core, /proc) and peak RSS over
-  the window when all N watch; the first viewer's glass p50/p99 and the
-  host's own ``send`` ring (encoded -> last datagram to the first viewer)
-  over the same window.  Targets: each extra viewer <= 5 % of a core and
+  the window when all N watch; the first viewer's glass p50/p99 (whole
+  milliseconds: the marker's resolution), its path p50 in microseconds (the
+  host's capture -> last datagram ring plus the client's first datagram ->
+  shown ring), and the host's ``send`` ring (encoded -> last datagram to the
+  first viewer) over the same window.  Targets: each extra viewer <= 5 % of a core and
   <= 10 MB; the first viewer's p50 grows <= 10 % from 1 to 8.
 - **join**: a sink watches; a real client joins ``JOINS`` times, each time
   timed from starting (handshake included) to its first picture, with
@@ -119,20 +121,25 @@ def fanout_case(viewers: int, seconds: float, log_dir: Path) -> dict:
             host.wait_for(f"{viewers} watching")
         time.sleep(1.0)  # the joins' keyframes and the sinks' start-up: not measured
         client.stats.window.rings["glass"].reset()
+        client.stats.window.rings["client"].reset()
         window = CpuWindow({"host": host.pid})
         time.sleep(seconds)
         figures = window.finish()["host"]
         glass = client.stats.window.rings["glass"].percentiles_ms((50, 99))
+        client_ms = client.stats.window.rings["client"].percentiles_ms((50,))
         load = _load()
         sunk = _finish(sinks)
         runner.join()
-        send = last_report(host.json, "send")["latency_ms"]["send"]
+        host_rings = last_report(host.json, "send")["latency_ms"]
     finally:
         host.stop()
     result = client.result
     return {"viewers": viewers, "cpu_percent": figures["cpu"] * 100,
             "rss_mb": figures["peak_rss_mb"], "p50": glass.get("p50", 0.0),
-            "p99": glass.get("p99", 0.0), "send_p50": send.get("p50", 0.0),
+            "p99": glass.get("p99", 0.0), "send_p50": host_rings["send"].get("p50", 0.0),
+            # The same path in microseconds: capture -> last datagram to the first
+            # viewer (host ring) plus first datagram -> shown (client ring).
+            "path_p50": host_rings["host"].get("p50", 0.0) + client_ms.get("p50", 0.0),
             "shown": result.frames_presented,
             "sent": result.frames_received + result.frames_lost,
             "sink_opened": min((s["opened"] for s in sunk), default=0), "load": load}
@@ -223,16 +230,19 @@ def cost_table(rows: list[dict]) -> list[str]:
 def fanout_table(rows: list[dict]) -> list[str]:
     base = rows[0]
     lines = [f"{'viewers':>7} {'host CPU %':>10} {'/extra':>7} {'RSS MB':>7} {'/extra':>7} "
-             f"{'p50 ms':>7} {'p99 ms':>7} {'p50/1':>6} {'send p50':>8} {'shown/sent':>11} "
+             f"{'p50 ms':>7} {'p99 ms':>7} {'p50/1':>6} {'path p50':>8} {'/1':>5} {'send p50':>8} "
+             f"{'shown/sent':>11} "
              f"load average"]
     for r in rows:
         extra = r["viewers"] - 1
         per_cpu = (r["cpu_percent"] - base["cpu_percent"]) / extra if extra else 0.0
         per_rss = (r["rss_mb"] - base["rss_mb"]) / extra if extra else 0.0
         ratio = r["p50"] / base["p50"] if base["p50"] else 0.0
+        path_ratio = r["path_p50"] / base["path_p50"] if base["path_p50"] else 0.0
         lines.append(f"{r['viewers']:>7} {r['cpu_percent']:>10.1f} {per_cpu:>7.1f} "
                      f"{r['rss_mb']:>7.1f} {per_rss:>7.1f} {r['p50']:>7.1f} {r['p99']:>7.1f} "
-                     f"{ratio:>6.2f} {r['send_p50']:>8.2f} {r['shown']:>5.0f}/{r['sent']:<5.0f} "
+                     f"{ratio:>6.2f} {r['path_p50']:>8.2f} {path_ratio:>5.2f} "
+                     f"{r['send_p50']:>8.2f} {r['shown']:>5.0f}/{r['sent']:<5.0f} "
                      f"{r['load']}")
     return lines
 

@@ -12,8 +12,8 @@ packetising path, read top to bottom:
    same way;
 4. with several viewers (``host --viewers N``), the first is sent to inline
    and every other gets the same payloads through its own thread
-   (``outlets``: rootstream.net.fanout.ViewerOutlet), posted as soon as the
-   parity exists, so sealing for them never delays the first.
+   (``outlets``: rootstream.net.fanout.ViewerOutlet), posted once the first
+   has its whole frame, so sealing for them never delays the first.
 
 Data before parity: a client that loses nothing completes the frame before
 the parity is even computed.  The sender owns the frame ids, the FEC share
@@ -63,18 +63,23 @@ class VideoSender:
         host_us = (stamps.encoded - stamps.captured) // 1000
         interval_ns = 1_000_000_000 // max(1, fps)
         size = 0
+        posted = []
         for unit in units:
             frame = self._cut(unit, host_us)
             for address in destinations:  # data first: see the module's docstring
                 self._send(frame.data, address, capture_ms, bitrate_bps, interval_ns)
             parity = frame.parity()  # computed here, once for every destination
-            for outlet in outlets:
-                outlet.post(frame.data, parity, capture_ms=capture_ms, bitrate_bps=bitrate_bps,
-                            interval_ns=interval_ns)
             for address in destinations:
                 self._send(parity, address, capture_ms, bitrate_bps, interval_ns)
             size += len(unit.data)
+            posted.append((frame.data, parity))
         stamps.sent = time.monotonic_ns()
+        # Only now the other viewers' threads: sealing for them never competes
+        # with the first viewer's datagrams for the interpreter.
+        for data, parity in posted:
+            for outlet in outlets:
+                outlet.post(data, parity, capture_ms=capture_ms, bitrate_bps=bitrate_bps,
+                            interval_ns=interval_ns)
         return size
 
     def _cut(self, unit, host_us: int):
