@@ -15,14 +15,33 @@ import sys
 import time
 
 from rootstream.client import Client, ClientOptions
+from rootstream.session import ClientService
+
+
+class _SentBeforeFirstPicture(ClientService):
+    """How many frames the host had sent this viewer when its first picture
+    showed: start-up (waiting for the first keyframe) is not what the viewers
+    tests measure."""
+
+    name = "sent-before-first"
+
+    def __init__(self) -> None:
+        self.result = None
+        self.sent: int | None = None
+
+    def frame_presented(self, frame, presented_ns: int) -> None:
+        if self.sent is None and self.result is not None:
+            self.sent = self.result.frames_received + self.result.frames_lost
 
 
 def main() -> None:
     host, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     started = time.monotonic_ns()
+    startup = _SentBeforeFirstPicture()
     client = Client(ClientOptions(host=(host, port), present="null", seconds=seconds,
                                   stats_interval=60, audio=False, input=False),
-                    log=lambda line: None)
+                    log=lambda line: None, services=[startup])
+    startup.result = client.result
     client.run()
     result, totals = client.result, client.stats.totals
     markers = list(result.markers)
@@ -34,10 +53,11 @@ def main() -> None:
         "intact": (totals.get("corrupt_pictures", 0) == 0
                    and len(markers) == min(result.frames_presented, len(markers))
                    and all(b > a for a, b in zip(markers, markers[1:], strict=False))),
-        # The pattern's frame numbers: from the first picture shown to the last,
-        # how many the host made and how many this viewer showed.
-        "span": markers[-1] - markers[0] + 1 if markers else 0,
-        "shown_in_span": len(markers),
+        # From the first picture on: frames the host sent this viewer (frame ids,
+        # so frames the host itself dropped before encoding do not count), and
+        # how many of them it showed.
+        "sent_since_first": 0 if startup.sent is None
+        else result.frames_received + result.frames_lost - startup.sent + 1,
         "keyframes_received": totals.get("keyframes_received", 0),
         "resumed_at_refresh": totals.get("resumed_at_refresh", 0),
         "idr_requests": totals.get("idr_requests", 0),
