@@ -56,6 +56,17 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
                    "(for bench/bench_glass.py).")
 @click.option("--sessions", type=click.IntRange(1), default=None,
               help="Exit after serving this many clients (default: serve forever).")
+@click.option("--viewers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="How many clients may watch at once, all from one capture and one "
+                   "encode, each in its own encrypted session. The first one's wishes set "
+                   "the stream and only its input is injected; the next client past the "
+                   "limit is told the host is full.")
+@click.option("--refresh-ms", type=click.IntRange(0, 300), default=0, show_default=True,
+              help="Recover viewers by intra refresh instead of keyframes: a band of "
+                   "fresh blocks sweeps the picture every this many milliseconds, and a "
+                   "viewer that joins or loses a frame shows the picture once a sweep has "
+                   "passed, without a keyframe for everyone (x264, x265, nvenc). At most "
+                   "300: a viewer still waiting after 1 s gets a keyframe after all. 0: off.")
 @click.option("--pair", is_flag=True,
               help="Show a one-time pairing code; a client runs `rootstream pair THIS-HOST` "
                    "and types it. Only paired clients (and this machine) may connect.")
@@ -95,9 +106,9 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
                    "so `rootstream connect` finds this host without an address. Never on "
                    "loopback, never with --insecure.")
 def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing,
-         fec, bind, port, stats_interval, stats_json, frame_trace, sessions, pair, insecure,
-         force, input_, audio, mic, clipboard, host_name, announce):
-    """Share this machine's screen with one client at a time.
+         fec, bind, port, stats_interval, stats_json, frame_trace, sessions, viewers, refresh_ms,
+         pair, insecure, force, input_, audio, mic, clipboard, host_name, announce):
+    """Share this machine's screen with one client at a time (or --viewers N).
 
     Waits for `rootstream connect` from another machine, streams to it, and
     prints per-stage latency (p50/p95/p99) every few seconds. Ctrl-C stops.
@@ -113,7 +124,8 @@ def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrat
                           adaptive=adapt, pacing=pacing,
                           bind=bind, port=port, stats_interval=stats_interval,
                           stats_json=stats_json, frame_trace=frame_trace,
-                          max_sessions=sessions, pair=pair,
+                          max_sessions=sessions, viewers=viewers, refresh_ms=refresh_ms,
+                          pair=pair,
                           insecure=insecure, input=input_, audio=audio, clipboard=clipboard,
                           mic=mic,
                           host_name=host_name or default_host_name())

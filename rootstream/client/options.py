@@ -64,3 +64,4 @@ class ClientResult:
     longest_freeze_ms: float = 0.0  # longest gap between two pictures shown
     # When each picture was shown (monotonic ns), the most recent ones.
     present_ns: list[int] = field(default_factory=RecentList)
+    first_picture_ns: int | None = None  # when the first picture was shown (joining viewers)

@@ -44,6 +44,8 @@ class ClientFigures:
             gap_ms = (stamps.presented - result.present_ns[-1]) / 1e6
             result.longest_freeze_ms = max(result.longest_freeze_ms, gap_ms)
         result.present_ns.append(stamps.presented)
+        if result.first_picture_ns is None:
+            result.first_picture_ns = stamps.presented
         stats.record("assemble", stamps.assembled - stamps.received)
         stats.record("decode", stamps.decoded - stamps.assembled)
         stats.record("present", stamps.presented - stamps.decoded)

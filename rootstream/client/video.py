@@ -15,6 +15,18 @@ the next picture must start from a keyframe (this stage after a loss, an
 error or an overflow; the receiver after a frame expired or a reconnect)
 says ``want()``; the decoder skips to the next keyframe while it is wanted;
 the receive thread asks ``due(now)`` when to send the host a request.
+
+A host that refreshes (Capability.REFRESH: x264's intra refresh, the
+hardware encoders' equivalents) sends no periodic keyframes; a client that
+joined late or lost a reference resumes at whichever comes first, a keyframe
+or the next refresh cycle's first frame (a recovery point, with the
+parameter sets).  It asks for a keyframe as always: the host decides whether
+one is worth sending (rootstream.host.room_policy: not while others watch,
+unless this client has waited too long).
+The decoder is flushed there, so FFmpeg shows nothing until the recovery
+point's frame count has passed, and :class:`RefreshHold` hides one cycle
+more (x264's wave does not always finish in the cycle it announces): never a
+picture built on a missing reference.
 """
 
 from __future__ import annotations
@@ -45,6 +57,9 @@ class KeyframeRule:
         self._reason = IdrReason.FRAME_LOST
         self._urgent = False  # ask at the next check, retry interval or not
         self._last_request = 0.0
+        # The host refreshes (set from the config): a refresh cycle's first
+        # frame serves as well as a keyframe.
+        self.refresh = False
 
     @property
     def wanted(self) -> bool:
@@ -77,6 +92,49 @@ class KeyframeRule:
         return reason
 
 
+class RefreshHold:
+    """After resuming at a refresh cycle's first frame: which pictures may show.
+
+    FFmpeg withholds pictures until the recovery point's frame count has
+    passed, but x264's refresh wave does not always finish within the cycle it
+    announces: with the 720p test pattern at 6 and 10 frames a cycle, every
+    eighth cycle still had stale blocks until the end of the next one (clean
+    from start + 2 cycles - 1; tests/test_refresh.py).  So a resumed client
+    shows nothing before two cycles from where it started, the cycle's length
+    read off the next recovery point's frame id.
+    """
+
+    def __init__(self) -> None:
+        self._start: int | None = None
+        self._next: int | None = None
+
+    @property
+    def holding(self) -> bool:
+        return self._start is not None
+
+    def resume(self, frame_id: int) -> None:
+        self._start, self._next = frame_id, None
+
+    def clear(self) -> None:
+        """A keyframe: a clean start, nothing to hold back."""
+        self._start = self._next = None
+
+    def allows(self, frame: AssembledFrame) -> bool:
+        """Whether this frame's picture may be shown (called once per frame, in order)."""
+        if self._start is None:
+            return True
+        if frame.refresh_start and frame.frame_id != self._start and self._next is None:
+            self._next = frame.frame_id
+        if self._next is None:
+            return False
+        cycle = (self._next - self._start) & 0xFFFFFFFF
+        past = (frame.frame_id - self._next) & 0xFFFFFFFF
+        if cycle - 1 <= past < 1 << 31:
+            self.clear()
+            return True
+        return False
+
+
 @dataclass
 class Decoded:
     picture: object  # av.VideoFrame
@@ -90,6 +148,7 @@ class DecodeStage:
         self._queue: queue.Queue[AssembledFrame] = queue.Queue(DECODE_QUEUE)
         self.pictures: Mailbox[Decoded] = Mailbox("present")
         self.keyframes = KeyframeRule()
+        self.refresh_hold = RefreshHold()
         self.ready = threading.Event()  # the decoder is open: frames are worth queueing
         self.decoded_frame_id = 0  # the newest frame decoded, told in keyframe requests
         self._thread: threading.Thread | None = None
@@ -143,14 +202,23 @@ class DecodeStage:
             if frame.lost_before:
                 self.keyframes.want()
             if self.keyframes.wanted:
-                if not frame.keyframe:
+                if frame.refresh_start and self.keyframes.refresh and not frame.keyframe:
+                    # Start over at the cycle: FFmpeg withholds pictures until the
+                    # refresh completes, so nothing damaged is ever shown.
+                    decoder.flush()
+                    self.refresh_hold.resume(frame.frame_id)
+                    self.stats.count("resumed_at_refresh")
+                elif not frame.keyframe:
                     self.stats.count("skipped_waiting_keyframe")
                     continue
                 self.keyframes.satisfied()
+            if frame.keyframe:
+                self.refresh_hold.clear()
             self._decode(decoder, frame)
 
     def _decode(self, decoder, frame: AssembledFrame) -> None:
         stamps = ClientStamps(received=frame.first_ns, assembled=frame.assembled_ns)
+        visible = self.refresh_hold.allows(frame)
         try:
             pictures = decoder.decode(bytes(frame.data))
         except DecodeError:
@@ -164,6 +232,9 @@ class DecodeStage:
                 # FFmpeg concealed damage: never show it, start over from a keyframe.
                 self.stats.count("corrupt_pictures")
                 self.keyframes.want()
+                continue
+            if not visible:
+                self.stats.count("hidden_refreshing")
                 continue
             self.stats.frame(len(frame.data))
             self.pictures.put(Decoded(picture, frame, stamps))

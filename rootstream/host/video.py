@@ -36,6 +36,16 @@ from rootstream.stage import StageError, describe, run_stage
 from rootstream.stats import StatsCollector
 
 HOST_STAGES = ("convert", "encode", "send", "host")
+# Keyframe requests within this long after an IDR went out are served by it:
+# a viewer that asked before it arrived gets it, and several viewers that lost
+# the same burst cost one IDR, not one each.  (A client repeats its request
+# every 100 ms, so one whose IDR was lost too is heard again after this.)
+KEYFRAME_COALESCE_NS = 100_000_000
+
+
+def refresh_frames(fps: int, refresh_ms: int) -> int:
+    """Frames per intra-refresh cycle for ``host --refresh-ms`` (0: off)."""
+    return max(2, round(fps * refresh_ms / 1000)) if refresh_ms > 0 else 0
 
 
 @dataclass
@@ -48,8 +58,9 @@ class _PendingFrame:
 class VideoPipeline:
     """Opens the capture and the encoder; ``start`` runs the two threads.
 
-    ``destination()`` returns where frames go (the session's address) or
-    None when there is no session: the threads then idle.
+    ``destination()`` returns where frames go, ``(first viewer's address,
+    the other viewers' outlets)`` (rootstream.host.viewers), or None when
+    nobody watches: the threads then idle.
     """
 
     def __init__(self, options, *, transport, stats: StatsCollector, max_payload: int,
@@ -71,7 +82,7 @@ class VideoPipeline:
             self.converter = NV12Converter(width, height, self.capture.pixel_format, pool_size=4)
             self.encoder = open_encoder(options.encoder, width=width, height=height,
                                         fps=options.fps, bitrate=options.bitrate,
-                                        codec=options.codec)
+                                        codec=options.codec, refresh=self._refresh(options.fps))
         except BaseException:
             self.capture.close()
             raise
@@ -86,6 +97,11 @@ class VideoPipeline:
         self.sender = VideoSender(transport, max_payload=max_payload,
                                   fec_share=options.fec_share, pacing=options.pacing)
         self._idr = threading.Event()
+        self._last_keyframe_ns = 0  # when the encode thread last sent an IDR
+        self.keyframes_coalesced = 0
+        if getattr(options, "refresh_ms", 0) and not self.encoder.refresh:
+            log(f"rootstream host: the {self.encoder.name} encoder has no intra refresh; "
+                "viewers recover with keyframes")
         # A still screen produces no frames: a new client or a keyframe request
         # makes the capture stage grab the current picture anyway.
         self._want_picture = threading.Event()
@@ -123,10 +139,25 @@ class VideoPipeline:
         if self._trace is not None:
             self._trace.close()
 
-    def request_keyframe(self) -> None:
-        """An IDR from the current picture, even if the screen is still."""
+    def request_keyframe(self, *, coalesce: bool = False) -> None:
+        """An IDR from the current picture, even if the screen is still.
+
+        Every request made before the next frame is encoded is served by that
+        one IDR; with ``coalesce`` (a client's request) so is one made within
+        KEYFRAME_COALESCE_NS after an IDR went out."""
+        if coalesce and time.monotonic_ns() - self._last_keyframe_ns < KEYFRAME_COALESCE_NS:
+            self.keyframes_coalesced += 1
+            return
         self._idr.set()
         self._want_picture.set()
+
+    @property
+    def refreshes(self) -> bool:
+        """Viewers recover by intra refresh (no keyframe needed to join)."""
+        return self.encoder.refresh > 0
+
+    def _refresh(self, fps: int) -> int:
+        return refresh_frames(fps, getattr(self.options, "refresh_ms", 0))
 
     def drop_pending(self) -> None:
         self._mailbox.clear()
@@ -166,6 +197,21 @@ class VideoPipeline:
         self._stream = (width, height, fps, bitrate)
         self._bitrate_wish = bitrate
 
+    def streams_wishes(self, hello: Hello) -> bool:
+        """Whether what is streamed now is what ``hello`` asks for (a later
+        viewer asking nothing in particular gets what is streamed)."""
+        width, height, fps, bitrate = self._stream
+        if hello.want_fps and hello.want_fps != fps:
+            return False
+        if hello.want_bitrate_kbps and hello.want_bitrate_kbps * 1000 != bitrate:
+            return False
+        return self.capture.name != "test" or not hello.max_width or (
+            (hello.max_width, hello.max_height) == (width, height))
+
+    def describe_stream(self) -> str:
+        width, height, fps, bitrate = self._stream
+        return f"{width}x{height}@{fps} {bitrate / 1e6:g} Mbit/s"
+
     # -- the capture thread ---------------------------------------------------------------
 
     def _capture_loop(self, destination, stop: threading.Event) -> None:
@@ -204,13 +250,13 @@ class VideoPipeline:
                 pending = self._mailbox.take(timeout=0.1)
                 if pending is not None:
                     pending.taken_ns = time.monotonic_ns()
-                address = destination()
-                if pending is None or address is None:
+                route = destination()
+                if pending is None or route is None:
                     continue
                 self._apply_bitrate()
                 if not self._follow_wishes(pending.frame):
                     continue
-                self._encode_and_send(pending, address)
+                self._encode_and_send(pending, *route)
         except RootStreamError as exc:
             self._stopped(stop, exc, f"encoder stopped: {exc}")
 
@@ -224,15 +270,17 @@ class VideoPipeline:
             self.log(f"rootstream host: {line}")
         stop.set()
 
-    def _encode_and_send(self, pending: _PendingFrame, address) -> None:
+    def _encode_and_send(self, pending: _PendingFrame, address, outlets=()) -> None:
         force = self._idr.is_set()
         if force:
             self._idr.clear()
         units = self.encoder.encode(pending.frame, force_keyframe=force)
+        if any(unit.keyframe for unit in units):
+            self._last_keyframe_ns = time.monotonic_ns()
         stamps = pending.stamps
         stamps.encoded = time.monotonic_ns()
         frame_id = self.sender.fragmenter.next_frame_id
-        size = self.sender.send_frame(units, stamps, (address,),
+        size = self.sender.send_frame(units, stamps, (address,), outlets=outlets,
                                       bitrate_bps=self.encoder.bitrate, fps=self._stream[2])
         if units and self._trace is not None:
             self._trace.write(json.dumps({
@@ -255,7 +303,8 @@ class VideoPipeline:
         old = self.encoder
         if (old.width, old.height, old.fps) != (width, height, fps):
             self.encoder = open_encoder(old.name, width=width, height=height, fps=fps,
-                                        bitrate=self._stream[3], codec=self.options.codec)
+                                        bitrate=self._stream[3], codec=self.options.codec,
+                                        refresh=self._refresh(fps))
             old.close()
         wish, self._bitrate_wish = self._bitrate_wish, None
         if wish is not None and wish != self.encoder.bitrate:

@@ -9,7 +9,11 @@ packetising path, read top to bottom:
    seals per session, over the one shared socket), paced when the frame is
    large (rootstream.net.pacing);
 3. then the parity, computed once whatever the number of destinations, the
-   same way.
+   same way;
+4. with several viewers (``host --viewers N``), the first is sent to inline
+   and every other gets the same payloads through its own thread
+   (``outlets``: rootstream.net.fanout.ViewerOutlet), posted once the first
+   has its whole frame, so sealing for them never delays the first.
 
 Data before parity: a client that loses nothing completes the frame before
 the parity is even computed.  The sender owns the frame ids, the FEC share
@@ -41,19 +45,25 @@ class VideoSender:
         self.fragmenter = VideoFragmenter(fec_share=fec_share, max_payload=max_payload)
         self.pacer = PacedSender() if pacing else None
         self.fec_share = fec_share  # follows the loss the client reports (a float store)
+        # What went out, for the host's report: IDRs (each costs every viewer
+        # a large frame) and intra-refresh cycle starts (cost nobody extra).
+        self.keyframes_sent = 0
+        self.refresh_starts_sent = 0
 
     @property
     def frames_paced(self) -> int:
         return 0 if self.pacer is None else self.pacer.frames_paced
 
     def send_frame(self, units: Sequence, stamps: HostStamps, destinations: Sequence[tuple], *,
-                   bitrate_bps: int, fps: int) -> int:
-        """Send one frame's access units to every destination; returns its size
-        in bytes and stamps ``stamps.sent`` when the last datagram has left."""
+                   bitrate_bps: int, fps: int, outlets: Sequence = ()) -> int:
+        """Send one frame's access units to every destination, and post them to
+        every outlet; returns its size in bytes and stamps ``stamps.sent`` when
+        the last datagram to ``destinations`` has left."""
         capture_ms = (stamps.captured // 1_000_000) & 0xFFFFFFFF
         host_us = (stamps.encoded - stamps.captured) // 1000
         interval_ns = 1_000_000_000 // max(1, fps)
         size = 0
+        posted = []
         for unit in units:
             frame = self._cut(unit, host_us)
             for address in destinations:  # data first: see the module's docstring
@@ -62,7 +72,14 @@ class VideoSender:
             for address in destinations:
                 self._send(parity, address, capture_ms, bitrate_bps, interval_ns)
             size += len(unit.data)
+            posted.append((frame.data, parity))
         stamps.sent = time.monotonic_ns()
+        # Only now the other viewers' threads: sealing for them never competes
+        # with the first viewer's datagrams for the interpreter.
+        for data, parity in posted:
+            for outlet in outlets:
+                outlet.post(data, parity, capture_ms=capture_ms, bitrate_bps=bitrate_bps,
+                            interval_ns=interval_ns)
         return size
 
     def _cut(self, unit, host_us: int):
@@ -70,7 +87,11 @@ class VideoSender:
         if unit.keyframe and share > 0:
             share = max(share, KEYFRAME_FEC_SHARE)
         self.fragmenter.fec_share = share
-        return self.fragmenter.cut(unit.data, keyframe=unit.keyframe, host_us=host_us)
+        refresh_start = getattr(unit, "refresh_start", False)
+        self.keyframes_sent += unit.keyframe
+        self.refresh_starts_sent += refresh_start
+        return self.fragmenter.cut(unit.data, keyframe=unit.keyframe, host_us=host_us,
+                                   refresh_start=refresh_start)
 
     def _send(self, payloads: list[bytes], address, capture_ms: int, bitrate_bps: int,
               interval_ns: int) -> None:

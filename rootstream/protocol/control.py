@@ -55,6 +55,9 @@ class Capability(enum.IntFlag):
     RUMBLE = 0x0040  # hello: plays rumble messages; config: sends them
     MICROPHONE = 0x0080  # hello: wants to send its microphone; config: takes it
     CLIPBOARD = 0x0100  # both: shares the clipboard
+    # config: recovers viewers by intra refresh, not keyframes (host --refresh-ms);
+    # the client waits for a refresh cycle rather than ask for a keyframe.
+    REFRESH = 0x0200
 
 
 class Codec(enum.IntEnum):
@@ -69,6 +72,8 @@ class ByeReason(enum.IntEnum):
     ERROR = 3
     REFUSED = 4
     BUSY = 5
+    FULL = 6  # host --viewers N: N already watch
+    SETTINGS = 7  # others watch other settings than this client asked for (a bench phase)
 
 
 class IdrReason(enum.IntEnum):
