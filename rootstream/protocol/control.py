@@ -38,6 +38,10 @@ class ControlKind(enum.IntEnum):
     RUMBLE = 0x0A
     CLIPBOARD_DATA = 0x0B
     CLIPBOARD_ACK = 0x0C
+    # Handing control between viewers (rootstream/protocol/handoff.py).
+    CONTROL_REQUEST = 0x10
+    CONTROL_ANSWER = 0x11
+    CONTROL_STATE = 0x12
 
 
 CRYPTO_KINDS = range(0x20, 0x30)
@@ -55,6 +59,7 @@ class Capability(enum.IntFlag):
     RUMBLE = 0x0040  # hello: plays rumble messages; config: sends them
     MICROPHONE = 0x0080  # hello: wants to send its microphone; config: takes it
     CLIPBOARD = 0x0100  # both: shares the clipboard
+    HANDOFF = 0x0400  # both: control moves between viewers (protocol/handoff.py)
 
 
 class Codec(enum.IntEnum):
@@ -443,3 +448,10 @@ def decode_control(payload: bytes | memoryview) -> ControlMessage:
     if cls is None:
         raise ProtocolError("control message has an unknown kind")
     return cls.parse_body(body[1:])
+
+
+# The hand-off's messages live in their own module, which builds on this one's
+# pieces; importing it here, after them, puts its kinds in the one parser.
+from rootstream.protocol.handoff import HANDOFF_MESSAGES  # noqa: E402
+
+_BY_KIND.update({cls.KIND: cls for cls in HANDOFF_MESSAGES})
