@@ -181,9 +181,10 @@ class ControlPolicy:
         return self._move(viewer.number, reason)
 
     def _settle(self, viewer: Viewer, outcome: RequestOutcome) -> None:
-        if viewer.outcome != outcome:
-            viewer.outcome = outcome
-            self._changed()
+        # A change even when the outcome is the same as last time: the asker
+        # resends its request until a state newer than its asking answers it.
+        viewer.outcome = outcome
+        self._changed()
         return None
 
     def _successor(self, excluding: int = NOBODY) -> int:
