@@ -53,6 +53,11 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
               help="Append each report to this file as one JSON object per line.")
 @click.option("--sessions", type=click.IntRange(1), default=None,
               help="Exit after serving this many clients (default: serve forever).")
+@click.option("--viewers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="How many clients may watch at once, all from one capture and one "
+                   "encode, each in its own encrypted session. The first one's wishes set "
+                   "the stream and only its input is injected; the next client past the "
+                   "limit is told the host is full.")
 @click.option("--pair", is_flag=True,
               help="Show a one-time pairing code; a client runs `rootstream pair THIS-HOST` "
                    "and types it. Only paired clients (and this machine) may connect.")
@@ -104,9 +109,10 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
               help="With --handoff free: room guests may take control too (else they "
                    "only watch).")
 def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing,
-         fec, bind, port, stats_interval, stats_json, sessions, pair, insecure, force, input_,
+         fec, bind, port, stats_interval, stats_json, sessions, viewers, pair, insecure, force,
+         input_,
          audio, mic, clipboard, host_name, announce, **sharing):
-    """Share this machine's screen with one client at a time.
+    """Share this machine's screen with one client at a time (or --viewers N).
 
     Waits for `rootstream connect` from another machine, streams to it, and
     prints per-stage latency (p50/p95/p99) every few seconds. Ctrl-C stops.
@@ -121,7 +127,8 @@ def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrat
                           min_bitrate=int(min(min_bitrate, bitrate) * 1_000_000),
                           adaptive=adapt, pacing=pacing,
                           bind=bind, port=port, stats_interval=stats_interval,
-                          stats_json=stats_json, max_sessions=sessions, pair=pair,
+                          stats_json=stats_json, max_sessions=sessions, viewers=viewers,
+                          pair=pair,
                           insecure=insecure, input=input_, audio=audio, clipboard=clipboard,
                           mic=mic,
                           host_name=host_name or default_host_name(), **sharing)

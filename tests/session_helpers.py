@@ -63,6 +63,11 @@ def rootstream_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "rootstream_cli", *args]
 
 
+def paint_root(display: str, colour: str) -> None:
+    """Fill an X display's root window with one colour (xsetroot)."""
+    subprocess.run(["xsetroot", "-display", display, "-solid", colour], check=True, timeout=10)
+
+
 def centre_colour(display: str) -> np.ndarray:
     """Mean B, G, R of the middle of an X display (a client's window), grabbed
     independently of the client."""

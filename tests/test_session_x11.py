@@ -8,7 +8,13 @@ import shutil
 import subprocess
 
 import pytest
-from session_helpers import HostProcess, SdlClient, rootstream_command, wait_for_colour
+from session_helpers import (
+    HostProcess,
+    SdlClient,
+    paint_root,
+    rootstream_command,
+    wait_for_colour,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -17,15 +23,11 @@ pytestmark = [
 ]
 
 
-def _paint_root(display: str, colour: str) -> None:
-    subprocess.run(["xsetroot", "-display", display, "-solid", colour], check=True, timeout=10)
-
-
 def test_a_picture_drawn_on_the_host_appears_in_the_client_window(xvfb_factory, tmp_path,
                                                                    udp_port):
     host_display = xvfb_factory(640, 480)
     client_display = xvfb_factory(640, 480)
-    _paint_root(host_display.display, "#ff0000")
+    paint_root(host_display.display, "#ff0000")
     host = HostProcess(udp_port, "--source", "x11", "--fps", "30", "--bitrate", "4",
                        env=host_display.env(), log_dir=tmp_path)
     client = None
@@ -35,7 +37,7 @@ def test_a_picture_drawn_on_the_host_appears_in_the_client_window(xvfb_factory, 
         red = wait_for_colour(client_display.display, (0, 0, 255))
         assert red[2] > 200 and red[0] < 60 and red[1] < 60, f"client shows {red} (BGR)"
         # A change on the host's screen reaches the client: damage-driven capture.
-        _paint_root(host_display.display, "#0000ff")
+        paint_root(host_display.display, "#0000ff")
         blue = wait_for_colour(client_display.display, (255, 0, 0))
         assert blue[0] > 200 and blue[2] < 60, f"client shows {blue} (BGR)"
     finally:

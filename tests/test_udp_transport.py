@@ -115,7 +115,7 @@ def test_send_many_seals_a_whole_frame_in_sequence(pair):
     a_keys, b_keys = _keys()
     a.secure(b.address, a_keys)
     b.secure(a.address, b_keys)
-    a._seq[PacketType.VIDEO] = 0xFFFE  # the frame's sequence numbers wrap
+    a._secured[b.address].seq[PacketType.VIDEO] = 0xFFFE  # the sequence numbers wrap
     fragments = [bytes([i]) * (a.max_payload - i) for i in range(5)]
     a.send_many(PacketType.VIDEO, fragments, b.address, 1234)
     got = [b.receive(timeout=1) for _ in fragments]
@@ -167,3 +167,34 @@ def test_receive_takes_a_queued_burst_then_waits_out_its_timeout():
         assert b.receive(timeout=0) is None
         assert b.receive(timeout=0.05) is None
     assert b.receive(timeout=1) is None  # closed: returns at once instead of raising
+
+
+def test_several_secured_peers_each_have_their_own_keys_and_sequence_numbers():
+    """A host with several viewers: one socket, a session per peer, and no
+    peer sees gaps in its sequence made by datagrams to the others."""
+    host = UdpTransport(("127.0.0.1", 0), require_sealing=True)
+    viewers = [UdpTransport(("127.0.0.1", 0), require_sealing=True) for _ in range(2)]
+    try:
+        for viewer in viewers:
+            host_keys, viewer_keys = _keys()
+            host.secure(viewer.address, host_keys)
+            viewer.secure(host.address, viewer_keys)
+        assert set(host.secured_peers) == {v.address for v in viewers}
+        for _ in range(3):
+            for viewer in viewers:
+                host.send_many(PacketType.VIDEO, [b"a", b"b"], viewer.address, 0)
+        for viewer in viewers:
+            got = [viewer.receive(timeout=1) for _ in range(6)]
+            assert all(g.sealed for g in got)
+            assert [g.header.sequence for g in got] == list(range(6))
+            assert host.sent_bytes_to(viewer.address) == sum(len(g.payload) + 40 for g in got)
+        # Ending one viewer's session leaves the other's keys in place.
+        host.forget(viewers[0].address)
+        host.send(PacketType.CONTROL, b"\x02x", viewers[0].address)
+        host.send(PacketType.CONTROL, b"\x02y", viewers[1].address)
+        assert host.dropped_unsealed == 1
+        assert viewers[0].receive(timeout=0.2) is None
+        assert bytes(viewers[1].receive(timeout=1).payload) == b"\x02y"
+    finally:
+        for transport in (host, *viewers):
+            transport.close()

@@ -56,6 +56,12 @@ from rootstream.stats import JsonStatsWriter, StatsCollector
 HELLO_INTERVAL_S = 0.25
 CONNECT_TIMEOUT_S = 5.0
 HOST_FAILED = "the host stopped after an error"
+# A bye before the config: why the host would not start a session.
+_REFUSALS = {
+    ByeReason.BUSY: "the host is busy with another client",
+    ByeReason.FULL: "the host is full: as many viewers watch as its --viewers allows",
+    ByeReason.SETTINGS: "others watch this host with other settings than the ones asked for",
+}
 
 
 class Client:
@@ -335,8 +341,8 @@ class Client:
                          f"{message.bitrate_kbps / 1000:.2f} Mbit/s")
             self.result.bitrate_kbps = message.bitrate_kbps
         elif isinstance(message, Bye):
-            if not self._configured.is_set() and message.reason == ByeReason.BUSY:
-                self._finish("the host is busy with another client")
+            if not self._configured.is_set() and message.reason in _REFUSALS:
+                self._finish(_REFUSALS[message.reason])
             elif (message.reason == ByeReason.TIMEOUT and self.options.reconnect_timeout > 0
                   and self._reconnecting_since is None):
                 # The host thought us gone while we were cut off: we are not.

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from rootstream.crypto.handshake import (
     KIND_INIT,
     REASON_BUSY,
+    REASON_FULL,
     HandshakeRefused,
     HandshakeResponder,
     Refuser,
@@ -142,6 +143,12 @@ class HostGate:
     def refuse_busy(self, address, received: int, now: float) -> bytes | None:
         """The refusal for a paired client that came while another streams."""
         return self._refuser.refuse(address, received, REASON_BUSY, now)
+
+    def refuse_full(self, address, received: int, now: float, limit: int) -> bytes | None:
+        """The refusal for a paired client past ``host --viewers``: "busy" when
+        the limit is one (today's answer), "full" when several watch."""
+        reason = REASON_BUSY if limit == 1 else REASON_FULL
+        return self._refuser.refuse(address, received, reason, now)
 
     def _allow_init(self, address, now: float) -> bool:
         recent = [t for t in self._inits.get(address, []) if now - t < 1.0]

@@ -50,15 +50,18 @@ assert (INIT_SIZE, RESPONSE_SIZE) == (106, 50)
 REASON_NOT_PAIRED = 1
 REASON_UNKNOWN_HOST_KEY = 2
 REASON_BUSY = 3  # a paired client, but another one is streaming
+REASON_FULL = 4  # a paired client, but host --viewers N already has N watching
 REFUSAL_MESSAGES = {
     REASON_NOT_PAIRED: "the host refused: this client is not paired with it",
     REASON_UNKNOWN_HOST_KEY: "the host refused: it does not hold the key this client paired with",
     REASON_BUSY: "the host is busy with another client",
+    REASON_FULL: "the host is full: as many viewers watch as its --viewers allows",
 }
 REFUSAL_HINTS = {
     REASON_NOT_PAIRED: "pair first: run `rootstream pair` on both machines",
     REASON_UNKNOWN_HOST_KEY: "the host's identity changed; forget it and pair again",
     REASON_BUSY: "wait until the other session ends, then connect again",
+    REASON_FULL: "wait until a viewer leaves, or ask for a host started with a larger --viewers",
 }
 
 MALFORMED = "handshake message is malformed"

@@ -7,6 +7,7 @@
 - ``adaptive``: the bitrate and FEC share that follow the client's reports.
 """
 
-from rootstream.host.control import Host, HostOptions, default_host_name
+from rootstream.host.control import Host
+from rootstream.host.options import HostOptions, default_host_name
 
 __all__ = ["Host", "HostOptions", "default_host_name"]

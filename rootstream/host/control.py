@@ -6,9 +6,14 @@ requests, stats, bye, liveness, the services (input, sound, adaptive
 bitrate) and the periodic report.  The picture flows through
 rootstream.host.video's two threads.
 
-One client at a time.  Another client gets one small refusal ("busy"),
-never more bytes than it sent.  A client silent for ``PEER_TIMEOUT_S`` is
-dropped and the host waits for the next one.
+One client at a time by default; ``viewers=N`` (``host --viewers N``) lets
+N watch the one capture and encode at once, each in its own encrypted
+session (rootstream.host.viewers: the table, and the questions to ask it).
+The first session's wishes set the stream, its reports set the rate, and
+only its input is injected; the others' input is dropped and counted.
+Another client past the limit gets one small refusal ("busy" with one
+viewer, "full" with several), never more bytes than it sent.  A client
+silent for ``PEER_TIMEOUT_S`` is dropped and the others go on.
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from rootstream.crypto.seal import SEAL_OVERHEAD
 from rootstream.host.adaptive import AdaptiveBitrate
+from rootstream.host.options import HostOptions, open_gate
 from rootstream.host.video import HOST_STAGES, VideoPipeline
+from rootstream.host.viewers import Viewer, Viewers
 from rootstream.machine import describe_machine, process_cpu_ns
-from rootstream.net.udp import DEFAULT_PORT, UdpTransport, is_unsealed_crypto
+from rootstream.net.fanout import ViewerOutlet
+from rootstream.net.udp import UdpTransport, is_unsealed_crypto
 from rootstream.protocol import (
     MAX_PAYLOAD,
     Bye,
@@ -46,62 +54,6 @@ from rootstream.protocol import (
 )
 from rootstream.session import KEEPALIVE_S, PEER_TIMEOUT_S, Service, SessionInfo
 from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
-
-
-@dataclass
-class HostOptions:
-    source: str = "auto"
-    output: str | None = None  # a kms connector or an x11 RandR output; the portal asks
-    display: str | None = None
-    encoder: str = "auto"
-    size: tuple[int, int] = (1280, 720)  # the test pattern's size; a screen has its own
-    fps: int = 60
-    bitrate: int = 10_000_000  # the ceiling when adaptive
-    min_bitrate: int = 500_000  # adaptive bitrate never goes below this
-    adaptive: bool = True  # follow the client's reports of loss, delay and rate
-    pacing: bool = True  # spread a large frame's datagrams (rootstream.net.pacing)
-    codec: str = "h264"
-    bind: str = "0.0.0.0"
-    port: int = DEFAULT_PORT
-    fec_share: float = 0.2
-    stats_interval: float = 5.0
-    stats_json: str | None = None
-    max_sessions: int | None = None  # stop after this many sessions (tests, benchmarks)
-    host_name: str = ""
-    insecure: bool = False  # no handshake, nothing sealed: for measuring only
-    pair: bool = False  # show a pairing code and accept new clients with it
-    config_dir: str | None = None  # identity and trust store (default: XDG config dir)
-    # The client's keyboard, mouse and gamepads: an injector name (auto, uinput,
-    # xtest, record) or "none".  xtest injects into ``display`` (default $DISPLAY).
-    # Off unless asked for, so a program embedding Host never types into a desktop
-    # by surprise; `rootstream host` asks for auto.
-    input: str = "none"
-    # This machine's sound: a capture name (auto, pulse, test) or "none".  auto
-    # without a sound server streams the picture alone.  Off unless asked for,
-    # like input; `rootstream host` asks for auto.
-    audio: str = "none"
-    # Share the clipboard (UTF-8 text) with clients started with it too
-    # (rootstream.clipboard); off by default, since a clipboard holds secrets.
-    clipboard: bool = False
-    # Play a client's microphone (`connect --mic`) into a virtual source
-    # "rootstream microphone" for the session (rootstream.audio.mic_host).
-    mic: bool = False
-    # Show a room code: guests who type it watch without pairing (rootstream.crypto.room).
-    room: bool = False
-    # What a viewer's request for control does (rootstream.host.handoff): ask, free, locked;
-    # and whether room guests may take control (with free only).
-    handoff: str = "ask"
-    guests_control: bool = False
-
-
-@dataclass
-class _Session:
-    address: tuple
-    session_id: int
-    client_name: str
-    started: float
-    last_heard: float
-    info: SessionInfo | None = None
 
 
 class Host:
@@ -137,9 +89,9 @@ class Host:
             self.services.append(ClipboardService("host", options.display, log=log))
         self._json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         self._stop = threading.Event()
-        self._session: _Session | None = None
-        self._session_lock = threading.Lock()
-        self._pending_peer_name = ""
+        self.viewers = Viewers(options.viewers)
+        # Handshakes that gave keys but no hello yet: address -> (peer name, when).
+        self._pending: dict[tuple, tuple[str, float]] = {}
         self.sessions_served = 0
         self.last_client_stats: StatsReport | None = None
         self.transport = UdpTransport((options.bind, options.port),
@@ -149,7 +101,7 @@ class Host:
             max_payload = MAX_PAYLOAD if options.insecure else MAX_PAYLOAD - SEAL_OVERHEAD
             self.video = VideoPipeline(options, transport=self.transport, stats=self.stats,
                                        max_payload=max_payload, log=log)
-            self.gate = None if options.insecure else _open_gate(options, log)
+            self.gate = None if options.insecure else open_gate(options, log)
         except BaseException:
             self.transport.close()
             raise
@@ -158,7 +110,7 @@ class Host:
         if options.adaptive:
             self.services.append(AdaptiveBitrate(
                 options.bitrate, options.min_bitrate, apply=self.video.set_bitrate,
-                sent_bytes=lambda: self.transport.counters.sent_bytes,
+                sent_bytes=self._first_sent_bytes,
                 apply_fec=self.video.set_fec_share, fec_share=options.fec_share, log=log))
 
     # -- the control channel ---------------------------------------------------------------
@@ -178,28 +130,30 @@ class Host:
                 now = time.monotonic()
                 if received is not None:
                     self._on_datagram(received, now)
-                session = self._session
-                if session is not None:
-                    if now - session.last_heard > PEER_TIMEOUT_S:
-                        self.log(f"client {_fmt(session.address)} went silent; "
-                                 "waiting for the next one")
-                        self._end_session(ByeReason.TIMEOUT)
-                    else:
-                        if now >= next_keepalive:
-                            self._send_control(Keepalive(_now_ms() & 0xFFFFFFFF),
-                                               session.address)
-                            next_keepalive = now + KEEPALIVE_S
-                        for service in self.services:
-                            service.tick(time.monotonic_ns())
+                for viewer in self.viewers.list():
+                    if now - viewer.last_heard > PEER_TIMEOUT_S:
+                        self.log(f"client {_fmt(viewer.address)} went silent; "
+                                 + ("waiting for the next one" if len(self.viewers) == 1
+                                    else "the others go on"))
+                        self._end_session(viewer, ByeReason.TIMEOUT)
+                if self.viewers:
+                    if now >= next_keepalive:
+                        keepalive = Keepalive(_now_ms() & 0xFFFFFFFF)
+                        for viewer in self.viewers.list():
+                            self._send_control(keepalive, viewer.address)
+                        next_keepalive = now + KEEPALIVE_S
+                    for service in self.services:
+                        service.tick(time.monotonic_ns())
+                self._expire_pending(now)
                 if now >= next_report:
                     self._report()
                     next_report = now + self.options.stats_interval
         finally:
-            if self._session is not None:
-                # A stage that failed ends the session with a reason the client
-                # can tell apart from a host that was merely stopped.
-                failed = self.video.failure is not None
-                self._end_session(ByeReason.ERROR if failed else ByeReason.NORMAL)
+            # A stage that failed ends the sessions with a reason the clients
+            # can tell apart from a host that was merely stopped.
+            failed = self.video.failure is not None
+            for viewer in reversed(self.viewers.list()):  # the first last: no promotions
+                self._end_session(viewer, ByeReason.ERROR if failed else ByeReason.NORMAL)
             self._stop.set()
             video.join()
             self._report()
@@ -225,10 +179,15 @@ class Host:
             # Encrypted host: only a client that finished the handshake is heard.
             self.stats.count("dropped_unauthenticated")
             return
-        session = self._session
+        viewer = self.viewers.of(address)
         if header.ptype != PacketType.CONTROL:
-            if session is not None and address == session.address:
-                session.last_heard = now
+            if viewer is not None:
+                viewer.last_heard = now
+                if not self.viewers.is_first(viewer):
+                    # Input (and microphone) belong to the first session alone.
+                    viewer.count(f"dropped_{header.ptype.name.lower()}")
+                    self.stats.count("dropped_not_first")
+                    return
                 if any(service.handle(header, payload) for service in self.services):
                     return
             self.stats.count("dropped_unexpected")
@@ -241,26 +200,33 @@ class Host:
         if isinstance(message, Hello):
             self._on_hello(message, address, now)
             return
-        if isinstance(message, Ping) and (session is None or address != session.address):
+        if isinstance(message, Ping) and viewer is None:
             self._answer_ping(message, address, len(payload))
             return
-        if session is None or address != session.address:
+        if viewer is None:
             self.stats.count("dropped_foreign")
             return
-        session.last_heard = now
+        viewer.last_heard = now
+        first = self.viewers.is_first(viewer)
         if isinstance(message, IdrRequest):
+            # Requests coalesce: every one made before the next frame is encoded
+            # is served by that one keyframe, whoever asked.
             self.video.request_keyframe()
             self.stats.count("idr_requests")
         elif isinstance(message, StatsReport):
-            self.last_client_stats = message
+            viewer.last_stats = message
+            if first:
+                self.last_client_stats = message
         elif isinstance(message, Ping):
             self._answer_ping(message, address)
         elif isinstance(message, Bye):
-            self.log(f"client {_fmt(address)} said bye; waiting for the next one")
-            self._end_session(None)
+            self.log(f"client {_fmt(address)} said bye; " + (
+                "waiting for the next one" if len(self.viewers) == 1 else "the others go on"))
+            self._end_session(viewer, None)
             return
-        for service in self.services:
-            service.on_control(message)
+        if first:  # the rate, input and the rest follow the first session
+            for service in self.services:
+                service.on_control(message)
 
     def _on_crypto(self, data: bytes, address, now: float) -> None:
         """Pairing and handshake messages, which travel unsealed."""
@@ -269,60 +235,95 @@ class Host:
             return
         answer = self.gate.receive(data, address, now)
         if answer.keys is not None:
-            session = self._session
-            if session is not None and session.address != address:
-                # Busy: one small refusal instead of a handshake response.
-                refusal = self.gate.refuse_busy(address, len(data), now)
+            viewer = self.viewers.of(address)
+            if viewer is not None:
+                self._end_session(viewer, None)  # the same client starting over
+            elif len(self.viewers) + len(self._pending.keys() - {address}) >= self.viewers.limit:
+                # Busy (one viewer) or full (several): one small refusal instead
+                # of a handshake response, never more bytes than the INIT.
+                refusal = self.gate.refuse_full(address, len(data), now, self.viewers.limit)
                 if refusal is not None:
                     self.transport.send(PacketType.CONTROL, refusal, address, seal=False)
-                self.stats.count("refused_busy")
+                self.stats.count("refused_busy" if self.viewers.limit == 1 else "refused_full")
                 return
-            if session is not None:
-                self._end_session(None)  # the same client starting over
             # The session starts when the client's first sealed datagram opens.
             self.transport.secure(address, answer.keys)
-            self._pending_peer_name = answer.peer_name
+            self._pending[address] = (answer.peer_name, now)
         if answer.reply is not None:
             self.transport.send(PacketType.CONTROL, answer.reply, address, seal=False)
 
     def _on_hello(self, hello: Hello, address, now: float) -> None:
-        session = self._session
-        if session is not None and session.address != address:
-            # Busy: one refusal, smaller than the hello that caused it.
-            self._send_control(Bye(ByeReason.BUSY), address)
-            self.stats.count("refused_busy")
-            return
+        session = self.viewers.of(address)
         if session is None:
-            if self.options.max_sessions is not None and (
-                    self.sessions_served >= self.options.max_sessions):
+            session = self._start_session(hello, address, now)
+            if session is None:
                 return
-            # A paired client is known by the name it paired with, not by its claim.
-            name = self._pending_peer_name if self.gate is not None else hello.client_name
-            session = _Session(address, secrets.randbits(32), name, now, now)
-            self.video.take_wishes(hello)
-            self.stats.new_session()
-            with self._session_lock:
-                self._session = session
-            self.sessions_served += 1
-            self.log(f"client {_fmt(address)} ({hello.client_name or 'unnamed'}) connected")
         session.last_heard = now
         # (Re)send the configuration: the client repeats hello until it has it.
         config = self._config(session)
         self._send_control(config, address)
+        first = self.viewers.is_first(session)
         if session.info is None:
             session.info = SessionInfo(address, session.session_id, session.client_name, config,
                                        hello.capabilities)
-            for service in self.services:
-                service.session_started(session.info, self._sender(address))
+            if first:
+                self._services_start(session)
         elif (hello.capabilities ^ session.info.peer_capabilities) & Capability.AUDIO:
             # The client found it cannot play sound (no device) and says so with
             # a new hello: the sound service starts over as --no-audio would have.
             session.info = replace(session.info, peer_capabilities=hello.capabilities)
-            if self.audio is not None:
-                self.audio.session_started(session.info, self._sender(address))
+            if self.audio is not None and first:
+                self.audio.session_started(session.info, self._audio_sender())
         self.video.request_keyframe()
 
-    def _config(self, session: _Session) -> Config:
+    def _start_session(self, hello: Hello, address, now: float) -> Viewer | None:
+        """A new viewer from its first hello, or None when it is refused."""
+        if self.viewers.full:
+            # Busy or full: one refusal, smaller than the hello that caused it.
+            busy = self.viewers.limit == 1
+            self._send_control(Bye(ByeReason.BUSY if busy else ByeReason.FULL), address)
+            self.stats.count("refused_busy" if busy else "refused_full")
+            return None
+        if self.options.max_sessions is not None and (
+                self.sessions_served >= self.options.max_sessions):
+            return None
+        if self.viewers and not self.video.streams_wishes(hello):
+            # Others watch: a later viewer gets what is streamed, and a bench
+            # phase that needs other settings would measure the wrong thing.
+            self.log(f"client {_fmt(address)} asked for other settings than the "
+                     f"{self.video.describe_stream()} others watch; refused")
+            self._send_control(Bye(ByeReason.SETTINGS), address)
+            self.stats.count("refused_settings")
+            return None
+        # A paired client is known by the name it paired with, not by its claim.
+        pending_name = self._pending.pop(address, ("", now))[0]
+        name = pending_name if self.gate is not None else hello.client_name
+        viewer = Viewer(address, secrets.randbits(32), name, now, now)
+        if not self.viewers:
+            self.video.take_wishes(hello)
+            self.stats.new_session()
+        else:
+            viewer.outlet = ViewerOutlet(self.transport, address, pacing=self.options.pacing)
+        self.viewers.add(viewer)
+        self.sessions_served += 1
+        self.log(f"client {_fmt(address)} ({hello.client_name or 'unnamed'}) connected"
+                 + (f"; {len(self.viewers)} watching" if self.viewers.limit > 1 else ""))
+        return viewer
+
+    def _services_start(self, viewer: Viewer) -> None:
+        for service in self.services:
+            send = self._audio_sender() if service is self.audio else self._sender(viewer.address)
+            service.session_started(viewer.info, send)
+
+    def _expire_pending(self, now: float) -> None:
+        """Keys of a handshake whose hello never came are dropped in time."""
+        for address, (_, when) in list(self._pending.items()):
+            if now - when > PEER_TIMEOUT_S:
+                del self._pending[address]
+                if self.viewers.of(address) is None:
+                    self.transport.forget(address)
+
+    def _config(self, session: Viewer) -> Config:
         caps = Capability.H264 if self.options.codec == "h264" else Capability.HEVC
         if self.options.fec_share > 0:
             caps |= Capability.FEC
@@ -356,24 +357,32 @@ class Host:
             return
         self.transport.send(PacketType.CONTROL, payload, address)
 
-    def _end_session(self, reason: ByeReason | None) -> None:
-        session = self._session
-        if session is None:
-            return
+    def _end_session(self, session: Viewer, reason: ByeReason | None) -> None:
         if reason is not None:
             self._send_control(Bye(reason), session.address)
-        with self._session_lock:
-            self._session = None
-        if self.transport.secured_peer == session.address:
-            self.transport.secure(None)
-        if session.info is not None:
+        was_first = self.viewers.remove(session)
+        self.transport.forget(session.address)
+        if session.outlet is not None:
+            session.outlet.close()
+        if was_first and session.info is not None:
             why = "bye" if reason is None else ByeReason(reason).name.lower()
             for service in self.services:
                 service.session_ended(why)
-        self.video.drop_pending()
-        if self.options.max_sessions is not None and (
-                self.sessions_served >= self.options.max_sessions):
-            self._stop.set()
+        successor = self.viewers.first()
+        if was_first and successor is not None:
+            # The next viewer is the first now: sent inline, its input injected,
+            # its reports steering the rate.  The stream itself does not change.
+            outlet, successor.outlet = successor.outlet, None
+            if outlet is not None:
+                outlet.close()
+            self.log(f"client {_fmt(successor.address)} is the first viewer now")
+            if successor.info is not None and not self._stop.is_set():
+                self._services_start(successor)
+        if not self.viewers:
+            self.video.drop_pending()
+            if self.options.max_sessions is not None and (
+                    self.sessions_served >= self.options.max_sessions):
+                self._stop.set()
 
     def _sender(self, address):
         # A service's own thread may send after the session ended: an encrypted
@@ -382,10 +391,23 @@ class Host:
             self.transport.send(ptype, payload, address)
         return send
 
+    def _first_sent_bytes(self) -> int:
+        """What went to the first viewer: the rate follows its path alone."""
+        first = self.viewers.first()
+        return self.transport.sent_bytes_to(None if first is None else first.address)
+
+    def _audio_sender(self):
+        """Sound goes to every viewer that asked for it, each sealed with its keys."""
+        def send(ptype: PacketType, payload: bytes) -> None:
+            for viewer in self.viewers.list():
+                if viewer.wants_audio:
+                    self.transport.send(ptype, payload, viewer.address)
+        return send
+
     def _destination(self) -> tuple | None:
-        """Where the picture goes: the session's client, or nowhere."""
-        session = self._session
-        return None if session is None else session.address
+        """Where the picture goes: (the first viewer, the others' outlets), or nowhere."""
+        first, outlets = self.viewers.destinations()
+        return None if first is None else (first, outlets)
 
     def _send_control(self, message, address) -> None:
         self.transport.send(PacketType.CONTROL, encode_control(message), address)
@@ -404,7 +426,9 @@ class Host:
                                 "frames_lost": client.frames_lost,
                                 "p50_ms": client.client_p50_us / 1000,
                                 "p99_ms": client.client_p99_us / 1000}
-        if self._session is not None or report["fps"] > 0:
+        if len(self.viewers) > 1 or self.viewers.limit > 1:
+            report["viewers"] = [v.figures() for v in self.viewers.list()]
+        if self.viewers or report["fps"] > 0:
             self.log(format_report(report))
         if self._json:
             self._json.write(report)
@@ -423,26 +447,9 @@ def _favour_this_thread() -> None:
         pass
 
 
-def _open_gate(options: HostOptions, log):
-    from pathlib import Path
-
-    from rootstream.crypto.gate import HostGate
-    from rootstream.crypto.identity import Identity
-    from rootstream.crypto.trust import TrustStore
-
-    directory = Path(options.config_dir) if options.config_dir else None
-    identity = Identity.load_or_create(directory)
-    return HostGate(identity, TrustStore.open(directory), pairing=options.pair,
-                    room=options.room, log=log, now=time.monotonic())
-
-
 def _now_ms() -> int:
     return time.monotonic_ns() // 1_000_000
 
 
 def _fmt(address) -> str:
     return f"{address[0]}:{address[1]}"
-
-
-def default_host_name() -> str:
-    return os.environ.get("ROOTSTREAM_NAME") or socket.gethostname()

@@ -46,8 +46,9 @@ class _PendingFrame:
 class VideoPipeline:
     """Opens the capture and the encoder; ``start`` runs the two threads.
 
-    ``destination()`` returns where frames go (the session's address) or
-    None when there is no session: the threads then idle.
+    ``destination()`` returns where frames go, ``(first viewer's address,
+    the other viewers' outlets)`` (rootstream.host.viewers), or None when
+    nobody watches: the threads then idle.
     """
 
     def __init__(self, options, *, transport, stats: StatsCollector, max_payload: int,
@@ -158,6 +159,21 @@ class VideoPipeline:
         self._stream = (width, height, fps, bitrate)
         self._bitrate_wish = bitrate
 
+    def streams_wishes(self, hello: Hello) -> bool:
+        """Whether what is streamed now is what ``hello`` asks for (a later
+        viewer asking nothing in particular gets what is streamed)."""
+        width, height, fps, bitrate = self._stream
+        if hello.want_fps and hello.want_fps != fps:
+            return False
+        if hello.want_bitrate_kbps and hello.want_bitrate_kbps * 1000 != bitrate:
+            return False
+        return self.capture.name != "test" or not hello.max_width or (
+            (hello.max_width, hello.max_height) == (width, height))
+
+    def describe_stream(self) -> str:
+        width, height, fps, bitrate = self._stream
+        return f"{width}x{height}@{fps} {bitrate / 1e6:g} Mbit/s"
+
     # -- the capture thread ---------------------------------------------------------------
 
     def _capture_loop(self, destination, stop: threading.Event) -> None:
@@ -194,13 +210,13 @@ class VideoPipeline:
         try:
             while not stop.is_set():
                 pending = self._mailbox.take(timeout=0.1)
-                address = destination()
-                if pending is None or address is None:
+                route = destination()
+                if pending is None or route is None:
                     continue
                 self._apply_bitrate()
                 if not self._follow_wishes(pending.frame):
                     continue
-                self._encode_and_send(pending, address)
+                self._encode_and_send(pending, *route)
         except RootStreamError as exc:
             self._stopped(stop, exc, f"encoder stopped: {exc}")
 
@@ -214,14 +230,14 @@ class VideoPipeline:
             self.log(f"rootstream host: {line}")
         stop.set()
 
-    def _encode_and_send(self, pending: _PendingFrame, address) -> None:
+    def _encode_and_send(self, pending: _PendingFrame, address, outlets=()) -> None:
         force = self._idr.is_set()
         if force:
             self._idr.clear()
         units = self.encoder.encode(pending.frame, force_keyframe=force)
         stamps = pending.stamps
         stamps.encoded = time.monotonic_ns()
-        size = self.sender.send_frame(units, stamps, (address,),
+        size = self.sender.send_frame(units, stamps, (address,), outlets=outlets,
                                       bitrate_bps=self.encoder.bitrate, fps=self._stream[2])
         if units:
             self.stats.frame(size)

@@ -9,7 +9,11 @@ packetising path, read top to bottom:
    seals per session, over the one shared socket), paced when the frame is
    large (rootstream.net.pacing);
 3. then the parity, computed once whatever the number of destinations, the
-   same way.
+   same way;
+4. with several viewers (``host --viewers N``), the first is sent to inline
+   and every other gets the same payloads through its own thread
+   (``outlets``: rootstream.net.fanout.ViewerOutlet), posted as soon as the
+   parity exists, so sealing for them never delays the first.
 
 Data before parity: a client that loses nothing completes the frame before
 the parity is even computed.  The sender owns the frame ids, the FEC share
@@ -47,9 +51,10 @@ class VideoSender:
         return 0 if self.pacer is None else self.pacer.frames_paced
 
     def send_frame(self, units: Sequence, stamps: HostStamps, destinations: Sequence[tuple], *,
-                   bitrate_bps: int, fps: int) -> int:
-        """Send one frame's access units to every destination; returns its size
-        in bytes and stamps ``stamps.sent`` when the last datagram has left."""
+                   bitrate_bps: int, fps: int, outlets: Sequence = ()) -> int:
+        """Send one frame's access units to every destination, and post them to
+        every outlet; returns its size in bytes and stamps ``stamps.sent`` when
+        the last datagram to ``destinations`` has left."""
         capture_ms = (stamps.captured // 1_000_000) & 0xFFFFFFFF
         host_us = (stamps.encoded - stamps.captured) // 1000
         interval_ns = 1_000_000_000 // max(1, fps)
@@ -59,6 +64,9 @@ class VideoSender:
             for address in destinations:  # data first: see the module's docstring
                 self._send(frame.data, address, capture_ms, bitrate_bps, interval_ns)
             parity = frame.parity()  # computed here, once for every destination
+            for outlet in outlets:
+                outlet.post(frame.data, parity, capture_ms=capture_ms, bitrate_bps=bitrate_bps,
+                            interval_ns=interval_ns)
             for address in destinations:
                 self._send(parity, address, capture_ms, bitrate_bps, interval_ns)
             size += len(unit.data)

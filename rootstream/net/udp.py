@@ -67,6 +67,13 @@ class _SequenceTracker:
         return gap - 1 if gap < 1024 else 0  # a huge jump is a restart, not a loss
 
 
+class _Peer(NamedTuple):
+    sealer: object  # rootstream.crypto.seal.Sealer
+    opener: object  # rootstream.crypto.seal.Opener
+    seq: list  # the next sequence number per type, to this peer
+    sent_bytes: list  # [bytes sent to this peer], a cell its senders add to
+
+
 class Received(NamedTuple):
     header: Header
     payload: memoryview  # opened (plaintext) when sealed is True
@@ -91,8 +98,11 @@ class UdpTransport:
     returns a ``Received``, counting and dropping anything malformed.  Once
     ``secure(peer, keys)`` is called, everything to and from that peer is
     sealed (except pairing and handshake messages); a box that does not open
-    is counted by cause and dropped.  Thread-safe for one receiver and any
-    number of senders of different types.
+    is counted by cause and dropped.  A host with several viewers secures
+    several peers, each with its own keys, counters, replay window and
+    sequence numbers (a viewer sees no gaps made by datagrams to the others);
+    ``forget(peer)`` ends one.  Thread-safe for one receiver and any number
+    of senders of different types.
     """
 
     def __init__(self, bind: tuple[str, int] = ("0.0.0.0", 0), *, buffer: int = SOCKET_BUFFER,
@@ -113,9 +123,11 @@ class UdpTransport:
         self._seq_lock = threading.Lock()
         self._tracker = _SequenceTracker()
         self._closed = False
-        # (peer, sealer, opener), replaced as one object so a sender on another
-        # thread never pairs one session's peer with another's keys.
-        self._secured: tuple = (None, None, None)
+        # peer -> _Peer(sealer, opener, sequence numbers), replaced as a whole
+        # (copy on write) so a sender on another thread never pairs one
+        # session's peer with another's keys, and reads it without a lock.
+        self._secured: dict[tuple, _Peer] = {}
+        self._last_secured: tuple | None = None
         # An encrypted side never sends in clear: a datagram to an address
         # with no keys (a session that just ended) is dropped, not sent open.
         self.require_sealing = require_sealing
@@ -149,20 +161,39 @@ class UdpTransport:
     @property
     def max_payload(self) -> int:
         """What fits in one datagram's payload before sealing."""
-        sealed = self._secured[1] is not None or self.require_sealing
+        sealed = bool(self._secured) or self.require_sealing
         return MAX_PAYLOAD - (SEAL_OVERHEAD if sealed else 0)
 
     def secure(self, peer: tuple | None, keys=None) -> None:
         """Seal everything to ``peer`` and open everything from it with
-        ``keys`` (rootstream.crypto.SessionKeys); ``secure(None)`` ends it."""
-        if peer is None or keys is None:
-            self._secured = (None, None, None)
-            return
-        self._secured = (peer, keys.sealer(), keys.opener())
+        ``keys`` (rootstream.crypto.SessionKeys), beside any other secured
+        peer; ``secure(None)`` ends every peer's keys, ``secure(peer)`` one's."""
+        with self._seq_lock:
+            if peer is None:
+                self._secured, self._last_secured = {}, None
+                return
+            secured = dict(self._secured)
+            if keys is None:
+                secured.pop(peer, None)
+            else:
+                secured[peer] = _Peer(keys.sealer(), keys.opener(), [0] * 256, [0])
+                self._last_secured = peer
+            if self._last_secured not in secured:
+                self._last_secured = next(reversed(secured), None)
+            self._secured = secured
+
+    def forget(self, peer: tuple) -> None:
+        """End one peer's keys; the others' sessions go on."""
+        self.secure(peer, None)
 
     @property
     def secured_peer(self) -> tuple | None:
-        return self._secured[0]
+        """The peer secured last (a client has one: its host), or None."""
+        return self._last_secured
+
+    @property
+    def secured_peers(self) -> tuple:
+        return tuple(self._secured)
 
     @property
     def small_receive_buffer(self) -> bool:
@@ -170,12 +201,15 @@ class UdpTransport:
         # Linux reports twice what it granted (bookkeeping overhead included).
         return self.receive_buffer < 2 * 1024 * 1024
 
-    def _reserve_seq(self, ptype: int, count: int = 1) -> int:
+    def _reserve_seq(self, ptype: int, count: int = 1, address=None) -> int:
         """The first of ``count`` consecutive sequence numbers for ``ptype``
-        (callers reduce them to 16 bits), taken under one lock acquisition."""
+        (callers reduce them to 16 bits), taken under one lock acquisition.
+        A secured peer has its own numbers: its loss count reads its gaps only."""
+        peer = self._secured.get(address)
+        numbers = self._seq if peer is None else peer.seq
         with self._seq_lock:
-            seq = self._seq[ptype]
-            self._seq[ptype] = (seq + count) & 0xFFFF
+            seq = numbers[ptype]
+            numbers[ptype] = (seq + count) & 0xFFFF
             return seq
 
     def send(self, ptype: PacketType, payload: bytes | memoryview, address,
@@ -196,7 +230,7 @@ class UdpTransport:
         if sealer is False:
             self.dropped_unsealed += len(payloads)
             return
-        seq = self._reserve_seq(ptype, len(payloads))
+        seq = self._reserve_seq(ptype, len(payloads), address)
         for payload in payloads:
             self._sendto(self._build(ptype, seq, timestamp_ms, payload, sealer), address)
             seq += 1
@@ -206,9 +240,9 @@ class UdpTransport:
         False when it must not leave (sealing required, no keys for ``address``)."""
         if not seal:
             return None
-        peer, sealer, _ = self._secured
-        if sealer is not None and address == peer:
-            return sealer
+        peer = self._secured.get(address)
+        if peer is not None:
+            return peer.sealer
         return False if self.require_sealing else None
 
     def _frame(self, ptype, payload, address, timestamp_ms: int, seal: bool) -> bytes | None:
@@ -216,7 +250,8 @@ class UdpTransport:
         if sealer is False:
             self.dropped_unsealed += 1
             return None
-        return self._build(ptype, self._reserve_seq(ptype), timestamp_ms, payload, sealer)
+        return self._build(ptype, self._reserve_seq(ptype, 1, address), timestamp_ms, payload,
+                           sealer)
 
     @staticmethod
     def _build(ptype, seq: int, timestamp_ms: int, payload, sealer) -> bytes:
@@ -243,6 +278,15 @@ class UdpTransport:
             raise NetworkError(f"cannot send to {address[0]}:{address[1]}: {exc}") from exc
         self.counters.sent += 1
         self.counters.sent_bytes += len(datagram)
+        peer = self._secured.get(address)
+        if peer is not None:
+            peer.sent_bytes[0] += len(datagram)
+
+    def sent_bytes_to(self, address) -> int:
+        """Bytes sent to one secured peer (all bytes sent when it has no keys:
+        an unencrypted transport serves one peer)."""
+        peer = self._secured.get(address)
+        return self.counters.sent_bytes if peer is None else peer.sent_bytes[0]
 
     def receive(self, timeout: float | None) -> Received | None:
         """One verified (and, from the secured peer, opened) datagram, or
@@ -276,11 +320,10 @@ class UdpTransport:
                 self.counters.malformed += 1
                 continue
             sealed = False
-            peer, _, opener = self._secured
-            if opener is not None and address == peer and not is_unsealed_crypto(
-                    header, payload):
+            peer = self._secured.get(address)
+            if peer is not None and not is_unsealed_crypto(header, payload):
                 try:
-                    payload = memoryview(opener.open(data[:HEADER_SIZE], payload))
+                    payload = memoryview(peer.opener.open(data[:HEADER_SIZE], payload))
                 except CryptoError as exc:
                     cause = getattr(exc, "reason", "rejected")
                     self.counters.rejected[cause] = self.counters.rejected.get(cause, 0) + 1

@@ -74,6 +74,8 @@ class ByeReason(enum.IntEnum):
     ERROR = 3
     REFUSED = 4
     BUSY = 5
+    FULL = 6  # host --viewers N: N already watch
+    SETTINGS = 7  # others watch other settings than this client asked for (a bench phase)
 
 
 class IdrReason(enum.IntEnum):
