@@ -47,6 +47,8 @@ def test_a_guest_with_the_right_room_code_watches_and_nothing_is_stored(room_hos
     assert "20 frames shown" in session.stderr
     host.wait_for("joined the room")
     host.wait_for("connected")
+    # A guest watches: the host's state told it nobody (no paired viewer here) holds control.
+    assert "control: nobody; 1 watching" in session.stderr
     # No trust was stored on either side.
     for directory in (guest_dir, tmp_path / "host-config"):
         assert not list(directory.rglob("trusted_peers.json")), directory

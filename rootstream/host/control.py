@@ -29,6 +29,7 @@ from dataclasses import replace
 from rootstream.crypto.seal import SEAL_OVERHEAD
 from rootstream.host.adaptive import AdaptiveBitrate
 from rootstream.host.options import HostOptions, open_gate
+from rootstream.host.seats import Seats
 from rootstream.host.video import HOST_STAGES, VideoPipeline
 from rootstream.host.viewers import Viewer, Viewers
 from rootstream.machine import describe_machine, process_cpu_ns
@@ -112,6 +113,10 @@ class Host:
                 options.bitrate, options.min_bitrate, apply=self.video.set_bitrate,
                 sent_bytes=self._first_sent_bytes,
                 apply_fec=self.video.set_fec_share, fec_share=options.fec_share, log=log))
+        # Who holds control: input, microphone and clipboard follow the holder.
+        self.seats = Seats(self.services, mode=options.handoff,
+                           guests_control=options.guests_control, send_control=self._send_control,
+                           sender=self._service_sender, log=log, stats=self.stats)
 
     # -- the control channel ---------------------------------------------------------------
 
@@ -144,6 +149,7 @@ class Host:
                         next_keepalive = now + KEEPALIVE_S
                     for service in self.services:
                         service.tick(time.monotonic_ns())
+                    self.seats.tick(now)
                 self._expire_pending(now)
                 if now >= next_report:
                     self._report()
@@ -183,10 +189,10 @@ class Host:
         if header.ptype != PacketType.CONTROL:
             if viewer is not None:
                 viewer.last_heard = now
-                if not self.viewers.is_first(viewer):
-                    # Input (and microphone) belong to the first session alone.
+                if not self.seats.may_control(viewer):
+                    # Input (and microphone) belong to the holder of control alone.
                     viewer.count(f"dropped_{header.ptype.name.lower()}")
-                    self.stats.count("dropped_not_first")
+                    self.stats.count("dropped_not_in_control")
                     return
                 if any(service.handle(header, payload) for service in self.services):
                     return
@@ -224,9 +230,8 @@ class Host:
                 "waiting for the next one" if len(self.viewers) == 1 else "the others go on"))
             self._end_session(viewer, None)
             return
-        if first:  # the rate, input and the rest follow the first session
-            for service in self.services:
-                service.on_control(message)
+        # The rate follows the first session; input and the rest the holder of control.
+        self.seats.on_control(viewer, message, now, first=first)
 
     def _on_crypto(self, data: bytes, address, now: float) -> None:
         """Pairing and handshake messages, which travel unsealed."""
@@ -248,7 +253,7 @@ class Host:
                 return
             # The session starts when the client's first sealed datagram opens.
             self.transport.secure(address, answer.keys)
-            self._pending[address] = (answer.peer_name, now)
+            self._pending[address] = (answer.peer_name, now, answer.guest)
         if answer.reply is not None:
             self.transport.send(PacketType.CONTROL, answer.reply, address, seal=False)
 
@@ -267,7 +272,8 @@ class Host:
             session.info = SessionInfo(address, session.session_id, session.client_name, config,
                                        hello.capabilities)
             if first:
-                self._services_start(session)
+                self.seats.start_stream_services(session)
+            self.seats.started(session)
         elif (hello.capabilities ^ session.info.peer_capabilities) & Capability.AUDIO:
             # The client found it cannot play sound (no device) and says so with
             # a new hello: the sound service starts over as --no-audio would have.
@@ -296,7 +302,7 @@ class Host:
             self.stats.count("refused_settings")
             return None
         # A paired client is known by the name it paired with, not by its claim.
-        pending_name = self._pending.pop(address, ("", now))[0]
+        pending_name, _, guest = self._pending.pop(address, ("", now, False))
         name = pending_name if self.gate is not None else hello.client_name
         viewer = Viewer(address, secrets.randbits(32), name, now, now)
         if not self.viewers:
@@ -305,19 +311,18 @@ class Host:
         else:
             viewer.outlet = ViewerOutlet(self.transport, address, pacing=self.options.pacing)
         self.viewers.add(viewer)
+        self.seats.joined(viewer, guest=guest, now=now)
         self.sessions_served += 1
         self.log(f"client {_fmt(address)} ({hello.client_name or 'unnamed'}) connected"
                  + (f"; {len(self.viewers)} watching" if self.viewers.limit > 1 else ""))
         return viewer
 
-    def _services_start(self, viewer: Viewer) -> None:
-        for service in self.services:
-            send = self._audio_sender() if service is self.audio else self._sender(viewer.address)
-            service.session_started(viewer.info, send)
+    def _service_sender(self, viewer: Viewer, service):
+        return self._audio_sender() if service is self.audio else self._sender(viewer.address)
 
     def _expire_pending(self, now: float) -> None:
         """Keys of a handshake whose hello never came are dropped in time."""
-        for address, (_, when) in list(self._pending.items()):
+        for address, (_, when, _) in list(self._pending.items()):
             if now - when > PEER_TIMEOUT_S:
                 del self._pending[address]
                 if self.viewers.of(address) is None:
@@ -333,6 +338,7 @@ class Host:
             caps |= Capability.INPUT  # else the client sends no input, and says why
         for service in self.services:  # optional features (rumble, ...) say what they offer
             caps |= getattr(service, "offers", 0)
+        caps |= Capability.HANDOFF  # who holds control, in a state each viewer is sent
         video = self.video
         return Config(codec=Codec.H264 if self.options.codec == "h264" else Codec.HEVC,
                       width=video.width, height=video.height, fps=video.fps,
@@ -364,10 +370,10 @@ class Host:
         self.transport.forget(session.address)
         if session.outlet is not None:
             session.outlet.close()
+        why = "bye" if reason is None else ByeReason(reason).name.lower()
         if was_first and session.info is not None:
-            why = "bye" if reason is None else ByeReason(reason).name.lower()
-            for service in self.services:
-                service.session_ended(why)
+            self.seats.end_stream_services(why)
+        self.seats.left(session, why)  # control moves on; what it held is released
         successor = self.viewers.first()
         if was_first and successor is not None:
             # The next viewer is the first now: sent inline, its input injected,
@@ -377,7 +383,7 @@ class Host:
                 outlet.close()
             self.log(f"client {_fmt(successor.address)} is the first viewer now")
             if successor.info is not None and not self._stop.is_set():
-                self._services_start(successor)
+                self.seats.start_stream_services(successor)
         if not self.viewers:
             self.video.drop_pending()
             if self.options.max_sessions is not None and (

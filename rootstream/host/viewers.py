@@ -43,6 +43,7 @@ class Viewer:
     outlet: object | None = None  # its sender thread (every viewer but the first)
     last_stats: StatsReport | None = None  # its latest loss/latency report
     counts: dict[str, int] = field(default_factory=dict)  # e.g. input it sent, dropped
+    seat: int = 0  # its number for handing control around (rootstream.host.seats)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
