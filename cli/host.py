@@ -58,6 +58,11 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
                    "encode, each in its own encrypted session. The first one's wishes set "
                    "the stream and only its input is injected; the next client past the "
                    "limit is told the host is full.")
+@click.option("--refresh-ms", type=click.IntRange(0, 2000), default=0, show_default=True,
+              help="Recover viewers by intra refresh instead of keyframes: a band of "
+                   "fresh blocks sweeps the picture every this many milliseconds, and a "
+                   "viewer that joins or loses a frame shows the picture once a sweep has "
+                   "passed, without a keyframe for everyone (x264, x265, nvenc). 0: off.")
 @click.option("--pair", is_flag=True,
               help="Show a one-time pairing code; a client runs `rootstream pair THIS-HOST` "
                    "and types it. Only paired clients (and this machine) may connect.")
@@ -109,7 +114,8 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
               help="With --handoff free: room guests may take control too (else they "
                    "only watch).")
 def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing,
-         fec, bind, port, stats_interval, stats_json, sessions, viewers, pair, insecure, force,
+         fec, bind, port, stats_interval, stats_json, sessions, viewers, refresh_ms, pair,
+         insecure, force,
          input_,
          audio, mic, clipboard, host_name, announce, **sharing):
     """Share this machine's screen with one client at a time (or --viewers N).
@@ -128,6 +134,7 @@ def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrat
                           adaptive=adapt, pacing=pacing,
                           bind=bind, port=port, stats_interval=stats_interval,
                           stats_json=stats_json, max_sessions=sessions, viewers=viewers,
+                          refresh_ms=refresh_ms,
                           pair=pair,
                           insecure=insecure, input=input_, audio=audio, clipboard=clipboard,
                           mic=mic,

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from rootstream.crypto.handshake import (
     INIT_SIZE,
+    REASON_FULL,
     REASON_NOT_PAIRED,
     REASON_UNKNOWN_HOST_KEY,
     HandshakeInitiator,
@@ -149,6 +150,16 @@ def test_untrusted_client_is_refused():
         initiator.receive(refusal_message(REASON_NOT_PAIRED))
     assert "rootstream pair" in info.value.hint
     assert initiator.keys is None
+
+
+def test_a_full_host_refuses_in_three_bytes_and_says_what_to_do():
+    # docs/SECURITY.md's REFUSED row: 2a 01, reason 4 (host --viewers N has N watching).
+    assert refusal_message(REASON_FULL) == bytes.fromhex("2a0104")
+    initiator = HandshakeInitiator(CLIENT, HOST.public_key)
+    assert len(initiator.start()) > 3  # never more bytes than the INIT
+    with pytest.raises(HandshakeRefused, match="the host is full") as info:
+        initiator.receive(refusal_message(REASON_FULL))
+    assert "--viewers" in info.value.hint
 
 
 def test_client_holding_the_wrong_host_key_is_refused():

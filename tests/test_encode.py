@@ -247,7 +247,8 @@ def test_every_option_we_pass_exists_in_the_ffmpeg_encoder(name):
     for codec_name in present:
         table = CodecContext.create(codec_name, "w").supported_options
         known = {o.name for o in table.private} | {o.name for o in table.generic}
-        wanted = {"maxrate", "bufsize", *cls.private_options(None)}
+        wanted = {"maxrate", "bufsize", *cls.private_options(None),
+                  *cls.private_options(None, refresh=10)}  # intra refresh too
         assert wanted <= known, f"{codec_name} lacks {wanted - known}"
 
 

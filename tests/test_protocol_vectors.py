@@ -50,6 +50,10 @@ CONTROL = {
     "control.stats": StatsReport(1000, 60, 59, 1, 0, 1000, 2, 20_000, 2500, 4100,
                                  12_000, -3_000),
     "control.bye": Bye(ByeReason.NORMAL),
+    "control.bye-full": Bye(ByeReason.FULL),
+    "control.bye-settings": Bye(ByeReason.SETTINGS),
+    "control.config-refresh": Config(1, Codec.H264, 1280, 720, 60, 10_000,
+                                     Capability.H264 | Capability.REFRESH, 0xDEADBEEF, "rig"),
     "control.ping": Ping(7, 123456789),
     "control.pong": Pong(7, 123456789, 5_000_000_000, 5_000_001_000),
     "control.pong-cpu": Pong(7, 123456789, 5_000_000_000, 5_000_001_000, cpu_ns=1_500_000_000),
@@ -68,7 +72,8 @@ FRAME = b"ABCDEFGHIJKLMNOPQRST"
 
 def test_the_document_has_every_vector_and_no_unknown_one():
     expected = set(CONTROL) | {"datagram.control-keepalive", "datagram.input-empty",
-                               "video.keyframe-3-fragments", "video.fec-3-plus-2"}
+                               "video.keyframe-3-fragments", "video.fec-3-plus-2",
+                               "video.refresh-start-3-fragments"}
     assert set(VECTORS) == expected
 
 
@@ -105,6 +110,16 @@ def test_video_vectors(name, fragmenter, keyframe, host_us):
     frames = [f for p in payloads if (f := reassembler.push(p, 0, 0)) is not None]
     assert len(frames) == 1 and bytes(frames[0].data) == FRAME
     assert frames[0].keyframe == keyframe and frames[0].host_us == host_us
+
+
+def test_refresh_start_vector():
+    payloads = VECTORS["video.refresh-start-3-fragments"]
+    frame = VideoFragmenter(max_payload=28).cut(FRAME, keyframe=False, host_us=1500,
+                                               refresh_start=True)
+    assert frame.data == payloads
+    reassembler = Reassembler()
+    (done,) = [f for p in payloads if (f := reassembler.push(p, 0, 0)) is not None]
+    assert done.refresh_start and not done.keyframe and bytes(done.data) == FRAME
 
 
 def test_fec_vector_rebuilds_from_any_three_of_five():

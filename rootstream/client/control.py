@@ -133,6 +133,7 @@ class Client:
             config = self._connect()
             self.result.config = config
             codec = "hevc" if config.codec == Codec.HEVC else "h264"
+            self.video.keyframes.refresh = bool(config.capabilities & Capability.REFRESH)
             decoder = open_decoder(self.options.decoder, codec=codec)
             self.video.start(decoder, self._stop, self._stage_failed)
             presenter = open_presenter(self.options.present, width=config.width,
@@ -309,6 +310,8 @@ class Client:
             if frame is None:
                 return
             self.result.frames_received += 1
+            if frame.keyframe:  # IDRs on the wire: what each costs every viewer shows here
+                self.stats.count("keyframes_received")
             if frame.lost_before and not frame.keyframe:
                 # The decoder will skip this frame: ask now, not after the queue.
                 self.video.keyframes.want()

@@ -15,6 +15,16 @@ the next picture must start from a keyframe (this stage after a loss, an
 error or an overflow; the receiver after a frame expired or a reconnect)
 says ``want()``; the decoder skips to the next keyframe while it is wanted;
 the receive thread asks ``due(now)`` when to send the host a request.
+
+A host that refreshes (Capability.REFRESH: x264's intra refresh, the
+hardware encoders' equivalents) sends no keyframes after the first; a
+client that joined late or lost a reference resumes at the next refresh
+cycle's first frame instead (a recovery point, with the parameter sets).
+The decoder is flushed there, so FFmpeg shows nothing until the cycle has
+refreshed every block (it withholds pictures up to the recovery point's
+frame count): never a picture built on a missing reference.  Such a client
+asks for a keyframe only when no cycle came for ``REFRESH_FALLBACK_S``, so
+one viewer's loss costs the others no keyframe.
 """
 
 from __future__ import annotations
@@ -35,6 +45,9 @@ from rootstream.stats import StatsCollector
 
 DECODE_QUEUE = 4
 IDR_RETRY_S = 0.1  # repeat a keyframe request this often until one arrives
+# With a refreshing host: how long to wait for a refresh cycle before asking
+# for a keyframe after all (two cycles of the longest refresh the host offers).
+REFRESH_FALLBACK_S = 1.0
 
 
 class KeyframeRule:
@@ -45,6 +58,10 @@ class KeyframeRule:
         self._reason = IdrReason.FRAME_LOST
         self._urgent = False  # ask at the next check, retry interval or not
         self._last_request = 0.0
+        self._wanted_since = 0.0
+        # The host refreshes: a refresh cycle's first frame serves as well as a
+        # keyframe, and requests wait for REFRESH_FALLBACK_S (set from the config).
+        self.refresh = False
 
     @property
     def wanted(self) -> bool:
@@ -54,6 +71,8 @@ class KeyframeRule:
         self._reason = reason
         if urgent:
             self._urgent = True
+        if not self._wanted.is_set():
+            self._wanted_since = time.monotonic()
         self._wanted.set()
 
     def satisfied(self) -> None:
@@ -69,6 +88,8 @@ class KeyframeRule:
         """
         if not self._wanted.is_set():
             return None
+        if self.refresh and now - self._wanted_since < REFRESH_FALLBACK_S:
+            return None  # the next refresh cycle serves; a keyframe would cost everyone
         if not self._urgent and now - self._last_request <= IDR_RETRY_S:
             return None
         self._urgent = False
@@ -143,7 +164,12 @@ class DecodeStage:
             if frame.lost_before:
                 self.keyframes.want()
             if self.keyframes.wanted:
-                if not frame.keyframe:
+                if frame.refresh_start and self.keyframes.refresh and not frame.keyframe:
+                    # Start over at the cycle: FFmpeg withholds pictures until the
+                    # refresh completes, so nothing damaged is ever shown.
+                    decoder.flush()
+                    self.stats.count("resumed_at_refresh")
+                elif not frame.keyframe:
                     self.stats.count("skipped_waiting_keyframe")
                     continue
                 self.keyframes.satisfied()

@@ -94,15 +94,17 @@ ENCODE = ProvingRegistry(
 
 def open_encoder(name: str = "auto", *, width: int, height: int, fps: int = 60,
                  bitrate: int = 10_000_000, codec: str = "h264", gop: int | None = None,
-                 **opts) -> VideoEncoder:
+                 refresh: int = 0, **opts) -> VideoEncoder:
     """Open an encoder by backend name, or the first that works (``auto``).
 
     ``encoder.fallbacks`` lists the backends ``auto`` tried first and why
-    they failed.  Extra ``opts`` go to FFmpeg as codec options (strings).
+    they failed.  ``refresh``: frames per intra-refresh cycle (0: none; a
+    backend without it ignores it: ``encoder.refresh`` says).  Extra ``opts``
+    go to FFmpeg as codec options (strings).
     """
     return ENCODE.open(name, candidates=_backends_for(codec), what=f"{codec} encoder",
                        codec=codec, width=width, height=height, fps=fps, bitrate=bitrate,
-                       gop=gop, **opts)
+                       gop=gop, refresh=refresh, **opts)
 
 
 def probe_encoders(width: int = 1280, height: int = 720, codec: str = "h264") -> list[BackendProbe]:

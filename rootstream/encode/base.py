@@ -40,6 +40,10 @@ class EncodedUnit:
     data: bytes
     keyframe: bool  # an IDR: a fresh decoder can start here
     pts: int  # the encoder's frame counter, in 1/fps units
+    # The first frame of an intra-refresh cycle (``refresh``): parameter sets
+    # and a recovery point; a decoder that starts here (fresh or flushed)
+    # shows a clean picture once the cycle has refreshed every block.
+    refresh_start: bool = False
 
 
 class VideoEncoder:
@@ -52,13 +56,16 @@ class VideoEncoder:
 
     name: str = ""
     codec_names: dict[str, str] = {}
+    # Whether the FFmpeg encoder can refresh the picture with a moving band of
+    # intra blocks instead of IDRs (``refresh``: the cycle's length in frames).
+    supports_refresh: bool = False
     # What the FFmpeg encoder takes.  Anything but NV12 costs one conversion
     # per frame (libx265 has no NV12 input).
     pix_fmt: str = "nv12"
 
     def __init__(self, *, width: int, height: int, fps: int = 60,
                  bitrate: int = 10_000_000, codec: str = "h264", gop: int | None = None,
-                 **opts):
+                 refresh: int = 0, **opts):
         if codec not in self.codec_names:
             raise EncodeError(
                 f"the {self.name} encoder does not encode {codec}",
@@ -71,6 +78,9 @@ class VideoEncoder:
         self.bitrate = int(bitrate)
         self.codec = codec
         self.gop = gop
+        # Frames per intra-refresh cycle; 0 when off or this backend has none
+        # (recovery then needs an IDR, as before).
+        self.refresh = int(refresh) if self.supports_refresh else 0
         self.opts = opts
         self.fallbacks: list[BackendProbe] = []  # filled by open_encoder("auto")
         self.frames_encoded = 0
@@ -94,7 +104,7 @@ class VideoEncoder:
             ctx.framerate = Fraction(self.fps, 1)
             ctx.time_base = Fraction(1, self.fps)
             ctx.bit_rate = self.bitrate
-            ctx.gop_size = self.gop if self.gop else ENDLESS_GOP
+            ctx.gop_size = self.refresh or self.gop or ENDLESS_GOP
             ctx.max_b_frames = 0
             ctx.color_primaries = ctx.color_trc = ctx.colorspace = _BT709
             ctx.color_range = _LIMITED_RANGE
@@ -104,7 +114,7 @@ class VideoEncoder:
                 "maxrate": str(self.bitrate),
                 "bufsize": str(max(self.bitrate // self.fps, 1000)),
             }
-            options.update(self.private_options(self.gop))
+            options.update(self.private_options(self.gop, self.refresh))
             options.update({k: str(v) for k, v in self.opts.items()})
             ctx.options = options
             ctx.open()
@@ -145,7 +155,15 @@ class VideoEncoder:
             raise EncodeError(f"the {self.name} encoder failed on a frame",
                               details=[describe_error(exc)]) from exc
         self.frames_encoded += 1
-        return [EncodedUnit(bytes(p), bool(p.is_keyframe), int(p.pts or 0)) for p in packets]
+        return [self._unit(bytes(p), bool(p.is_keyframe), int(p.pts or 0)) for p in packets]
+
+    def _unit(self, data: bytes, keyframe: bool, pts: int) -> EncodedUnit:
+        # With intra refresh FFmpeg flags each cycle's first frame as a
+        # keyframe too; only an IDR is one for the wire (a fresh decoder needs
+        # no cycle to show it), the others start a refresh cycle.
+        if keyframe and self.refresh and not has_idr(data, self.codec):
+            return EncodedUnit(data, False, pts, refresh_start=True)
+        return EncodedUnit(data, keyframe, pts)
 
     def set_bitrate(self, bps: int) -> bool:
         """Change the target bitrate.
@@ -211,14 +229,27 @@ class VideoEncoder:
         return None
 
     @classmethod
-    def private_options(cls, gop: int | None) -> dict[str, str]:
-        """The FFmpeg encoder's own options for low-latency streaming."""
+    def private_options(cls, gop: int | None, refresh: int = 0) -> dict[str, str]:
+        """The FFmpeg encoder's own options for low-latency streaming (with
+        intra refresh every ``refresh`` frames where ``supports_refresh``)."""
         return {}
 
     def _reconfigure_bitrate(self, bps: int) -> bool:
         return False
 
 
+
+
+def has_idr(data: bytes, codec: str) -> bool:
+    """Whether an Annex B access unit holds an IDR picture's NAL unit (H.264
+    type 5; HEVC IDR_W_RADL 19 or IDR_N_LP 20)."""
+    start = data.find(b"\x00\x00\x01")
+    while 0 <= start < len(data) - 3:
+        header = data[start + 3]
+        if (header & 0x1F == 5) if codec == "h264" else ((header >> 1) & 0x3F in (19, 20)):
+            return True
+        start = data.find(b"\x00\x00\x01", start + 3)
+    return False
 
 
 def describe_error(exc: BaseException) -> str:

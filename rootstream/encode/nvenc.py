@@ -14,6 +14,9 @@ class NvencEncoder(VideoEncoder):
 
     name = "nvenc"
     codec_names = {"h264": "h264_nvenc", "hevc": "hevc_nvenc"}
+    # FFmpeg's nvenc "intra-refresh": NV_ENC_CONFIG_H264/HEVC enableIntraRefresh
+    # with intraRefreshPeriod = the GOP length (set to ``refresh`` by the base).
+    supports_refresh = True
 
     @classmethod
     def unavailable_reason(cls, codec: str) -> str:
@@ -23,10 +26,13 @@ class NvencEncoder(VideoEncoder):
         return reason
 
     @classmethod
-    def private_options(cls, gop: int | None) -> dict[str, str]:
-        return {"preset": "p1", "tune": "ull", "zerolatency": "1", "delay": "0",
-                "rc": "cbr", "rc-lookahead": "0", "no-scenecut": "1",
-                "forced-idr": "1", "bf": "0"}
+    def private_options(cls, gop: int | None, refresh: int = 0) -> dict[str, str]:
+        options = {"preset": "p1", "tune": "ull", "zerolatency": "1", "delay": "0",
+                   "rc": "cbr", "rc-lookahead": "0", "no-scenecut": "1",
+                   "forced-idr": "1", "bf": "0"}
+        if refresh:
+            options["intra-refresh"] = "1"
+        return options
 
     def _reconfigure_bitrate(self, bps: int) -> bool:
         self._ctx.bit_rate = bps

@@ -50,8 +50,10 @@ class VaapiEncoder(VideoEncoder):
     def _hwaccel(self) -> HWAccel:
         return HWAccel("vaapi", device=self.device, allow_software_fallback=False)
 
+    # FFmpeg's h264_vaapi/hevc_vaapi offer no intra refresh (supports_refresh
+    # stays False): a VA-API host recovers viewers with IDRs.
     @classmethod
-    def private_options(cls, gop: int | None) -> dict[str, str]:
+    def private_options(cls, gop: int | None, refresh: int = 0) -> dict[str, str]:
         # async_depth 1: never hold a second frame in flight on the GPU.
         return {"rc_mode": "CBR", "async_depth": "1", "aud": "0"}
 

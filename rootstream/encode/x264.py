@@ -16,16 +16,20 @@ class X264Encoder(VideoEncoder):
 
     name = "x264"
     codec_names = {"h264": "libx264"}
+    supports_refresh = True
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._ceiling = self.bitrate
 
     @classmethod
-    def private_options(cls, gop: int | None) -> dict[str, str]:
-        keyint = str(gop) if gop else "infinite"
+    def private_options(cls, gop: int | None, refresh: int = 0) -> dict[str, str]:
+        # With intra refresh, keyint is the refresh cycle's length: x264 sends
+        # no periodic IDR then, but a recovery point and parameter sets each cycle.
+        keyint = str(refresh or gop or "infinite")
         params = ":".join([
             f"keyint={keyint}",
+            *(["intra-refresh=1"] if refresh else []),
             "scenecut=0",  # an IDR only when the client asks
             "bframes=0",
             "rc-lookahead=0",
@@ -55,11 +59,13 @@ class X265Encoder(VideoEncoder):
     name = "x265"
     codec_names = {"hevc": "libx265"}
     pix_fmt = "yuv420p"
+    supports_refresh = True
 
     @classmethod
-    def private_options(cls, gop: int | None) -> dict[str, str]:
+    def private_options(cls, gop: int | None, refresh: int = 0) -> dict[str, str]:
         params = ":".join([
-            f"keyint={gop or -1}",  # -1: no periodic keyframes
+            f"keyint={refresh or gop or -1}",  # -1: no periodic keyframes
+            *(["intra-refresh=1"] if refresh else []),  # keyint: the cycle's length
             "scenecut=0",
             "bframes=0",
             "rc-lookahead=0",

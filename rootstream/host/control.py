@@ -9,8 +9,10 @@ rootstream.host.video's two threads.
 One client at a time by default; ``viewers=N`` (``host --viewers N``) lets
 N watch the one capture and encode at once, each in its own encrypted
 session (rootstream.host.viewers: the table, and the questions to ask it).
-The first session's wishes set the stream, its reports set the rate, and
-only its input is injected; the others' input is dropped and counted.
+The first session's wishes set the stream and its reports set the rate;
+only the input of the viewer holding control (rootstream.host.seats: the
+first paired one until control moves) is injected, the others' is dropped
+and counted.
 Another client past the limit gets one small refusal ("busy" with one
 viewer, "full" with several), never more bytes than it sent.  A client
 silent for ``PEER_TIMEOUT_S`` is dropped and the others go on.
@@ -29,6 +31,7 @@ from dataclasses import replace
 from rootstream.crypto.seal import SEAL_OVERHEAD
 from rootstream.host.adaptive import AdaptiveBitrate
 from rootstream.host.options import HostOptions, open_gate
+from rootstream.host.room_policy import RoomPolicy
 from rootstream.host.seats import Seats
 from rootstream.host.video import HOST_STAGES, VideoPipeline
 from rootstream.host.viewers import Viewer, Viewers
@@ -108,11 +111,13 @@ class Host:
             raise
         self.machine = describe_machine()  # told to clients in the config
         self.host_name = options.host_name or socket.gethostname()
+        # The parity share: the first viewer's need, raised within a bound for others.
+        self.room = RoomPolicy(options.fec_share, apply_fec=self.video.set_fec_share, log=log)
         if options.adaptive:
             self.services.append(AdaptiveBitrate(
                 options.bitrate, options.min_bitrate, apply=self.video.set_bitrate,
                 sent_bytes=self._first_sent_bytes,
-                apply_fec=self.video.set_fec_share, fec_share=options.fec_share, log=log))
+                apply_fec=self.room.first_fec, fec_share=options.fec_share, log=log))
         # Who holds control: input, microphone and clipboard follow the holder.
         self.seats = Seats(self.services, mode=options.handoff,
                            guests_control=options.guests_control, send_control=self._send_control,
@@ -215,14 +220,16 @@ class Host:
         viewer.last_heard = now
         first = self.viewers.is_first(viewer)
         if isinstance(message, IdrRequest):
-            # Requests coalesce: every one made before the next frame is encoded
-            # is served by that one keyframe, whoever asked.
-            self.video.request_keyframe()
+            # Requests coalesce: every one made before the next frame is encoded,
+            # or just after an IDR went out, is served by that one, whoever asked.
+            self.video.request_keyframe(coalesce=True)
             self.stats.count("idr_requests")
         elif isinstance(message, StatsReport):
             viewer.last_stats = message
             if first:
                 self.last_client_stats = message
+            else:
+                self.room.report(viewer, message)
         elif isinstance(message, Ping):
             self._answer_ping(message, address)
         elif isinstance(message, Bye):
@@ -280,7 +287,10 @@ class Host:
             session.info = replace(session.info, peer_capabilities=hello.capabilities)
             if self.audio is not None and first:
                 self.audio.session_started(session.info, self._audio_sender())
-        self.video.request_keyframe()
+        if not (self.video.refreshes and len(self.viewers) > 1):
+            # A refreshing host lets a viewer joining others wait for the next
+            # refresh cycle: a keyframe would cost every viewer a large frame.
+            self.video.request_keyframe()
 
     def _start_session(self, hello: Hello, address, now: float) -> Viewer | None:
         """A new viewer from its first hello, or None when it is refused."""
@@ -332,6 +342,8 @@ class Host:
         caps = Capability.H264 if self.options.codec == "h264" else Capability.HEVC
         if self.options.fec_share > 0:
             caps |= Capability.FEC
+        if self.video.refreshes:
+            caps |= Capability.REFRESH
         if self.audio is not None and self.audio.available:
             caps |= Capability.AUDIO
         if any(service.can_inject() for service in self.services if hasattr(service, "can_inject")):
@@ -367,6 +379,7 @@ class Host:
         if reason is not None:
             self._send_control(Bye(reason), session.address)
         was_first = self.viewers.remove(session)
+        self.room.forget(session)
         self.transport.forget(session.address)
         if session.outlet is not None:
             session.outlet.close()
@@ -376,8 +389,9 @@ class Host:
         self.seats.left(session, why)  # control moves on; what it held is released
         successor = self.viewers.first()
         if was_first and successor is not None:
-            # The next viewer is the first now: sent inline, its input injected,
-            # its reports steering the rate.  The stream itself does not change.
+            # The next viewer is the first now: sent inline, its reports steering
+            # the rate.  The stream itself does not change.
+            self.room.forget(successor)
             outlet, successor.outlet = successor.outlet, None
             if outlet is not None:
                 outlet.close()
@@ -425,6 +439,11 @@ class Host:
         if video.sender.pacer is not None:
             self.stats.set_total("paced_frames", video.sender.frames_paced)
         self.stats.set_total("fec_percent", round(video.fec_share * 100))
+        self.stats.set_total("keyframes_sent", video.sender.keyframes_sent)
+        if video.refreshes:
+            self.stats.set_total("refresh_cycles", video.sender.refresh_starts_sent)
+        if video.keyframes_coalesced:
+            self.stats.set_total("keyframes_coalesced", video.keyframes_coalesced)
         report = self.stats.report()
         client = self.last_client_stats
         if client is not None:

@@ -31,6 +31,10 @@ class HostOptions:
     stats_json: str | None = None
     max_sessions: int | None = None  # stop after this many sessions (tests, benchmarks)
     viewers: int = 1  # sessions at once, all fed from one capture and one encode
+    # Recover viewers by intra refresh (a cycle this long), not keyframes: a
+    # viewer that joins or loses a frame shows the picture once a cycle has
+    # passed, and the others pay nothing for it.  0: keyframes, as before.
+    refresh_ms: int = 0
     host_name: str = ""
     insecure: bool = False  # no handshake, nothing sealed: for measuring only
     pair: bool = False  # show a pairing code and accept new clients with it

@@ -35,6 +35,16 @@ from rootstream.stage import StageError, describe, run_stage
 from rootstream.stats import StatsCollector
 
 HOST_STAGES = ("convert", "encode", "send", "host")
+# Keyframe requests within this long after an IDR went out are served by it:
+# a viewer that asked before it arrived gets it, and several viewers that lost
+# the same burst cost one IDR, not one each.  (A client repeats its request
+# every 100 ms, so one whose IDR was lost too is heard again after this.)
+KEYFRAME_COALESCE_NS = 100_000_000
+
+
+def refresh_frames(fps: int, refresh_ms: int) -> int:
+    """Frames per intra-refresh cycle for ``host --refresh-ms`` (0: off)."""
+    return max(2, round(fps * refresh_ms / 1000)) if refresh_ms > 0 else 0
 
 
 @dataclass
@@ -70,7 +80,7 @@ class VideoPipeline:
             self.converter = NV12Converter(width, height, self.capture.pixel_format, pool_size=4)
             self.encoder = open_encoder(options.encoder, width=width, height=height,
                                         fps=options.fps, bitrate=options.bitrate,
-                                        codec=options.codec)
+                                        codec=options.codec, refresh=self._refresh(options.fps))
         except BaseException:
             self.capture.close()
             raise
@@ -85,6 +95,11 @@ class VideoPipeline:
         self.sender = VideoSender(transport, max_payload=max_payload,
                                   fec_share=options.fec_share, pacing=options.pacing)
         self._idr = threading.Event()
+        self._last_keyframe_ns = 0  # when the encode thread last sent an IDR
+        self.keyframes_coalesced = 0
+        if getattr(options, "refresh_ms", 0) and not self.encoder.refresh:
+            log(f"rootstream host: the {self.encoder.name} encoder has no intra refresh; "
+                "viewers recover with keyframes")
         # A still screen produces no frames: a new client or a keyframe request
         # makes the capture stage grab the current picture anyway.
         self._want_picture = threading.Event()
@@ -116,10 +131,25 @@ class VideoPipeline:
         self.capture.close()
         self.encoder.close()
 
-    def request_keyframe(self) -> None:
-        """An IDR from the current picture, even if the screen is still."""
+    def request_keyframe(self, *, coalesce: bool = False) -> None:
+        """An IDR from the current picture, even if the screen is still.
+
+        Every request made before the next frame is encoded is served by that
+        one IDR; with ``coalesce`` (a client's request) so is one made within
+        KEYFRAME_COALESCE_NS after an IDR went out."""
+        if coalesce and time.monotonic_ns() - self._last_keyframe_ns < KEYFRAME_COALESCE_NS:
+            self.keyframes_coalesced += 1
+            return
         self._idr.set()
         self._want_picture.set()
+
+    @property
+    def refreshes(self) -> bool:
+        """Viewers recover by intra refresh (no keyframe needed to join)."""
+        return self.encoder.refresh > 0
+
+    def _refresh(self, fps: int) -> int:
+        return refresh_frames(fps, getattr(self.options, "refresh_ms", 0))
 
     def drop_pending(self) -> None:
         self._mailbox.clear()
@@ -235,6 +265,8 @@ class VideoPipeline:
         if force:
             self._idr.clear()
         units = self.encoder.encode(pending.frame, force_keyframe=force)
+        if any(unit.keyframe for unit in units):
+            self._last_keyframe_ns = time.monotonic_ns()
         stamps = pending.stamps
         stamps.encoded = time.monotonic_ns()
         size = self.sender.send_frame(units, stamps, (address,), outlets=outlets,
@@ -255,7 +287,8 @@ class VideoPipeline:
         old = self.encoder
         if (old.width, old.height, old.fps) != (width, height, fps):
             self.encoder = open_encoder(old.name, width=width, height=height, fps=fps,
-                                        bitrate=self._stream[3], codec=self.options.codec)
+                                        bitrate=self._stream[3], codec=self.options.codec,
+                                        refresh=self._refresh(fps))
             old.close()
         wish, self._bitrate_wish = self._bitrate_wish, None
         if wish is not None and wish != self.encoder.bitrate:

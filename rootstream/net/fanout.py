@@ -64,6 +64,11 @@ class ViewerOutlet:
             self.frames_dropped += 1
             return False
 
+    def lower_priority(self) -> None:
+        """Hold one frame at most: a viewer that cannot keep up drops frames
+        rather than be sent an ever older picture (rootstream.host.room_policy)."""
+        self._queue.maxsize = 1
+
     def close(self) -> None:
         """Stop the thread; frames still queued are not sent."""
         while True:

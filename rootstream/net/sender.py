@@ -45,6 +45,10 @@ class VideoSender:
         self.fragmenter = VideoFragmenter(fec_share=fec_share, max_payload=max_payload)
         self.pacer = PacedSender() if pacing else None
         self.fec_share = fec_share  # follows the loss the client reports (a float store)
+        # What went out, for the host's report: IDRs (each costs every viewer
+        # a large frame) and intra-refresh cycle starts (cost nobody extra).
+        self.keyframes_sent = 0
+        self.refresh_starts_sent = 0
 
     @property
     def frames_paced(self) -> int:
@@ -78,7 +82,11 @@ class VideoSender:
         if unit.keyframe and share > 0:
             share = max(share, KEYFRAME_FEC_SHARE)
         self.fragmenter.fec_share = share
-        return self.fragmenter.cut(unit.data, keyframe=unit.keyframe, host_us=host_us)
+        refresh_start = getattr(unit, "refresh_start", False)
+        self.keyframes_sent += unit.keyframe
+        self.refresh_starts_sent += refresh_start
+        return self.fragmenter.cut(unit.data, keyframe=unit.keyframe, host_us=host_us,
+                                   refresh_start=refresh_start)
 
     def _send(self, payloads: list[bytes], address, capture_ms: int, bitrate_bps: int,
               interval_ns: int) -> None:

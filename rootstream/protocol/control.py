@@ -59,6 +59,9 @@ class Capability(enum.IntFlag):
     RUMBLE = 0x0040  # hello: plays rumble messages; config: sends them
     MICROPHONE = 0x0080  # hello: wants to send its microphone; config: takes it
     CLIPBOARD = 0x0100  # both: shares the clipboard
+    # config: recovers viewers by intra refresh, not keyframes (host --refresh-ms);
+    # the client waits for a refresh cycle rather than ask for a keyframe.
+    REFRESH = 0x0200
     HANDOFF = 0x0400  # both: control moves between viewers (protocol/handoff.py)
 
 

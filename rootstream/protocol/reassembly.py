@@ -18,6 +18,7 @@ from rootstream.protocol.video import (
     DEFAULT_MAX_FRAME_SIZE,
     FLAG_KEYFRAME,
     FLAG_PARITY,
+    FLAG_RECOVERY,
     SUBHEADER_SIZE,
     FragmentHeader,
     group_sizes,
@@ -37,6 +38,7 @@ class AssembledFrame:
     assembled_ns: int  # when it became complete
     recovered: bool  # FEC rebuilt at least one data fragment
     lost_before: int  # frame ids skipped since the previous frame emitted
+    refresh_start: bool = False  # a recovery point: an intra-refresh cycle starts here
 
 
 @dataclass(slots=True)
@@ -189,7 +191,7 @@ class Reassembler:
         elif pending.signature != _signature(frag):
             self.stats.inconsistent += 1
             return None
-        elif (frag.flags ^ pending.frag.flags) & FLAG_KEYFRAME:
+        elif (frag.flags ^ pending.frag.flags) & (FLAG_KEYFRAME | FLAG_RECOVERY):
             self.stats.inconsistent += 1
             return None
         outcome = pending.add(frag, memoryview(payload)[SUBHEADER_SIZE:])
@@ -272,7 +274,8 @@ class Reassembler:
         del data[frag.frame_size:]
         self._last_emitted = fid
         return AssembledFrame(fid, data, frag.keyframe, pending.capture_ms, frag.host_us,
-                              pending.first_ns, now_ns, recovered, lost_before)
+                              pending.first_ns, now_ns, recovered, lost_before,
+                              frag.refresh_start)
 
 
 # What every fragment of one frame must agree on (the keyframe flag too,

@@ -9,7 +9,8 @@ fragments that each fit one VIDEO datagram.  Every fragment starts with a
     8  index           u16  data: 0..data_count-1; parity: 0..parity_count-1
     10 data_count      u16  N, data fragments in the frame
     12 parity_count    u16  P, FEC parity fragments in the frame (0: no FEC)
-    14 flags           u8   0x01 keyframe, 0x02 this is a parity fragment
+    14 flags           u8   0x01 keyframe, 0x02 this is a parity fragment,
+                            0x04 recovery point (an intra-refresh cycle starts)
     15 fec_groups      u8   G, FEC groups (0 when P == 0)
     16 host_us         u32  host processing so far: capture -> encoded, in µs
 
@@ -41,6 +42,7 @@ SUBHEADER_SIZE = SUBHEADER.size
 
 FLAG_KEYFRAME = 0x01
 FLAG_PARITY = 0x02
+FLAG_RECOVERY = 0x04
 
 MAX_GROUP_SHARDS = 255  # k + m per group: the limit of a GF(2^8) code
 # Encoding costs k * m * L per group, so for a fixed parity share the cost
@@ -94,6 +96,10 @@ class FragmentHeader(NamedTuple):
     @property
     def keyframe(self) -> bool:
         return bool(self.flags & FLAG_KEYFRAME)
+
+    @property
+    def refresh_start(self) -> bool:
+        return bool(self.flags & FLAG_RECOVERY)
 
     @property
     def is_parity(self) -> bool:
@@ -174,7 +180,7 @@ class VideoFragmenter:
         return frame.data, frame.parity
 
     def cut(self, data: bytes | memoryview, *, keyframe: bool,
-            host_us: int = 0) -> FragmentedFrame:
+            host_us: int = 0, refresh_start: bool = False) -> FragmentedFrame:
         """One frame's payloads: the data fragments now, the parity when asked.
 
         A sender puts the data fragments on the wire first: a client that
@@ -193,7 +199,7 @@ class VideoFragmenter:
         p = max(p, g) if g else 0
         frame_id = self.next_frame_id
         self.next_frame_id = (frame_id + 1) & 0xFFFFFFFF
-        flags = FLAG_KEYFRAME if keyframe else 0
+        flags = (FLAG_KEYFRAME if keyframe else 0) | (FLAG_RECOVERY if refresh_start else 0)
         host_us = min(max(host_us, 0), 0xFFFFFFFF)
         view = memoryview(data)
         pack = SUBHEADER.pack
