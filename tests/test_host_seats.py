@@ -1,0 +1,157 @@
+"""Control wired to the host's services (rootstream/host/seats.py), with the real input
+service and the `record` injector: whose input is injected, what a move releases,
+which service serves whom, and who is sent which state."""
+
+from __future__ import annotations
+
+from rootstream.host.seats import Seats
+from rootstream.host.viewers import Viewer
+from rootstream.input.host_service import HostInput
+from rootstream.protocol import Capability, Config, Header, PacketType
+from rootstream.protocol.handoff import (
+    ControlAction,
+    ControlAnswer,
+    ControlRequest,
+    ControlState,
+)
+from rootstream.protocol.input import KeyEvent, encode_input
+from rootstream.session import Service, SessionInfo
+
+KEY_X, KEY_Y = 45, 21
+
+
+class Recorded(Service):
+    """A service that keeps what the loop told it (named like the one it stands for)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.calls: list[tuple] = []
+
+    def session_started(self, session, send):
+        self.calls.append(("started", session.address))
+
+    def session_ended(self, reason):
+        self.calls.append(("ended", reason))
+
+    def on_control(self, message):
+        self.calls.append(("control", message))
+
+
+class Room:
+    def __init__(self, mode="ask", *, guests_control=False):
+        self.input = HostInput("record", log=lambda line: None)
+        self.clipboard, self.audio = Recorded("clipboard"), Recorded("audio")
+        self.sent: list[tuple] = []
+        self.log: list[str] = []
+        self.seats = Seats([self.input, self.clipboard, self.audio], mode=mode,
+                           guests_control=guests_control,
+                           send_control=lambda message, address: self.sent.append(
+                               (address, message)),
+                           sender=lambda viewer, service: lambda ptype, payload: None,
+                           log=self.log.append)
+        self.viewers: list[Viewer] = []
+
+    def join(self, port, *, guest=False, handoff=True, now=0.0):
+        viewer = Viewer(("127.0.0.1", port), port, f"v{port}", now, now)
+        self.seats.joined(viewer, guest=guest, now=now)
+        caps = Capability.INPUT | (Capability.HANDOFF if handoff else 0)
+        viewer.info = SessionInfo(viewer.address, port, viewer.client_name, Config(), caps)
+        if not self.viewers:
+            self.seats.start_stream_services(viewer)
+        self.seats.started(viewer)
+        self.viewers.append(viewer)
+        return viewer
+
+    def type(self, viewer, seq, *events) -> bool:
+        """Offer one INPUT datagram as the host loop does; whether it was taken."""
+        if not self.seats.may_control(viewer):
+            return False
+        payload = encode_input(events)
+        header = Header(PacketType.INPUT, seq, 0, len(payload), 0)
+        return self.input.handle(header, memoryview(payload))
+
+    @property
+    def injected(self):
+        return self.input.session.injector.events
+
+    def states(self):
+        got = [(a, m) for a, m in self.sent if isinstance(m, ControlState)]
+        self.sent.clear()
+        return got
+
+
+def test_only_the_holders_input_is_injected():
+    room = Room()
+    first, second = room.join(1), room.join(2)
+    assert room.type(first, 1, KeyEvent(KEY_X, True), KeyEvent(KEY_X, False))
+    assert not room.type(second, 1, KeyEvent(KEY_Y, True))
+    assert room.injected == [KeyEvent(KEY_X, True), KeyEvent(KEY_X, False)]
+
+
+def test_a_move_releases_what_the_previous_holder_held_and_the_typing_follows():
+    room = Room("free")
+    first, second = room.join(1), room.join(2)
+    room.type(first, 1, KeyEvent(KEY_X, True))
+    room.seats.on_control(second, ControlRequest(ControlAction.ASK), 1.0, first=False)
+    assert room.injected == [KeyEvent(KEY_X, True), KeyEvent(KEY_X, False)]
+    assert "rootstream host: control: v1 -> v2 (free)" in room.log
+    assert not room.type(first, 2, KeyEvent(KEY_X, True))
+    assert room.type(second, 1, KeyEvent(KEY_Y, True))  # a fresh sequence: a new holder
+    assert room.injected[-1] == KeyEvent(KEY_Y, True)
+
+
+def test_ask_mode_the_holders_answer_moves_it_and_a_stranger_answer_does_not():
+    room = Room("ask")
+    first, second, third = room.join(1), room.join(2), room.join(3)
+    room.seats.on_control(second, ControlRequest(ControlAction.ASK), 1.0, first=False)
+    room.seats.on_control(third, ControlAnswer(second.seat, 1), 1.1, first=False)
+    assert room.seats.may_control(first)
+    room.seats.on_control(first, ControlAnswer(second.seat, 1), 1.2, first=True)
+    assert room.seats.may_control(second) and not room.seats.may_control(first)
+
+
+def test_the_holder_leaving_passes_control_on_and_releases():
+    room = Room("locked")
+    first, second = room.join(1), room.join(2)
+    room.type(first, 1, KeyEvent(KEY_X, True))
+    room.seats.left(first, "bye")
+    assert room.injected[-1] == KeyEvent(KEY_X, False)
+    assert room.seats.may_control(second)
+    assert room.clipboard.calls[-1] == ("started", second.address)
+
+
+def test_a_guest_holder_never_gets_the_hosts_clipboard():
+    room = Room("free", guests_control=True)
+    room.join(1)
+    guest = room.join(2, guest=True)
+    room.clipboard.calls.clear()
+    room.seats.on_control(guest, ControlRequest(ControlAction.ASK), 1.0, first=False)
+    assert room.seats.may_control(guest)
+    assert room.clipboard.calls == [("ended", "handoff")]  # ended for v1, never started for it
+
+
+def test_stream_services_follow_the_first_and_holder_services_the_holder():
+    room = Room("free")
+    first, second = room.join(1), room.join(2)
+    room.seats.on_control(second, ControlRequest(ControlAction.ASK), 1.0, first=False)
+    room.audio.calls.clear()
+    room.clipboard.calls.clear()
+    marker = object()
+    room.seats.on_control(first, marker, 2.0, first=True)
+    room.seats.on_control(second, marker, 2.0, first=False)
+    assert room.audio.calls == [("control", marker)]
+    assert room.clipboard.calls == [("control", marker)]
+
+
+def test_states_go_to_viewers_that_announced_hand_off_each_with_its_own_number():
+    room = Room()
+    first = room.join(1)
+    old = room.join(2, handoff=False)
+    states = room.states()
+    assert {address for address, _ in states} == {first.address}
+    assert all(state.you == first.seat and state.you_hold for _, state in states)
+    room.seats.tick(10.0)  # resent every second
+    assert [a for a, _ in room.states()] == [first.address]
+    room.seats.tick(10.5)
+    assert room.states() == []
+    assert not room.seats.may_control(old)
