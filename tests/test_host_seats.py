@@ -4,6 +4,11 @@ which service serves whom, and who is sent which state."""
 
 from __future__ import annotations
 
+import threading
+import time
+
+from rootstream.client import Client, ClientOptions
+from rootstream.host import Host, HostOptions
 from rootstream.host.seats import Seats
 from rootstream.host.viewers import Viewer
 from rootstream.input.host_service import HostInput
@@ -108,6 +113,9 @@ def test_ask_mode_the_holders_answer_moves_it_and_a_stranger_answer_does_not():
     assert room.seats.may_control(first)
     room.seats.on_control(first, ControlAnswer(second.seat, 1), 1.2, first=True)
     assert room.seats.may_control(second) and not room.seats.may_control(first)
+    assert room.log == ["rootstream host: control: nobody -> v1 (joined)",
+                        "rootstream host: control: v2 asked v1: waiting for an answer",
+                        "rootstream host: control: v1 -> v2 (granted)"]
 
 
 def test_the_holder_leaving_passes_control_on_and_releases():
@@ -155,3 +163,47 @@ def test_states_go_to_viewers_that_announced_hand_off_each_with_its_own_number()
     room.seats.tick(10.5)
     assert room.states() == []
     assert not room.seats.may_control(old)
+
+
+def test_input_a_watcher_sends_anyway_is_dropped_and_counted_on_a_real_host(udp_port):
+    """Real host, two real encrypted clients on loopback.  The watcher's client is made
+    to send input as an older or modified client would: the host drops and counts it."""
+    host = Host(HostOptions(source="test", size=(640, 360), fps=15, bind="127.0.0.1",
+                            port=udp_port, viewers=2, input="record", stats_interval=60),
+                log=lambda line: None)
+    serving = threading.Thread(target=host.serve)
+    serving.start()
+    clients = [Client(ClientOptions(host=("127.0.0.1", udp_port), present="null", seconds=6,
+                                    audio=False, stats_interval=60), log=lambda line: None)
+               for _ in range(2)]
+    runs = []
+    try:
+        for client in clients:
+            runs.append(threading.Thread(target=client.run))
+            runs[-1].start()
+            deadline = time.monotonic() + 10
+            while (client.handoff.state is None and time.monotonic() < deadline):
+                time.sleep(0.05)  # one at a time: the first to connect holds control
+        holder, watcher = clients
+        assert holder.handoff.state.you_hold and not watcher.handoff.state.you_hold
+        watcher._input.set_in_control = lambda holding: None  # deaf to the host's state
+        watcher._input.in_control = True
+        watcher._input._send_events([KeyEvent(KEY_Y, True)])
+        holder._input._send_events([KeyEvent(KEY_X, True)])
+        deadline = time.monotonic() + 5
+        injected = host.services[0].session.injector.events
+        while KeyEvent(KEY_X, True) not in injected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        assert KeyEvent(KEY_X, True) in injected
+        assert KeyEvent(KEY_Y, True) not in injected
+        assert host.stats.totals.get("dropped_not_in_control", 0) >= 1
+        assert host.viewers.list()[1].counts.get("dropped_input", 0) >= 1
+    finally:
+        for client in clients:
+            client.stop()
+        for run in runs:
+            run.join(10)
+        host.stop()
+        serving.join(10)
+        host.close()

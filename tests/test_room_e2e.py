@@ -78,3 +78,26 @@ def test_a_wrong_room_code_gets_nothing_and_three_burn_it(room_host, udp_port, t
     time.sleep(1.05)
     done = _join(udp_port, new_code, tmp_path / "guest-config", "--frames", "5")
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("handoff, told", [
+    (("--handoff", "free", "--guests-control"), "you have control"),
+    (("--handoff", "free"), "guests watch only"),
+    (("--handoff", "ask", "--guests-control"), "guests watch only"),
+])
+def test_a_guest_takes_control_only_with_free_and_guests_control(tmp_path, udp_port, handoff,
+                                                                 told):
+    host = HostProcess(udp_port, "--source", "test", "--size", "640x360", "--fps", "30",
+                       "--room", "--input", "none", "--audio", "none", *handoff,
+                       env=_env(tmp_path / "host-config"), log_dir=tmp_path)
+    try:
+        host.wait_for("listening on")
+        code = host.log().split("room code ", 1)[1][:7].replace(" ", "")
+        session = _join(udp_port, code, tmp_path / "guest-config", "--control", "--seconds",
+                        "3")
+        assert session.returncode == 0, session.stderr
+        assert told in session.stderr, session.stderr
+        if told == "you have control":
+            host.wait_for("(granted)")
+    finally:
+        host.stop()

@@ -30,9 +30,13 @@ from rootstream.protocol.handoff import (
     ControlAction,
     ControlAnswer,
     ControlRequest,
+    RequestOutcome,
 )
 
 HOLDER_SERVICES = frozenset({"input", "microphone", "clipboard"})
+_SAID = {RequestOutcome.WAITING: "waiting for an answer", RequestOutcome.DENIED: "denied",
+         RequestOutcome.LOCKED: "refused (locked)", RequestOutcome.NOT_ALLOWED: "refused (guest)",
+         RequestOutcome.BUSY: "refused (another request waits)"}
 STATE_EVERY_S = 1.0  # states are resent: a lost one is healed within this
 
 
@@ -93,14 +97,16 @@ class Seats:
         """A CONTROL message from a viewer: requests and answers here, the rest to the
         services that serve this viewer."""
         number = getattr(viewer, "seat", NOBODY)
-        if isinstance(message, ControlRequest):
-            change = (self.policy.request(number, now) if message.action == ControlAction.ASK
-                      else self.policy.give_back(number))
+        if isinstance(message, (ControlRequest, ControlAnswer)):
+            before = self._outcomes()
+            if isinstance(message, ControlAnswer):
+                change = self.policy.answer(number, message.asker, bool(message.grant))
+            elif message.action == ControlAction.ASK:
+                change = self.policy.request(number, now)
+            else:
+                change = self.policy.give_back(number)
+            self._say_outcomes(before)
             self._apply(change)
-            self._send_states()
-            return
-        if isinstance(message, ControlAnswer):
-            self._apply(self.policy.answer(number, message.asker, bool(message.grant)))
             self._send_states()
             return
         if first:
@@ -126,6 +132,18 @@ class Seats:
             self._send_states()
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _outcomes(self) -> dict[int, RequestOutcome]:
+        return {n: v.outcome for n, v in self.policy.viewers.items()}
+
+    def _say_outcomes(self, before: dict[int, RequestOutcome]) -> None:
+        """Log what became of a request that did not move control (a move logs itself)."""
+        names = self.policy.names()
+        for number, viewer in self.policy.viewers.items():
+            if viewer.outcome != before.get(number) and viewer.outcome in _SAID:
+                holder = names.get(self.policy.holder, "nobody")
+                self._log(f"rootstream host: control: {names[number]} asked {holder}: "
+                          f"{_SAID[viewer.outcome]}")
 
     def _allocate(self) -> int:
         while self._next_number == NOBODY or self._next_number in self._viewers:
