@@ -127,7 +127,11 @@ class Seats:
 
     def tick(self, now: float) -> None:
         """Deny a request the holder left unanswered; resend every viewer its state."""
-        if self.policy.expire(now) or now >= self._next_state:
+        before = self._outcomes() if self.policy.pending != NOBODY else None
+        expired = self.policy.expire(now)
+        if expired:
+            self._say_outcomes(before)  # "... asked den: denied" (no answer in time)
+        if expired or now >= self._next_state:
             self._next_state = now + STATE_EVERY_S
             self._send_states()
 
