@@ -19,7 +19,14 @@ from rootstream.protocol.handoff import (
     ControlRequest,
     ControlState,
 )
-from rootstream.protocol.input import KeyEvent, encode_input
+from rootstream.protocol.input import (
+    BTN_LEFT,
+    ButtonEvent,
+    GamepadAdded,
+    GamepadState,
+    KeyEvent,
+    encode_input,
+)
 from rootstream.session import Service, SessionInfo
 
 KEY_X, KEY_Y = 45, 21
@@ -96,9 +103,14 @@ def test_only_the_holders_input_is_injected():
 def test_a_move_releases_what_the_previous_holder_held_and_the_typing_follows():
     room = Room("free")
     first, second = room.join(1), room.join(2)
-    room.type(first, 1, KeyEvent(KEY_X, True))
+    pad = GamepadState(0, buttons=1, lx=12000)
+    room.type(first, 1, KeyEvent(KEY_X, True), ButtonEvent(BTN_LEFT, True), GamepadAdded(0),
+              pad)
+    held = list(room.injected)
     room.seats.on_control(second, ControlRequest(ControlAction.ASK), 1.0, first=False)
-    assert room.injected == [KeyEvent(KEY_X, True), KeyEvent(KEY_X, False)]
+    # Keys, buttons and pads: everything the previous holder held is let go.
+    assert room.injected[len(held):] == [KeyEvent(KEY_X, False), ButtonEvent(BTN_LEFT, False),
+                                         GamepadState(0)]
     assert "rootstream host: control: v1 -> v2 (free)" in room.log
     assert not room.type(first, 2, KeyEvent(KEY_X, True))
     assert room.type(second, 1, KeyEvent(KEY_Y, True))  # a fresh sequence: a new holder
