@@ -54,9 +54,15 @@ from rootstream_cli.options import BackendChoice
 @click.option("--wake", is_flag=True,
               help="Wake HOST first (Wake-on-LAN, as `rootstream wake HOST`) and wait "
                    "until it answers.")
+@click.option("--room", metavar="CODE", default="",
+              help="Join the host's room as a guest with the room code it shows "
+                   "(`host --room`): no pairing, nothing stored; guests watch.")
+@click.option("--control", is_flag=True,
+              help="Ask for control as soon as the session starts (later: Ctrl+Alt+Shift+C). "
+                   "Only the viewer in control types, clicks and plays; the others watch.")
 def connect(host_address, present, fullscreen, frames, seconds, stats_interval, stats_json,
             reconnect_timeout, same_clock, frame_trace, insecure, no_input, no_audio, mic,
-            clipboard, wake):
+            clipboard, wake, **sharing):
     """Connect to a rootstream host and show its screen.
 
     HOST may be a name or an address, with an optional :PORT (default 47100).
@@ -71,6 +77,8 @@ def connect(host_address, present, fullscreen, frames, seconds, stats_interval, 
     if wake:
         _wake_first(host_address)
     address, label = resolve_host(host_address, pairing=False, command="connect")
+    if insecure and sharing["room"]:
+        raise click.UsageError("--room and --insecure do not go together")
     if insecure:
         click.echo("rootstream: WARNING: --insecure: this session is not encrypted", err=True)
     options = ClientOptions(host=address, present=present, insecure=insecure,
@@ -80,7 +88,7 @@ def connect(host_address, present, fullscreen, frames, seconds, stats_interval, 
                             same_clock=same_clock, frame_trace=frame_trace,
                             reconnect_timeout=reconnect_timeout,
                             input=not no_input, audio=not no_audio, clipboard=clipboard,
-                            mic=mic)
+                            mic=mic, **sharing)
     client = Client(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: client.stop())
     result = client.run()
@@ -88,7 +96,7 @@ def connect(host_address, present, fullscreen, frames, seconds, stats_interval, 
                f"{result.frames_lost} lost", err=True)
     if result.frames_presented == 0 or result.failure is not None:
         raise SystemExit(1)
-    if not insecure:
+    if not insecure and not sharing["room"]:  # a guest keeps nothing of the host
         from rootstream_cli.wake import remember_for_waking
 
         remember_for_waking(label, address[0], quiet=True)

@@ -105,9 +105,21 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
               help="Announce name, port and fingerprint on the LAN (mDNS, _rootstream._udp) "
                    "so `rootstream connect` finds this host without an address. Never on "
                    "loopback, never with --insecure.")
+@click.option("--room", is_flag=True,
+              help="Show a room code: anyone who types it (`rootstream connect HOST --room "
+                   "CODE`) joins as a guest and watches, without pairing; nothing is stored. "
+                   "Three wrong tries burn the code and a new one is shown.")
+@click.option("--handoff", type=click.Choice(["ask", "free", "locked"]), default="ask",
+              show_default=True,
+              help="What a viewer's request for control does (Ctrl+Alt+Shift+C or "
+                   "`connect --control`). ask: the viewer in control accepts it "
+                   "(Ctrl+Alt+Shift+A); free: it moves at once; locked: never.")
+@click.option("--guests-control", is_flag=True,
+              help="With --handoff free: room guests may take control too (else they "
+                   "only watch).")
 def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrate, adapt, pacing,
          fec, bind, port, stats_interval, stats_json, frame_trace, sessions, viewers, refresh_ms,
-         pair, insecure, force, input_, audio, mic, clipboard, host_name, announce):
+         pair, insecure, force, input_, audio, mic, clipboard, host_name, announce, **sharing):
     """Share this machine's screen with one client at a time (or --viewers N).
 
     Waits for `rootstream connect` from another machine, streams to it, and
@@ -116,7 +128,7 @@ def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrat
     from rootstream.host import Host, HostOptions, default_host_name
     from rootstream_cli.options import check_insecure
 
-    check_insecure(insecure, bind, force, pair)
+    check_insecure(insecure, bind, force, pair or sharing["room"])
     options = HostOptions(source=source, output=output, display=display, encoder=encoder,
                           codec=codec,
                           size=size, fps=fps, bitrate=int(bitrate * 1_000_000), fec_share=fec,
@@ -128,7 +140,7 @@ def host(source, output, display, encoder, codec, size, fps, bitrate, min_bitrat
                           pair=pair,
                           insecure=insecure, input=input_, audio=audio, clipboard=clipboard,
                           mic=mic,
-                          host_name=host_name or default_host_name())
+                          host_name=host_name or default_host_name(), **sharing)
     server = Host(options, log=lambda line: click.echo(line, err=True))
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     announcer = _announce(server, announce and not insecure)

@@ -52,7 +52,7 @@ def check_insecure(insecure: bool, bind: str, force: bool, pair: bool) -> None:
     if not insecure:
         return
     if pair:
-        raise click.UsageError("--pair and --insecure do not go together")
+        raise click.UsageError("--pair (or --room) and --insecure do not go together")
     try:
         loopback = ipaddress.ip_address(bind).is_loopback
     except ValueError:

@@ -12,15 +12,12 @@ from pathlib import Path
 import numpy as np
 
 
-class HostProcess:
-    """`python -m rootstream_cli host ...` on loopback, its log captured to a file."""
+class LoggedProcess:
+    """A `python -m rootstream_cli ...` process, its output captured to a file."""
 
-    def __init__(self, port: int, *args: str, env: dict | None = None, log_dir: Path):
-        self.port = port
-        self.log_path = log_dir / f"host-{port}.log"
+    def __init__(self, command: list[str], log_path: Path, env: dict | None = None):
+        self.log_path = log_path
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        command = [sys.executable, "-m", "rootstream_cli", "host", "--bind", "127.0.0.1",
-                   "--port", str(port), "--stats-interval", "1", *args]
         self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=env or dict(os.environ))
 
@@ -31,9 +28,11 @@ class HostProcess:
         deadline = time.monotonic() + timeout
         while text not in self.log():
             if self.proc.poll() is not None:
-                raise AssertionError(f"host exited ({self.proc.returncode}):\n{self.log()}")
+                raise AssertionError(f"{self.log_path.stem} exited ({self.proc.returncode}):"
+                                     f"\n{self.log()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"host never printed {text!r}:\n{self.log()}")
+                raise AssertionError(f"{self.log_path.stem} never printed {text!r}:"
+                                     f"\n{self.log()}")
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -45,6 +44,16 @@ class HostProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+class HostProcess(LoggedProcess):
+    """`python -m rootstream_cli host ...` on loopback, its log captured to a file."""
+
+    def __init__(self, port: int, *args: str, env: dict | None = None, log_dir: Path):
+        self.port = port
+        super().__init__([sys.executable, "-m", "rootstream_cli", "host", "--bind", "127.0.0.1",
+                          "--port", str(port), "--stats-interval", "1", *args],
+                         log_dir / f"host-{port}.log", env)
 
 
 @contextlib.contextmanager

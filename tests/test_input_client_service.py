@@ -256,6 +256,13 @@ def test_the_x11_presenter_sends_keys_clicks_and_the_wheel_and_takes_the_hotkeys
         assert window._fullscreen  # the hotkey ran on the presenter's thread
         assert all(e.code != 33 for p in sent for e in decode_input(p)
                    if isinstance(e, KeyEvent))  # F never reached the host
+        actions: list[str] = []
+        service.on_control_hotkey = actions.append  # rootstream.client.handoff's hook
+        xdotool("key", "ctrl+alt+shift+c", "ctrl+alt+shift+a", "ctrl+alt+shift+d")
+        pump()
+        assert actions == ["ask", "accept", "deny"]
+        assert all(e.code not in (46, 30, 32) for p in sent for e in decode_input(p)
+                   if isinstance(e, KeyEvent))  # C, A, D never reached the host
         service.close()
         assert not service.capturing
         assert decode_input(sent[-1])[-1] == HeldSnapshot()  # nothing left held

@@ -202,6 +202,16 @@ def test_hotkeys_are_consumed_and_capture_switches_to_relative_motion(desk):
     assert desk.capture.stats_visible and desk.fullscreen_toggles == 1
 
 
+def test_control_hotkeys_are_consumed_and_name_their_action(desk):
+    actions = []
+    desk.capture._on_control = actions.append  # what ClientInput hands in as on_control
+    desk.xdotool("key", "ctrl+alt+shift+c", "ctrl+alt+shift+a", "ctrl+alt+shift+d")
+    sent = desk.take(27)
+    assert actions == ["ask", "accept", "deny"]
+    assert all(event.code not in (46, 30, 32)  # KEY_C, KEY_A, KEY_D never forwarded
+               for batch in sent for event in batch if isinstance(event, KeyEvent))
+
+
 def _focus_nothing(display: str) -> None:
     """Take the keyboard focus away from every window, as another X client would."""
     ffi = cffi.FFI()

@@ -31,6 +31,7 @@ from rootstream.protocol import (
     encode_datagram,
 )
 from rootstream.protocol.control import ClipboardAck, ClipboardData, Rumble
+from rootstream.protocol.handoff import ControlAnswer, ControlRequest, ControlState
 
 VECTORS = load_vectors()
 
@@ -61,6 +62,9 @@ CONTROL = {
     "control.clipboard-data": ClipboardData(7, 5, 0, "héll".encode()),
     "control.clipboard-ack": ClipboardAck(7, 5),
     "control.crypto-opaque": CryptoMessage(0x20, b"\x01\x02"),
+    "control.control-request": ControlRequest(1),
+    "control.control-answer": ControlAnswer(2, 1),
+    "control.control-state": ControlState(7, 2, 1, 3, 0, 1, 2, 2, "den", "tv"),
 }
 
 FRAME = b"ABCDEFGHIJKLMNOPQRST"

@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+from rootstream.client.handoff import ClientControl
 from rootstream.client.options import ClientOptions, ClientResult
+from rootstream.client.pair import session_keys
 from rootstream.client.report import CLIENT_STAGES, STATS_REPORT_S, ClientFigures
 from rootstream.client.video import DecodeStage
 from rootstream.crypto.client_keys import ClientKeys
@@ -92,11 +94,13 @@ class Client:
             from rootstream.audio.mic_client import ClientMicrophone
 
             self.services.append(ClientMicrophone(log=log))
+        # Who holds control among the host's viewers; only the holder's input leaves.
+        self.handoff = ClientControl(self._input, ask=options.control, log=log)
+        self.services.append(self.handoff)
         self.json = JsonStatsWriter(options.stats_json) if options.stats_json else None
         # Encrypted by default: the host's key comes from pairing, looked up
         # before any socket exists so "not paired" is the first thing said.
-        self._keys = None if options.insecure else ClientKeys.load(
-            options.config_dir, options.host_label or options.host[0], options.host[0])
+        self._keys = None if options.insecure else session_keys(options)
         self._initiator = None
         self._handshake_error: RootStreamError | None = None
         self.transport = UdpTransport(("0.0.0.0" if ":" not in options.host[0] else "::", 0),

@@ -46,6 +46,11 @@ class ClientOptions:
     clipboard: bool = False
     # Send the default microphone to a host that takes it (rootstream.audio.mic_client).
     mic: bool = False
+    # Join the host's room with this code as a guest, without pairing
+    # (rootstream.crypto.room): nothing is stored, the session is view only.
+    room: str = ""
+    # Ask for control as soon as the session starts (rootstream.protocol.handoff).
+    control: bool = False
 
 
 @dataclass

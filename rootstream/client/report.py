@@ -80,7 +80,8 @@ class ClientFigures:
                 "drops": {"frames lost": client.receiver.session_stats.frames_lost,
                           "datagrams lost": client.transport.counters.lost.get(
                               PacketType.VIDEO, 0),
-                          "pictures dropped": client.video.pictures.dropped}}
+                          "pictures dropped": client.video.pictures.dropped},
+                "control": client.handoff.overlay_lines()}
 
     def stats_message(self) -> StatsReport:
         client = self.client

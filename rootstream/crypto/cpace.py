@@ -37,6 +37,7 @@ from rootstream.errors import PairingError
 
 DSI = b"rootstream-CPace-edwards25519-SHA512"
 CHANNEL_ID = b"rootstream pairing v1"
+ROOM_CHANNEL_ID = b"rootstream room v1"  # room codes (rootstream.crypto.room): never a pairing
 POINT_SIZE = nacl.bindings.crypto_core_ed25519_BYTES
 SCALAR_SIZE = nacl.bindings.crypto_core_ed25519_SCALARBYTES
 SID_SIZE = 16
@@ -61,10 +62,10 @@ def _check_bindings() -> None:
         )
 
 
-def generator(code: bytes, sid: bytes) -> bytes:
-    """The password-derived generator g(code, sid)."""
+def generator(code: bytes, sid: bytes, channel: bytes = CHANNEL_ID) -> bytes:
+    """The password-derived generator g(code, sid) for ``channel`` (the draft's CI)."""
     _check_bindings()
-    digest = hashlib.sha512(_lv(DSI) + _lv(code) + _lv(CHANNEL_ID) + _lv(sid)).digest()
+    digest = hashlib.sha512(_lv(DSI) + _lv(code) + _lv(channel) + _lv(sid)).digest()
     return nacl.bindings.crypto_core_ed25519_from_uniform(digest[:32])
 
 

@@ -52,7 +52,8 @@ KIND_REPLY = 0x21
 KIND_CONFIRM = 0x22
 KIND_DONE = 0x23
 KIND_REJECT = 0x24
-KINDS = (KIND_START, KIND_REPLY, KIND_CONFIRM, KIND_DONE, KIND_REJECT)
+KIND_ROOM_START = 0x25  # START of a room code's exchange (rootstream.crypto.room)
+KINDS = (KIND_START, KIND_REPLY, KIND_CONFIRM, KIND_DONE, KIND_REJECT, KIND_ROOM_START)
 
 PREFIX = struct.Struct("!BB16s")  # kind, version, sid: also the AEAD associated data
 assert PREFIX.size == 18
@@ -90,13 +91,16 @@ class PairingFailed(PairingError):
     the exchange goes on.
     """
 
-    def __init__(self, message: str, *, reply: bytes | None = None, hint: str = ""):
+    def __init__(self, message: str, *, reply: bytes | None = None, hint: str = "",
+                 reason: int = 0):
         super().__init__(message, hint=hint)
         self.reply = reply
+        self.reason = reason  # the REJECT reason, when one ended it
 
 
 def _failed(reason: int, reply: bytes | None) -> PairingFailed:
-    return PairingFailed(REASON_MESSAGES[reason], reply=reply, hint=REASON_HINTS[reason])
+    return PairingFailed(REASON_MESSAGES[reason], reply=reply, hint=REASON_HINTS[reason],
+                         reason=reason)
 
 
 def default_peer_name() -> str:
@@ -157,6 +161,7 @@ class PairingMessage:
             raise PairingError("pairing message has an unsupported version")
         sizes = {
             KIND_START: (cpace.POINT_SIZE, cpace.POINT_SIZE),
+            KIND_ROOM_START: (cpace.POINT_SIZE, cpace.POINT_SIZE),
             KIND_REPLY: (cpace.POINT_SIZE + _BOX_MIN, cpace.POINT_SIZE + _BOX_MAX),
             KIND_CONFIRM: (_BOX_MIN, _BOX_MAX),
             KIND_DONE: (TAG_SIZE, TAG_SIZE),
@@ -236,6 +241,9 @@ class PairingClient:
     """The side that types the code.  ``start()``, then feed each host message
     to ``receive()`` and send back what it returns, until ``result`` is set."""
 
+    START_KIND = KIND_START
+    CHANNEL = cpace.CHANNEL_ID  # a room code's exchange has its own (rootstream.crypto.room)
+
     def __init__(self, identity: Identity, code: str, *, name: str | None = None,
                  _sid: bytes | None = None, _scalar: bytes | None = None):
         self.identity = identity
@@ -244,8 +252,9 @@ class PairingClient:
         # _sid and _scalar are fixed only by the byte-exact test vectors.
         self.sid = _sid if _sid is not None else os.urandom(SID_SIZE)
         self._scalar = _scalar if _scalar is not None else cpace.random_scalar()
-        self._share = cpace.public_share(self._scalar, cpace.generator(self._code, self.sid))
-        self._start = bytes(PairingMessage(KIND_START, self.sid, self._share))
+        self._share = cpace.public_share(self._scalar,
+                                         cpace.generator(self._code, self.sid, self.CHANNEL))
+        self._start = bytes(PairingMessage(self.START_KIND, self.sid, self._share))
         self._keys: _Keys | None = None
         self._host: PairingResult | None = None
         self._confirm: bytes | None = None
@@ -332,6 +341,11 @@ class PairingHost:
     new code (a new PairingHost).  ``now`` is ``time.monotonic()`` seconds."""
 
     MAX_EXCHANGES = 8  # bounded memory: at most max_tries are ever answered
+    START_KIND = KIND_START
+    CHANNEL = cpace.CHANNEL_ID
+    # A pairing code pairs once.  A room code admits guest after guest: a
+    # confirmed exchange gives its try back, so only wrong codes burn it.
+    REUSABLE = False
 
     def __init__(self, identity: Identity, code: str, now: float, *,
                  name: str | None = None,
@@ -353,14 +367,15 @@ class PairingHost:
     def burned(self) -> bool:
         """No tries left and no answered exchange that could still succeed."""
         pending = any(not x.failed and x.done is None for x in self._exchanges.values())
-        return self.result is None and self.tries_left == 0 and not pending
+        done = self.result is not None and not self.REUSABLE
+        return not done and self.tries_left == 0 and not pending
 
     def expired(self, now: float) -> bool:
         return now - self.created >= self.lifetime
 
     def receive(self, data: bytes, now: float) -> bytes | None:
         msg = PairingMessage.parse(data)
-        if msg.kind == KIND_START:
+        if msg.kind == self.START_KIND:
             return self._on_start(msg, bytes(data), now)
         exchange = self._exchanges.get(msg.sid)
         if exchange is None:
@@ -379,7 +394,7 @@ class PairingHost:
                 return known.reply  # our REPLY was lost: resend it, no new try
             raise PairingError(UNKNOWN_EXCHANGE)
         reason = None
-        if self.result is not None or self.expired(now):
+        if (self.result is not None and not self.REUSABLE) or self.expired(now):
             reason = REASON_EXPIRED
         elif self.tries_left == 0:
             reason = REASON_BURNED
@@ -388,6 +403,10 @@ class PairingHost:
         if reason is not None:
             # 19 bytes in answer to 50: a refusal can never amplify.
             raise _failed(reason, reject_message(msg.sid, reason))
+        if len(self._exchanges) >= self.MAX_EXCHANGES and self.REUSABLE:
+            # Finished guests' exchanges go first; one still open stays.
+            for sid in [s for s, x in self._exchanges.items() if x.failed or x.done]:
+                del self._exchanges[sid]
         if len(self._exchanges) >= self.MAX_EXCHANGES:
             raise PairingError("too many pairing exchanges")
         client_share = msg.body
@@ -395,7 +414,8 @@ class PairingHost:
         if not nacl.bindings.crypto_core_ed25519_is_valid_point(client_share):
             raise PairingError(cpace.INVALID_POINT)
         scalar = self._fixed_scalar or cpace.random_scalar()
-        host_share = cpace.public_share(scalar, cpace.generator(self._code, msg.sid))
+        host_share = cpace.public_share(scalar,
+                                        cpace.generator(self._code, msg.sid, self.CHANNEL))
         k = cpace.shared_point(scalar, client_share)
         keys = _derive_keys(cpace.intermediate_session_key(msg.sid, k, client_share, host_share))
         self.tries_left -= 1
@@ -426,6 +446,8 @@ class PairingHost:
                 MALFORMED, reply=reject_message(msg.sid, REASON_WRONG_CODE)
             ) from None
         self.result = PairingResult(client_key, client_name)
+        if self.REUSABLE:
+            self.tries_left += 1  # the code was right: this try was no guess
         exchange.confirm = data
         exchange.done = bytes(PairingMessage(
             KIND_DONE, msg.sid,

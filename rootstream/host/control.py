@@ -9,8 +9,10 @@ rootstream.host.video's two threads.
 One client at a time by default; ``viewers=N`` (``host --viewers N``) lets
 N watch the one capture and encode at once, each in its own encrypted
 session (rootstream.host.viewers: the table, and the questions to ask it).
-The first session's wishes set the stream, its reports set the rate, and
-only its input is injected; the others' input is dropped and counted.
+The first session's wishes set the stream and its reports set the rate;
+only the input of the viewer holding control (rootstream.host.seats: the
+first paired one until control moves) is injected, the others' is dropped
+and counted.
 Another client past the limit gets one small refusal ("busy" with one
 viewer, "full" with several), never more bytes than it sent.  A client
 silent for ``PEER_TIMEOUT_S`` is dropped and the others go on.
@@ -30,6 +32,7 @@ from rootstream.crypto.seal import SEAL_OVERHEAD
 from rootstream.host.adaptive import AdaptiveBitrate
 from rootstream.host.options import HostOptions, open_gate
 from rootstream.host.room_policy import RoomPolicy
+from rootstream.host.seats import Seats
 from rootstream.host.video import HOST_STAGES, VideoPipeline
 from rootstream.host.viewers import Viewer, Viewers
 from rootstream.machine import describe_machine, process_cpu_ns
@@ -116,6 +119,10 @@ class Host:
                 options.bitrate, options.min_bitrate, apply=self.video.set_bitrate,
                 sent_bytes=self._first_sent_bytes,
                 apply_fec=self.room.first_fec, fec_share=options.fec_share, log=log))
+        # Who holds control: input, microphone and clipboard follow the holder.
+        self.seats = Seats(self.services, mode=options.handoff,
+                           guests_control=options.guests_control, send_control=self._send_control,
+                           sender=self._service_sender, log=log, stats=self.stats)
 
     # -- the control channel ---------------------------------------------------------------
 
@@ -148,6 +155,7 @@ class Host:
                         next_keepalive = now + KEEPALIVE_S
                     for service in self.services:
                         service.tick(time.monotonic_ns())
+                    self.seats.tick(now)
                 self._expire_pending(now)
                 if now >= next_report:
                     self._report()
@@ -187,10 +195,10 @@ class Host:
         if header.ptype != PacketType.CONTROL:
             if viewer is not None:
                 viewer.last_heard = now
-                if not self.viewers.is_first(viewer):
-                    # Input (and microphone) belong to the first session alone.
+                if not self.seats.may_control(viewer):
+                    # Input (and microphone) belong to the holder of control alone.
                     viewer.count(f"dropped_{header.ptype.name.lower()}")
-                    self.stats.count("dropped_not_first")
+                    self.stats.count("dropped_not_in_control")
                     return
                 if any(service.handle(header, payload) for service in self.services):
                     return
@@ -235,9 +243,8 @@ class Host:
                 "waiting for the next one" if len(self.viewers) == 1 else "the others go on"))
             self._end_session(viewer, None)
             return
-        if first:  # the rate, input and the rest follow the first session
-            for service in self.services:
-                service.on_control(message)
+        # The rate follows the first session; input and the rest the holder of control.
+        self.seats.on_control(viewer, message, now, first=first)
 
     def _on_crypto(self, data: bytes, address, now: float) -> None:
         """Pairing and handshake messages, which travel unsealed."""
@@ -259,7 +266,7 @@ class Host:
                 return
             # The session starts when the client's first sealed datagram opens.
             self.transport.secure(address, answer.keys)
-            self._pending[address] = (answer.peer_name, now)
+            self._pending[address] = (answer.peer_name, now, answer.guest)
         if answer.reply is not None:
             self.transport.send(PacketType.CONTROL, answer.reply, address, seal=False)
 
@@ -278,9 +285,10 @@ class Host:
             session.info = SessionInfo(address, session.session_id, session.client_name, config,
                                        hello.capabilities)
             if first:
-                self._services_start(session)
+                self._stream_services_start(session)
             else:
                 self._follow_sound_wishes()
+            self.seats.started(session)
         elif (hello.capabilities ^ session.info.peer_capabilities) & Capability.AUDIO:
             # The client found it cannot play sound (no device) and says so with
             # a new hello: the sound service starts over as --no-audio would have.
@@ -313,7 +321,7 @@ class Host:
             self.stats.count("refused_settings")
             return self._refused(address)
         # A paired client is known by the name it paired with, not by its claim.
-        pending_name = self._pending.pop(address, ("", now))[0]
+        pending_name, _, guest = self._pending.pop(address, ("", now, False))
         name = pending_name if self.gate is not None else hello.client_name
         viewer = Viewer(address, secrets.randbits(32), name, now, now)
         if not self.viewers:
@@ -324,6 +332,7 @@ class Host:
         if self.gate is None:
             self.transport.add_peer(address)  # its own sequence numbers, unsealed
         self.viewers.add(viewer)
+        self.seats.joined(viewer, guest=guest, now=now)
         self.sessions_served += 1
         self.log(f"client {_fmt(address)} ({hello.client_name or 'unnamed'}) connected"
                  + (f"; {len(self.viewers)} watching" if self.viewers.limit > 1 else ""))
@@ -334,12 +343,14 @@ class Host:
         if self._pending.pop(address, None) is not None:
             self.transport.forget(address)
 
-    def _services_start(self, viewer: Viewer) -> None:
-        for service in self.services:
+    def _stream_services_start(self, viewer: Viewer) -> None:
+        """The first viewer's services (a new one, or the next after the first left);
+        sound starts for the room, the holder's services follow control (seats)."""
+        for service in self.seats.stream_services:
             if service is self.audio:
                 self._follow_sound_wishes(restart=True)
             else:
-                service.session_started(viewer.info, self._sender(viewer.address))
+                service.session_started(viewer.info, self._service_sender(viewer, service))
 
     def _follow_sound_wishes(self, restart: bool = False) -> None:
         """Sound runs while any viewer wants it (the first's session stands for
@@ -351,9 +362,12 @@ class Host:
             self.audio.session_started(info, self._audio_sender())
         self._sound = wanted
 
+    def _service_sender(self, viewer: Viewer, service):
+        return self._audio_sender() if service is self.audio else self._sender(viewer.address)
+
     def _expire_pending(self, now: float) -> None:
         """Keys of a handshake whose hello never came are dropped in time."""
-        for address, (_, when) in list(self._pending.items()):
+        for address, (_, when, _) in list(self._pending.items()):
             if now - when > PEER_TIMEOUT_S:
                 del self._pending[address]
                 if self.viewers.of(address) is None:
@@ -371,6 +385,7 @@ class Host:
             caps |= Capability.INPUT  # else the client sends no input, and says why
         for service in self.services:  # optional features (rumble, ...) say what they offer
             caps |= getattr(service, "offers", 0)
+        caps |= Capability.HANDOFF  # who holds control, in a state each viewer is sent
         video = self.video
         return Config(codec=Codec.H264 if self.options.codec == "h264" else Codec.HEVC,
                       width=video.width, height=video.height, fps=video.fps,
@@ -403,21 +418,21 @@ class Host:
         self.transport.forget(session.address)
         if session.outlet is not None:
             session.outlet.close()
+        why = "bye" if reason is None else ByeReason(reason).name.lower()
         if was_first and session.info is not None:
-            why = "bye" if reason is None else ByeReason(reason).name.lower()
-            for service in self.services:
-                service.session_ended(why)
+            self.seats.end_stream_services(why)
+        self.seats.left(session, why)  # control moves on; what it held is released
         successor = self.viewers.first()
         if was_first and successor is not None:
-            # The next viewer is the first now: sent inline, its input injected,
-            # its reports steering the rate.  The stream itself does not change.
+            # The next viewer is the first now: sent inline, its reports steering
+            # the rate.  The stream itself does not change.
             self.room.forget(successor)
             outlet, successor.outlet = successor.outlet, None
             if outlet is not None:
                 outlet.close()
             self.log(f"client {_fmt(successor.address)} is the first viewer now")
             if successor.info is not None and not self._stop.is_set():
-                self._services_start(successor)
+                self._stream_services_start(successor)
         if not was_first and self.viewers:
             self._follow_sound_wishes()  # it may have been the last one listening
         if not self.viewers:

@@ -55,6 +55,12 @@ class HostOptions:
     # Play a client's microphone (`connect --mic`) into a virtual source
     # "rootstream microphone" for the session (rootstream.audio.mic_host).
     mic: bool = False
+    # Show a room code: guests who type it watch without pairing (rootstream.crypto.room).
+    room: bool = False
+    # What a viewer's request for control does (rootstream.host.handoff): ask, free, locked;
+    # and whether room guests may take control (with free only).
+    handoff: str = "ask"
+    guests_control: bool = False
 
 
 def open_gate(options: HostOptions, log):
@@ -66,8 +72,8 @@ def open_gate(options: HostOptions, log):
 
     directory = Path(options.config_dir) if options.config_dir else None
     identity = Identity.load_or_create(directory)
-    return HostGate(identity, TrustStore.open(directory), pairing=options.pair, log=log,
-                    now=time.monotonic())
+    return HostGate(identity, TrustStore.open(directory), pairing=options.pair,
+                    room=options.room, log=log, now=time.monotonic())
 
 
 def default_host_name() -> str:

@@ -47,6 +47,7 @@ class Viewer:
     # (rootstream.host.room_policy decides whether one makes an IDR).
     asking_since: float | None = None
     last_asked: float = 0.0
+    seat: int = 0  # its number for handing control around (rootstream.host.seats)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n

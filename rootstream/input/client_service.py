@@ -30,6 +30,11 @@ and ``kms`` have no window events to read: input is skipped with one log line.
 
 The stats overlay (Ctrl+Alt+Shift+S) shows ``figures()`` (the client's
 live figures) in the window, refreshed twice a second from ``tick``.
+
+With several viewers only the one in control sends input
+(rootstream.client.handoff calls ``set_in_control``); the others' captures
+keep running, for the hotkeys and so that a viewer given control sends its
+true held state with the next snapshot, but nothing leaves.
 """
 
 from __future__ import annotations
@@ -78,6 +83,9 @@ class ClientInput(ClientService):
         self._overlay = OverlayFigures()
         self._next_overlay_ns = 0
         self.host_declined = False  # the host's config says it injects no input
+        self.in_control = True  # another viewer holds control: nothing is sent
+        # Ctrl+Alt+Shift+C/A/D: ask for control, give it, keep it (set by ClientControl).
+        self.on_control_hotkey: Callable[[str], object] | None = None
         # The host's rumble, on the controllers the capture opened (under _lock:
         # the capture closes a controller on the window's thread).
         self.rumble = RumblePlayer(self._controller)
@@ -121,6 +129,7 @@ class ClientInput(ClientService):
         options = dict(self._capture_options)
         options.setdefault("on_toggle_fullscreen", presenter.toggle_fullscreen)
         options.setdefault("on_toggle_stats", self._toggle_stats)
+        options.setdefault("on_control", self._control_hotkey)
         capture = SdlInputCapture(presenter.window_to_stream, self._send_events,
                                   lambda: (presenter.width, presenter.height), **options)
         presenter.add_event_listener(self._on_event)
@@ -129,7 +138,8 @@ class ClientInput(ClientService):
         if self.host_declined:
             return  # the window's hotkeys still work; the keys go nowhere (said once)
         self._log("rootstream: input goes to the host; Ctrl+Alt+Shift+Z captures the "
-                  "pointer, +F toggles fullscreen, +S the stats overlay")
+                  "pointer, +F toggles fullscreen, +S the stats overlay, +C asks for "
+                  "control when others watch")
 
     def tick(self, now_ns: int) -> None:
         capture = self.capture
@@ -180,7 +190,7 @@ class ClientInput(ClientService):
                                    on_toggle_fullscreen=presenter.toggle_fullscreen,
                                    on_toggle_stats=self._toggle_stats,
                                    on_toggle_pointer_capture=self._toggle_pointer_grab,
-                                   log=self._log)
+                                   on_control=self._control_hotkey, log=self._log)
         self.capture = capture  # before the reader: its first batch may come at once
         try:
             self.reader = self._open_reader(presenter, buttons=True,
@@ -195,7 +205,7 @@ class ClientInput(ClientService):
         self._start_gamepads(capture)
         self._log("rootstream: input goes to the host (keyboard, mouse, game controllers); "
                   "Ctrl+Alt+Shift+Z captures the pointer, +F toggles fullscreen, "
-                  "+S the stats overlay")
+                  "+S the stats overlay, +C asks for control when others watch")
 
     def _toggle_pointer_grab(self) -> None:
         reader = self.reader
@@ -284,9 +294,20 @@ class ClientInput(ClientService):
             with self._lock:
                 capture.handle(event)
 
+    def set_in_control(self, holding: bool) -> None:
+        """Whether this viewer holds control (any thread): only then does input leave."""
+        self.in_control = holding
+
+    def _control_hotkey(self, action: str) -> None:
+        if self.on_control_hotkey is not None:
+            self.on_control_hotkey(action)
+
     def _send_events(self, events) -> None:
         """One batch from the capture: one datagram, now."""
         send = self._send
+        if not self.in_control:
+            self.counters["not_in_control"] += 1  # watching: the host would drop it
+            return
         if send is None:
             # Between sessions (the next snapshot heals), or a host without input.
             self.counters["host_declined" if self.host_declined else "unsent"] += 1
@@ -348,4 +369,4 @@ class OverlayFigures:
         drops = {k: v for k, v in figures.get("drops", {}).items() if v}
         lines.append("drops: " + (", ".join(f"{k} {v}" for k, v in sorted(drops.items()))
                                   or "none"))
-        return lines
+        return lines + list(figures.get("control", ()))  # "control: you; 2 watching"

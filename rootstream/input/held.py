@@ -30,10 +30,13 @@ class HeldInput:
 
     def __init__(self, send: Send, *, on_toggle_fullscreen: Callable[[], object] | None = None,
                  on_toggle_stats: Callable[[], object] | None = None,
+                 on_control: Callable[[str], object] | None = None,
                  snapshot_interval_ns: int = SNAPSHOT_INTERVAL_NS) -> None:
         self._send = send
         self._on_toggle_fullscreen = on_toggle_fullscreen
         self._on_toggle_stats = on_toggle_stats
+        # Control between viewers: +C asks for it, +A gives it to the asker, +D keeps it.
+        self._on_control = on_control
         self._snapshot_interval_ns = snapshot_interval_ns
         self._last_snapshot_ns = time.monotonic_ns()
         self.held_keys: set[int] = set()
@@ -78,6 +81,10 @@ class HeldInput:
     def _toggle_fullscreen(self) -> None:
         if self._on_toggle_fullscreen is not None:
             self._on_toggle_fullscreen()
+
+    def _control(self, action: str) -> None:
+        if self._on_control is not None:
+            self._on_control(action)
 
     def _toggle_stats(self) -> None:
         self.stats_visible = not self.stats_visible

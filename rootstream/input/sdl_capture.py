@@ -12,7 +12,9 @@ One ``send`` call is one INPUT datagram.
   letterbox mapping) until the user captures it, then relative (raw xrel /
   yrel, what games want).  Clicks on a letterbox bar are not sent.
 - Ctrl+Alt+Shift+Z captures/releases the pointer, +F toggles fullscreen, +S
-  the stats overlay.  Those key presses are consumed, not forwarded.
+  the stats overlay, +C asks for control (several viewers), +A and +D
+  answer another viewer's request.  Those key presses are consumed, not
+  forwarded.
 - Every held key and button is tracked.  A HeldSnapshot goes out right after
   each release and every ``snapshot_interval`` (``tick``), so a host that
   lost a release heals; losing focus releases everything.
@@ -65,10 +67,11 @@ class SdlInputCapture(SdlGamepads, HeldInput):
                  stream_size: Callable[[], tuple[int, int]], *,
                  on_toggle_fullscreen: Callable[[], object] | None = None,
                  on_toggle_stats: Callable[[], object] | None = None,
+                 on_control: Callable[[str], object] | None = None,
                  gamepads: bool = True,
                  snapshot_interval_ns: int = SNAPSHOT_INTERVAL_NS) -> None:
         super().__init__(send, on_toggle_fullscreen=on_toggle_fullscreen,
-                         on_toggle_stats=on_toggle_stats,
+                         on_toggle_stats=on_toggle_stats, on_control=on_control,
                          snapshot_interval_ns=snapshot_interval_ns)
         self._window_to_stream = window_to_stream
         self._stream_size = stream_size
@@ -89,6 +92,9 @@ class SdlInputCapture(SdlGamepads, HeldInput):
             sdl2.SDL_SCANCODE_Z: lambda event: self.toggle_pointer_capture(event.key.windowID),
             sdl2.SDL_SCANCODE_F: lambda event: self._toggle_fullscreen(),
             sdl2.SDL_SCANCODE_S: lambda event: self._toggle_stats(),
+            sdl2.SDL_SCANCODE_C: lambda event: self._control("ask"),
+            sdl2.SDL_SCANCODE_A: lambda event: self._control("accept"),
+            sdl2.SDL_SCANCODE_D: lambda event: self._control("deny"),
         }
         self._handlers = {
             sdl2.SDL_KEYDOWN: self._key_down,

@@ -13,11 +13,12 @@ thread (the only thread that may touch its window): Ctrl+Alt+Shift+F toggles
 fullscreen, +S the stats overlay (blended into the picture by the
 presenter), +Z captures or releases the pointer: the reader grabs it on its
 own connection (rootstream.input.x11_pointer_grab) and sends relative
-motion while it holds it; ``captured`` tells this object.  The reader
-consumes the same presses, so none reaches the host.  Game controllers go
-through SDL's game-controller API (rootstream.input.sdl_gamepads): a
-GamepadPump thread pumps SDL's events without an SDL window and hands them
-to ``handle_sdl``.
+motion while it holds it; ``captured`` tells this object.  +C asks for
+control, +A and +D answer another viewer's request.  The reader consumes
+the same presses, so none reaches the host.  Game controllers go through
+SDL's game-controller API (rootstream.input.sdl_gamepads): a GamepadPump
+thread pumps SDL's events without an SDL window and hands them to
+``handle_sdl``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from rootstream.input.x11_reader import X_KEYCODE_OFFSET
 
 _HOTKEY_STATE = xlib.SHIFT_MASK | xlib.CONTROL_MASK | xlib.MOD1_MASK
 KEY_Z, KEY_F, KEY_S = 44, 33, 31
+CONTROL_KEYS = {46: "ask", 30: "accept", 32: "deny"}  # C, A, D
 
 
 class X11WindowCapture(SdlGamepads, HeldInput):
@@ -42,10 +44,11 @@ class X11WindowCapture(SdlGamepads, HeldInput):
                  on_toggle_fullscreen: Callable[[], object] | None = None,
                  on_toggle_stats: Callable[[], object] | None = None,
                  on_toggle_pointer_capture: Callable[[], object] | None = None,
+                 on_control: Callable[[str], object] | None = None,
                  log: Callable[[str], None] = print,
                  snapshot_interval_ns: int = SNAPSHOT_INTERVAL_NS) -> None:
         super().__init__(send, on_toggle_fullscreen=on_toggle_fullscreen,
-                         on_toggle_stats=on_toggle_stats,
+                         on_toggle_stats=on_toggle_stats, on_control=on_control,
                          snapshot_interval_ns=snapshot_interval_ns)
         self._log = log
         self._on_toggle_pointer_capture = on_toggle_pointer_capture
@@ -95,6 +98,8 @@ class X11WindowCapture(SdlGamepads, HeldInput):
             self._toggle_fullscreen()
         elif code == KEY_S:
             self._toggle_stats()
+        elif code in CONTROL_KEYS:
+            self._control(CONTROL_KEYS[code])
         elif code == KEY_Z and self._on_toggle_pointer_capture is not None:
             self._on_toggle_pointer_capture()
 

@@ -38,6 +38,10 @@ class ControlKind(enum.IntEnum):
     RUMBLE = 0x0A
     CLIPBOARD_DATA = 0x0B
     CLIPBOARD_ACK = 0x0C
+    # Handing control between viewers (rootstream/protocol/handoff.py).
+    CONTROL_REQUEST = 0x10
+    CONTROL_ANSWER = 0x11
+    CONTROL_STATE = 0x12
 
 
 CRYPTO_KINDS = range(0x20, 0x30)
@@ -58,6 +62,7 @@ class Capability(enum.IntFlag):
     # config: recovers viewers by intra refresh, not keyframes (host --refresh-ms);
     # the client waits for a refresh cycle rather than ask for a keyframe.
     REFRESH = 0x0200
+    HANDOFF = 0x0400  # both: control moves between viewers (protocol/handoff.py)
 
 
 class Codec(enum.IntEnum):
@@ -448,3 +453,10 @@ def decode_control(payload: bytes | memoryview) -> ControlMessage:
     if cls is None:
         raise ProtocolError("control message has an unknown kind")
     return cls.parse_body(body[1:])
+
+
+# The hand-off's messages live in their own module, which builds on this one's
+# pieces; importing it here, after them, puts its kinds in the one parser.
+from rootstream.protocol.handoff import HANDOFF_MESSAGES  # noqa: E402
+
+_BY_KIND.update({cls.KIND: cls for cls in HANDOFF_MESSAGES})
