@@ -3,24 +3,26 @@ few seconds, on a thread of its own.
 
 Why (docs/SOAK.md has the measurements): glibc keeps what a thread frees in
 that thread's arena for reuse and returns pages to the system only from the
-top of an arena.  Two things we do make that grow over an evening:
+top of an arena.  Two things we do leave free memory there for good:
 
+- frame-sized pictures (1.4 MB at 720p, 8.3 MB for 1080p BGRX) raise glibc's
+  mmap threshold the first time one is freed; from then on they come from
+  an arena, and one more stays there each time the machine gets busy: the
+  host's RSS climbs in frame-sized steps and never comes down.
 - encoded frames and their copies (the ``bytes`` handed to FFmpeg, the packet
-  FFmpeg copies it into) have a different size every frame, and keyframes
-  are tens of times larger than P-frames.  In the client's decode thread the
-  holes they leave between blocks that live longer never fit the next
-  request exactly, so the arena's top keeps moving up: the lossy soak grew
-  ~10 MB an hour, all of it free memory inside the decode thread's arena.
-- frame-sized pictures (1.4 MB at 720p) raise glibc's mmap threshold the
-  first time one is freed; from then on they come from an arena and one more
-  stays there each time the machine gets busy (the host's 1.4 MB steps).
+  FFmpeg copies it into) have a different size every frame, keyframes tens
+  of times larger than P-frames; the holes they leave in the client's decode
+  thread's arena were ~0.3 MB after ten lossy minutes.
 
 ``malloc_trim(0)`` walks every arena and hands the pages of its free blocks
 back (madvise), whatever their position.  It takes each arena's lock for the
 walk, so it runs here, on a thread of its own every ``ROOTSTREAM_MALLOC_TRIM``
 seconds (default 10; ``0`` turns it off, for before/after soaks), never on a
-frame's path.  A page handed back costs one page fault when reused: a few
-hundred per trim, not per frame.  On a C library without ``malloc_trim``
+frame's path; a thread that mallocs in an arena being walked waits for it
+(the 1080p host's trims took 0.3 ms at the median, 4 ms at p90 and 21 ms at
+worst at load 6).  A page handed back costs a page fault when reused: that
+host gave back a median 3 MB (some 800 pages) per trim, every 10 s, not per
+frame.  On a C library without ``malloc_trim``
 (musl) nothing runs.  ``ROOTSTREAM_MALLOC_TRIM_LOG=PATH`` appends one JSON
 line per trim (how long it took, RSS before and after) for bench/soak.py.
 """
