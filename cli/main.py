@@ -51,9 +51,13 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    from rootstream.allocator import start_trimming
     from rootstream.memtrace import start_from_environment
 
     start_from_environment()  # ROOTSTREAM_TRACEMALLOC=PATH: heap growth for bench/soak.py
+    # Freed frame-sized and packet-sized blocks back to the system every 10 s:
+    # without it glibc's arenas grow for hours (docs/SOAK.md).
+    start_trimming()
 
 
 def _register() -> None:
