@@ -256,9 +256,12 @@ class Host:
             viewer = self.viewers.of(address)
             if viewer is not None:
                 self._end_session(viewer, None)  # the same client starting over
-            elif len(self.viewers) + len(self._pending.keys() - {address}) >= self.viewers.limit:
+            elif self.viewers.full:
                 # Busy (one viewer) or full (several): one small refusal instead
                 # of a handshake response, never more bytes than the INIT.
+                # Handshakes still waiting for their hello hold no place (a bench
+                # phase that only pings, a client that gave up): the hello that
+                # would make one viewer too many is refused in _start_session.
                 refusal = self.gate.refuse_full(address, len(data), now, self.viewers.limit)
                 if refusal is not None:
                     self.transport.send(PacketType.CONTROL, refusal, address, seal=False)
