@@ -32,6 +32,7 @@ from rootstream.protocol import (
 )
 from rootstream.protocol.control import ClipboardAck, ClipboardData, Rumble
 from rootstream.protocol.handoff import ControlAnswer, ControlRequest, ControlState
+from rootstream.protocol.repair import RepairRequest
 
 VECTORS = load_vectors()
 
@@ -65,6 +66,8 @@ CONTROL = {
     "control.control-request": ControlRequest(1),
     "control.control-answer": ControlAnswer(2, 1),
     "control.control-state": ControlState(7, 2, 1, 3, 0, 1, 2, 2, "den", "tv"),
+    "control.repair-request": RepairRequest(42, ((3, 5), (12, 1)), attempt=2),
+    "control.repair-request-whole": RepairRequest(5),
 }
 
 FRAME = b"ABCDEFGHIJKLMNOPQRST"

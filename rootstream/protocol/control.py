@@ -42,6 +42,7 @@ class ControlKind(enum.IntEnum):
     CONTROL_REQUEST = 0x10
     CONTROL_ANSWER = 0x11
     CONTROL_STATE = 0x12
+    REPAIR_REQUEST = 0x13  # lost fragments, asked again (rootstream/protocol/repair.py)
 
 
 CRYPTO_KINDS = range(0x20, 0x30)
@@ -63,6 +64,7 @@ class Capability(enum.IntFlag):
     # the client waits for a refresh cycle rather than ask for a keyframe.
     REFRESH = 0x0200
     HANDOFF = 0x0400  # both: control moves between viewers (protocol/handoff.py)
+    REPAIR = 0x0800  # both: lost fragments are asked for again (protocol/repair.py)
 
 
 class Codec(enum.IntEnum):
@@ -458,5 +460,6 @@ def decode_control(payload: bytes | memoryview) -> ControlMessage:
 # The hand-off's messages live in their own module, which builds on this one's
 # pieces; importing it here, after them, puts its kinds in the one parser.
 from rootstream.protocol.handoff import HANDOFF_MESSAGES  # noqa: E402
+from rootstream.protocol.repair import RepairRequest  # noqa: E402
 
-_BY_KIND.update({cls.KIND: cls for cls in HANDOFF_MESSAGES})
+_BY_KIND.update({cls.KIND: cls for cls in (*HANDOFF_MESSAGES, RepairRequest)})

@@ -52,6 +52,11 @@ class ReassemblyStats:
     frames_recovered: int = 0
     frames_lost: int = 0
     evicted_for_memory: int = 0
+    # Repair (rootstream.protocol.repair_wait): requests sent, frames they
+    # completed, waits given up (a keyframe is asked for instead).
+    repair_requests: int = 0
+    frames_repaired: int = 0
+    repairs_failed: int = 0
 
 
 class _PendingFrame:
@@ -235,15 +240,17 @@ class Reassembler:
             self._finished.discard(self._finished_order.popleft())
 
     def _emit(self, pending: _PendingFrame, now_ns: int) -> AssembledFrame | None:
+        frame = self._finish(pending, now_ns)
+        return None if frame is None else self._deliver(frame)
+
+    def _finish(self, pending: _PendingFrame, now_ns: int) -> AssembledFrame | None:
+        """A frame whose fragments are all in (or rebuildable): out of the pending
+        set and rebuilt; None when its parity does not decode."""
         frag = pending.frag
         fid = frag.frame_id
         del self._pending[fid]
         self._pending_bytes -= pending.cost
         self._remember(fid)
-        # Frames older than this one will never be shown: give them up now.
-        if self._pending:
-            for older in [f for f in self._pending if seq32_diff(f, fid) < 0]:
-                self._give_up(older)
         try:
             recovered = pending.rebuild()
         except ProtocolError:
@@ -253,6 +260,18 @@ class Reassembler:
             self.stats.frames_lost += 1
             self._given_up_since_emit.add(fid)
             return None
+        data = pending.buffer
+        del data[frag.frame_size:]
+        return AssembledFrame(fid, data, frag.keyframe, pending.capture_ms, frag.host_us,
+                              pending.first_ns, now_ns, recovered, 0, frag.refresh_start)
+
+    def _deliver(self, frame: AssembledFrame) -> AssembledFrame:
+        """Hand a finished frame on: what it skipped is counted in ``lost_before``."""
+        fid = frame.frame_id
+        # Frames older than this one will never be shown: give them up now.
+        if self._pending:
+            for older in [f for f in self._pending if seq32_diff(f, fid) < 0]:
+                self._give_up(older)
         lost_before = 0
         last = self._last_emitted
         if last is not None:
@@ -267,15 +286,12 @@ class Reassembler:
             # Keep only give-ups newer than this frame: they belong to a later gap.
             self._given_up_since_emit = {f for f in self._given_up_since_emit
                                          if seq32_diff(f, fid) > 0}
-        if recovered:
+        if frame.recovered:
             self.stats.frames_recovered += 1
         self.stats.frames_completed += 1
-        data = pending.buffer
-        del data[frag.frame_size:]
         self._last_emitted = fid
-        return AssembledFrame(fid, data, frag.keyframe, pending.capture_ms, frag.host_us,
-                              pending.first_ns, now_ns, recovered, lost_before,
-                              frag.refresh_start)
+        frame.lost_before = lost_before
+        return frame
 
 
 # What every fragment of one frame must agree on (the keyframe flag too,

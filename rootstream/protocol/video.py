@@ -226,6 +226,10 @@ class FragmentedFrame:
         self._layout = layout  # the frame's sub-header fields (index unused)
         self._parity: list[bytes] | None = None
 
+    @property
+    def frame_id(self) -> int:
+        return self._layout.frame_id
+
     def parity(self) -> list[bytes]:
         if self._parity is None:
             frame_id, size, _, n, p, flags, g, host_us = self._layout
