@@ -56,6 +56,7 @@ WARMUP_S = 1.0  # connecting and the first keyframe: not part of any figure
 OUTAGE_S = 0.3
 OUTAGES = 3
 
+BURSTY_8 = GilbertElliott(p_good_to_bad=0.01, p_bad_to_good=1 / 8)
 CAP = Impairment(rate_bps=20_000_000, queue_bytes=125_000)
 SHALLOW_CAP = Impairment(rate_bps=20_000_000, queue_bytes=64 * 1024)
 
@@ -67,6 +68,10 @@ CASES: dict[str, tuple[Impairment, int, tuple[str, ...]]] = {
     "random-10%": (Impairment(loss=0.10), BITRATE_MBPS, ()),
     "bursty-5%": (Impairment(burst=GilbertElliott(p_good_to_bad=0.01, p_bad_to_good=0.19)),
                   BITRATE_MBPS, ()),
+    # Issue 17's bursty path: 1 % chance to enter a burst, bursts of 8 datagrams
+    # on average, both ways; with repair (the default) and without it.
+    "bursty-8": (Impairment(burst=BURSTY_8), BITRATE_MBPS, ()),
+    "bursty-8-no-repair": (Impairment(burst=BURSTY_8), BITRATE_MBPS, ("--no-repair",)),
     "reorder-dup-2%": (Impairment(reorder=0.02, duplicate=0.02, reorder_delay_ms=5),
                        BITRATE_MBPS, ()),
     "outage-300ms": (Impairment(), BITRATE_MBPS, ()),

@@ -67,6 +67,10 @@ from rootstream_cli.options import BackendChoice, check_host_name, parse_size
                    "viewer that joins or loses a frame shows the picture once a sweep has "
                    "passed, without a keyframe for everyone (x264, x265, nvenc). At most "
                    "300: a viewer still waiting after 1 s gets a keyframe after all. 0: off.")
+@click.option("--repair/--no-repair", default=True, show_default=True,
+              help="Send lost fragments again when a client asks, so a burst of loss "
+                   "costs a round trip rather than a keyframe (at most a quarter more "
+                   "bandwidth per viewer).")
 @click.option("--pair", is_flag=True,
               help="Show a one-time pairing code; a client runs `rootstream pair THIS-HOST` "
                    "and types it. Only paired clients (and this machine) may connect.")

@@ -51,6 +51,9 @@ class ClientOptions:
     room: str = ""
     # Ask for control as soon as the session starts (rootstream.protocol.handoff).
     control: bool = False
+    # Ask the host for lost fragments again when it offers it (Capability.REPAIR,
+    # rootstream.client.repair); False behaves as a client from before repair.
+    repair: bool = True
 
 
 @dataclass

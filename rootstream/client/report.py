@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from rootstream.client.repair import RepairRequests
 from rootstream.client.video import Decoded
 from rootstream.marker import read_marker_y
 from rootstream.protocol import PacketType, StatsReport
@@ -32,6 +33,13 @@ class ClientFigures:
         self._present_ring: list[int] = []
         path = client.options.frame_trace
         self.trace = FrameTrace(path) if path and client.options.same_clock else None
+        # Repair requests ride the receive loop as a service.  They are added
+        # here because client/control.py, where Client.__init__ builds its
+        # services, was being changed on another branch when repair was
+        # written: this belongs there, after ``self.receiver`` is made.
+        if not any(isinstance(s, RepairRequests) for s in client.services):
+            client.services.append(RepairRequests(client.receiver,
+                                                  enabled=client.options.repair))
 
     def account(self, decoded: Decoded) -> None:
         client = self.client
@@ -111,6 +119,10 @@ class ClientFigures:
         stats.set_total("frames_lost", receiver.frames_lost)
         stats.set_total("dropped_pictures", client.video.pictures.dropped)
         stats.set_total("frames_recovered", receiver.frames_recovered)
+        if receiver.total("repair_requests"):
+            stats.set_total("repair_requests", receiver.total("repair_requests"))
+            stats.set_total("frames_repaired", receiver.total("frames_repaired"))
+            stats.set_total("repairs_failed", receiver.total("repairs_failed"))
         stats.set_total("datagrams_lost", counters.lost.get(PacketType.VIDEO, 0))
         stats.set_total("malformed", counters.malformed + receiver.session_stats.malformed)
         client.result.frames_lost = receiver.frames_lost

@@ -45,7 +45,9 @@ from rootstream.protocol import AssembledFrame, IdrReason
 from rootstream.stage import StageError, run_stage
 from rootstream.stats import StatsCollector
 
-DECODE_QUEUE = 4
+# Four frames of slack, and room for the frames a repair held back
+# (rootstream.protocol.repair_wait.MAX_HELD), released together when it came.
+DECODE_QUEUE = 16
 IDR_RETRY_S = 0.1  # repeat a keyframe request this often until one arrives
 
 

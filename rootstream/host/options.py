@@ -36,6 +36,10 @@ class HostOptions:
     # viewer that joins or loses a frame shows the picture once a cycle has
     # passed, and the others pay nothing for it.  0: keyframes, as before.
     refresh_ms: int = 0
+    # Send lost fragments again when a client asks (Capability.REPAIR,
+    # rootstream.host.repairs): a burst longer than the parity costs a round
+    # trip instead of a keyframe.  False: offered to nobody (an older host).
+    repair: bool = True
     host_name: str = ""
     insecure: bool = False  # no handshake, nothing sealed: for measuring only
     pair: bool = False  # show a pairing code and accept new clients with it

@@ -30,6 +30,7 @@ from rootstream.errors import RootStreamError
 from rootstream.frame import CapturedFrame, HostStamps
 from rootstream.mailbox import Mailbox
 from rootstream.marker import MARKER_HEIGHT, MARKER_WIDTH
+from rootstream.net.repair import RepairStore
 from rootstream.net.sender import VideoSender
 from rootstream.protocol import Hello
 from rootstream.stage import StageError, describe, run_stage
@@ -94,8 +95,11 @@ class VideoPipeline:
         self._capture_settings = (width, height, self.fps)  # owned by the capture thread
         self._bitrate_wish: int | None = None  # a session's rate, set once by the encode thread
         self._next_bitrate: int | None = None  # adaptive rate, applied by the encode thread
+        # What was sent, kept a moment for clients that ask for some again.
+        self.repairs = RepairStore() if getattr(options, "repair", True) else None
         self.sender = VideoSender(transport, max_payload=max_payload,
-                                  fec_share=options.fec_share, pacing=options.pacing)
+                                  fec_share=options.fec_share, pacing=options.pacing,
+                                  repairs=self.repairs)
         self._idr = threading.Event()
         self._last_keyframe_ns = 0  # when the encode thread last sent an IDR
         self.keyframes_coalesced = 0

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
+from rootstream.net.repair import RepairBudget
 from rootstream.protocol import Capability, StatsReport
 from rootstream.session import SessionInfo
 
@@ -48,6 +49,8 @@ class Viewer:
     asking_since: float | None = None
     last_asked: float = 0.0
     seat: int = 0  # its number for handing control around (rootstream.host.seats)
+    # What it may be sent again on top of the stream (rootstream.host.repairs).
+    repair_budget: RepairBudget = field(default_factory=RepairBudget)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n

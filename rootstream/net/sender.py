@@ -15,6 +15,10 @@ packetising path, read top to bottom:
    (``outlets``: rootstream.net.fanout.ViewerOutlet), posted once the first
    has its whole frame, so sealing for them never delays the first.
 
+The data fragments are also kept a moment in ``repairs`` (when the host
+offers repair: rootstream.net.repair) for a client that asks for some again;
+references to the same payloads, after the first viewer's are sent.
+
 Data before parity: a client that loses nothing completes the frame before
 the parity is even computed.  The sender owns the frame ids, the FEC share
 and the pacer; it runs on the host's encode thread and nowhere else.
@@ -28,6 +32,7 @@ from functools import partial
 
 from rootstream.frame import HostStamps
 from rootstream.net.pacing import PacedSender
+from rootstream.net.repair import RepairStore
 from rootstream.net.udp import UdpTransport
 from rootstream.protocol import PacketType, VideoFragmenter
 
@@ -40,11 +45,12 @@ class VideoSender:
     """Fragments, protects, seals, paces and sends encoded frames."""
 
     def __init__(self, transport: UdpTransport, *, max_payload: int, fec_share: float,
-                 pacing: bool = True):
+                 pacing: bool = True, repairs: RepairStore | None = None):
         self.transport = transport
         self.fragmenter = VideoFragmenter(fec_share=fec_share, max_payload=max_payload)
         self.pacer = PacedSender() if pacing else None
         self.fec_share = fec_share  # follows the loss the client reports (a float store)
+        self.repairs = repairs
         # What went out, for the host's report: IDRs (each costs every viewer
         # a large frame) and intra-refresh cycle starts (cost nobody extra).
         self.keyframes_sent = 0
@@ -72,11 +78,14 @@ class VideoSender:
             for address in destinations:
                 self._send(parity, address, capture_ms, bitrate_bps, interval_ns)
             size += len(unit.data)
-            posted.append((frame.data, parity))
+            posted.append(((frame.frame_id, frame.data), parity))
         stamps.sent = time.monotonic_ns()
+        if self.repairs is not None:
+            for (frame_id, data), _ in posted:
+                self.repairs.remember(frame_id, data, capture_ms, stamps.sent)
         # Only now the other viewers' threads: sealing for them never competes
         # with the first viewer's datagrams for the interpreter.
-        for data, parity in posted:
+        for (_, data), parity in posted:
             for outlet in outlets:
                 outlet.post(data, parity, capture_ms=capture_ms, bitrate_bps=bitrate_bps,
                             interval_ns=interval_ns)
