@@ -35,6 +35,7 @@ table, or ``python -m pytest bench/bench_loss.py -s``.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import sys
 import tempfile
@@ -98,6 +99,9 @@ class Figures:
     recovered: int = 0
     lost: int = 0
     back_after_ms: list[float] = field(default_factory=list)
+    keyframes: int = 0  # keyframes the client received
+    repaired: int = 0  # frames completed by fragments asked for again
+    extra_pct: float = 0.0  # fragments sent again over every datagram the host sent
 
     @property
     def shown_share(self) -> float:
@@ -153,8 +157,11 @@ def run_case(name: str, seconds: float, log_dir: Path) -> Figures:
             warm.cancel()
             if cutter is not None:
                 cutter.join()
+            from_host = relay.counters["to_client"].received
     finally:
         host.stop()
+    repairs_sent = max((int(n) for n in re.findall(r"\brepairs_sent=(\d+)", host.log())),
+                       default=0)
     markers = result.markers
     glass = client.stats.window.rings["glass"].percentiles_ms((50, 99))
     warmed = [t for t in result.present_ns if t > started_ns + WARMUP_S * 1e9]
@@ -166,7 +173,12 @@ def run_case(name: str, seconds: float, log_dir: Path) -> Figures:
         p99_ms=glass.get("p99", 0.0), bitrate_kbps=result.bitrate_kbps,
         intact=len(markers) == result.frames_presented
         and all(b > a for a, b in zip(markers, markers[1:], strict=False)),
-        recovered=client.stats.totals.get("frames_recovered", 0), lost=result.frames_lost)
+        recovered=client.stats.totals.get("frames_recovered", 0), lost=result.frames_lost,
+        keyframes=client.stats.totals.get("keyframes_received", 0),
+        repaired=client.stats.totals.get("frames_repaired", 0),
+        # Datagrams, not bytes: a fragment sent again is a full-size datagram
+        # like most of the stream's, so the share of bytes is about the same.
+        extra_pct=100 * repairs_sent / max(1, from_host - repairs_sent))
     for t in back:
         later = [p for p in result.present_ns if p > t]
         if later:
@@ -177,15 +189,16 @@ def run_case(name: str, seconds: float, log_dir: Path) -> Figures:
 def table(rows: list[Figures]) -> list[str]:
     baseline = next((r for r in rows if r.name == "clean"), None)
     lines = [f"{'case':<22} {'shown/sent':>15} {'freeze ms':>9} {'p50 ms':>7} {'p99 ms':>7} "
-             f"{'p99/clean':>9} {'Mbit/s':>7} {'FEC fixed':>9} {'lost':>5} intact  back after"]
+             f"{'p99/clean':>9} {'Mbit/s':>7} {'FEC fixed':>9} {'lost':>5} {'repaired':>8} "
+             f"{'extra':>6} {'IDRs':>4} intact  back after"]
     for r in rows:
         ratio = f"{r.p99_ms / baseline.p99_ms:.2f}" if baseline and baseline.p99_ms else "-"
         back = ", ".join(f"{b:.0f}" for b in r.back_after_ms) + " ms" if r.back_after_ms else ""
         lines.append(
             f"{r.name:<22} {r.shown:>5}/{r.sent:<5} {r.shown_share:>4.0%} "
             f"{r.longest_freeze_ms:>9.0f} {r.p50_ms:>7.1f} {r.p99_ms:>7.1f} {ratio:>9} "
-            f"{r.bitrate_kbps / 1000:>7.2f} {r.recovered:>9} {r.lost:>5} "
-            f"{'yes' if r.intact else 'NO':<7} {back}")
+            f"{r.bitrate_kbps / 1000:>7.2f} {r.recovered:>9} {r.lost:>5} {r.repaired:>8} "
+            f"{r.extra_pct:>5.1f}% {r.keyframes:>4} {'yes' if r.intact else 'NO':<7} {back}")
     return lines
 
 

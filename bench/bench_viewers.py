@@ -28,9 +28,12 @@ Three measurements, on loopback, each row with the load average at its end
   time, mean and largest frame, and PSNR of the decoded luma at the same
   bitrate, with one recovery mid-way (an IDR, or nothing with refresh).
 - **bursty loss**: one viewer through the lossy relay with Gilbert-Elliott
-  loss (1 % chance to enter a burst, mean burst 8 datagrams) both ways, with
-  and without refresh recovery; run by bench/bench_loss.py's case runner
-  (shown/sent, longest freeze after warm-up, intact pictures only).
+  loss (1 % chance to enter a burst, mean burst 8 datagrams) both ways: with
+  repair (the default: lost fragments asked for again), keyframes only
+  (``--no-repair``), and refresh recovery; ``--repeats`` runs of each, in
+  turn; run by bench/bench_loss.py's case runner (shown/sent, longest freeze
+  after warm-up, intact pictures only, frames repaired, fragments sent again
+  as a share of the datagrams, keyframes received).
   Target: >= 95 % shown, no freeze over 150 ms.
 
 ``python bench/bench_viewers.py [--seconds 8] [--part fanout|join|cost|loss]``
@@ -182,12 +185,20 @@ def _keyframes_sent(host: Spawned) -> int:
     return max((r["totals"].get("keyframes_sent", 0) for r in reports), default=0)
 
 
-def loss_cases(seconds: float, log_dir: Path) -> list[tuple[bench_loss.Figures, str]]:
-    bench_loss.CASES["bursty-GE-1%-8"] = (BURSTY, BITRATE_MBPS, ())
-    bench_loss.CASES["bursty-GE-1%-8-refresh"] = (BURSTY, BITRATE_MBPS,
-                                                 ("--refresh-ms", str(REFRESH_MS)))
+LOSS_CASES = {
+    "bursty-GE-1%-8": (),  # repair (the default)
+    "bursty-GE-1%-8-no-repair": ("--no-repair",),  # keyframes only, as before repair
+    "bursty-GE-1%-8-refresh": ("--refresh-ms", str(REFRESH_MS)),  # refresh, and repair
+}
+
+
+def loss_cases(seconds: float, log_dir: Path,
+               repeats: int = 1) -> list[tuple[bench_loss.Figures, str]]:
+    """Each case ``repeats`` times, taken in turn (so the load is shared alike)."""
+    for name, extra in LOSS_CASES.items():
+        bench_loss.CASES[name] = (BURSTY, BITRATE_MBPS, extra)
     return [(bench_loss.run_case(name, seconds, log_dir), _load())
-            for name in ("bursty-GE-1%-8", "bursty-GE-1%-8-refresh")]
+            for _ in range(repeats) for name in LOSS_CASES]
 
 
 def cost_case(refresh_ms: int, frames: int = 240) -> dict:
@@ -296,9 +307,9 @@ def run(parts: list[str], seconds: float, repeats: int = 1) -> list[str]:
                           "one recovery mid-way):"]
             lines += cost_table([cost_case(ms) for ms in (0, REFRESH_MS)])
         if "loss" in parts:
-            lines += ["", f"bursty loss (Gilbert-Elliott 1 % entry, mean burst 8), "
-                          f"refresh {REFRESH_MS} ms vs keyframes:"]
-            lines += loss_table(loss_cases(seconds, log_dir))
+            lines += ["", "bursty loss (Gilbert-Elliott 1 % entry, mean burst 8), repair vs "
+                          f"keyframes only vs refresh {REFRESH_MS} ms (and repair):"]
+            lines += loss_table(loss_cases(seconds, log_dir, repeats))
     return lines
 
 
@@ -314,7 +325,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=SECONDS)
     parser.add_argument("--part", action="append", choices=PARTS, dest="parts")
-    parser.add_argument("--repeats", type=int, default=1, help="fan-out runs per count")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fan-out runs per count, bursty-loss runs per case")
     args = parser.parse_args()
     for line in run(args.parts or PARTS, args.seconds, args.repeats):
         print(line, flush=True)
