@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -120,3 +121,18 @@ class SdlClient:
             self.proc.kill()
             _, err = self.proc.communicate()
         return err or ""
+
+
+PROBE = Path(__file__).with_name("viewer_probe.py")
+
+
+def probe_viewer(port: int, seconds: float) -> subprocess.Popen:
+    """A viewer process of its own (tests/viewer_probe.py) that prints what it saw as JSON."""
+    return subprocess.Popen([sys.executable, str(PROBE), "127.0.0.1", str(port), str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def probe_result(probe: subprocess.Popen) -> dict:
+    out, err = probe.communicate(timeout=60)
+    assert probe.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])

@@ -8,20 +8,19 @@ limit is told the host is full.
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from session_helpers import (
     HostProcess,
     SdlClient,
     paint_root,
+    probe_result,
+    probe_viewer,
     rootstream_command,
     wait_for_colour,
 )
@@ -32,7 +31,6 @@ from rootstream.errors import RootStreamError
 from rootstream.protocol import PacketType, decode_datagram, encode_datagram
 from rootstream.testing.impair import Impairment, LossyRelay
 
-PROBE = Path(__file__).with_name("viewer_probe.py")
 # xsetroot (scripts/setup.sh installs it) paints the host's display; a
 # missing one fails the test rather than skipping it.
 pytestmark = pytest.mark.slow
@@ -80,18 +78,6 @@ def test_three_viewers_each_show_the_hosts_colours_and_a_fourth_is_told_full(
     assert "3 watching" in log and "refused_full=1" in log, log
 
 
-def _probe(port: int, seconds: float) -> subprocess.Popen:
-    """A viewer process (tests/viewer_probe.py) that prints what it saw as JSON."""
-    return subprocess.Popen([sys.executable, str(PROBE), "127.0.0.1", str(port), str(seconds)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _result(probe: subprocess.Popen) -> dict:
-    out, err = probe.communicate(timeout=60)
-    assert probe.returncode == 0, err
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def _pattern_host(port: int, tmp_path, *args: str) -> HostProcess:
     host = HostProcess(port, "--source", "test", "--size", "640x360", "--fps", "30",
                        "--bitrate", "2", "--audio", "none", "--input", "none", *args,
@@ -113,17 +99,17 @@ def test_a_lossy_viewer_and_a_killed_one_cost_the_healthy_viewers_no_frames(tmp_
                        to_host=Impairment(loss=0.10), seed=5)
     try:
         with relay:
-            healthy = [_probe(udp_port, 8) for _ in range(2)]
+            healthy = [probe_viewer(udp_port, 8) for _ in range(2)]
             host.wait_for("2 watching")
-            lossy = _probe(relay.address[1], 6)  # its datagrams pass the relay both ways
+            lossy = probe_viewer(relay.address[1], 6)  # its datagrams pass the relay both ways
             host.wait_for("3 watching")
-            doomed = _probe(udp_port, 30)
+            doomed = probe_viewer(udp_port, 30)
             host.wait_for("4 watching")
             time.sleep(1.5)
             doomed.send_signal(signal.SIGKILL)  # no bye: the host must notice the silence
             doomed.communicate(timeout=10)
-            seen = [_result(probe) for probe in healthy]
-            lossy_seen = _result(lossy)
+            seen = [probe_result(probe) for probe in healthy]
+            lossy_seen = probe_result(lossy)
         host.wait_for("went silent; the others go on")
     finally:
         host.stop()
@@ -142,12 +128,12 @@ def test_a_viewer_joining_mid_stream_waits_for_a_refresh_cycle_not_a_keyframe(tm
                                                                             udp_port):
     host = _pattern_host(udp_port, tmp_path, "--viewers", "2", "--refresh-ms", "200")
     try:
-        first = _probe(udp_port, 7)
+        first = probe_viewer(udp_port, 7)
         host.wait_for("1 watching")
         time.sleep(2.5)  # the first viewer is streaming; its start-up keyframes are out
         before = _keyframes_sent(host)
-        joining = _result(_probe(udp_port, 3))
-        watching = _result(first)
+        joining = probe_result(probe_viewer(udp_port, 3))
+        watching = probe_result(first)
         time.sleep(1.2)  # one more host report
     finally:
         host.stop()
@@ -169,7 +155,7 @@ def test_a_later_viewer_asking_other_settings_is_refused_with_a_message(tmp_path
     measure the wrong stream: it is told so instead."""
     host = _pattern_host(udp_port, tmp_path, "--viewers", "2")
     try:
-        first = _probe(udp_port, 6)
+        first = probe_viewer(udp_port, 6)
         host.wait_for("1 watching")
         bench = Client(ClientOptions(host=("127.0.0.1", udp_port), present="null", seconds=3,
                                      want_fps=60, audio=False, input=False),
@@ -177,8 +163,8 @@ def test_a_later_viewer_asking_other_settings_is_refused_with_a_message(tmp_path
         with pytest.raises(RootStreamError, match="other settings"):
             bench.run()
         # Asking nothing in particular, a later viewer gets what is streamed.
-        plain = _result(_probe(udp_port, 2))
-        watching = _result(first)
+        plain = probe_result(probe_viewer(udp_port, 2))
+        watching = probe_result(first)
     finally:
         host.stop()
     assert plain["presented"] > 0 and watching["presented"] > 0
@@ -189,7 +175,7 @@ def test_the_full_refusal_is_three_bytes_once_never_more_than_the_init(tmp_path,
     host = _pattern_host(udp_port, tmp_path, "--viewers", "2")
     watchers = []
     try:
-        watchers = [_probe(udp_port, 6) for _ in range(2)]
+        watchers = [probe_viewer(udp_port, 6) for _ in range(2)]
         host.wait_for("2 watching")
         keys = ClientKeys.load(None, "127.0.0.1", "127.0.0.1")  # this machine: trusted
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -205,7 +191,7 @@ def test_the_full_refusal_is_three_bytes_once_never_more_than_the_init(tmp_path,
                 except TimeoutError:
                     pass
         for watcher in watchers:
-            assert _result(watcher)["presented"] > 0
+            assert probe_result(watcher)["presented"] > 0
     finally:
         host.stop()
     assert len(answers) == 1, answers  # one refusal per address per 10 s

@@ -61,6 +61,8 @@ def main() -> None:
         "keyframes_received": totals.get("keyframes_received", 0),
         "resumed_at_refresh": totals.get("resumed_at_refresh", 0),
         "idr_requests": totals.get("idr_requests", 0),
+        "repair_requests": totals.get("repair_requests", 0),
+        "frames_repaired": totals.get("frames_repaired", 0),
         "first_picture_ms": None if result.first_picture_ns is None
         else (result.first_picture_ns - started) / 1e6,
         "longest_freeze_ms": result.longest_freeze_ms,
