@@ -118,3 +118,12 @@ def test_a_silent_short_frame_is_asked_for_by_the_timer():
     _push_all(r, frames[1][:5], MS)
     assert r.repairs_due(5 * MS) == []
     assert r.repairs_due(25 * MS) == [RepairRequest(1, ((5, 3),))]
+
+
+def test_a_frame_short_after_its_last_fragment_is_asked_for_at_once():
+    r = RepairingReassembler()
+    fragmenter = VideoFragmenter(max_payload=120, fec_share=0.25)  # 8 data + 2 parity
+    frames = [fragmenter.fragment(bytes([i]) * 800, keyframe=i == 0) for i in range(2)]
+    _push_all(r, frames[0], 0)
+    _push_all(r, [p for i, p in enumerate(frames[1]) if i not in (1, 2, 3)], MS)
+    assert r.repairs_due(MS) == [RepairRequest(1, ((1, 3),))]

@@ -5,10 +5,11 @@ of a session where both peers announced ``Capability.REPAIR``.  Where the
 plain one gives a short frame up as soon as a later one completes (latest
 frame wins; the client then waits for a keyframe), this one:
 
-1. notices a short frame early: a fragment of a later frame arrives while it
-   is incomplete (the host sends a frame's data and parity before the next
-   frame's), a frame id was skipped altogether, or it has waited
-   ``detect_ms`` since its first fragment;
+1. notices a short frame early: its last fragment arrived and it is still
+   incomplete, a fragment of a later frame arrives while it is incomplete
+   (the host sends a frame's data and parity before the next frame's), a
+   frame id was skipped altogether, or it has waited ``detect_ms`` since its
+   first fragment;
 2. says which data fragments to ask for (:meth:`repairs_due`, called by the
    receive loop right after each datagram, so a request leaves at once), and
    again after twice the measured round trip, ``max_tries`` times at most;
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from rootstream.protocol.reassembly import AssembledFrame, Reassembler, _PendingFrame
 from rootstream.protocol.repair import RepairRequest, missing_ranges
 from rootstream.protocol.seqnum import seq32_diff
-from rootstream.protocol.video import SUBHEADER_SIZE
+from rootstream.protocol.video import FLAG_PARITY, SUBHEADER_SIZE
 
 _MS = 1_000_000
 DETECT_MS = 20  # an incomplete frame this old is asked for even if nothing followed it...
@@ -64,6 +65,7 @@ class RepairingReassembler(Reassembler):
         self.hold_ns = hold_ms * _MS
         self.max_held = max_held
         self.rtt_ns = FIRST_RTT_MS * _MS  # smoothed, from request to first answer
+        self._rtt_measured = False
         self._asks: dict[int, _Ask] = {}
         self._held: dict[int, AssembledFrame] = {}
         self._hold_since: int | None = None
@@ -76,11 +78,17 @@ class RepairingReassembler(Reassembler):
 
     def push(self, payload, capture_ms: int, now_ns: int) -> AssembledFrame | None:
         self._last_fragment_ns = now_ns
+        fid = None
         if len(payload) >= SUBHEADER_SIZE:
-            self._seen(int.from_bytes(payload[:4], "big"), now_ns)
+            fid = int.from_bytes(payload[:4], "big")
+            self._seen(fid, now_ns)
         frame = super().push(payload, capture_ms, now_ns)
         if frame is not None:  # a rebuilt frame delivered by the base
             self._ready.append(frame)
+        elif fid in self._pending and fid not in self._asks and _is_last(payload):
+            # The frame's last fragment came and it is still short: nothing more
+            # is on its way, so ask now rather than when the next frame starts.
+            self._asks[fid] = _Ask(now_ns)
         return self._ready.popleft() if self._ready else None
 
     def repairs_due(self, now_ns: int) -> list[RepairRequest]:
@@ -121,7 +129,11 @@ class RepairingReassembler(Reassembler):
         if ask is not None:
             if ask.attempt and not ask.answered:
                 ask.answered = True
-                self.rtt_ns += (now_ns - ask.sent_ns - self.rtt_ns) // 8
+                sample = now_ns - ask.sent_ns
+                if not self._rtt_measured:  # the first sample replaces the guess (as TCP)
+                    self.rtt_ns, self._rtt_measured = sample, True
+                else:
+                    self.rtt_ns += (sample - self.rtt_ns) // 8
             return
         if fid in self._pending or self._last_emitted is None:
             return
@@ -196,6 +208,16 @@ class RepairingReassembler(Reassembler):
         del self._held[fid]
         self._given_up_since_emit.add(fid)
         self.stats.frames_lost += 1
+
+
+def _is_last(payload) -> bool:
+    """Whether this VIDEO payload is the last its frame sends (the last parity
+    fragment, or the last data fragment of a frame without parity)."""
+    index = int.from_bytes(payload[8:10], "big")
+    parity_count = int.from_bytes(payload[12:14], "big")
+    if payload[14] & FLAG_PARITY:
+        return index == parity_count - 1
+    return parity_count == 0 and index == int.from_bytes(payload[10:12], "big") - 1
 
 
 __all__ = ["RepairingReassembler"]
