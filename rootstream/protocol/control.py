@@ -362,62 +362,6 @@ class Bitrate(_Fixed):
 
 
 @dataclass(frozen=True, slots=True)
-class Rumble(_Fixed):
-    """Host -> client (only when the hello had Capability.RUMBLE): set pad
-    ``index``'s motors to these strengths (0..0xFFFF; both 0: stop) for
-    ``duration_ms`` (0: until the next rumble message for that pad)."""
-
-    index: int = 0
-    strong: int = 0
-    weak: int = 0
-    duration_ms: int = 0
-    KIND: ClassVar[ControlKind] = ControlKind.RUMBLE
-    STRUCT: ClassVar[struct.Struct] = struct.Struct("!BHHI")
-    NAME: ClassVar[str] = "rumble"
-
-
-@dataclass(frozen=True, slots=True)
-class ClipboardData:
-    """Either way (only when both announced Capability.CLIPBOARD): bytes
-    ``offset``.. of transfer ``transfer``, a UTF-8 text of ``total`` bytes."""
-
-    transfer: int = 0
-    total: int = 0
-    offset: int = 0
-    data: bytes = b""
-    KIND: ClassVar[ControlKind] = ControlKind.CLIPBOARD_DATA
-    _HEAD: ClassVar[struct.Struct] = struct.Struct("!IIIH")
-
-    def pack(self) -> bytes:
-        return (bytes([self.KIND]) + self._HEAD.pack(self.transfer, self.total, self.offset,
-                                                     len(self.data)) + self.data)
-
-    __bytes__ = pack
-
-    @classmethod
-    def parse_body(cls, body: memoryview) -> ClipboardData:
-        if len(body) < cls._HEAD.size:
-            raise ProtocolError("clipboard data message is truncated")
-        transfer, total, offset, size = cls._HEAD.unpack_from(body)
-        if len(body) < cls._HEAD.size + size:
-            raise ProtocolError("clipboard data message is truncated")
-        if offset + size > total:
-            raise ProtocolError("clipboard data message runs past the text's end")
-        return cls(transfer, total, offset, bytes(body[cls._HEAD.size:cls._HEAD.size + size]))
-
-
-@dataclass(frozen=True, slots=True)
-class ClipboardAck(_Fixed):
-    """The answer to clipboard data: every byte of ``transfer`` before ``received`` arrived."""
-
-    transfer: int = 0
-    received: int = 0
-    KIND: ClassVar[ControlKind] = ControlKind.CLIPBOARD_ACK
-    STRUCT: ClassVar[struct.Struct] = struct.Struct("!II")
-    NAME: ClassVar[str] = "clipboard ack"
-
-
-@dataclass(frozen=True, slots=True)
 class CryptoMessage:
     """Pairing/handshake message: kind 0x20-0x2F with a body the crypto layer parses."""
 
@@ -432,11 +376,8 @@ class CryptoMessage:
     __bytes__ = pack
 
 
-ControlMessage = (Hello | Config | Keepalive | IdrRequest | StatsReport | Bye | Ping | Pong
-                  | Bitrate | Rumble | ClipboardData | ClipboardAck | CryptoMessage)
-
 _BY_KIND = {cls.KIND: cls for cls in (Hello, Config, Keepalive, IdrRequest, StatsReport, Bye,
-                                       Ping, Pong, Bitrate, Rumble, ClipboardData, ClipboardAck)}
+                                       Ping, Pong, Bitrate)}
 
 
 def encode_control(message: ControlMessage) -> bytes:
@@ -457,9 +398,16 @@ def decode_control(payload: bytes | memoryview) -> ControlMessage:
     return cls.parse_body(body[1:])
 
 
-# The hand-off's messages live in their own module, which builds on this one's
-# pieces; importing it here, after them, puts its kinds in the one parser.
+# The optional features' messages (rumble, clipboard), the hand-off's and the
+# repair request live in modules of their own, which build on this one's
+# pieces; importing them here, after those, puts their kinds in the one parser
+# (and keeps ``from rootstream.protocol.control import Rumble`` working).
+from rootstream.protocol.features import ClipboardAck, ClipboardData, Rumble  # noqa: E402
 from rootstream.protocol.handoff import HANDOFF_MESSAGES  # noqa: E402
 from rootstream.protocol.repair import RepairRequest  # noqa: E402
 
-_BY_KIND.update({cls.KIND: cls for cls in (*HANDOFF_MESSAGES, RepairRequest)})
+_BY_KIND.update({cls.KIND: cls for cls in (Rumble, ClipboardData, ClipboardAck,
+                                           *HANDOFF_MESSAGES, RepairRequest)})
+
+ControlMessage = (Hello | Config | Keepalive | IdrRequest | StatsReport | Bye | Ping | Pong
+                  | Bitrate | Rumble | ClipboardData | ClipboardAck | CryptoMessage)
