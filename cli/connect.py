@@ -57,6 +57,9 @@ from rootstream_cli.options import BackendChoice
 @click.option("--room", metavar="CODE", default="",
               help="Join the host's room as a guest with the room code it shows "
                    "(`host --room`): no pairing, nothing stored; guests watch.")
+@click.option("--repair/--no-repair", default=True, show_default=True,
+              help="Ask the host to send lost fragments again (when it offers it), so a "
+                   "burst of loss costs a round trip rather than a keyframe.")
 @click.option("--control", is_flag=True,
               help="Ask for control as soon as the session starts (later: Ctrl+Alt+Shift+C). "
                    "Only the viewer in control types, clicks and plays; the others watch.")
