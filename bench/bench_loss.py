@@ -83,6 +83,8 @@ CASES: dict[str, tuple[Impairment, int, tuple[str, ...]]] = {
     "cap-20mbit-unpaced": (CAP, 30, ("--no-pacing",)),
     "cap-20mbit-64k": (SHALLOW_CAP, 30, ()),
     "cap-20mbit-64k-unpaced": (SHALLOW_CAP, 30, ("--no-pacing",)),
+    # Repairs go out as one burst: does that overflow a shallow queue further?
+    "cap-20mbit-64k-no-repair": (SHALLOW_CAP, 30, ("--no-repair",)),
 }
 
 
