@@ -127,3 +127,17 @@ def test_a_frame_short_after_its_last_fragment_is_asked_for_at_once():
     _push_all(r, frames[0], 0)
     _push_all(r, [p for i, p in enumerate(frames[1]) if i not in (1, 2, 3)], MS)
     assert r.repairs_due(MS) == [RepairRequest(1, ((1, 3),))]
+
+
+def test_frame_ids_that_wrap_are_released_in_order():
+    r = RepairingReassembler()
+    fragmenter = VideoFragmenter(max_payload=120, first_frame_id=0xFFFFFFFE)
+    frames = [fragmenter.fragment(bytes([i]) * 800, keyframe=i == 0) for i in range(5)]
+    _push_all(r, frames[0], 0)  # id 0xFFFFFFFE
+    _push_all(r, frames[1][:4], MS)  # 0xFFFFFFFF, short
+    for i in (2, 3, 4):  # ids 0, 1, 2: held
+        _push_all(r, frames[i], (1 + i) * MS)
+    assert r.held == 3
+    assert r.repairs_due(6 * MS) == [RepairRequest(0xFFFFFFFF, ((4, 4),))]
+    out = _push_all(r, frames[1][4:], 7 * MS) + _push_all(r, frames[0][:3], 8 * MS)
+    assert [f.frame_id for f in out] == [0xFFFFFFFF, 0, 1, 2]

@@ -169,7 +169,9 @@ class RepairingReassembler(Reassembler):
 
     def _release(self) -> None:
         """Held frames no longer behind a frame waited for go on, in order."""
-        for fid in sorted(self._held, key=lambda f: seq32_diff(f, self._last_emitted or f)):
+        last = self._last_emitted
+        # In id order from the last delivered (serial arithmetic: ids wrap).
+        for fid in sorted(self._held, key=lambda f: f if last is None else seq32_diff(f, last)):
             if any(seq32_diff(f, fid) < 0 for f in self._asks):
                 break
             self._ready.append(self._deliver(self._held.pop(fid)))
