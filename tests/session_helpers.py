@@ -136,3 +136,15 @@ def probe_result(probe: subprocess.Popen) -> dict:
     out, err = probe.communicate(timeout=60)
     assert probe.returncode == 0, err
     return json.loads(out.strip().splitlines()[-1])
+
+
+def assert_pictures_intact(client) -> None:
+    """Every picture the in-process ``client`` showed was whole and in order: no
+    concealed damage, every embedded frame number read back, only increasing
+    (a picture decoded past a missing reference breaks one of these)."""
+    result = client.result
+    assert client.stats.totals.get("corrupt_pictures", 0) == 0, "FFmpeg concealed damage"
+    markers = result.markers
+    assert len(markers) == result.frames_presented, "a picture's embedded code was unreadable"
+    assert all(b > a for a, b in zip(markers, markers[1:], strict=False)), \
+        "a picture out of order or repeated: the decoder showed a broken reference"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import free_udp_port
-from session_helpers import HostProcess
+from session_helpers import HostProcess, assert_pictures_intact
 
 from rootstream.client import Client, ClientOptions, ClientResult
 from rootstream.testing.impair import GilbertElliott, Impairment, LossyRelay
@@ -62,15 +62,6 @@ def stream_through(relay: LossyRelay, seconds: float = SECONDS, **options) -> Cl
 def frames_sent(result: ClientResult) -> int:
     """Frames the host sent while the client listened: rebuilt plus lost (frame-id gaps)."""
     return result.frames_received + result.frames_lost
-
-
-def assert_pictures_intact(client: Client) -> None:
-    result = client.result
-    assert client.stats.totals.get("corrupt_pictures", 0) == 0, "FFmpeg concealed damage"
-    markers = result.markers
-    assert len(markers) == result.frames_presented, "a picture's embedded code was unreadable"
-    assert all(b > a for a, b in zip(markers, markers[1:], strict=False)), \
-        "a picture out of order or repeated: the decoder showed a broken reference"
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

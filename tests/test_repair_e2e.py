@@ -24,7 +24,7 @@ import time
 
 import pytest
 from conftest import free_udp_port
-from session_helpers import HostProcess, probe_result, probe_viewer
+from session_helpers import HostProcess, assert_pictures_intact, probe_result, probe_viewer
 
 from rootstream.client import Client, ClientOptions
 from rootstream.net.repair import MIN_BURST_BYTES, REPAIR_SHARE
@@ -68,15 +68,6 @@ def _shown(client: Client) -> float:
     return result.frames_presented / max(1, result.frames_received + result.frames_lost)
 
 
-def _assert_intact(client: Client) -> None:
-    result = client.result
-    assert client.stats.totals.get("corrupt_pictures", 0) == 0, "FFmpeg concealed damage"
-    markers = result.markers
-    assert len(markers) == result.frames_presented, "a picture's embedded code was unreadable"
-    assert all(b > a for a, b in zip(markers, markers[1:], strict=False)), \
-        "a picture shown out of order: decoded past a missing reference"
-
-
 def _host_total(host: HostProcess, name: str) -> int:
     """The host's running total of ``name`` in its latest report (0: never counted)."""
     counts = [int(n) for n in re.findall(rf"\b{name}=(\d+)", host.log())]
@@ -99,8 +90,8 @@ def test_bursty_loss_is_repaired_instead_of_waiting_for_keyframes(tmp_path):
     assert with_repair.get("repair_requests", 0) > 0
     assert without.get("repair_requests", 0) == 0, "a client without repair asked for one"
     assert not old.receiver.repairing and repaired.receiver.repairing
-    _assert_intact(repaired)
-    _assert_intact(old)
+    assert_pictures_intact(repaired)
+    assert_pictures_intact(old)
     # The point of repair: a burst costs a round trip, not a lost frame and a
     # keyframe.  (Keyframe requests themselves are no measure: both clients
     # repeat theirs every 100 ms until the first keyframe gets through.)
@@ -133,7 +124,7 @@ def test_an_older_host_is_never_asked_and_the_stream_recovers_with_keyframes(tmp
     assert totals.get("repair_requests", 0) == 0
     assert totals.get("idr_requests", 0) > 0, "the bursts were never felt"
     assert _host_total(host, "repair_requests") == 0
-    _assert_intact(client)
+    assert_pictures_intact(client)
 
 
 def test_each_viewer_is_repaired_alone_and_the_healthy_one_pays_nothing(tmp_path):
