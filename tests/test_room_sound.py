@@ -26,7 +26,8 @@ STARTS = "audio test signal starts"
 class Viewer(LoggedProcess):
     def __init__(self, port: int, name: str, tmp_path, *, sound: bool):
         args = ["connect", f"127.0.0.1:{port}", "--present", "null", "--seconds", "60"]
-        env = dict(os.environ, SDL_AUDIODRIVER="disk", SDL_DISKAUDIOFILE=str(tmp_path / f"{name}.raw"))
+        env = dict(os.environ, SDL_AUDIODRIVER="disk",
+                   SDL_DISKAUDIOFILE=str(tmp_path / f"{name}.raw"))
         super().__init__(rootstream_command(*args, *([] if sound else ["--no-audio"])),
                          tmp_path / f"{name}.log", env)
 

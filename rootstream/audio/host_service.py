@@ -40,6 +40,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.chunk import samples_to_ns
@@ -48,6 +49,7 @@ from rootstream.audio.sender import AudioSender
 from rootstream.errors import AudioError, RootStreamError
 from rootstream.protocol import Capability, PacketType
 from rootstream.session import Sender, Service, SessionInfo
+from rootstream.stage import ThreadGuard
 
 AUDIO_CHOICES = ("auto", "pulse", "test", "none")
 STATS_EVERY_NS = 500_000_000
@@ -85,6 +87,7 @@ class HostAudio(Service):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._send: Sender | None = None  # the audio thread sends through the newest one
+        self.guard = ThreadGuard()  # a bug in the audio thread ends the session (tick)
         self._next_stats_ns = 0
 
     @property
@@ -126,11 +129,11 @@ class HostAudio(Service):
             return
         self._send = send
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(self._stop,),
-                                        name="audio", daemon=True)
+        self._thread = self.guard.thread("sound", partial(self._run, self._stop), name="audio")
         self._thread.start()
 
     def tick(self, now_ns: int) -> None:
+        self.guard.check()
         if now_ns >= self._next_stats_ns:
             self._next_stats_ns = now_ns + STATS_EVERY_NS
             self._publish()

@@ -301,6 +301,8 @@ class Client:
                     next_stats = now + STATS_REPORT_S
                 elif now - self._last_sent > KEEPALIVE_S:
                     self._send(Keepalive(int(now * 1000) & 0xFFFFFFFF))
+        except StageError as exc:  # a service's thread failed (stage.ThreadGuard, in tick)
+            self._stage_failed(exc)
         except RootStreamError as exc:
             self._stopped(exc, f"receiver stopped: {exc}")
 
