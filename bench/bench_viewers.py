@@ -64,6 +64,7 @@ from pathlib import Path
 import bench_loss
 import numpy as np
 from conftest import CpuWindow, Spawned, free_udp_port, last_report, machine_lines
+from glass_trace import read_trace
 
 from rootstream.capture.pattern import PatternCapture
 from rootstream.client import Client, ClientOptions
@@ -127,18 +128,47 @@ def _finish(sinks: list[subprocess.Popen]) -> list[dict]:
     return results
 
 
-def _client(port: int, seconds: float) -> Client:
+def _client(port: int, seconds: float, frame_trace: Path | None = None) -> Client:
     return Client(ClientOptions(host=("127.0.0.1", port), present="null", seconds=seconds,
                                 stats_interval=3600, same_clock=True, audio=False,
-                                input=False),
+                                input=False, frame_trace=str(frame_trace) if frame_trace
+                                else None),
                   log=lambda line: None)
 
 
+TRACE_SPANS = ("convert", "mailbox", "encode", "send", "to client", "decode", "present")
+
+
+def trace_spans(client_trace: Path, host_trace: Path, since_ns: int) -> dict[str, float]:
+    """The first viewer's frames shown after ``since_ns``, joined with the host's
+    trace by frame id: each span's median in ms (bench/glass_trace.py's spans,
+    from the host's capture on; no observer here, so no wait or display)."""
+    host = read_trace(host_trace, "frame_id")
+    rows = []
+    for line in read_trace(client_trace).values():
+        h = host.get(line["frame_id"])
+        if h is None or line["presented_ns"] < since_ns:
+            continue
+        rows.append({"convert": h["converted_ns"] - h["captured_ns"],
+                     "mailbox": h["taken_ns"] - h["converted_ns"],
+                     "encode": h["encoded_ns"] - h["taken_ns"],
+                     "send": h["sent_ns"] - h["encoded_ns"],
+                     "to client": line["assembled_ns"] - h["sent_ns"],
+                     "decode": line["decoded_ns"] - line["assembled_ns"],
+                     "present": line["presented_ns"] - line["decoded_ns"]})
+    if not rows:
+        return {}
+    return {span: statistics.median(r[span] for r in rows) / 1e6 for span in TRACE_SPANS}
+
+
 def fanout_case(viewers: int, seconds: float, log_dir: Path,
-                sinks_normal: bool = False) -> dict:
-    host = _host(log_dir, "--viewers", str(viewers))
+                sinks_normal: bool = False, trace: bool = False) -> dict:
+    traces = (log_dir / f"client-{time.monotonic_ns()}.trace",
+              log_dir / f"host-{time.monotonic_ns()}.trace") if trace else None
+    host = _host(log_dir, "--viewers", str(viewers),
+                 *(("--frame-trace", str(traces[1])) if traces else ()))
     try:
-        client = _client(host.port, seconds + 4)
+        client = _client(host.port, seconds + 4, traces[0] if traces else None)
         runner = threading.Thread(target=client.run)
         runner.start()
         host.wait_for("connected")
@@ -149,6 +179,7 @@ def fanout_case(viewers: int, seconds: float, log_dir: Path,
         client.stats.window.rings["glass"].reset()
         client.stats.window.rings["client"].reset()
         window = CpuWindow({"host": host.pid})
+        since_ns = time.monotonic_ns()
         time.sleep(seconds)
         figures = window.finish()["host"]
         glass = client.stats.window.rings["glass"].percentiles_ms((50, 99))
@@ -160,7 +191,9 @@ def fanout_case(viewers: int, seconds: float, log_dir: Path,
     finally:
         host.stop()
     result = client.result
-    return {"viewers": viewers, "cpu_percent": figures["cpu"] * 100,
+    spans = trace_spans(*traces, since_ns) if traces else {}
+    return {**{f"span {name}": value for name, value in spans.items()},
+            "viewers": viewers, "cpu_percent": figures["cpu"] * 100,
             "rss_mb": figures["peak_rss_mb"], "p50": glass.get("p50", 0.0),
             "p99": glass.get("p99", 0.0), "send_p50": host_rings["send"].get("p50", 0.0),
             # The same path in microseconds: capture -> last datagram to the first
@@ -314,31 +347,48 @@ def rounds_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def spans_table(rows: list[dict]) -> list[str]:
+    lines = [f"{'viewers':>7} " + " ".join(f"{name:>9}" for name in TRACE_SPANS)]
+    for r in rows:
+        lines.append(f"{r['viewers']:>7} " + " ".join(
+            f"{r.get('span ' + name, float('nan')):>9.2f}" for name in TRACE_SPANS))
+    return lines
+
+
 def _range(row: dict, key: str) -> str:
     values = [r[key] for r in row.get("rounds", [row])]
     return f"{min(values):.2f}-{max(values):.2f}"
 
 
 def run(parts: list[str], seconds: float, repeats: int = 1,
-        sinks_normal: bool = False) -> list[str]:
+        sinks_normal: bool = False, both: bool = False, trace: bool = False) -> list[str]:
     lines = machine_lines()
     with tempfile.TemporaryDirectory(prefix="bench-viewers-") as tmp:
         log_dir = Path(tmp)
         # One identity for the host and every viewer: this machine's, in a scratch dir.
         os.environ["XDG_CONFIG_HOME"] = str(log_dir / "config")
         if "fanout" in parts:
-            how = ("one process each, normal priority" if sinks_normal
-                   else "one process, SCHED_IDLE")
-            lines += ["", "fan-out, 720p60 10 Mbit/s, first viewer decoding, the rest sinks "
-                          f"({how}):"]
-            runs = [fanout_case(n, seconds, log_dir, sinks_normal)
-                    for _ in range(repeats) for n in COUNTS]
-            rows = [_median_row([r for r in runs if r["viewers"] == n]) for n in COUNTS]
-            lines += fanout_table(rows)
-            if repeats > 1:
-                lines.append(f"(medians of {repeats} runs, taken in turn; the load average "
-                             "is the last run's)")
-                lines += ["", "each round:"] + rounds_table(rows)
+            modes = [False, True] if both else [sinks_normal]
+            # Interleaved: each round runs every count (and with --both, each sink
+            # set-up) in turn, so a change in the machine's load hits all alike.
+            runs = [(normal, fanout_case(n, seconds, log_dir, normal, trace))
+                    for _ in range(repeats) for n in COUNTS for normal in modes]
+            for normal in modes:
+                how = ("one process each, normal priority" if normal
+                       else "one process, SCHED_IDLE")
+                lines += ["", "fan-out, 720p60 10 Mbit/s, first viewer decoding, the rest "
+                              f"sinks ({how}):"]
+                rows = [_median_row([r for m, r in runs if m == normal and r["viewers"] == n])
+                        for n in COUNTS]
+                lines += fanout_table(rows)
+                if repeats > 1:
+                    lines.append(f"(medians of {repeats} runs, taken in turn; the load "
+                                 "average is the last run's)")
+                    lines += ["", "each round:"] + rounds_table(rows)
+                if trace:
+                    lines += ["", "the first viewer's frames, median ms per span (host "
+                                  "--frame-trace joined with the client's by frame id):"]
+                    lines += spans_table(rows)
         if "join" in parts:
             lines += ["", "a viewer joining one already watching (720p60 10 Mbit/s):"]
             lines += join_table([join_case(ms, JOINS, log_dir) for ms in (0, REFRESH_MS)])
@@ -369,8 +419,14 @@ def main() -> None:
     parser.add_argument("--sinks-normal", action="store_true",
                         help="viewers 2..N as one process each at normal priority (the old "
                              "figure: they take the first viewer's CPU)")
+    parser.add_argument("--both", action="store_true",
+                        help="run both sink set-ups, interleaved, and print a table for each")
+    parser.add_argument("--frame-trace", action="store_true",
+                        help="trace the first viewer's frames on host and client and print "
+                             "each span's median (where a growth goes)")
     args = parser.parse_args()
-    for line in run(args.parts or PARTS, args.seconds, args.repeats, args.sinks_normal):
+    for line in run(args.parts or PARTS, args.seconds, args.repeats, args.sinks_normal,
+                    args.both, args.frame_trace):
         print(line, flush=True)
 
 
