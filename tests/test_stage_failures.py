@@ -217,3 +217,64 @@ def test_a_clipboard_thread_that_fails_ends_the_clients_session(
         host.wait_for("said bye")
     finally:
         host.stop()
+
+
+def test_a_host_clipboard_thread_that_fails_ends_the_hosts_session(
+        tmp_path, udp_port, xvfb_factory, monkeypatch):
+    """The host's side of the same: an in-process host showing and sharing Xvfb A,
+    a real client sharing B's.  The host's watcher loses its wake-up pipe; the
+    host's loop raises the clipboard stage's failure from serve(), says bye to the
+    client, which ends at once, and serve() is over (the command would print the
+    sentence and exit non-zero)."""
+    import os
+
+    host_x, client_x = xvfb_factory(320, 200), xvfb_factory(320, 200)
+    host_log: list[str] = []
+    # The host watches Xvfb A (its capture and clipboard both name it), the client B.
+    host = Host(HostOptions(source="x11", fps=30, encoder="x264",
+                            bind="127.0.0.1", port=udp_port, insecure=True, stats_interval=60,
+                            clipboard=True, display=host_x.display, audio="none"),
+                log=host_log.append)
+    raised = {}
+
+    def serve():
+        try:
+            host.serve()
+        except StageError as exc:
+            raised["error"] = exc
+
+    serving = threading.Thread(target=serve)
+    serving.start()
+    monkeypatch.setenv("DISPLAY", client_x.display)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    client_log: list[str] = []
+    client = Client(ClientOptions(host=("127.0.0.1", udp_port), present="null", insecure=True,
+                                  input=False, audio=False, clipboard=True, seconds=30,
+                                  stats_interval=60), log=client_log.append)
+    outcome = {}
+    running = threading.Thread(target=lambda: outcome.update(result=client.run()))
+    running.start()
+    try:
+        clipboard = next(s for s in host.services if s.name == "clipboard")
+        deadline = time.monotonic() + 20
+        while clipboard._desktop is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert clipboard._desktop is not None, host_log
+        started = time.monotonic()
+        os.close(clipboard._desktop._wake_read)
+        serving.join(10)
+        assert not serving.is_alive(), host_log
+        error = raised.get("error")
+        assert isinstance(error, StageError) and error.stage == "clipboard", host_log
+        assert "the clipboard stage failed: OSError" in str(error)
+        running.join(10)
+        assert not running.is_alive(), client_log
+        assert time.monotonic() - started < 8  # at once, not at --seconds
+        assert said(client_log, "the host ended the session") or said(
+            client_log, "the host stopped streaming after an error"), client_log
+    finally:
+        client.stop()
+        running.join(10)
+        host.stop()
+        serving.join(10)
+        host.close()
