@@ -7,9 +7,19 @@ Three measurements, on loopback, each row with the load average at its end
   60 fps, x264 at 10 Mbit/s) with 1, 2, 4 and 8 viewers.  The first viewer is
   a real client in this process (decoding, reading the pattern's embedded
   capture time off each picture: glass-to-glass on one clock); viewers 2..N
-  are ``bench/viewer_sink.py`` processes that do the handshake and open every
-  datagram but decode nothing, so the figure is the fan-out's cost, not N
-  decoders on two cores.  Host CPU (% of one core, /proc) and peak RSS over
+  are sessions of ONE ``bench/viewer_sink.py`` process that do the handshake
+  and open every datagram but decode nothing, so the figure is the fan-out's
+  cost, not N decoders on two cores.  Why the sinks receive at SCHED_IDLE,
+  and why that is honest: they stand for viewers on OTHER machines, whose
+  receiving costs this box (and so the first viewer's decoder and presenter)
+  nothing.  Everything the host does per viewer - sealing, pacing, the send
+  threads, ``sendto`` into each socket, the loss reports and keepalives it
+  handles - is still done in the host process at normal priority and counted
+  in its CPU, RSS and latency rings; only the sinks' own reading and opening
+  waits for idle CPU (their keepalives go at normal priority, so the host
+  never drops one as silent).  ``--sinks-normal`` runs each sink as its own
+  process at normal priority, the old set-up, to show how much of the growth
+  was the sinks taking the first viewer's CPU.  Host CPU (% of one core, /proc) and peak RSS over
   the window when all N watch; the first viewer's glass p50/p99 (whole
   milliseconds: the marker's resolution), its path p50 in microseconds (the
   host's capture -> last datagram ring plus the client's first datagram ->
@@ -36,7 +46,8 @@ Three measurements, on loopback, each row with the load average at its end
   as a share of the datagrams, keyframes received).
   Target: >= 95 % shown, no freeze over 150 ms.
 
-``python bench/bench_viewers.py [--seconds 8] [--part fanout|join|cost|loss]``
+``python bench/bench_viewers.py [--seconds 8] [--part fanout|join|cost|loss] [--repeats 3]
+[--sinks-normal]``
 prints the tables; ``python -m pytest bench/bench_viewers.py -s`` the same.
 """
 
@@ -56,6 +67,7 @@ from pathlib import Path
 import bench_loss
 import numpy as np
 from conftest import CpuWindow, Spawned, free_udp_port, last_report, machine_lines
+from glass_trace import read_trace
 
 from rootstream.capture.pattern import PatternCapture
 from rootstream.client import Client, ClientOptions
@@ -92,9 +104,21 @@ def _host(log_dir: Path, *extra: str) -> Spawned:
     return host
 
 
-def _sink(port: int, seconds: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(SINK), "127.0.0.1", str(port), str(seconds)],
+def _sink(port: int, seconds: float, count: int = 1,
+          priority: str = "idle") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(SINK), "127.0.0.1", str(port), str(seconds),
+                             "--count", str(count), "--priority", priority],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _sinks(port: int, seconds: float, count: int, normal: bool) -> list[subprocess.Popen]:
+    """Viewers 2..N: one process at SCHED_IDLE (they stand for other machines),
+    or with ``normal`` one process each at normal priority (the old figure)."""
+    if count == 0:
+        return []
+    if normal:
+        return [_sink(port, seconds, 1, "normal") for _ in range(count)]
+    return [_sink(port, seconds, count, "idle")]
 
 
 def _finish(sinks: list[subprocess.Popen]) -> list[dict]:
@@ -103,31 +127,62 @@ def _finish(sinks: list[subprocess.Popen]) -> list[dict]:
         out, err = sink.communicate(timeout=60)
         if sink.returncode != 0:
             raise RuntimeError(f"a sink failed: {err}")
-        results.append(json.loads(out.strip().splitlines()[-1]))
+        results += json.loads(out.strip().splitlines()[-1])
     return results
 
 
-def _client(port: int, seconds: float) -> Client:
+def _client(port: int, seconds: float, frame_trace: Path | None = None) -> Client:
     return Client(ClientOptions(host=("127.0.0.1", port), present="null", seconds=seconds,
                                 stats_interval=3600, same_clock=True, audio=False,
-                                input=False),
+                                input=False, frame_trace=str(frame_trace) if frame_trace
+                                else None),
                   log=lambda line: None)
 
 
-def fanout_case(viewers: int, seconds: float, log_dir: Path) -> dict:
-    host = _host(log_dir, "--viewers", str(viewers))
+TRACE_SPANS = ("convert", "mailbox", "encode", "send", "to client", "decode", "present")
+
+
+def trace_spans(client_trace: Path, host_trace: Path, since_ns: int) -> dict[str, float]:
+    """The first viewer's frames shown after ``since_ns``, joined with the host's
+    trace by frame id: each span's median in ms (bench/glass_trace.py's spans,
+    from the host's capture on; no observer here, so no wait or display)."""
+    host = read_trace(host_trace, "frame_id")
+    rows = []
+    for line in read_trace(client_trace).values():
+        h = host.get(line["frame_id"])
+        if h is None or line["presented_ns"] < since_ns:
+            continue
+        rows.append({"convert": h["converted_ns"] - h["captured_ns"],
+                     "mailbox": h["taken_ns"] - h["converted_ns"],
+                     "encode": h["encoded_ns"] - h["taken_ns"],
+                     "send": h["sent_ns"] - h["encoded_ns"],
+                     "to client": line["assembled_ns"] - h["sent_ns"],
+                     "decode": line["decoded_ns"] - line["assembled_ns"],
+                     "present": line["presented_ns"] - line["decoded_ns"]})
+    if not rows:
+        return {}
+    return {span: statistics.median(r[span] for r in rows) / 1e6 for span in TRACE_SPANS}
+
+
+def fanout_case(viewers: int, seconds: float, log_dir: Path,
+                sinks_normal: bool = False, trace: bool = False) -> dict:
+    traces = (log_dir / f"client-{time.monotonic_ns()}.trace",
+              log_dir / f"host-{time.monotonic_ns()}.trace") if trace else None
+    host = _host(log_dir, "--viewers", str(viewers),
+                 *(("--frame-trace", str(traces[1])) if traces else ()))
     try:
-        client = _client(host.port, seconds + 4)
+        client = _client(host.port, seconds + 4, traces[0] if traces else None)
         runner = threading.Thread(target=client.run)
         runner.start()
         host.wait_for("connected")
-        sinks = [_sink(host.port, seconds + 1.5) for _ in range(viewers - 1)]
+        sinks = _sinks(host.port, seconds + 1.5, viewers - 1, sinks_normal)
         if viewers > 1:
             host.wait_for(f"{viewers} watching")
         time.sleep(1.0)  # the joins' keyframes and the sinks' start-up: not measured
         client.stats.window.rings["glass"].reset()
         client.stats.window.rings["client"].reset()
         window = CpuWindow({"host": host.pid})
+        since_ns = time.monotonic_ns()
         time.sleep(seconds)
         figures = window.finish()["host"]
         glass = client.stats.window.rings["glass"].percentiles_ms((50, 99))
@@ -139,7 +194,9 @@ def fanout_case(viewers: int, seconds: float, log_dir: Path) -> dict:
     finally:
         host.stop()
     result = client.result
-    return {"viewers": viewers, "cpu_percent": figures["cpu"] * 100,
+    spans = trace_spans(*traces, since_ns) if traces else {}
+    return {**{f"span {name}": value for name, value in spans.items()},
+            "viewers": viewers, "cpu_percent": figures["cpu"] * 100,
             "rss_mb": figures["peak_rss_mb"], "p50": glass.get("p50", 0.0),
             "p99": glass.get("p99", 0.0), "send_p50": host_rings["send"].get("p50", 0.0),
             # The same path in microseconds: capture -> last datagram to the first
@@ -246,7 +303,7 @@ def fanout_table(rows: list[dict]) -> list[str]:
     lines = [f"{'viewers':>7} {'host CPU %':>10} {'/extra':>7} {'RSS MB':>7} {'/extra':>7} "
              f"{'p50 ms':>7} {'p99 ms':>7} {'p50/1':>6} {'path p50':>8} {'/1':>5} {'host p50':>8} "
              f"{'send p50':>8} "
-             f"{'shown/sent':>11} "
+             f"{'shown/sent':>11} {'path p50 range':>14} "
              f"load average"]
     for r in rows:
         extra = r["viewers"] - 1
@@ -258,7 +315,8 @@ def fanout_table(rows: list[dict]) -> list[str]:
                      f"{r['rss_mb']:>7.1f} {per_rss:>7.1f} {r['p50']:>7.1f} {r['p99']:>7.1f} "
                      f"{ratio:>6.2f} {r['path_p50']:>8.2f} {path_ratio:>5.2f} "
                      f"{r['host_p50']:>8.2f} {r['send_p50']:>8.2f} "
-                     f"{r['shown']:>5.0f}/{r['sent']:<5.0f} {r['load']}")
+                     f"{r['shown']:>5.0f}/{r['sent']:<5.0f} {_range(r, 'path_p50'):>14} "
+                     f"{r['load']}")
     return lines
 
 
@@ -278,27 +336,70 @@ def loss_table(rows) -> list[str]:
 
 
 def _median_row(rows: list[dict]) -> dict:
+    """Medians over the rounds, with each round's p50s kept for the range."""
     merged = dict(rows[-1])
     for key, value in rows[-1].items():
         if isinstance(value, (int, float)) and key != "viewers":
             merged[key] = statistics.median(r[key] for r in rows)
+    merged["rounds"] = rows
     return merged
 
 
-def run(parts: list[str], seconds: float, repeats: int = 1) -> list[str]:
+def rounds_table(rows: list[dict]) -> list[str]:
+    """Every round: glass p50/p99, path p50, host CPU, sinks' fewest datagrams
+    opened, the load average at its end."""
+    lines = [f"{'viewers':>7} {'round':>5} {'p50 ms':>7} {'p99 ms':>7} {'path p50':>8} "
+             f"{'host p50':>8} {'host CPU %':>10} {'sink opened':>11} load average"]
+    for row in rows:
+        for index, r in enumerate(row["rounds"], 1):
+            lines.append(f"{r['viewers']:>7} {index:>5} {r['p50']:>7.1f} {r['p99']:>7.1f} "
+                         f"{r['path_p50']:>8.2f} {r['host_p50']:>8.2f} "
+                         f"{r['cpu_percent']:>10.1f} {r['sink_opened']:>11} {r['load']}")
+    return lines
+
+
+def spans_table(rows: list[dict]) -> list[str]:
+    lines = [f"{'viewers':>7} " + " ".join(f"{name:>9}" for name in TRACE_SPANS)]
+    for r in rows:
+        lines.append(f"{r['viewers']:>7} " + " ".join(
+            f"{r.get('span ' + name, float('nan')):>9.2f}" for name in TRACE_SPANS))
+    return lines
+
+
+def _range(row: dict, key: str) -> str:
+    values = [r[key] for r in row.get("rounds", [row])]
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
+def run(parts: list[str], seconds: float, repeats: int = 1,
+        sinks_normal: bool = False, both: bool = False, trace: bool = False) -> list[str]:
     lines = machine_lines()
     with tempfile.TemporaryDirectory(prefix="bench-viewers-") as tmp:
         log_dir = Path(tmp)
         # One identity for the host and every viewer: this machine's, in a scratch dir.
         os.environ["XDG_CONFIG_HOME"] = str(log_dir / "config")
         if "fanout" in parts:
-            lines += ["", "fan-out, 720p60 10 Mbit/s, first viewer decoding, the rest sinks:"]
-            runs = [fanout_case(n, seconds, log_dir) for _ in range(repeats) for n in COUNTS]
-            lines += fanout_table([_median_row([r for r in runs if r["viewers"] == n])
-                                   for n in COUNTS])
-            if repeats > 1:
-                lines.append(f"(medians of {repeats} runs, taken in turn; the load average "
-                             "is the last run's)")
+            modes = [False, True] if both else [sinks_normal]
+            # Interleaved: each round runs every count (and with --both, each sink
+            # set-up) in turn, so a change in the machine's load hits all alike.
+            runs = [(normal, fanout_case(n, seconds, log_dir, normal, trace))
+                    for _ in range(repeats) for n in COUNTS for normal in modes]
+            for normal in modes:
+                how = ("one process each, normal priority" if normal
+                       else "one process, SCHED_IDLE")
+                lines += ["", "fan-out, 720p60 10 Mbit/s, first viewer decoding, the rest "
+                              f"sinks ({how}):"]
+                rows = [_median_row([r for m, r in runs if m == normal and r["viewers"] == n])
+                        for n in COUNTS]
+                lines += fanout_table(rows)
+                if repeats > 1:
+                    lines.append(f"(medians of {repeats} runs, taken in turn; the load "
+                                 "average is the last run's)")
+                    lines += ["", "each round:"] + rounds_table(rows)
+                if trace:
+                    lines += ["", "the first viewer's frames, median ms per span (host "
+                                  "--frame-trace joined with the client's by frame id):"]
+                    lines += spans_table(rows)
         if "join" in parts:
             lines += ["", "a viewer joining one already watching (720p60 10 Mbit/s):"]
             lines += join_table([join_case(ms, JOINS, log_dir) for ms in (0, REFRESH_MS)])
@@ -325,10 +426,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=SECONDS)
     parser.add_argument("--part", action="append", choices=PARTS, dest="parts")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="fan-out runs per count, bursty-loss runs per case")
+    parser.add_argument("--repeats", type=int, default=1, help="fan-out runs per count, bursty-loss runs per case")
+    parser.add_argument("--sinks-normal", action="store_true",
+                        help="viewers 2..N as one process each at normal priority (the old "
+                             "figure: they take the first viewer's CPU)")
+    parser.add_argument("--both", action="store_true",
+                        help="run both sink set-ups, interleaved, and print a table for each")
+    parser.add_argument("--frame-trace", action="store_true",
+                        help="trace the first viewer's frames on host and client and print "
+                             "each span's median (where a growth goes)")
     args = parser.parse_args()
-    for line in run(args.parts or PARTS, args.seconds, args.repeats):
+    for line in run(args.parts or PARTS, args.seconds, args.repeats, args.sinks_normal,
+                    args.both, args.frame_trace):
         print(line, flush=True)
 
 

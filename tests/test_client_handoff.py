@@ -2,7 +2,7 @@
 sends for each state, what its input sends, and the overlay's line.  The datagrams it
 sends are decoded with the wire codec, so nothing it produces could be refused."""
 
-from rootstream.client.handoff import RESEND_NS, ClientControl
+from rootstream.client.handoff import GIVE_BACK_TRIES, RESEND_NS, ClientControl
 from rootstream.input.client_service import ClientInput, OverlayFigures
 from rootstream.protocol import Capability, Config, PacketType, decode_control
 from rootstream.protocol.handoff import (
@@ -107,6 +107,34 @@ def test_the_holder_sees_a_request_and_answers_it_by_the_askers_number():
     control.hotkey("accept")
     control.hotkey("deny")
     assert wire.control() == [ControlAnswer(3, 1), ControlAnswer(3, 0)]
+
+
+def test_the_holder_gives_control_back_with_its_hotkey_until_the_state_says_so():
+    control, client_input, wire, log = started()
+    control.hotkey("give back")  # no state yet: nothing held, nothing sent
+    assert wire.control() == [] and "nothing to give back" in log[-1]
+    control.on_control(state(1, holder=2))
+    assert "Ctrl+Alt+Shift+G gives it back" in log[-1]
+    control.hotkey("give back")
+    assert wire.control() == [ControlRequest(ControlAction.GIVE_BACK)]
+    control._next_resend_ns = 0
+    control.tick(RESEND_NS)  # no newer state yet: the request may have been lost
+    assert wire.control() == [ControlRequest(ControlAction.GIVE_BACK)]
+    control.on_control(state(2, holder=1))
+    assert not client_input.in_control
+    control._next_resend_ns = 0
+    control.tick(2 * RESEND_NS)
+    assert wire.control() == []
+
+
+def test_a_give_back_the_host_ignores_is_not_sent_forever():
+    control, _, wire, _ = started()
+    control.on_control(state(1, holder=2))
+    control.give_back()
+    for step in range(1, 20):
+        control._next_resend_ns = 0
+        control.tick(step * RESEND_NS)
+    assert len(wire.control()) == GIVE_BACK_TRIES
 
 
 def test_a_guest_who_may_not_ask_is_told_so_without_asking():

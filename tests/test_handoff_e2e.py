@@ -7,8 +7,10 @@ encrypted with its own keys, on loopback.  xdotool plays each user in their
 own window.  The first client holds control: its typing arrives, the
 second's does not (its client sends none).  Each mode then moves control
 (ask: requested with Ctrl+Alt+Shift+C and granted with +A; free: taken with
-+C; locked: refused, then the holder leaves) and the typing moves with it,
-while a key the previous holder held down is released on the host.
++C; locked: refused, then the holder leaves; any mode: the holder gives it
+back with Ctrl+Alt+Shift+G, in the SDL and the x11 presenter) and the typing
+moves with it, while a key the previous holder held down is released on the
+host.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ pytestmark = [
 class Viewer(LoggedProcess):
     """One `rootstream connect` in an SDL window on its own display, its log in a file."""
 
-    def __init__(self, port: int, display, log_path):
-        super().__init__(rootstream_command("connect", f"127.0.0.1:{port}", "--present", "sdl",
+    def __init__(self, port: int, display, log_path, present: str = "sdl"):
+        super().__init__(rootstream_command("connect", f"127.0.0.1:{port}", "--present", present,
                                             "--seconds", "90", "--no-audio"),
                          log_path, display.env(SDL_VIDEODRIVER="x11"))
         self.display = display
@@ -47,10 +49,11 @@ class Viewer(LoggedProcess):
 
 @pytest.fixture
 def room(xvfb_factory, tmp_path, udp_port):
-    """start(mode) -> (first, second, recorder, host), first holding control."""
+    """start(mode) -> (first, second, recorder, host), first holding control (in the
+    ``present`` presenter)."""
     made = []
 
-    def start(mode: str):
+    def start(mode: str, present: str = "sdl"):
         host_x = xvfb_factory(*SIZE)
         subprocess.run(["xset", "-display", host_x.display, "r", "off"], check=True, timeout=10)
         recorder = XRecorder(host_x.display, *SIZE)
@@ -59,7 +62,7 @@ def room(xvfb_factory, tmp_path, udp_port):
                            "--audio", "none", env=host_x.env(), log_dir=tmp_path)
         made.extend([recorder, host])
         host.wait_for("listening on")
-        first = Viewer(udp_port, xvfb_factory(*SIZE), tmp_path / "first.log")
+        first = Viewer(udp_port, xvfb_factory(*SIZE), tmp_path / "first.log", present)
         made.append(first)
         first.wait_for("control: you")
         second = Viewer(udp_port, xvfb_factory(*SIZE), tmp_path / "second.log")
@@ -158,3 +161,13 @@ def test_locked_mode_refuses_and_control_moves_only_when_the_holder_leaves(room)
     host.wait_for("(left)")
     second.wait_for("control: you")
     assert _types(second.player, recorder, "y", KEYCODE_Y)
+
+
+@pytest.mark.parametrize("present", ["sdl", "x11"])
+def test_the_holder_gives_control_back_with_its_hotkey(room, present):
+    # Locked: giving back is no request, so it moves control even there.
+    first, second, recorder, host = room("locked", present)
+    first.wait_for("Ctrl+Alt+Shift+G gives it back")
+    _control_moves(first, second, recorder, host,
+                   lambda: first.player("key", "ctrl+alt+shift+g"), "gave back")
+    assert "control: this machine -> this machine (gave back)" in host.log()

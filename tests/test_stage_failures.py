@@ -139,3 +139,142 @@ def test_a_failing_decode_stage_ends_the_session(udp_port, monkeypatch):
 def test_a_failing_present_stage_ends_the_session(udp_port, monkeypatch):
     monkeypatch.setattr(NullPresenter, "present", fail_after(NullPresenter.present, 20))
     assert_client_stage_failed(Session(udp_port), "present")
+
+
+# -- the services' own threads (stage.ThreadGuard): a real failure, provoked -----------------
+
+
+def test_a_sound_thread_that_fails_is_raised_from_tick_once():
+    """The host's sound thread sends through a UDP socket that is closed under it
+    (EBADF from sendto: no RootStreamError its loop expects).  The failure waits for
+    the session loop's tick and is raised there once, naming the stage."""
+    import socket
+
+    from rootstream.audio.host_service import HostAudio
+    from rootstream.protocol import Capability, Config
+    from rootstream.session import SessionInfo
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.close()
+    lines: list[str] = []
+    service = HostAudio("test", log=lines.append)
+    service.session_started(
+        SessionInfo(("127.0.0.1", 9), 1, "peer", Config(), Capability.AUDIO),
+        lambda ptype, payload: sock.sendto(b"x", ("127.0.0.1", 9)))
+    deadline = time.monotonic() + 5
+    while service.guard.failure is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(StageError, match="the sound stage failed: OSError") as raised:
+        service.tick(time.monotonic_ns())
+    assert raised.value.stage == "sound" and "bug in rootstream" in raised.value.hint
+    service.tick(time.monotonic_ns())  # raised once: the loop that got it ends the session
+    service.close()
+    assert not [line for line in lines if "sound stopped" in line]  # not an expected stop
+
+
+def test_a_clipboard_thread_that_fails_ends_the_clients_session(
+        tmp_path, udp_port, xvfb_factory, monkeypatch):
+    """A real host with --clipboard (Xvfb A) and a client sharing its clipboard
+    (Xvfb B).  The client's clipboard watcher has its wake-up pipe closed under it:
+    its select() fails with EBADF.  The client says so once, as the clipboard
+    stage, and ends the session at once with a bye the host hears."""
+    import os
+    import shutil
+
+    from session_helpers import HostProcess
+
+    if shutil.which("xclip") is None and os.environ.get("CI") != "true":
+        pytest.skip("xclip is not installed")
+    host_x, client_x = xvfb_factory(320, 200), xvfb_factory(320, 200)
+    host = HostProcess(udp_port, "--insecure", "--source", "test", "--size", "640x360",
+                       "--fps", "10", "--bitrate", "1", "--input", "none", "--audio", "none",
+                       "--clipboard", env=host_x.env(), log_dir=tmp_path)
+    try:
+        host.wait_for("listening on")
+        monkeypatch.setenv("DISPLAY", client_x.display)
+        monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+        log: list[str] = []
+        client = Client(ClientOptions(host=("127.0.0.1", udp_port), present="null",
+                                      insecure=True, input=False, audio=False, clipboard=True,
+                                      seconds=30, stats_interval=60), log=log.append)
+        outcome = {}
+        runner = threading.Thread(target=lambda: outcome.update(result=client.run()))
+        runner.start()
+        clipboard = next(s for s in client.services if s.name == "clipboard")
+        deadline = time.monotonic() + 20
+        while clipboard._desktop is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert clipboard._desktop is not None, log
+        started = time.monotonic()
+        os.close(clipboard._desktop._wake_read)
+        runner.join(15)
+        assert not runner.is_alive(), log
+        result = outcome["result"]
+        assert isinstance(result.failure, StageError) and result.failure.stage == "clipboard"
+        lines = said(log, "the clipboard stage failed: OSError")
+        assert len(lines) == 1, log
+        assert time.monotonic() - started < 5  # at once, not at --seconds
+        host.wait_for("said bye")
+    finally:
+        host.stop()
+
+
+def test_a_host_clipboard_thread_that_fails_ends_the_hosts_session(
+        tmp_path, udp_port, xvfb_factory, monkeypatch):
+    """The host's side of the same: an in-process host showing and sharing Xvfb A,
+    a real client sharing B's.  The host's watcher loses its wake-up pipe; the
+    host's loop raises the clipboard stage's failure from serve(), says bye to the
+    client, which ends at once, and serve() is over (the command would print the
+    sentence and exit non-zero)."""
+    import os
+
+    host_x, client_x = xvfb_factory(320, 200), xvfb_factory(320, 200)
+    host_log: list[str] = []
+    # The host watches Xvfb A (its capture and clipboard both name it), the client B.
+    host = Host(HostOptions(source="x11", fps=30, encoder="x264",
+                            bind="127.0.0.1", port=udp_port, insecure=True, stats_interval=60,
+                            clipboard=True, display=host_x.display, audio="none"),
+                log=host_log.append)
+    raised = {}
+
+    def serve():
+        try:
+            host.serve()
+        except StageError as exc:
+            raised["error"] = exc
+
+    serving = threading.Thread(target=serve)
+    serving.start()
+    monkeypatch.setenv("DISPLAY", client_x.display)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    client_log: list[str] = []
+    client = Client(ClientOptions(host=("127.0.0.1", udp_port), present="null", insecure=True,
+                                  input=False, audio=False, clipboard=True, seconds=30,
+                                  stats_interval=60), log=client_log.append)
+    outcome = {}
+    running = threading.Thread(target=lambda: outcome.update(result=client.run()))
+    running.start()
+    try:
+        clipboard = next(s for s in host.services if s.name == "clipboard")
+        deadline = time.monotonic() + 20
+        while clipboard._desktop is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert clipboard._desktop is not None, host_log
+        started = time.monotonic()
+        os.close(clipboard._desktop._wake_read)
+        serving.join(10)
+        assert not serving.is_alive(), host_log
+        error = raised.get("error")
+        assert isinstance(error, StageError) and error.stage == "clipboard", host_log
+        assert "the clipboard stage failed: OSError" in str(error)
+        running.join(10)
+        assert not running.is_alive(), client_log
+        assert time.monotonic() - started < 8  # at once, not at --seconds
+        assert said(client_log, "the host ended the session") or said(
+            client_log, "the host stopped streaming after an error"), client_log
+    finally:
+        client.stop()
+        running.join(10)
+        host.stop()
+        serving.join(10)
+        host.close()

@@ -36,6 +36,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -47,6 +48,7 @@ from rootstream.protocol import Capability, Header, PacketType
 from rootstream.protocol.audio import AudioPayload
 from rootstream.recent import RecentList
 from rootstream.session import ClientService, Sender, SessionInfo
+from rootstream.stage import ThreadGuard
 
 STATS_EVERY_NS = 500_000_000
 # Sound that plays later than the buffer's target is cut (a frame, in phase,
@@ -184,6 +186,7 @@ class ClientAudio(ClientService):
         self.playback = None  # the SdlAudioPlayback of the running session
         self.unavailable = ""
         self.counters: Counter[str] = Counter()
+        self.guard = ThreadGuard()  # a bug opening the device ends the session (tick)
         self._reference_ns: int | None = None  # the latest AUDIO capture stamp
         self._next_stats_ns = 0
         self.offsets_ns: list[int] = RecentList()  # the A/V offset at every stats tick
@@ -203,8 +206,8 @@ class ClientAudio(ClientService):
         # the device is open is dropped (counted) instead.
         with self._lock:
             generation = self._generation
-        self._opening = threading.Thread(target=self._open, args=(generation,),
-                                         name="audio-open", daemon=True)
+        self._opening = self.guard.thread("sound", partial(self._open, generation),
+                                          name="audio-open")
         self._opening.start()
 
     def _open(self, generation: int) -> None:
@@ -264,6 +267,7 @@ class ClientAudio(ClientService):
         playback.video_presented(host_capture_ns(frame.capture_ms, reference), presented_ns)
 
     def tick(self, now_ns: int) -> None:
+        self.guard.check()
         if self._host_must_know:
             self._host_must_know = False
             self._tell_host()

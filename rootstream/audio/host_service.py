@@ -8,6 +8,14 @@ whose client asked for sound (Capability.AUDIO in its hello), on a thread of
 its own, and closed when the session ends: a host nobody watches holds no
 recording stream.
 
+With several viewers the sound serves the room (``serves_room``): the host
+hands it a session that asks for sound while any viewer does, and a sender
+that fans out to each viewer that asked.  A new such session while the
+capture runs and sound is still wanted (the first viewer left, the next is
+first now) only swaps the sender: closing and reopening the capture there
+would cut every listener's sound for the time a sound server takes to open
+a stream, and restart the Opus stream's redundancy.
+
 The ``audio`` thread reads one frame's worth of sound (blocking), encodes
 it as one Opus frame (AudioSender: each payload carries the previous frame
 as well) and sends the payload at once through the session's ``send``,
@@ -32,6 +40,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.chunk import samples_to_ns
@@ -40,6 +49,7 @@ from rootstream.audio.sender import AudioSender
 from rootstream.errors import AudioError, RootStreamError
 from rootstream.protocol import Capability, PacketType
 from rootstream.session import Sender, Service, SessionInfo
+from rootstream.stage import ThreadGuard
 
 AUDIO_CHOICES = ("auto", "pulse", "test", "none")
 STATS_EVERY_NS = 500_000_000
@@ -56,6 +66,7 @@ class HostAudio(Service):
     """
 
     name = "audio"
+    serves_room = True  # host.seats keeps it running while anyone watches
 
     def __init__(self, backend: str = "auto", *, options: dict | None = None, stats=None,
                  log: Callable[[str], None] = print, frame_ms: float = 5,
@@ -75,6 +86,8 @@ class HostAudio(Service):
         self.backend = self._check(backend)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._send: Sender | None = None  # the audio thread sends through the newest one
+        self.guard = ThreadGuard()  # a bug in the audio thread ends the session (tick)
         self._next_stats_ns = 0
 
     @property
@@ -103,18 +116,24 @@ class HostAudio(Service):
     # -- hooks ----------------------------------------------------------------
 
     def session_started(self, session: SessionInfo, send: Sender) -> None:
+        wanted = self.backend is not None and bool(session.peer_capabilities & Capability.AUDIO)
+        thread = self._thread
+        if wanted and thread is not None and thread.is_alive() and not self._stop.is_set():
+            self._send = send  # the room goes on: the capture keeps running
+            return
         self._halt()
         if self.backend is None:
             return
-        if not session.peer_capabilities & Capability.AUDIO:
+        if not wanted:
             self.counters["audio_declined"] += 1  # the client runs with --no-audio
             return
+        self._send = send
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(send, self._stop),
-                                        name="audio", daemon=True)
+        self._thread = self.guard.thread("sound", partial(self._run, self._stop), name="audio")
         self._thread.start()
 
     def tick(self, now_ns: int) -> None:
+        self.guard.check()
         if now_ns >= self._next_stats_ns:
             self._next_stats_ns = now_ns + STATS_EVERY_NS
             self._publish()
@@ -129,7 +148,7 @@ class HostAudio(Service):
 
     # -- the audio thread ------------------------------------------------------
 
-    def _run(self, send: Sender, stop: threading.Event) -> None:
+    def _run(self, stop: threading.Event) -> None:
         try:
             encoder = OpusEncoder(frame_ms=self._frame_ms, bitrate=self._bitrate)
             # Chunks of one frame: a frame leaves as soon as its last sample is
@@ -150,6 +169,7 @@ class HostAudio(Service):
             while not stop.is_set():
                 chunk = capture.read()
                 payloads = sender.push(chunk)
+                send = self._send  # swapped when the room's first viewer changes
                 for payload in payloads:
                     send(PacketType.AUDIO, payload)
                 if payloads:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 from rootstream.audio.opus import OpusEncoder
 from rootstream.audio.sender import AudioSender
 from rootstream.errors import RootStreamError
 from rootstream.protocol import Capability, PacketType
 from rootstream.session import ClientService, Sender, SessionInfo
+from rootstream.stage import ThreadGuard
 
 FRAME_MS = 5  # the host sound's frame: a frame leaves 5 ms after its first sample
 BITRATE = 128_000
@@ -46,6 +48,7 @@ class ClientMicrophone(ClientService):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.counters: Counter[str] = Counter()
+        self.guard = ThreadGuard()  # a bug in the microphone thread ends the session (tick)
 
     def session_started(self, session: SessionInfo, send: Sender) -> None:
         self._halt()
@@ -54,9 +57,11 @@ class ClientMicrophone(ClientService):
                       "or --no-mic)")
             return
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(send, self._stop),
-                                        name="microphone", daemon=True)
+        self._thread = self.guard.thread("microphone", partial(self._run, send, self._stop))
         self._thread.start()
+
+    def tick(self, now_ns: int) -> None:
+        self.guard.check()
 
     def session_ended(self, reason: str) -> None:
         self._halt()

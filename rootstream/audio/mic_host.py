@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 from rootstream.audio.jitter import JitterBuffer
 from rootstream.audio.mic_source import SINK, VirtualMicrophone
@@ -24,6 +25,7 @@ from rootstream.errors import ProtocolError, RootStreamError
 from rootstream.protocol import Capability, Header, PacketType
 from rootstream.protocol.audio import AudioPayload
 from rootstream.session import Sender, Service, SessionInfo
+from rootstream.stage import ThreadGuard
 
 PLAYOUT_SAMPLES = 240  # 5 ms at 48 kHz per write
 # What the sink holds ahead of its clock: the playout thread may be late by this
@@ -47,6 +49,7 @@ class HostMicrophone(Service):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.counters: Counter[str] = Counter()
+        self.guard = ThreadGuard()  # a bug in the playout thread ends the session (tick)
         # Why no virtual source can be made here ("" while it can): then the
         # config does not offer the microphone and clients keep theirs.
         self.unavailable = "" if shutil.which("pactl") else "pactl is not installed"
@@ -69,8 +72,7 @@ class HostMicrophone(Service):
         with self._lock:
             self._jitter = JitterBuffer()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._playout, args=(self._stop,),
-                                        name="microphone", daemon=True)
+        self._thread = self.guard.thread("microphone", partial(self._playout, self._stop))
         self._thread.start()
         self._log("rootstream host: the client's microphone plays into 'rootstream microphone'")
 
@@ -89,6 +91,9 @@ class HostMicrophone(Service):
             self._jitter.push(audio, time.monotonic_ns())
         self.counters["mic_frames"] += 1
         return True
+
+    def tick(self, now_ns: int) -> None:
+        self.guard.check()
 
     def session_ended(self, reason: str) -> None:
         self._halt()

@@ -10,6 +10,9 @@ each change and every second.  This service keeps the newest one and:
   host's state says what became of it (a request can be lost);
 - shows the holder a waiting request in the log and the stats overlay, and
   answers it: Ctrl+Alt+Shift+A accepts, +D denies;
+- gives control back with Ctrl+Alt+Shift+G (request action 2): the host
+  moves it to the longest-connected paired viewer, or leaves the seat empty
+  for the next to ask; sent again until the state shows we no longer hold it;
 - gives the overlay its line: "control: you; 2 watching" or
   "control: den; 2 watching".
 
@@ -35,6 +38,7 @@ from rootstream.protocol.handoff import (
 from rootstream.session import ClientService, Sender, SessionInfo
 
 RESEND_NS = 500_000_000  # an unanswered request is sent again this often
+GIVE_BACK_TRIES = 5  # a give-back the host ignores (we no longer hold) is not sent forever
 
 OUTCOME_LINES = {
     RequestOutcome.GRANTED: "rootstream: you have control: your keys, mouse and pads reach "
@@ -67,6 +71,7 @@ class ClientControl(ClientService):
         # The state's change when we asked, while no newer state has answered.
         self._asked_at: int | None = None
         self._next_resend_ns = 0
+        self._give_back_tries = 0  # give-backs left to send while we still hold control
         if client_input is not None:
             client_input.on_control_hotkey = self.hotkey
 
@@ -82,6 +87,7 @@ class ClientControl(ClientService):
     def session_ended(self, reason: str) -> None:
         self._send = None
         self._asked_at = None
+        self._give_back_tries = 0
 
     def on_control(self, message) -> None:
         if not isinstance(message, ControlState):
@@ -91,6 +97,8 @@ class ClientControl(ClientService):
             return  # a resend, or one overtaken on the way
         self.state = message
         self._set_holding(message.you_hold)
+        if not message.you_hold:
+            self._give_back_tries = 0
         self._say_what_changed(old, message)
         if self._asked_at is not None and seq32_newer(message.change, self._asked_at) and (
                 message.outcome != RequestOutcome.NONE or message.you_hold):
@@ -104,13 +112,19 @@ class ClientControl(ClientService):
         if self._asked_at is not None and now_ns >= self._next_resend_ns:
             self._next_resend_ns = now_ns + RESEND_NS
             self._request(ControlAction.ASK)
+        if self._give_back_tries and now_ns >= self._next_resend_ns:
+            self._give_back_tries -= 1
+            self._next_resend_ns = now_ns + RESEND_NS
+            self._request(ControlAction.GIVE_BACK)
 
     # -- asking and answering ----------------------------------------------------------
 
     def hotkey(self, action: str) -> None:
-        """Ctrl+Alt+Shift+C ("ask"), +A ("accept"), +D ("deny"), from the window's thread."""
+        """Ctrl+Alt+Shift+C ("ask"), +A ("accept"), +D ("deny"), +G ("give back"), from
+        the window's thread."""
         {"ask": self.ask, "accept": lambda: self.answer(True),
-         "deny": lambda: self.answer(False)}.get(action, lambda: None)()
+         "deny": lambda: self.answer(False),
+         "give back": self.give_back}.get(action, lambda: None)()
 
     def ask(self) -> None:
         state = self.state
@@ -126,6 +140,19 @@ class ClientControl(ClientService):
         self._asked_at = state.change if state is not None else 0
         self._next_resend_ns = time.monotonic_ns() + RESEND_NS
         self._request(ControlAction.ASK)
+
+    def give_back(self) -> None:
+        state = self.state
+        if not self.host_hands_off:
+            self._log("rootstream: this host has one viewer, and it is you: control stays here")
+            return
+        if state is None or not state.you_hold:
+            self._log("rootstream: you do not hold control: nothing to give back")
+            return
+        self._asked_at = None  # giving back ends our own wish for it
+        self._give_back_tries = GIVE_BACK_TRIES - 1
+        self._next_resend_ns = time.monotonic_ns() + RESEND_NS
+        self._request(ControlAction.GIVE_BACK)
 
     def answer(self, grant: bool) -> None:
         state = self.state
@@ -166,7 +193,8 @@ class ClientControl(ClientService):
         if old is None or (old.holder, old.you_hold) != (new.holder, new.you_hold):
             who = "you" if new.you_hold else holder
             self._log(f"rootstream: control: {who}; {new.watching} watching"
-                      + ("" if new.you_hold else " (Ctrl+Alt+Shift+C asks for control)"
+                      + (" (Ctrl+Alt+Shift+G gives it back)" if new.you_hold
+                         else " (Ctrl+Alt+Shift+C asks for control)"
                          if new.flags & StateFlag.MAY_ASK else ""))
         if new.you_hold and new.pending != NOBODY and (old is None or old.pending != new.pending):
             self._log(f"rootstream: {new.pending_name or 'a viewer'} asks for control: "

@@ -103,6 +103,9 @@ class ClipboardService(ClientService):
                     self._outgoing.on_ack(message, time.monotonic_ns())
 
     def tick(self, now_ns: int) -> None:
+        guard = getattr(self._desktop, "guard", None)  # the watcher's thread (stage.py)
+        if guard is not None:
+            guard.check()
         with self._lock:
             send, outgoing = self._send, self._outgoing
             chunks = outgoing.due(now_ns) if send is not None and outgoing is not None else []

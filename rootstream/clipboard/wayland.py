@@ -26,6 +26,7 @@ XFIXES on X11, only changes are.  The primary selection is not shared.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import select
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from rootstream.clipboard import ClipboardError
 from rootstream.clipboard import wayland_protocol as wp
 from rootstream.clipboard.wayland_protocol import ffi
+from rootstream.stage import ThreadGuard
 
 # Text types, preferred first: the MIME type, then the X11 names XWayland and
 # older toolkits offer.
@@ -78,8 +80,10 @@ class WaylandClipboard:
         self._lock = threading.Lock()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="rootstream-clipboard",
-                                        daemon=True)
+        # A bug (or a descriptor closed under it) in the watcher's thread is
+        # kept here; the service's tick raises it and the session ends.
+        self.guard = ThreadGuard()
+        self._thread = self.guard.thread("clipboard", self._run, name="rootstream-clipboard")
         self._thread.start()
 
     def _bind_globals(self) -> None:
@@ -150,11 +154,15 @@ class WaylandClipboard:
 
     def close(self) -> None:
         self._stop = True
-        os.write(self._wake_write, b"\0")
+        with contextlib.suppress(OSError):
+            os.write(self._wake_write, b"\0")
         self._thread.join(timeout=2)
         self._lib.wl_display_disconnect(self.display)  # the compositor drops our objects
-        os.close(self._wake_read)
-        os.close(self._wake_write)
+        # A descriptor may be gone already (closed under the thread: its failure).
+        with contextlib.suppress(OSError):
+            os.close(self._wake_read)
+        with contextlib.suppress(OSError):
+            os.close(self._wake_write)
 
     # -- the clipboard thread -----------------------------------------------------
 

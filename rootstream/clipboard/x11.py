@@ -27,6 +27,7 @@ compiled headers).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import threading
@@ -35,6 +36,7 @@ from collections.abc import Callable
 
 from rootstream._native import xlib
 from rootstream.clipboard import ClipboardError
+from rootstream.stage import ThreadGuard
 
 ffi = xlib.ffi  # the one Xlib binding declares the selection structs and calls too
 
@@ -86,8 +88,10 @@ class X11Clipboard:
         self._lock = threading.Lock()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="rootstream-clipboard",
-                                        daemon=True)
+        # A bug (or a descriptor closed under it) in the watcher's thread is
+        # kept here; the service's tick raises it and the session ends.
+        self.guard = ThreadGuard()
+        self._thread = self.guard.thread("clipboard", self._run, name="rootstream-clipboard")
         self._thread.start()
 
     def _atom(self, name: str) -> int:
@@ -103,13 +107,17 @@ class X11Clipboard:
 
     def close(self) -> None:
         self._stop = True
-        os.write(self._wake_write, b"\0")
+        with contextlib.suppress(OSError):
+            os.write(self._wake_write, b"\0")
         self._thread.join(timeout=2)
         self._x.XDestroyWindow(self.dpy, self.window)
         self._x.XCloseDisplay(self.dpy)
         xlib.forget(self.dpy)
-        os.close(self._wake_read)
-        os.close(self._wake_write)
+        # A descriptor may be gone already (closed under the thread: its failure).
+        with contextlib.suppress(OSError):
+            os.close(self._wake_read)
+        with contextlib.suppress(OSError):
+            os.close(self._wake_write)
 
     # -- the clipboard thread -----------------------------------------------------
 

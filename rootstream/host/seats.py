@@ -122,8 +122,13 @@ class Seats:
             service.session_started(viewer.info, self._sender(viewer, service))
 
     def end_stream_services(self, why: str) -> None:
+        """The first viewer left.  A service that serves the room (``serves_room``:
+        the sound) goes on while others watch: the host hands it the next first
+        viewer's session, and ending it here would cut every listener's sound."""
+        others = len(self._viewers) > 1  # the leaver is still in the table here
         for service in self.stream_services:
-            service.session_ended(why)
+            if not (others and getattr(service, "serves_room", False)):
+                service.session_ended(why)
 
     def tick(self, now: float) -> None:
         """Deny a request the holder left unanswered; resend every viewer its state."""

@@ -95,6 +95,7 @@ class SdlInputCapture(SdlGamepads, HeldInput):
             sdl2.SDL_SCANCODE_C: lambda event: self._control("ask"),
             sdl2.SDL_SCANCODE_A: lambda event: self._control("accept"),
             sdl2.SDL_SCANCODE_D: lambda event: self._control("deny"),
+            sdl2.SDL_SCANCODE_G: lambda event: self._control("give back"),
         }
         self._handlers = {
             sdl2.SDL_KEYDOWN: self._key_down,

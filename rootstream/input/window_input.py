@@ -31,8 +31,8 @@ from rootstream.protocol.input import (
 # X modifier state bits: Shift, Control, Mod1 (Alt on every common keymap).
 _HOTKEY_STATE = (1 << 0) | (1 << 2) | (1 << 3)
 # evdev codes of the hotkeys' letters: Z (pointer capture), F (fullscreen), S (stats),
-# C (ask for control), A and D (give it to the asker, keep it).
-HOTKEY_CODES = frozenset({44, 33, 31, 46, 30, 32})
+# C (ask for control), A and D (give it to the asker, keep it), G (give control back).
+HOTKEY_CODES = frozenset({44, 33, 31, 46, 30, 32, 34})
 
 # X button numbers -> evdev BTN_* (left, middle, right, side, extra); 4-7 are the wheel.
 X_BUTTON_TO_EVDEV = {1: 0x110, 2: 0x112, 3: 0x111, 8: 0x113, 9: 0x114}

@@ -34,7 +34,7 @@ from rootstream.input.x11_reader import X_KEYCODE_OFFSET
 
 _HOTKEY_STATE = xlib.SHIFT_MASK | xlib.CONTROL_MASK | xlib.MOD1_MASK
 KEY_Z, KEY_F, KEY_S = 44, 33, 31
-CONTROL_KEYS = {46: "ask", 30: "accept", 32: "deny"}  # C, A, D
+CONTROL_KEYS = {46: "ask", 30: "accept", 32: "deny", 34: "give back"}  # C, A, D, G
 
 
 class X11WindowCapture(SdlGamepads, HeldInput):

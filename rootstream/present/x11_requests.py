@@ -28,6 +28,10 @@ def intern_atoms(libs, display) -> dict[str, int]:
     return {atom: libs.x11.XInternAtom(display, atom.encode(), False) for atom in ATOMS}
 
 
+XA_STRING, XA_WM_CLASS = 31, 67  # predefined atoms (Xatom.h)
+WM_CLASS = b"rootstream\0rootstream\0"
+
+
 def create_window(libs, display, root, size, title: str, atoms) -> tuple[int, object]:
     """An unmapped top-level window of ``size`` titled ``title``, and a GC for it."""
     x11 = libs.x11
@@ -41,6 +45,10 @@ def create_window(libs, display, root, size, title: str, atoms) -> tuple[int, ob
     utf8 = title.encode()
     x11.XChangeProperty(display, window, atoms["_NET_WM_NAME"], atoms["UTF8_STRING"], 8,
                         xlib.PROP_MODE_REPLACE, utf8, len(utf8))
+    # ICCCM WM_CLASS (instance and class, each NUL-ended): window managers group
+    # and match windows by it, and `xdotool search --class` finds ours by it.
+    x11.XChangeProperty(display, window, XA_WM_CLASS, XA_STRING, 8, xlib.PROP_MODE_REPLACE,
+                        WM_CLASS, len(WM_CLASS))
     protocols = ffi.new("Atom[1]", [atoms["WM_DELETE_WINDOW"]])
     x11.XSetWMProtocols(display, window, protocols, 1)
     return window, x11.XCreateGC(display, window, 0, ffi.NULL)
