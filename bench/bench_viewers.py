@@ -426,7 +426,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=SECONDS)
     parser.add_argument("--part", action="append", choices=PARTS, dest="parts")
-    parser.add_argument("--repeats", type=int, default=1, help="fan-out runs per count, bursty-loss runs per case")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="fan-out runs per count, bursty-loss runs per case")
     parser.add_argument("--sinks-normal", action="store_true",
                         help="viewers 2..N as one process each at normal priority (the old "
                              "figure: they take the first viewer's CPU)")

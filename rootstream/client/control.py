@@ -23,6 +23,7 @@ from rootstream.client.connecting import Connecting
 from rootstream.client.handoff import ClientControl
 from rootstream.client.options import ClientOptions, ClientResult
 from rootstream.client.pair import session_keys
+from rootstream.client.repair import RepairRequests
 from rootstream.client.report import CLIENT_STAGES, STATS_REPORT_S, ClientFigures
 from rootstream.client.video import DecodeStage
 from rootstream.decode import open_decoder
@@ -110,6 +111,8 @@ class Client(Connecting):
         self._config: Config | None = None
         self._configured = threading.Event()
         self.receiver = VideoReceiver()  # fragments in, frames out
+        # Asks the host again for lost fragments; rides the receive loop.
+        self.services.append(RepairRequests(self.receiver, enabled=options.repair))
         self.video = DecodeStage(self.stats)  # frames in, pictures out; the keyframe rule
         self.figures = ClientFigures(self)
         self._last_heard = time.monotonic()

@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 
-from rootstream.client.repair import RepairRequests
 from rootstream.client.video import Decoded
 from rootstream.marker import read_marker_y
 from rootstream.protocol import PacketType, StatsReport
@@ -33,13 +32,6 @@ class ClientFigures:
         self._present_ring: list[int] = []
         path = client.options.frame_trace
         self.trace = FrameTrace(path) if path and client.options.same_clock else None
-        # Repair requests ride the receive loop as a service.  They are added
-        # here because client/control.py, where Client.__init__ builds its
-        # services, was being changed on another branch when repair was
-        # written: this belongs there, after ``self.receiver`` is made.
-        if not any(isinstance(s, RepairRequests) for s in client.services):
-            client.services.append(RepairRequests(client.receiver,
-                                                  enabled=client.options.repair))
 
     def account(self, decoded: Decoded) -> None:
         client = self.client
