@@ -57,6 +57,7 @@ from rootstream.protocol import (
 )
 from rootstream.protocol.repair import RepairRequest
 from rootstream.session import KEEPALIVE_S, PEER_TIMEOUT_S, Service
+from rootstream.stage import StageError
 from rootstream.stats import JsonStatsWriter, StatsCollector, format_report
 
 
@@ -137,6 +138,7 @@ class Host(SessionLifecycle):
                  f"{self.transport.address[0]}:{self.transport.address[1]}")
         next_report = time.monotonic() + self.options.stats_interval
         next_keepalive = time.monotonic()
+        service_failed = False
         try:
             while not self._stop.is_set():
                 received = self.transport.receive(timeout=0.1)
@@ -162,10 +164,13 @@ class Host(SessionLifecycle):
                 if now >= next_report:
                     self._report()
                     next_report = now + self.options.stats_interval
+        except StageError:
+            service_failed = True  # a service thread's failure, raised by its tick
+            raise
         finally:
-            # A stage that failed ends the sessions with a reason the clients
-            # can tell apart from a host that was merely stopped.
-            failed = self.video.failure is not None
+            # A stage that failed (video, or a service's thread) ends the sessions
+            # with a reason the clients can tell apart from a host merely stopped.
+            failed = service_failed or self.video.failure is not None
             for viewer in reversed(self.viewers.list()):  # the first last: no promotions
                 self._end_session(viewer, ByeReason.ERROR if failed else ByeReason.NORMAL)
             self._stop.set()
