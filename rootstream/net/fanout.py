@@ -16,6 +16,7 @@ it lost are counted (``frames_dropped``) for the host's report.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from functools import partial
@@ -28,6 +29,12 @@ from rootstream.protocol import PacketType
 # Frames waiting for one viewer's thread: two frame intervals of slack; more
 # would only show that viewer an ever older picture.
 OUTLET_DEPTH = 3
+
+# The outlets' threads run a little below the encode thread (nice +5: a third
+# of its share when they contend), so on a busy host the first viewer's frame
+# is encoded and sent before the copies for the others are sealed.  Raising a
+# thread's nice value needs no privilege.  ROOTSTREAM_OUTLET_NICE=0 turns it off.
+OUTLET_NICE = int(os.environ.get("ROOTSTREAM_OUTLET_NICE", "5"))
 
 
 class _Posted(NamedTuple):
@@ -83,6 +90,11 @@ class ViewerOutlet:
         self._thread.join(timeout=2)
 
     def _run(self) -> None:
+        if OUTLET_NICE:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), OUTLET_NICE)
+            except OSError:
+                pass  # a sandbox that forbids it: the outlet runs at the usual priority
         while True:
             posted = self._queue.get()
             if posted is None:
