@@ -21,7 +21,14 @@ Pipelines (``--pipelines``):
   ``gstreamer+OPTION`` that pipeline with one option (``--sweep`` runs them
   all in the same rounds: how STRONGEST was chosen);
 - ``observer-floor``: the observer reading the very display it paints, which is
-  what the observer itself adds to every figure.
+  what the observer itself adds to every figure;
+- ``NAME@pinned`` (``--two-machines`` adds one for every pipeline): the host
+  side on CPU 0 and the client side on CPU 1, a model of host and client on
+  machines of their own (bench/two_machines.py), never reported alone.
+
+Issue 15's tail experiments: ``rootstream-gil5``/``-gil1``/``-gil05`` set
+rootstream.switch_interval (the GIL's switch interval while stages run) on
+both sides; ``rootstream-dec-cpus`` gives the decoder one slice thread per CPU.
 
 Every round runs each scene at each size with each pipeline once, on fresh
 displays, alternating which pipeline goes first, so the baseline and
