@@ -21,7 +21,14 @@ Pipelines (``--pipelines``):
   ``gstreamer+OPTION`` that pipeline with one option (``--sweep`` runs them
   all in the same rounds: how STRONGEST was chosen);
 - ``observer-floor``: the observer reading the very display it paints, which is
-  what the observer itself adds to every figure.
+  what the observer itself adds to every figure;
+- ``NAME@pinned`` (``--two-machines`` adds one for every pipeline): the host
+  side on CPU 0 and the client side on CPU 1, a model of host and client on
+  machines of their own (bench/two_machines.py), never reported alone.
+
+Issue 15's tail experiments: ``rootstream-gil5``/``-gil1``/``-gil05`` set
+rootstream.switch_interval (the GIL's switch interval while stages run) on
+both sides; ``rootstream-dec-cpus`` gives the decoder one slice thread per CPU.
 
 Every round runs each scene at each size with each pipeline once, on fresh
 displays, alternating which pipeline goes first, so the baseline and
@@ -46,6 +53,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +72,8 @@ from gstreamer import OPTIONS, STRONGEST, GStreamerStream
 from gstreamer import missing as gstreamer_missing
 from observer import Observer
 from scenes import SCENES, expected_changes, seconds_for
+from two_machines import CLIENT_CPU, HOST_CPU, PINNED, on_cpu, pin_thread, split, taskset
+from two_machines import unavailable_reason as two_machines_unavailable
 
 SIZES = ((1280, 720), (1920, 1080))
 FPS = 60
@@ -97,7 +107,9 @@ CLIENTS = {"rootstream": ("auto", {}), "rootstream-sdl": ("sdl", {}),
            "rootstream-sdl-software": ("sdl", {"SDL_RENDER_DRIVER": "software"}),
            "rootstream-cap120": ("auto", {}), "rootstream-cap-before": ("auto", {}),
            "rootstream-slack20": ("auto", {}), "rootstream-burst3": ("auto", {}),
-           "rootstream-x264t1": ("auto", {}), "rootstream-dec1": ("auto", {})}
+           "rootstream-x264t1": ("auto", {}), "rootstream-dec1": ("auto", {}),
+           "rootstream-dec-cpus": ("auto", {}),
+           **{f"rootstream-gil{name}": ("auto", {}) for name in ("5", "1", "05")}}
 # Experiments on the host's side (issue 15, "less waiting"): its --fps per variant.
 # cap120: capture may grab a change up to twice per 60 Hz frame, so a change that
 # lands between two frames of motion waits for the encoder, not the next slot
@@ -116,8 +128,18 @@ HOST_PATCH = {"rootstream-cap-before": f"{_CAP}BURST = 1.5; ChangeRateCap.RATE_S
               # slice, and on a loaded machine one of two threads is often preempted.
               "rootstream-x264t1": "from rootstream.encode.x264 import X264Encoder; "
                                    "X264Encoder.THREADS = 1"}
-# The same on the client's side: the decoder on one slice thread.
-CLIENT_PATCH = {"rootstream-dec1": "import rootstream.decode.pyav as d; d.DECODE_THREADS = 1"}
+# Issue 15's tail, the GIL: rootstream.switch_interval's setting on both sides
+# (5 ms is CPython's default, 1 and 0.5 ms hand the GIL to a woken stage sooner).
+_GIL = "import rootstream.switch_interval as s; s.STREAM_SWITCH_INTERVAL_S = "
+GIL_PATCH = {f"rootstream-gil{name}": f"{_GIL}{seconds}"
+             for name, seconds in (("5", 0.005), ("1", 0.001), ("05", 0.0005))}
+HOST_PATCH.update(GIL_PATCH)
+# The same on the client's side: the decoder on one slice thread; or on as many as
+# the CPUs we may use (FFmpeg's 0 means one per core plus one: 3 on 2 cores).
+CLIENT_PATCH = {"rootstream-dec1": "import rootstream.decode.pyav as d; d.DECODE_THREADS = 1",
+                "rootstream-dec-cpus": "import os, rootstream.decode.pyav as d; "
+                                       "d.DECODE_THREADS = len(os.sched_getaffinity(0))",
+                **GIL_PATCH}
 # GStreamer per variant: the options on top of issue 3's pipeline.
 GSTREAMERS = {"gstreamer": STRONGEST, "gstreamer-issue3": (),
               **{f"gstreamer+{option}": (option,) for option in OPTIONS}}
@@ -130,6 +152,7 @@ KNOWN = (*CLIENTS, *GSTREAMERS, FLOOR)
 
 def gstreamer_options(pipeline: str) -> tuple[str, ...]:
     """The options of a GStreamer variant; ``gstreamer+a+b`` combines options a and b."""
+    pipeline, _ = split(pipeline)
     if pipeline in GSTREAMERS:
         return GSTREAMERS[pipeline]
     options = tuple(pipeline.split("+")[1:])
@@ -148,9 +171,10 @@ def _patched(statements: str) -> list[str]:
 
 def _rootstream_sides(a: XvfbDisplay, b: XvfbDisplay, port: int, log_dir: Path,
                       client_env: dict[str, str], presenter: str = "sdl", fps: int = FPS,
-                      host_patch: str = "", client_patch: str = ""):
-    python = _patched(client_patch)
-    host_python = _patched(host_patch)
+                      host_patch: str = "", client_patch: str = "",
+                      cpus: tuple[int | None, int | None] = (None, None)):
+    python = taskset(cpus[1], _patched(client_patch))
+    host_python = taskset(cpus[0], _patched(host_patch))
     host = Spawned("rootstream-host", host_python + [
         "host", "--source", "x11", "--display", a.display, "--encoder", "x264",
         "--fps", str(fps), "--bitrate", str(BITRATE_MBPS), "--bind", "127.0.0.1",
@@ -181,9 +205,19 @@ def run_once(pipeline: str, log_dir: Path, *, scene: str = "game",
     """One measured stream on two fresh displays; raises if the pipeline shows nothing."""
     log_dir.mkdir(parents=True, exist_ok=True)
     width, height = size
-    with XvfbDisplay(width, height) as a, XvfbDisplay(width, height) as b, \
-            Observer(a.display, a.display if pipeline == FLOOR else b.display,
-                     width, height, FPS, scene) as observer:
+    named = pipeline
+    pipeline, pinned = split(pipeline)
+    cpus = (HOST_CPU, CLIENT_CPU) if pinned else (None, None)
+    with ExitStack() as stack:
+        with on_cpu(cpus[0]):
+            a = stack.enter_context(XvfbDisplay(width, height))
+        with on_cpu(cpus[1]):
+            b = stack.enter_context(XvfbDisplay(width, height))
+        with on_cpu(cpus[0]):  # the painter's process; its watcher thread goes to the client
+            observer = stack.enter_context(
+                Observer(a.display, a.display if pipeline == FLOOR else b.display,
+                         width, height, FPS, scene))
+        pin_thread(observer.watcher_thread_id, cpus[1])
         port = free_udp_port()
         if pipeline == FLOOR:
             pids, stop, alive = {}, [], []
@@ -192,14 +226,15 @@ def run_once(pipeline: str, log_dir: Path, *, scene: str = "game",
             host, client = _rootstream_sides(a, b, port, log_dir, env, presenter,
                                              HOST_FPS.get(pipeline, FPS),
                                              HOST_PATCH.get(pipeline, ""),
-                                             CLIENT_PATCH.get(pipeline, ""))
+                                             CLIENT_PATCH.get(pipeline, ""), cpus)
             pids = {"host": host.pid, "client": client.pid}
             stop = [client.stop, host.stop]
             alive = [host, client]
         else:
             stream = GStreamerStream(a.display, b.display, port, log_dir, fps=FPS,
                                      bitrate_kbps=BITRATE_MBPS * 1000,
-                                     options=gstreamer_options(pipeline))
+                                     options=gstreamer_options(pipeline),
+                                     host_cpu=cpus[0], client_cpu=cpus[1])
             pids = stream.pids()
             stop = [stream.stop]
             alive = [stream.sender, stream.receiver]
@@ -219,7 +254,7 @@ def run_once(pipeline: str, log_dir: Path, *, scene: str = "game",
                 halt()
     if result.seen < MIN_SEEN_SHARE * expected_changes(scene, FPS, seconds):
         raise RuntimeError(
-            f"{pipeline}, {scene}: only {result.seen} of {result.painted} painted changes were "
+            f"{named}, {scene}: only {result.seen} of {result.painted} painted changes were "
             f"read on the client's display ({result.unreadable} unreadable grabs); "
             f"logs in {log_dir}")
     extra = {"paint_ms_p50": result.as_dict()["paint_ms_p50"]}
@@ -229,7 +264,7 @@ def run_once(pipeline: str, log_dir: Path, *, scene: str = "game",
         (log_dir / "observer-timed.json").write_text(json.dumps(result.timed))
         extra["spans"] = breakdown(read_trace(log_dir / "trace.jsonl"), result.timed,
                                    read_trace(log_dir / "host-trace.jsonl", "frame_id"))
-    return GlassRun(pipeline, scene, size, result.percentiles(), result.seen, result.painted,
+    return GlassRun(named, scene, size, result.percentiles(), result.seen, result.painted,
                     result.unreadable, processes, extra)
 
 
@@ -304,20 +339,20 @@ def _case_table(scene: str, size: tuple[int, int], runs: list[GlassRun]) -> list
             lines.append(f"  {'':26} its own rings, p50 ms: {own}")
         lines += [f"  {'':26} {line}" for line in describe([r.extra.get("spans", {})
                                                              for r in group])]
-    theirs = by_pipeline.get("gstreamer")
     limit = 0.5 if scene == "desktop" else 0.7
-    for name in CLIENTS:
-        ours = by_pipeline.get(name)
-        if not ours:
+    for named, ours in by_pipeline.items():
+        name, pinned = split(named)
+        if name not in CLIENTS:
             continue
+        theirs = by_pipeline.get("gstreamer" + (PINNED if pinned else ""))
         tails = [r.latency_ms["p99"] - r.latency_ms["p50"] for r in ours]
-        lines.append(f"  {name} p99 - p50: {spread(tails)} ms  (target <= 10)")
+        lines.append(f"  {named} p99 - p50: {spread(tails)} ms  (target <= 10)")
         if theirs:
             paired = [o.latency_ms["p50"] / t.latency_ms["p50"]
                       for o, t in zip(ours, theirs, strict=False)]
             of_medians = (statistics.median(o.latency_ms["p50"] for o in ours)
                           / statistics.median(t.latency_ms["p50"] for t in theirs))
-            lines.append(f"  {name} p50 / GStreamer p50: {spread(paired)} per round, "
+            lines.append(f"  {named} p50 / GStreamer p50: {spread(paired)} per round, "
                          f"{of_medians:.2f} of the medians  (target <= {limit})")
     return lines
 
@@ -358,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
                              "and the strongest combination, in the same rounds")
     parser.add_argument("--scenes", default=",".join(SCENES))
     parser.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES))
+    parser.add_argument("--two-machines", action="store_true",
+                        help="also run each pipeline as NAME@pinned, host side on CPU 0 and "
+                             "client side on CPU 1 (bench/two_machines.py), in the same rounds")
     parser.add_argument("--logs", default=None, help="keep the processes' logs here")
     args = parser.parse_args(argv)
     pipelines = SWEEP if args.sweep else tuple(args.pipelines.split(","))
@@ -366,7 +404,12 @@ def main(argv: list[str] | None = None) -> int:
                   args.sizes.split(","))
     if set(scenes) - set(SCENES):
         parser.error(f"unknown scenes: {', '.join(sorted(set(scenes) - set(SCENES)))}")
-    unknown = {p for p in set(pipelines) - set(KNOWN) if not p.startswith("gstreamer+")}
+    if args.two_machines:
+        if two_machines_unavailable():
+            parser.error(f"--two-machines: {two_machines_unavailable()}")
+        pipelines = (*pipelines, *(p + PINNED for p in pipelines if not p.endswith(PINNED)))
+    unknown = {p for p in {split(p)[0] for p in pipelines} - set(KNOWN)
+               if not p.startswith("gstreamer+")}
     if unknown:
         parser.error(f"unknown pipelines: {', '.join(sorted(unknown))}")
     if shutil.which("Xvfb") is None:

@@ -46,6 +46,7 @@ import shutil
 import subprocess
 
 from conftest import Spawned
+from two_machines import taskset
 
 PACKAGES = ("gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good "
             "gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x")
@@ -125,17 +126,20 @@ class GStreamerStream:
     """Receiver on ``client_display`` first (so it sees the first keyframe), then sender."""
 
     def __init__(self, host_display: str, client_display: str, port: int, log_dir, *,
-                 fps: int = 60, bitrate_kbps: int = 10_000, options: tuple[str, ...] = ()):
+                 fps: int = 60, bitrate_kbps: int = 10_000, options: tuple[str, ...] = (),
+                 host_cpu: int | None = None, client_cpu: int | None = None):
         env = dict(os.environ, GST_DEBUG="1")  # errors only, into the log
         launch = ["gst-launch-1.0", "--no-position"]
-        self.receiver = Spawned("gst-receiver",
-                                launch + receiver_pipeline(client_display, port, options),
+        # host_cpu / client_cpu: bench/two_machines.py's model, each side on one core.
+        self.receiver = Spawned("gst-receiver", taskset(
+                                client_cpu, launch + receiver_pipeline(client_display, port,
+                                                                       options)),
                                 log_dir, env=env)
         try:
             self.receiver.wait_for("Setting pipeline to PLAYING", timeout=30)
-            self.sender = Spawned("gst-sender",
-                                  launch + sender_pipeline(host_display, port, fps, bitrate_kbps,
-                                                           options),
+            self.sender = Spawned("gst-sender", taskset(
+                                  host_cpu, launch + sender_pipeline(host_display, port, fps,
+                                                                     bitrate_kbps, options)),
                                   log_dir, env=env)
             self.sender.wait_for("Setting pipeline to PLAYING", timeout=30)
         except BaseException:

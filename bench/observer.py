@@ -350,6 +350,11 @@ class Observer:
         except BaseException as exc:  # reported by result(): a dead thread must not hide
             self._errors.append(exc)
 
+    @property
+    def watcher_thread_id(self) -> int | None:
+        """The watcher thread's kernel id (bench/two_machines.py pins it)."""
+        return None if self._thread is None else self._thread.native_id
+
     def measure_from_now(self) -> None:
         """Frames painted from now on count; everything before was warm-up."""
         self._window_start_ns = time.monotonic_ns()

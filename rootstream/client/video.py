@@ -44,6 +44,7 @@ from rootstream.mailbox import Mailbox
 from rootstream.protocol import AssembledFrame, IdrReason
 from rootstream.stage import StageError, run_stage
 from rootstream.stats import StatsCollector
+from rootstream.switch_interval import ShortSwitch
 
 # Four frames of slack, and room for the frames a repair held back
 # (rootstream.protocol.repair_wait.MAX_HELD), released together when it came.
@@ -154,11 +155,15 @@ class DecodeStage:
         self.ready = threading.Event()  # the decoder is open: frames are worth queueing
         self.decoded_frame_id = 0  # the newest frame decoded, told in keyframe requests
         self._thread: threading.Thread | None = None
+        self._switch = ShortSwitch()
 
     def start(self, decoder, stop: threading.Event,
               failed: Callable[[StageError], None]) -> None:
         """Decode on a thread of its own until ``stop``; ``failed`` hears why if it
         stops on an error (rootstream.stage)."""
+        # While it runs, a stage that wakes (receive, decode, present) gets the GIL
+        # sooner: rootstream.switch_interval.
+        self._switch.hold()
         self._thread = threading.Thread(
             target=run_stage, args=("decode", partial(self._loop, decoder, stop), failed),
             name="decode", daemon=True)
@@ -186,6 +191,7 @@ class DecodeStage:
         self.pictures.close()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        self._switch.release()
 
     def _loop(self, decoder, stop: threading.Event) -> None:
         self.keyframes.want()  # start from a keyframe: the receiver asks for one

@@ -35,6 +35,7 @@ from rootstream.net.sender import VideoSender
 from rootstream.protocol import Hello
 from rootstream.stage import StageError, describe, run_stage
 from rootstream.stats import StatsCollector
+from rootstream.switch_interval import ShortSwitch
 
 HOST_STAGES = ("convert", "encode", "send", "host")
 # Keyframe requests within this long after an IDR went out are served by it:
@@ -111,6 +112,7 @@ class VideoPipeline:
         self._want_picture = threading.Event()
         self._mailbox: Mailbox[_PendingFrame] = Mailbox("encode")
         self._threads: list[threading.Thread] = []
+        self._switch = ShortSwitch()
         # --frame-trace: each frame's stamps, joined with the client's trace by
         # frame id, to see where a slow frame waited (bench/glass_trace.py).
         trace = getattr(options, "frame_trace", None)
@@ -125,6 +127,7 @@ class VideoPipeline:
 
     def start(self, destination: Callable[[], tuple | None], stop: threading.Event) -> None:
         failed = partial(self._stage_failed, stop)
+        self._switch.hold()  # a stage that wakes gets the GIL sooner (switch_interval.py)
         self._threads = [
             threading.Thread(target=run_stage, name=name, daemon=True,
                              args=(name, partial(loop, destination, stop), failed))
@@ -136,6 +139,7 @@ class VideoPipeline:
         self._mailbox.close()
         for thread in self._threads:
             thread.join(timeout=2)
+        self._switch.release()
 
     def close(self) -> None:
         self.capture.close()
