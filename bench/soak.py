@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak_probe import fit, last_totals, proc_sample  # noqa: E402
+from soak_probe import fit, last_totals, proc_sample, smaps_kinds  # noqa: E402
 
 SAMPLE_S = 10.0
 WARMUP_S = 60.0
@@ -52,6 +52,9 @@ MIN_FIT_S = 150.0  # fit only a process sampled this long after its warm-up
 # short enough that 10 minutes see the issue's 15 reconnects and more.
 REJOIN_EVERY_S = 35.0
 REJOIN_STAY_S = 30.0
+# restart: the host killed every 2 minutes by default; --restart-every 40
+# gives 14 restarts in 10 minutes, enough to see a per-restart step level off.
+RESTART_EVERY_S = 120.0
 # Counters that a healthy session on loopback keeps at zero (loss is expected
 # only through the lossy relay; restarts make the client re-handshake).
 ZERO_COUNTERS = ("malformed", "dropped_malformed", "dropped_unauthenticated", "dropped_foreign",
@@ -70,7 +73,7 @@ class Soak:
     """The processes of one scenario, their logs, and the samples taken of them."""
 
     def __init__(self, scenario: str, minutes: float, work: Path, tree: str | None,
-                 tracemalloc: bool):
+                 tracemalloc: bool, smaps: bool = False):
         self.scenario, self.minutes, self.work = scenario, minutes, work
         self.port = free_udp_port()
         # SDL's disk driver plays in real time into a file or a pipe; a pipe
@@ -85,7 +88,7 @@ class Soak:
         if tree:
             self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree,
                                                                    os.environ.get("PYTHONPATH")]))
-        self.tracemalloc = tracemalloc
+        self.tracemalloc, self.smaps = tracemalloc, smaps
         self.procs: dict[str, subprocess.Popen] = {}
         self.lives: dict[str, int] = {}  # how many processes each role has had
         self.samples: list[dict] = []
@@ -97,6 +100,7 @@ class Soak:
         self.client_args = ["--present", "null", "--reconnect-timeout", "30"]
         self.secure = ["--insecure"]
         self.client_env: dict[str, str] = {}
+        self.restart_every = RESTART_EVERY_S
         self.host_env: dict[str, str] = {}
 
     # -- processes ------------------------------------------------------------------
@@ -182,6 +186,8 @@ class Soak:
             life = self.lives[role]
             figures.update(pid=proc.pid, life=life,
                            totals=last_totals(str(self.work / f"{role}.{life}.jsonl")))
+            if self.smaps:
+                figures["smaps"] = smaps_kinds(proc.pid)
             row[role] = figures
         self.samples.append(row)
 
@@ -223,7 +229,7 @@ def run_scenario(soak: Soak) -> None:
     elif soak.scenario == "restart":
         soak.start_host()
         soak.start_client()
-        state = {"next": 120.0}
+        state = {"next": soak.restart_every}
 
         def restart(now: float) -> None:
             if now >= state["next"]:
@@ -231,7 +237,7 @@ def run_scenario(soak: Soak) -> None:
                 # says bye, and a client told bye ends its session.
                 soak.stop("host", signal.SIGKILL)
                 soak.start_host()
-                state["next"] += 120
+                state["next"] += soak.restart_every
         soak.run_for(total, restart)
     elif soak.scenario == "pair_input":
         _pair_input(soak, total)
@@ -344,6 +350,13 @@ def slopes(samples: list[dict], role: str) -> dict:
     slope = fit([s["t"] for s in late], [s[role]["rss_kb"] for s in late])
     if slope is not None:
         result["rss_kb 2nd half"] = slope
+    # --smaps: which kind of mapping the resident memory grows in.
+    kinds = rows[0][role].get("smaps") or {}
+    for kind in kinds:
+        points = [(s["t"], s[role]["smaps"][kind]) for s in rows if s[role].get("smaps")]
+        slope = fit([t for t, _ in points], [v for _, v in points])
+        if slope is not None:
+            result[f"rss_kb {kind}"] = slope
     return result
 
 
@@ -425,6 +438,22 @@ def report(soak: Soak | Saved) -> dict:
                 seen = sorted({v for _, v in per_life(soak.samples, "host", "client", figure)})
                 print(f"host   {figure} at the end of each session: {seen}")
                 summary[f"host_{figure}_per_session"] = seen
+    if soak.scenario == "restart":
+        # The client's RSS at the last sample of each host's life: a step per
+        # restart that levels off is a high-water mark, one that does not is a leak.
+        points = per_life(soak.samples, "client", "host")
+        if len(points) >= 3:
+            steps = [b[1] - a[1] for a, b in zip(points, points[1:], strict=False)]
+            print(f"client rss at the end of each host life (kB): {[p[1] for p in points]}")
+            print(f"client rss step per restart (kB): {steps}")
+            slope = fit([p[0] for p in points[1:]], [p[1] for p in points[1:]])
+            if slope is not None:
+                print(f"client rss per restart after the first {slope.per_hour / 3600:+.1f} kB "
+                      f"(95% CI ±{(slope.high - slope.low) / 7200:.1f} kB)")
+            summary["client_rss_kb_per_host_life"] = points
+        for figure in ("fds", "threads"):
+            seen = sorted({v for _, v in per_life(soak.samples, "client", "host", figure)})
+            print(f"client {figure} at the end of each host life: {seen}")
     return summary
 
 
@@ -436,6 +465,10 @@ def main() -> int:
                         help="JSON time series (default: soak-SCENARIO.json)")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="both processes log their heap's top growth by file:line")
+    parser.add_argument("--smaps", action="store_true",
+                        help="sample each process's resident memory by kind of mapping too")
+    parser.add_argument("--restart-every", type=float, default=RESTART_EVERY_S, metavar="S",
+                        help="restart: seconds between host restarts (default %(default)g)")
     parser.add_argument("--tree", default=None, help="run the processes from this source tree")
     parser.add_argument("--keep", default=None, help="keep logs in this directory")
     parser.add_argument("--report", default=None, metavar="JSON",
@@ -450,7 +483,8 @@ def main() -> int:
     for scenario in scenarios:
         work = Path(args.keep) / scenario if args.keep else Path(tempfile.mkdtemp(prefix="soak-"))
         work.mkdir(parents=True, exist_ok=True)
-        soak = Soak(scenario, args.minutes, work, args.tree, args.tracemalloc)
+        soak = Soak(scenario, args.minutes, work, args.tree, args.tracemalloc, args.smaps)
+        soak.restart_every = args.restart_every
         try:
             run_scenario(soak)
         finally:
