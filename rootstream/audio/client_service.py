@@ -56,6 +56,7 @@ from rootstream.recent import RecentList
 from rootstream.session import ClientService, Sender, SessionInfo
 
 STATS_EVERY_NS = 500_000_000
+OFFSETS_KEPT = 240  # A/V offsets remembered (at least): 2 minutes of stats ticks
 # Sound that plays later than the buffer's target is cut (a frame, in phase,
 # crossfaded) once it runs this late: below lip sync's ±20 ms, so a device
 # slower than the host's clock by more than the playout ratio absorbs (SDL's
@@ -201,7 +202,10 @@ class ClientAudio(ClientService):
         self.counters: Counter[str] = Counter()
         self._reference_ns: int | None = None  # the latest AUDIO capture stamp
         self._next_stats_ns = 0
-        self.offsets_ns: list[int] = RecentList()  # the A/V offset at every stats tick
+        # The A/V offset at every stats tick (2 a second).  Two minutes: with
+        # RecentList's default (2048 to 4096 values) it took 34 minutes to
+        # reach its bound, a slow fill a 10-minute soak read as growth.
+        self.offsets_ns: list[int] = RecentList(keep=OFFSETS_KEPT)
 
     # -- hooks ----------------------------------------------------------------
 
