@@ -7,7 +7,9 @@ connect`` (``--present null``, sound played through SDL's disk driver into
 /dev/null) on loopback, and every 10 s samples each process's RSS, open file
 descriptors and threads (/proc) and the totals of its ``--stats-json``
 reports.  With ``--tracemalloc`` both processes also write their Python
-heap's top growth by file:line (rootstream.memtrace).  Writes the time
+heap's top growth by file:line (rootstream.memtrace); with ``--smaps`` each
+sample also splits RSS by kind of mapping (heap, glibc's thread arenas,
+pymalloc, other anonymous maps, stacks, files) and each gets a slope.  Writes the time
 series as JSON (``--out``) and prints, per process, the growth per hour of
 each figure after the first minute: a least-squares slope with its 95 %
 confidence interval (bench/soak_probe.py), and every counter that moved.
@@ -19,7 +21,8 @@ Scenarios (``--scenario``, or ``all``, one after another):
   rejoin      a host that stays up; a new client every 35 s (each stays 30 s:
               17 sessions in 10 minutes, the issue asks for 15)
   restart     a client that stays; the host killed and started again every
-              2 minutes (the client resumes after 2 s of silence)
+              2 minutes (``--restart-every S``; the client resumes after 2 s
+              of silence); prints the client's RSS step per restart
   pair_input  pairing, then an encrypted session on Xvfb with keys typed
               every second (host injects with xtest into its own Xvfb)
 
