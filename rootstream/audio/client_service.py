@@ -219,7 +219,7 @@ class ClientAudio(ClientService):
         # Opening SDL audio takes a quarter of a second or more: on the receive
         # thread it would hold back every datagram behind it, and the jitter
         # buffer would size itself for that one stall.  Sound arriving before
-        # the device is open is dropped (counted) instead.
+        # the device is open waits in the backlog instead (START_BACKLOG).
         with self._lock:
             generation = self._generation
             self._backlog = deque()
