@@ -7,7 +7,9 @@ connect`` (``--present null``, sound played through SDL's disk driver into
 /dev/null) on loopback, and every 10 s samples each process's RSS, open file
 descriptors and threads (/proc) and the totals of its ``--stats-json``
 reports.  With ``--tracemalloc`` both processes also write their Python
-heap's top growth by file:line (rootstream.memtrace).  Writes the time
+heap's top growth by file:line (rootstream.memtrace); with ``--smaps`` each
+sample also splits RSS by kind of mapping (heap, glibc's thread arenas,
+pymalloc, other anonymous maps, stacks, files) and each gets a slope.  Writes the time
 series as JSON (``--out``) and prints, per process, the growth per hour of
 each figure after the first minute: a least-squares slope with its 95 %
 confidence interval (bench/soak_probe.py), and every counter that moved.
@@ -19,7 +21,8 @@ Scenarios (``--scenario``, or ``all``, one after another):
   rejoin      a host that stays up; a new client every 35 s (each stays 30 s:
               17 sessions in 10 minutes, the issue asks for 15)
   restart     a client that stays; the host killed and started again every
-              2 minutes (the client resumes after 2 s of silence)
+              2 minutes (``--restart-every S``; the client resumes after 2 s
+              of silence); prints the client's RSS step per restart
   pair_input  pairing, then an encrypted session on Xvfb with keys typed
               every second (host injects with xtest into its own Xvfb)
 
@@ -43,20 +46,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak_probe import fit, last_totals, proc_sample  # noqa: E402
+from soak_probe import last_totals, proc_sample, smaps_kinds  # noqa: E402
+from soak_report import Saved, report  # noqa: E402
 
 SAMPLE_S = 10.0
-WARMUP_S = 60.0
-MIN_FIT_S = 150.0  # fit only a process sampled this long after its warm-up
 # rejoin: a session long enough to settle (start-up, first keyframe, sound),
 # short enough that 10 minutes see the issue's 15 reconnects and more.
 REJOIN_EVERY_S = 35.0
 REJOIN_STAY_S = 30.0
-# Counters that a healthy session on loopback keeps at zero (loss is expected
-# only through the lossy relay; restarts make the client re-handshake).
-ZERO_COUNTERS = ("malformed", "dropped_malformed", "dropped_unauthenticated", "dropped_foreign",
-                 "dropped_unexpected", "audio_errors", "release_failed", "frames_lost",
-                 "datagrams_lost", "audio_dropped")
+# restart: the host killed every 2 minutes by default; --restart-every 40
+# gives 14 restarts in 10 minutes, enough to see a per-restart step level off.
+RESTART_EVERY_S = 120.0
 SCENARIOS = ("steady720", "steady1080", "lossy", "rejoin", "restart", "pair_input")
 
 
@@ -70,7 +70,7 @@ class Soak:
     """The processes of one scenario, their logs, and the samples taken of them."""
 
     def __init__(self, scenario: str, minutes: float, work: Path, tree: str | None,
-                 tracemalloc: bool):
+                 tracemalloc: bool, smaps: bool = False):
         self.scenario, self.minutes, self.work = scenario, minutes, work
         self.port = free_udp_port()
         # SDL's disk driver plays in real time into a file or a pipe; a pipe
@@ -85,7 +85,7 @@ class Soak:
         if tree:
             self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree,
                                                                    os.environ.get("PYTHONPATH")]))
-        self.tracemalloc = tracemalloc
+        self.tracemalloc, self.smaps = tracemalloc, smaps
         self.procs: dict[str, subprocess.Popen] = {}
         self.lives: dict[str, int] = {}  # how many processes each role has had
         self.samples: list[dict] = []
@@ -97,6 +97,7 @@ class Soak:
         self.client_args = ["--present", "null", "--reconnect-timeout", "30"]
         self.secure = ["--insecure"]
         self.client_env: dict[str, str] = {}
+        self.restart_every = RESTART_EVERY_S
         self.host_env: dict[str, str] = {}
 
     # -- processes ------------------------------------------------------------------
@@ -182,6 +183,8 @@ class Soak:
             life = self.lives[role]
             figures.update(pid=proc.pid, life=life,
                            totals=last_totals(str(self.work / f"{role}.{life}.jsonl")))
+            if self.smaps:
+                figures["smaps"] = smaps_kinds(proc.pid)
             row[role] = figures
         self.samples.append(row)
 
@@ -223,7 +226,7 @@ def run_scenario(soak: Soak) -> None:
     elif soak.scenario == "restart":
         soak.start_host()
         soak.start_client()
-        state = {"next": 120.0}
+        state = {"next": soak.restart_every}
 
         def restart(now: float) -> None:
             if now >= state["next"]:
@@ -231,7 +234,7 @@ def run_scenario(soak: Soak) -> None:
                 # says bye, and a client told bye ends its session.
                 soak.stop("host", signal.SIGKILL)
                 soak.start_host()
-                state["next"] += 120
+                state["next"] += soak.restart_every
         soak.run_for(total, restart)
     elif soak.scenario == "pair_input":
         _pair_input(soak, total)
@@ -319,115 +322,6 @@ def _pair_input(soak: Soak, total: float) -> None:
             proc.wait(10)
 
 
-# -- the report ---------------------------------------------------------------------------
-
-
-def slopes(samples: list[dict], role: str) -> dict:
-    """Per figure, the slope after the warm-up over the role's last process (one life)."""
-    rows = [s for s in samples if role in s and s["t"] >= WARMUP_S]
-    if not rows:
-        return {}
-    life = rows[-1][role]["life"]
-    rows = [s for s in rows if s[role]["life"] == life]
-    times = [s["t"] for s in rows]
-    if times[-1] - times[0] < MIN_FIT_S:
-        return {}  # a process that lived a minute or two: its slope says nothing
-    result = {}
-    for figure in ("rss_kb", "fds", "threads"):
-        slope = fit(times, [s[role][figure] for s in rows])
-        if slope is not None:
-            result[figure] = slope
-    # A leak grows all along; a high-water mark (one more frame-sized buffer
-    # kept by the allocator while the machine was busy) is a step, and the
-    # second half of the run is flat after it.
-    late = [s for s in rows if s["t"] >= (times[0] + times[-1]) / 2]
-    slope = fit([s["t"] for s in late], [s[role]["rss_kb"] for s in late])
-    if slope is not None:
-        result["rss_kb 2nd half"] = slope
-    return result
-
-
-def moved_counters(samples: list[dict], role: str) -> dict[str, tuple[float, float]]:
-    """Every counter's (first, last) over the role's last process, when it changed."""
-    rows = [s for s in samples if role in s]
-    if not rows:
-        return {}
-    life = rows[-1][role]["life"]
-    rows = [s for s in rows if s[role]["life"] == life]
-    first, last = rows[0][role]["totals"], rows[-1][role]["totals"]
-    return {k: (first.get(k, 0), v) for k, v in last.items() if v != first.get(k, 0)}
-
-
-def per_life(samples: list[dict], watcher: str, lives_of: str,
-             figure: str = "rss_kb") -> list[tuple[int, int]]:
-    """``watcher``'s figure when each of ``lives_of``'s processes was last seen (rejoin)."""
-    last: dict[int, int] = {}
-    for s in samples:
-        if watcher in s and lives_of in s:
-            last[s[lives_of]["life"]] = s[watcher][figure]
-    return sorted(last.items())
-
-
-class Saved:
-    """A run read back from its JSON, with what report() needs."""
-
-    def __init__(self, saved: dict):
-        self.scenario, self.minutes = saved["scenario"], saved["minutes"]
-        self.samples = saved["samples"]
-        self.lives = {role: max(s[role]["life"] for s in self.samples if role in s)
-                      for role in ("host", "client") if any(role in s for s in self.samples)}
-
-
-def report(soak: Soak | Saved) -> dict:
-    summary: dict = {"scenario": soak.scenario, "minutes": soak.minutes, "slopes": {},
-                     "counters": {}}
-    print(f"\n== {soak.scenario}: {soak.minutes:g} min, {len(soak.samples)} samples, "
-          f"fit after {WARMUP_S:g} s ==")
-    loads = [s["load"] for s in soak.samples if "load" in s]
-    if loads:
-        summary["load"] = {"min": min(loads), "mean": round(sum(loads) / len(loads), 2),
-                           "max": max(loads)}
-        print(f"load average (1 min) min {min(loads):.2f}, mean {summary['load']['mean']:.2f}, "
-              f"max {max(loads):.2f}")
-    for role in ("host", "client"):
-        lives = soak.lives.get(role, 0)
-        fitted = slopes(soak.samples, role)
-        note = f" (last of {lives} processes)" if lives > 1 else ""
-        if not fitted and lives:
-            print(f"{role:6} no slope: {lives} processes, none sampled "
-                  f"{MIN_FIT_S:g} s after its first minute")
-        for figure, slope in fitted.items():
-            scale, unit = (1 / 1024, "MB") if figure.startswith("rss_kb") else (1, "")
-            print(f"{role:6} {figure:15} {slope.per_hour * scale:+9.3f} {unit}/h   95% CI "
-                  f"[{slope.low * scale:+.3f}, {slope.high * scale:+.3f}]  n={slope.samples}"
-                  f"{note}")
-            summary["slopes"][f"{role}.{figure}"] = {
-                "per_hour": slope.per_hour * scale, "low": slope.low * scale,
-                "high": slope.high * scale, "n": slope.samples, "unit": unit or "count"}
-        moved = moved_counters(soak.samples, role)
-        summary["counters"][role] = moved
-        zero = {k: v for k, v in moved.items() if k in ZERO_COUNTERS}
-        if zero:
-            print(f"{role:6} counters that moved and should not: {zero}")
-    if soak.scenario == "rejoin":
-        points = per_life(soak.samples, "host", "client")
-        if len(points) >= 3:
-            slope = fit([p[0] for p in points], [p[1] for p in points])
-            per_session = slope.per_hour / 3600  # fit() scales by 3600; undo: kB per client
-            half = (slope.high - slope.low) / 7200
-            print(f"host   rss per client session {per_session:+.1f} kB "
-                  f"(95% CI ±{half:.1f} kB, {len(points)} sessions)")
-            summary["host_rss_kb_per_session"] = {"value": per_session, "half_ci": half,
-                                                  "sessions": len(points)}
-            # Threads and descriptors at the same moment of every session:
-            # between sessions the host has fewer (no sound thread).
-            for figure in ("fds", "threads"):
-                seen = sorted({v for _, v in per_life(soak.samples, "host", "client", figure)})
-                print(f"host   {figure} at the end of each session: {seen}")
-                summary[f"host_{figure}_per_session"] = seen
-    return summary
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", default="steady720", choices=(*SCENARIOS, "all"))
@@ -436,6 +330,10 @@ def main() -> int:
                         help="JSON time series (default: soak-SCENARIO.json)")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="both processes log their heap's top growth by file:line")
+    parser.add_argument("--smaps", action="store_true",
+                        help="sample each process's resident memory by kind of mapping too")
+    parser.add_argument("--restart-every", type=float, default=RESTART_EVERY_S, metavar="S",
+                        help="restart: seconds between host restarts (default %(default)g)")
     parser.add_argument("--tree", default=None, help="run the processes from this source tree")
     parser.add_argument("--keep", default=None, help="keep logs in this directory")
     parser.add_argument("--report", default=None, metavar="JSON",
@@ -450,7 +348,8 @@ def main() -> int:
     for scenario in scenarios:
         work = Path(args.keep) / scenario if args.keep else Path(tempfile.mkdtemp(prefix="soak-"))
         work.mkdir(parents=True, exist_ok=True)
-        soak = Soak(scenario, args.minutes, work, args.tree, args.tracemalloc)
+        soak = Soak(scenario, args.minutes, work, args.tree, args.tracemalloc, args.smaps)
+        soak.restart_every = args.restart_every
         try:
             run_scenario(soak)
         finally:

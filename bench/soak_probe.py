@@ -89,3 +89,45 @@ def fit(times_s: list[float], values: list[float]) -> Slope | None:
     error = math.sqrt(residual / (n - 2) / stt)
     half = t_975(n - 2) * error
     return Slope(slope * 3600, (slope - half) * 3600, (slope + half) * 3600, n)
+
+
+# glibc's thread arenas are reserved 64 MiB at a time, aligned to their size
+# (HEAP_MAX_SIZE on 64-bit), so an anonymous mapping starting on a 64 MiB
+# boundary is one; pymalloc's arenas are anonymous 1 MiB mmaps.
+ARENA_ALIGN = 64 << 20
+PYMALLOC_ARENA = 1 << 20
+
+
+def smaps_kinds(pid: int) -> dict[str, int] | None:
+    """Resident kB of ``pid`` by kind of mapping, from /proc/PID/smaps: the
+    main heap, glibc's thread arenas, pymalloc's arenas, other anonymous
+    memory (big mallocs served by mmap, numpy buffers, FFmpeg's pools),
+    thread stacks and file-backed mappings (libraries); None once it is gone."""
+    kinds = {"heap": 0, "thread_arenas": 0, "pymalloc": 0, "anon": 0, "stack": 0, "file": 0}
+    try:
+        with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="replace") as smaps:
+            kind = "anon"
+            for line in smaps:
+                head = line.split(None, 6)
+                if "-" in head[0] and not head[0].endswith(":"):
+                    start, end = (int(x, 16) for x in head[0].split("-"))
+                    name = head[5].strip() if len(head) > 5 else ""
+                    if name == "[heap]":
+                        kind = "heap"
+                    elif name.startswith("[stack"):
+                        kind = "stack"
+                    elif name.startswith("/"):
+                        kind = "file"
+                    elif name:
+                        kind = "anon"  # [vdso], [vvar], ...
+                    elif start % ARENA_ALIGN == 0 and end - start <= ARENA_ALIGN:
+                        kind = "thread_arenas"
+                    elif end - start == PYMALLOC_ARENA:
+                        kind = "pymalloc"
+                    else:
+                        kind = "anon"
+                elif head[0] == "Rss:":
+                    kinds[kind] += int(head[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return kinds

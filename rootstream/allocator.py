@@ -24,7 +24,8 @@ worst at load 6).  A page handed back costs a page fault when reused: that
 host gave back a median 3 MB (some 800 pages) per trim, every 10 s, not per
 frame.  On a C library without ``malloc_trim``
 (musl) nothing runs.  ``ROOTSTREAM_MALLOC_TRIM_LOG=PATH`` appends one JSON
-line per trim (how long it took, RSS before and after) for bench/soak.py.
+line per trim (how long it took, RSS before and after, and glibc's
+malloc figures before it: ``malloc_figures``) for bench/soak.py.
 """
 
 from __future__ import annotations
@@ -53,6 +54,43 @@ def _malloc_trim():
 
 
 _MALLOC_TRIM = _malloc_trim()
+
+
+class _Mallinfo2(ctypes.Structure):
+    # struct mallinfo2 (glibc 2.33+): every field a size_t.
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _mallinfo2():
+    try:
+        function = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = []
+    function.restype = _Mallinfo2
+    return function
+
+
+_MALLINFO2 = _mallinfo2()
+
+
+def malloc_figures() -> dict:
+    """glibc's own account, in kB: what malloc has handed out and not taken
+    back (``in_use``), what its arenas hold free (``free``: a trim can give
+    that back), what it serves by mmap (``mmapped``); with Python's count of
+    its live objects' blocks.  Growth of ``in_use`` is a native leak (or a
+    pool filling); growth of ``free`` is the allocator, not us; growth of
+    RSS with neither is outside malloc (pymalloc's arenas, thread stacks)."""
+    import sys
+
+    figures = {"py_blocks": sys.getallocatedblocks()}
+    if _MALLINFO2 is not None:
+        info = _MALLINFO2()
+        figures.update(in_use_kb=info.uordblks // 1024, free_kb=info.fordblks // 1024,
+                       mmapped_kb=info.hblkhd // 1024, arenas_kb=info.arena // 1024)
+    return figures
 
 
 def available() -> bool:
@@ -99,10 +137,10 @@ def _trim_loop(every: float, log_path: str | None) -> None:
         if not log_path:
             trim()
             continue
-        before = _rss_kb()
+        before, figures = _rss_kb(), malloc_figures()
         took = trim()
         record = {"t": round(time.monotonic() - started, 1), "took_us": round(took * 1e6),
-                  "rss_before_kb": before, "rss_after_kb": _rss_kb()}
+                  "rss_before_kb": before, "rss_after_kb": _rss_kb(), **figures}
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(json.dumps(record) + "\n")
 

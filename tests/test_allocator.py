@@ -74,6 +74,30 @@ def test_the_trimming_thread_trims(tmp_path):
     trims = [json.loads(line) for line in log.read_text().splitlines()]
     assert trims and trims[0]["took_us"] >= 0, trims
     assert trims[0]["rss_before_kb"] - trims[0]["rss_after_kb"] > 15_000, trims
+    # ...and glibc's own account before it: the freed blocks were free, not in use.
+    assert trims[0]["free_kb"] > 15_000 and trims[0]["in_use_kb"] > 0, trims
+
+
+def test_malloc_figures_see_a_block_in_use_and_then_free():
+    before = allocator.malloc_figures()
+    if "in_use_kb" not in before:
+        pytest.skip("no mallinfo2 in this C library (glibc before 2.33, or musl)")
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    # Under the mmap threshold, so it comes from an arena: 64 kB, touched.
+    blocks = [libc.malloc(64 * 1024) for _ in range(64)]
+    for block in blocks:
+        ctypes.memset(block, 1, 64 * 1024)
+    held = allocator.malloc_figures()
+    for block in blocks:
+        libc.free(block)
+    after = allocator.malloc_figures()
+    assert held["in_use_kb"] - before["in_use_kb"] >= 4000, (before, held)
+    assert held["in_use_kb"] - after["in_use_kb"] >= 4000, (held, after)
+    assert held["py_blocks"] > 0
 
 
 def test_interval_from_environment(monkeypatch):

@@ -4,9 +4,11 @@ session loop around them is left out (test_audio_session.py has it)."""
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from test_audio_playback import disk_audio  # noqa: F401 - a fixture
 from rootstream.audio.capture import open_audio_capture
 from rootstream.audio.client_service import (
     HALF_MS_NS,
+    START_BACKLOG,
     ClientAudio,
     PatientSync,
     host_capture_ns,
@@ -270,3 +273,56 @@ def test_patient_sync_takes_lateness_over_target_as_real():
         sync.video_presented(0, 40 * MS)
         sync.audio_played(0, 30 * MS, settling_ns=-10 * MS)  # short of target: settling
     assert sync.offset_ns == 0
+
+
+def test_sound_before_the_device_opens_waits_bounded_and_is_played_in_order():
+    gate = threading.Event()
+    pushed = []
+
+    class Playback:
+        def __init__(self, **_):
+            gate.wait(5)  # the device still opening while sound arrives
+
+        def push(self, parsed, now_ns=None):
+            pushed.append((parsed.position, now_ns))
+
+        def close(self):
+            pass
+    service = ClientAudio(log=lambda line: None, opener=lambda name, **o: Playback(**o))
+    service.session_started(session(config_caps=Capability.AUDIO), lambda *a: None)
+    waiting = START_BACKLOG + 20
+    for n in range(waiting):
+        wire = AudioPayload(2, 240, n * 240, 1_000 + n, b"\xf4").pack()
+        assert service.handle(audio_header(), memoryview(wire))
+    gate.set()
+    assert service.wait_open(5)
+    # The newest START_BACKLOG, oldest first, with their arrival times; the
+    # oldest 20 that did not fit are counted as dropped.
+    assert [p for p, _ in pushed] == [n * 240 for n in range(20, waiting)]
+    stamps = [t for _, t in pushed]
+    assert stamps == sorted(stamps) and stamps[0] is not None
+    assert service.counters["audio_dropped"] == 20
+    wire = AudioPayload(2, 240, waiting * 240, 9_000, b"\xf4").pack()
+    service.handle(audio_header(), memoryview(wire))  # once open, straight through
+    assert pushed[-1][0] == waiting * 240 and service.counters["audio_dropped"] == 20
+    service.close()
+
+
+def test_a_closed_sessions_playback_is_freed_at_once_not_by_the_cycle_collector(disk_audio):  # noqa: F811
+    # A client resuming after a host restart closes one playback and opens
+    # another.  The old one (its 4096-fill timeline, jitter buffer, Opus
+    # decoder) used to live on in a reference cycle through its SDL callback
+    # until a full collection, rare in a long-running process: +435 kB per
+    # restart in the restart soak (docs/SOAK.md).
+    service = ClientAudio(log=lambda line: None)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            service.session_started(session(config_caps=Capability.AUDIO), lambda *a: None)
+            assert service.wait_open(5)
+            playback = weakref.ref(service.playback)
+            service.session_ended("reconnecting")
+            assert playback() is None, gc.get_referrers(playback())
+    finally:
+        gc.enable()

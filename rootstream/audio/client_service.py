@@ -8,6 +8,12 @@ is logged once, and the client (``tell_host``) says hello again without
 audio, so the host stops sending sound as for ``--no-audio``; what arrived
 meanwhile is counted as dropped.
 
+The host starts sending sound the moment the session starts, while the
+device takes a quarter of a second or more to open (on its own thread):
+what arrives meanwhile waits in a short queue (``START_BACKLOG``) with its
+arrival time and goes into the jitter buffer as soon as the device is open,
+so a healthy session starts with nothing dropped.
+
 Threads.  AUDIO datagrams arrive on the receive thread (``handle``) and go
 straight into the jitter buffer; SDL's own thread decodes and plays them
 as late as it can; shown pictures are reported from the presenting thread
@@ -34,7 +40,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable
 from functools import partial
 
@@ -51,6 +58,7 @@ from rootstream.session import ClientService, Sender, SessionInfo
 from rootstream.stage import ThreadGuard
 
 STATS_EVERY_NS = 500_000_000
+OFFSETS_KEPT = 240  # A/V offsets remembered (at least): 2 minutes of stats ticks
 # Sound that plays later than the buffer's target is cut (a frame, in phase,
 # crossfaded) once it runs this late: below lip sync's ±20 ms, so a device
 # slower than the host's clock by more than the playout ratio absorbs (SDL's
@@ -68,6 +76,11 @@ SWITCH_INTERVAL_S = None
 # capture_ms is the capture time truncated to the millisecond: on average it
 # is half a millisecond early, which would read as that much extra picture latency.
 HALF_MS_NS = 500_000
+# AUDIO datagrams kept while the device opens: 0.5 s of 5 ms frames.  The
+# soaks saw 1 to 7 arrive before an open finished (loaded machine); one that
+# takes longer than this loses the oldest (counted as dropped), which the
+# jitter buffer would cut as far too late anyway.
+START_BACKLOG = 100
 
 
 def host_capture_ns(capture_ms: int, reference_ns: int) -> int:
@@ -184,12 +197,18 @@ class ClientAudio(ClientService):
         self._generation = 0  # bumped when a session ends: an open under way is moot
         self._opening: threading.Thread | None = None
         self.playback = None  # the SdlAudioPlayback of the running session
+        # (payload, arrival ns) received while the device opens; None when no
+        # open is under way.  Guarded by _lock.
+        self._backlog: deque | None = None
         self.unavailable = ""
         self.counters: Counter[str] = Counter()
         self.guard = ThreadGuard()  # a bug opening the device ends the session (tick)
         self._reference_ns: int | None = None  # the latest AUDIO capture stamp
         self._next_stats_ns = 0
-        self.offsets_ns: list[int] = RecentList()  # the A/V offset at every stats tick
+        # The A/V offset at every stats tick (2 a second).  Two minutes: with
+        # RecentList's default (2048 to 4096 values) it took 34 minutes to
+        # reach its bound, a slow fill a 10-minute soak read as growth.
+        self.offsets_ns: list[int] = RecentList(keep=OFFSETS_KEPT)
 
     # -- hooks ----------------------------------------------------------------
 
@@ -203,9 +222,10 @@ class ClientAudio(ClientService):
         # Opening SDL audio takes a quarter of a second or more: on the receive
         # thread it would hold back every datagram behind it, and the jitter
         # buffer would size itself for that one stall.  Sound arriving before
-        # the device is open is dropped (counted) instead.
+        # the device is open waits in the backlog instead (START_BACKLOG).
         with self._lock:
             generation = self._generation
+            self._backlog = deque()
         self._opening = self.guard.thread("sound", partial(self._open, generation),
                                           name="audio-open")
         self._opening.start()
@@ -230,11 +250,19 @@ class ClientAudio(ClientService):
                 self._log(f"rootstream: sound off: {reason}{hint}{told}")
             self.unavailable = reason
             self._host_must_know = self._tell_host is not None
+            with self._lock:
+                if generation == self._generation:
+                    self._drop_backlog()
             return
         with self._lock:
             if generation != self._generation:  # the session ended meanwhile
                 playback.close()
                 return
+            # What came while the device opened, with the time it came: the
+            # jitter buffer sizes its delay from arrival times.
+            for parsed, arrived_ns in self._backlog or ():
+                playback.push(parsed, arrived_ns)
+            self._backlog = None
             self.playback = playback
             if self.switch_interval_s is not None and self._previous_switch is None:
                 self._previous_switch = sys.getswitchinterval()
@@ -247,18 +275,33 @@ class ClientAudio(ClientService):
     def handle(self, header: Header, payload: memoryview) -> bool:
         if header.ptype != PacketType.AUDIO:
             return False
-        playback = self.playback
-        if playback is None:
-            self.counters["audio_dropped"] += 1
-            return True
         try:
             parsed = AudioPayload.parse(payload)
         except ProtocolError:
             self.counters["audio_dropped"] += 1
             return True
+        playback = self.playback
+        if playback is None:
+            with self._lock:  # only until the device is open: no contention in a session
+                playback = self.playback
+                if playback is None:
+                    self._keep_for_later(parsed)
+                    return True
         self._reference_ns = parsed.captured_ns
         playback.push(parsed)
         return True
+
+    def _keep_for_later(self, parsed: AudioPayload) -> None:
+        """Queue sound that came before the device opened (caller holds _lock)."""
+        backlog = self._backlog
+        if backlog is None:  # no device and none opening: no session, or it failed
+            self.counters["audio_dropped"] += 1
+            return
+        if len(backlog) >= START_BACKLOG:
+            backlog.popleft()
+            self.counters["audio_dropped"] += 1
+        backlog.append((parsed, time.monotonic_ns()))
+        self._reference_ns = parsed.captured_ns
 
     def frame_presented(self, frame, presented_ns: int) -> None:
         playback, reference = self.playback, self._reference_ns
@@ -297,9 +340,15 @@ class ClientAudio(ClientService):
             opening.join(timeout)
         return self.playback is not None
 
+    def _drop_backlog(self) -> None:
+        """Count what waited for a device that will not play it (caller holds _lock)."""
+        self.counters["audio_dropped"] += len(self._backlog or ())
+        self._backlog = None
+
     def _close_playback(self) -> None:
         with self._lock:
             self._generation += 1
+            self._drop_backlog()
             playback, self.playback = self.playback, None
             if playback is not None:
                 playback.close()

@@ -121,6 +121,12 @@ class SdlAudioPlayback:
             self._sdl.SDL_CloseAudioDevice(self._device)  # waits for a running callback
             self._device = 0
             self._sdl.SDL_QuitSubSystem(self._sdl.SDL_INIT_AUDIO)
+        # The callback holds this object (a bound method): a reference cycle
+        # that only the cyclic GC frees, and its full collections are rare in
+        # a long-running client.  Each closed playback stayed alive with its
+        # timeline (4096 tuples), jitter buffer and Opus decoder: +435 kB per
+        # host restart in the restart soak.  SDL is done with it now.
+        self._callback = None
 
     def __enter__(self) -> SdlAudioPlayback:
         return self
