@@ -67,5 +67,16 @@ setup(
             # 11 % of its time (Zen 3, source in cache).
             extra_compile_args=["-fvisibility=hidden", "-fno-wrapv"],
         ),
+        # The x11 presenter's yuv420p -> BGRX at equal size (flags as _nv12's).
+        Extension(
+            "rootstream._native._yuv2rgb",
+            [
+                "rootstream/_native/yuv2rgb_module.c",
+                "rootstream/_native/yuv2rgb_scalar.c",
+                "rootstream/_native/yuv2rgb_x86.c",
+            ],
+            depends=["rootstream/_native/yuv2rgb.h"],
+            extra_compile_args=["-fvisibility=hidden", "-fno-wrapv"],
+        ),
     ],
 )
