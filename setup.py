@@ -42,6 +42,22 @@ class BuildWithHelper(build_ext):
         return super().get_outputs() + ([helper] if os.path.exists(helper) else [])
 
 
+def conversion(name: str, sources: list[str], header: str) -> Extension:
+    """A pixel conversion extension (scalar, SSE2 and AVX2 paths) in rootstream/_native."""
+    native = "rootstream/_native/"
+    return Extension(
+        f"rootstream._native.{name}", [f"{native}{source}.c" for source in sources],
+        depends=[native + header, native + "simd_paths.h"],
+        # Only PyInit_<name> is exported: internal calls skip the PLT and
+        # cannot clash with another extension's symbols.  Python builds
+        # extensions with -fwrapv; none of this C relies on signed
+        # wrap-around (sizes are checked before they are multiplied), and
+        # with it GCC kept _nv12's AVX2 loop's counters in a form that cost
+        # 11 % of its time (Zen 3, source in cache).
+        extra_compile_args=["-fvisibility=hidden", "-fno-wrapv"],
+    )
+
+
 setup(
     cmdclass={"build_ext": BuildWithHelper},
     # rootstream and every subpackage, plus the command line from cli/ under
@@ -50,33 +66,9 @@ setup(
     ext_modules=[
         Extension("rootstream._native._crc16", ["rootstream/_native/crc16.c"],
                   extra_compile_args=["-O3"]),
-        Extension(
-            "rootstream._native._nv12",
-            [
-                "rootstream/_native/nv12_module.c",
-                "rootstream/_native/nv12_pool.c",
-                "rootstream/_native/nv12_scalar.c",
-                "rootstream/_native/nv12_x86.c",
-            ],
-            depends=["rootstream/_native/nv12.h"],
-            # Only PyInit__nv12 is exported: internal calls skip the PLT and
-            # cannot clash with another extension's symbols.  Python builds
-            # extensions with -fwrapv; none of this C relies on signed
-            # wrap-around (sizes are checked before they are multiplied), and
-            # with it GCC kept the AVX2 loop's counters in a form that cost
-            # 11 % of its time (Zen 3, source in cache).
-            extra_compile_args=["-fvisibility=hidden", "-fno-wrapv"],
-        ),
-        # The x11 presenter's yuv420p -> BGRX at equal size (flags as _nv12's).
-        Extension(
-            "rootstream._native._yuv2rgb",
-            [
-                "rootstream/_native/yuv2rgb_module.c",
-                "rootstream/_native/yuv2rgb_scalar.c",
-                "rootstream/_native/yuv2rgb_x86.c",
-            ],
-            depends=["rootstream/_native/yuv2rgb.h"],
-            extra_compile_args=["-fvisibility=hidden", "-fno-wrapv"],
-        ),
+        conversion("_nv12", ["nv12_module", "nv12_pool", "nv12_scalar", "nv12_x86"], "nv12.h"),
+        # The x11 presenter's yuv420p -> BGRX at equal size.
+        conversion("_yuv2rgb", ["yuv2rgb_module", "yuv2rgb_scalar", "yuv2rgb_x86"],
+                   "yuv2rgb.h"),
     ],
 )

@@ -108,7 +108,7 @@ CLIENTS = {"rootstream": ("auto", {}), "rootstream-sdl": ("sdl", {}),
            "rootstream-cap120": ("auto", {}), "rootstream-cap-before": ("auto", {}),
            "rootstream-slack20": ("auto", {}), "rootstream-burst3": ("auto", {}),
            "rootstream-x264t1": ("auto", {}), "rootstream-dec1": ("auto", {}),
-           "rootstream-dec-cpus": ("auto", {}),
+           "rootstream-dec-cpus": ("auto", {}), "rootstream-swscale": ("auto", {}),
            **{f"rootstream-gil{name}": ("auto", {}) for name in ("5", "1", "05")}}
 # Experiments on the host's side (issue 15, "less waiting"): its --fps per variant.
 # cap120: capture may grab a change up to twice per 60 Hz frame, so a change that
@@ -139,6 +139,10 @@ HOST_PATCH.update(GIL_PATCH)
 CLIENT_PATCH = {"rootstream-dec1": "import rootstream.decode.pyav as d; d.DECODE_THREADS = 1",
                 "rootstream-dec-cpus": "import os, rootstream.decode.pyav as d; "
                                        "d.DECODE_THREADS = len(os.sched_getaffinity(0))",
+                # Issue 15's last miss: the x11 presenter through swscale and a copy
+                # at equal size, as before the native conversion (x11_image.py).
+                "rootstream-swscale": "import rootstream.present.x11_image as m; "
+                                      "m.NATIVE_UNSCALED = False",
                 **GIL_PATCH}
 # GStreamer per variant: the options on top of issue 3's pipeline.
 GSTREAMERS = {"gstreamer": STRONGEST, "gstreamer-issue3": (),

@@ -177,21 +177,27 @@ def test_helper_pool_is_race_free_under_tsan(tmp_path):
     assert "differ=0" in run(binary)
 
 
-def test_portable_build_without_simd(tmp_path):
-    """The extension as a non-x86 machine builds it: the scalar path only."""
+def build_portable(tmp_path: Path, module: str, files: list[str], define: str):
+    """Extension ``module`` compiled from ``files`` with ``define`` (its no-SIMD
+    switch) and -Werror, as a non-x86 machine builds it, and imported."""
     cc = compiler()
-    library = tmp_path / f"_nv12{sysconfig.get_config_var('EXT_SUFFIX')}"
-    sources = [str(NATIVE / f) for f in
-               ("nv12_module.c", "nv12_pool.c", "nv12_scalar.c", "nv12_x86.c")]
+    library = tmp_path / f"{module}{sysconfig.get_config_var('EXT_SUFFIX')}"
     result = subprocess.run(
-        [cc, "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-DNV12_NO_SIMD",
-         f"-I{sysconfig.get_paths()['include']}", f"-I{NATIVE}", *sources, "-o", str(library),
-         "-lpthread"],
+        [cc, "-shared", "-fPIC", "-O1", "-Wall", "-Werror", f"-D{define}",
+         f"-I{sysconfig.get_paths()['include']}", f"-I{NATIVE}", *(str(NATIVE / f) for f in files),
+         "-o", str(library), "-lpthread"],
         capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    spec = importlib.util.spec_from_file_location("_nv12", library)
+    spec = importlib.util.spec_from_file_location(module, library)
     portable = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(portable)
+    return portable
+
+
+def test_portable_build_without_simd(tmp_path):
+    """The extension as a non-x86 machine builds it: the scalar path only."""
+    portable = build_portable(tmp_path, "_nv12", ["nv12_module.c", "nv12_pool.c",
+                                                  "nv12_scalar.c", "nv12_x86.c"], "NV12_NO_SIMD")
     assert portable.paths() == ["scalar"] and portable.auto_path() == "scalar"
     src = np.random.default_rng(4).integers(0, 256, (45, 37 * 4), np.uint8)
     y, uv = np.zeros((45, 37), np.uint8), np.zeros((23, 38), np.uint8)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "nv12.h"
+#include "simd_paths.h"
 
 #define MAX_DIMENSION 32768
 /* Below this many pixels threads=0 converts on the caller alone.  Measured
@@ -92,60 +93,15 @@ static void build_coeffs(const matrix_table *m, int full_range, const pixel_form
 
 /* ------------------------------------------------------------------ paths */
 
-typedef struct path_entry {
-    const char *name;
-    nv12_rows_fn rows;
-} path_entry;
-
-static const path_entry PATHS[] = {
-    {"scalar", nv12_rows_scalar},
+/* The kernels in the order of simd_paths.h's names, and how many this CPU runs. */
 #ifdef NV12_HAVE_X86
-    {"sse2", nv12_rows_sse2},
-    {"avx2", nv12_rows_avx2},
-#endif
-};
-#define N_PATHS (sizeof(PATHS) / sizeof(PATHS[0]))
-
-static int path_available(const path_entry *p)
-{
-#ifdef NV12_HAVE_X86
-    if (p->rows == nv12_rows_avx2)
-        return nv12_cpu_has_avx2();
+static const nv12_rows_fn ROWS[SIMD_PATH_COUNT] = {nv12_rows_scalar, nv12_rows_sse2,
+                                                   nv12_rows_avx2};
+#define USABLE_PATHS() (nv12_cpu_has_avx2() ? 3 : 2)
 #else
-    (void)p;
+static const nv12_rows_fn ROWS[1] = {nv12_rows_scalar};
+#define USABLE_PATHS() 1
 #endif
-    return 1;
-}
-
-/* The fastest path this CPU runs: the last available entry of PATHS. */
-static const path_entry *auto_path(void)
-{
-    for (size_t i = N_PATHS; i-- > 0;)
-        if (path_available(&PATHS[i]))
-            return &PATHS[i];
-    return &PATHS[0];
-}
-
-static const path_entry *find_path(const char *name)
-{
-    if (strcmp(name, "auto") == 0)
-        return auto_path();
-    for (size_t i = 0; i < N_PATHS; i++) {
-        if (strcmp(PATHS[i].name, name) != 0)
-            continue;
-        if (!path_available(&PATHS[i])) {
-            PyErr_Format(PyExc_ValueError, "path '%s' is not available on this CPU", name);
-            return NULL;
-        }
-        return &PATHS[i];
-    }
-    if (strcmp(name, "sse2") == 0 || strcmp(name, "avx2") == 0) /* not built for this CPU */
-        PyErr_Format(PyExc_ValueError, "path '%s' is not available on this CPU", name);
-    else
-        PyErr_Format(PyExc_ValueError, "unknown path '%s'; known: auto, scalar, sse2, avx2",
-                     name);
-    return NULL;
-}
 
 /* ---------------------------------------------------------------- threads */
 
@@ -269,7 +225,7 @@ static PyObject *convert(PyObject *src, int width, int height, Py_ssize_t src_st
     nv12_job job;
     const matrix_table *matrix;
     const pixel_format *format;
-    const path_entry *path;
+    int path;
     int threads = o->threads;
 
     if (width < 1 || width > MAX_DIMENSION || height < 1 || height > MAX_DIMENSION)
@@ -277,7 +233,7 @@ static PyObject *convert(PyObject *src, int width, int height, Py_ssize_t src_st
                             "width and height must be between 1 and %d, got %dx%d",
                             MAX_DIMENSION, width, height);
     if (!(format = find_format(o->pixel_format)) || !(matrix = find_matrix(o->matrix))
-        || !(path = find_path(o->path)))
+        || (path = simd_path_find(o->path, USABLE_PATHS())) < 0)
         return NULL;
     if (threads < 0 || threads > NV12_MAX_THREADS)
         return PyErr_Format(PyExc_ValueError, "threads must be between 0 (auto) and %d, got %d",
@@ -315,7 +271,7 @@ static PyObject *convert(PyObject *src, int width, int height, Py_ssize_t src_st
         threads = auto_threads(&job);
 
     Py_BEGIN_ALLOW_THREADS
-    nv12_run(&job, path->rows, threads);
+    nv12_run(&job, ROWS[path], threads);
     Py_END_ALLOW_THREADS
 
     release_planes(planes, n_out + 1);
@@ -365,21 +321,12 @@ static PyObject *py_i420(PyObject *self, PyObject *args, PyObject *kwargs)
 
 static PyObject *py_auto_path(PyObject *self, PyObject *unused)
 {
-    return PyUnicode_FromString(auto_path()->name);
+    return PyUnicode_FromString(SIMD_PATH_NAMES[USABLE_PATHS() - 1]);
 }
 
 static PyObject *py_paths(PyObject *self, PyObject *unused)
 {
-    PyObject *result = PyList_New(0);
-    for (size_t i = 0; result && i < N_PATHS; i++) {
-        if (!path_available(&PATHS[i]))
-            continue;
-        PyObject *name = PyUnicode_FromString(PATHS[i].name);
-        if (!name || PyList_Append(result, name) < 0)
-            Py_CLEAR(result);
-        Py_XDECREF(name);
-    }
-    return result;
+    return simd_path_list(USABLE_PATHS());
 }
 
 static PyObject *py_coefficients(PyObject *self, PyObject *args, PyObject *kwargs)

@@ -9,59 +9,20 @@
 
 #include <string.h>
 
+#include "simd_paths.h"
 #include "yuv2rgb.h"
 
 #define MAX_DIMENSION 32768
 
-typedef struct path_entry {
-    const char *name;
-    yuv2rgb_rows_fn rows;
-} path_entry;
-
-static const path_entry PATHS[] = {
-    {"scalar", yuv2rgb_rows_scalar},
+/* The kernels in the order of simd_paths.h's names, and how many this CPU runs. */
 #ifdef YUV2RGB_HAVE_X86
-    {"sse2", yuv2rgb_rows_sse2},
-    {"avx2", yuv2rgb_rows_avx2},
-#endif
-};
-#define N_PATHS (sizeof(PATHS) / sizeof(PATHS[0]))
-
-static int path_available(const path_entry *p)
-{
-#ifdef YUV2RGB_HAVE_X86
-    if (p->rows == yuv2rgb_rows_avx2)
-        return yuv2rgb_cpu_has_avx2();
+static const yuv2rgb_rows_fn ROWS[SIMD_PATH_COUNT] = {yuv2rgb_rows_scalar, yuv2rgb_rows_sse2,
+                                                      yuv2rgb_rows_avx2};
+#define USABLE_PATHS() (yuv2rgb_cpu_has_avx2() ? 3 : 2)
 #else
-    (void)p;
+static const yuv2rgb_rows_fn ROWS[1] = {yuv2rgb_rows_scalar};
+#define USABLE_PATHS() 1
 #endif
-    return 1;
-}
-
-/* The fastest path this CPU runs: the last available entry of PATHS. */
-static const path_entry *auto_path(void)
-{
-    for (size_t i = N_PATHS; i-- > 0;)
-        if (path_available(&PATHS[i]))
-            return &PATHS[i];
-    return &PATHS[0];
-}
-
-static const path_entry *find_path(const char *name)
-{
-    if (strcmp(name, "auto") == 0)
-        return auto_path();
-    for (size_t i = 0; i < N_PATHS; i++) {
-        if (strcmp(PATHS[i].name, name) != 0)
-            continue;
-        if (!path_available(&PATHS[i]))
-            break;
-        return &PATHS[i];
-    }
-    PyErr_Format(PyExc_ValueError, "path '%s' is unknown or not available on this CPU; "
-                 "known: auto, scalar, sse2, avx2", name);
-    return NULL;
-}
 
 /* Is a plane of `rows` rows of `row_bytes` bytes, `stride` apart from
  * `offset` on, inside a buffer of `length` bytes?  Sets ValueError if not. */
@@ -108,8 +69,8 @@ static PyObject *py_yuv420_to_rgb32(PyObject *self, PyObject *args, PyObject *kw
     if (!bgrx && strcmp(pixel_format, "RGBX") != 0)
         return PyErr_Format(PyExc_ValueError, "unknown pixel_format '%s'; known: BGRX, RGBX",
                             pixel_format);
-    const path_entry *path = find_path(path_name);
-    if (!path)
+    int path = simd_path_find(path_name, USABLE_PATHS());
+    if (path < 0)
         return NULL;
 
     for (; held < 4; held++) {
@@ -133,7 +94,7 @@ static PyObject *py_yuv420_to_rgb32(PyObject *self, PyObject *args, PyObject *kw
         .width = width, .height = height, .r_at = bgrx ? 2 : 0, .b_at = bgrx ? 0 : 2,
     };
     Py_BEGIN_ALLOW_THREADS
-    path->rows(&job, 0, height);
+    ROWS[path](&job, 0, height);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
@@ -145,25 +106,13 @@ done:
 static PyObject *py_auto_path(PyObject *self, PyObject *unused)
 {
     (void)self, (void)unused;
-    return PyUnicode_FromString(auto_path()->name);
+    return PyUnicode_FromString(SIMD_PATH_NAMES[USABLE_PATHS() - 1]);
 }
 
 static PyObject *py_paths(PyObject *self, PyObject *unused)
 {
     (void)self, (void)unused;
-    PyObject *list = PyList_New(0);
-    for (size_t i = 0; list && i < N_PATHS; i++) {
-        if (!path_available(&PATHS[i]))
-            continue;
-        PyObject *name = PyUnicode_FromString(PATHS[i].name);
-        if (!name || PyList_Append(list, name) < 0) {
-            Py_XDECREF(name);
-            Py_CLEAR(list);
-            break;
-        }
-        Py_DECREF(name);
-    }
-    return list;
+    return simd_path_list(USABLE_PATHS());
 }
 
 static PyMethodDef METHODS[] = {

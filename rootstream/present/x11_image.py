@@ -25,6 +25,9 @@ SCALE_THREADS = 1
 PIXEL_FORMATS = {(0xFF0000, 0xFF00, 0xFF): "bgr0", (0xFF, 0xFF00, 0xFF0000): "rgb0"}
 # swscale's layout name -> our converter's, for the unscaled path.
 DIRECT_FORMATS = {"bgr0": "BGRX", "rgb0": "RGBX"}
+# Off: swscale at equal sizes too (bench_glass.py's rootstream-swscale, to
+# measure what the native path is worth in the same rounds).
+NATIVE_UNSCALED = True
 
 
 class ImageBuffer:
@@ -77,7 +80,8 @@ def scale_into(reformatter: VideoReformatter, buffer: ImageBuffer, frame: av.Vid
     if buffer.layout != layout:  # new size or stream shape: bars must be black
         buffer.pixels.fill(0)
         buffer.layout = layout
-    if box.w == frame.width and box.h == frame.height and frame.format.name == "yuv420p":
+    if NATIVE_UNSCALED and box.w == frame.width and box.h == frame.height and \
+            frame.format.name == "yuv420p":
         # The common case (window = stream size, the software decoder's
         # format): one native pass straight into the segment.  At 720p it
         # takes 0.2 ms against swscale's 1.3 ms plus a 0.1 ms copy
