@@ -83,9 +83,10 @@ def scale_into(reformatter: VideoReformatter, buffer: ImageBuffer, frame: av.Vid
     if NATIVE_UNSCALED and box.w == frame.width and box.h == frame.height and \
             frame.format.name == "yuv420p":
         # The common case (window = stream size, the software decoder's
-        # format): one native pass straight into the segment.  At 720p it
-        # takes 0.2 ms against swscale's 1.3 ms plus a 0.1 ms copy
-        # (docs/BENCHMARKS.md, "Present").
+        # format): one native pass straight into the segment, no frame of
+        # swscale's own and no copy.  At a display's cadence 0.20 ms at 720p
+        # and 0.48 ms at 1080p, against 0.34-0.41 and 0.95-1.0 ms for swscale
+        # and the copy (docs/BENCHMARKS.md, "the last miss").
         convert_unscaled(buffer, frame, box, fmt)
         return
     # VideoReformatter cannot write into our segment, so swscale fills a
