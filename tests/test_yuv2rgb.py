@@ -8,6 +8,8 @@ using it on a real Xvfb."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import av
 import numpy as np
@@ -210,3 +212,44 @@ def test_the_x11_presenter_converts_equal_sizes_natively(xvfb):
         shown = presenter.read_pixels()
     want = convert(y, u, v, w, h, "BGRX").reshape(h, w, 4)
     np.testing.assert_array_equal(shown[..., :3], want[..., :3])
+
+
+# Every plane ends where a page that may not be read begins, so a read one
+# byte past any plane kills the process.  Run in a child: a crash is a failure.
+GUARDED = r"""
+import ctypes, mmap, sys
+import numpy as np
+from rootstream._native import _yuv2rgb
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+keep = []
+
+def guarded(size, fill):
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    area = mmap.mmap(-1, (pages + 1) * mmap.PAGESIZE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    assert libc.mprotect(base + pages * mmap.PAGESIZE, mmap.PAGESIZE, 0) == 0
+    keep.append(area)
+    start = pages * mmap.PAGESIZE - size
+    view = np.frombuffer(area, np.uint8, count=size, offset=start)
+    view[:] = fill
+    return view
+
+for path in _yuv2rgb.paths():
+    for width in range(1, 41):
+        for height in (1, 2, 3):
+            cw, ch = (width + 1) // 2, (height + 1) // 2
+            y, u, v = guarded(width * height, 100), guarded(cw * ch, 90), guarded(cw * ch, 160)
+            dst = guarded(width * height * 4, 0)
+            _yuv2rgb.yuv420_to_rgb32(y, width, u, cw, v, cw, width, height, dst, width * 4,
+                                     path=path)
+print("ok")
+"""
+
+
+def test_no_read_or_write_past_exact_planes():
+    result = subprocess.run([sys.executable, "-c", GUARDED], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", (
+        f"exit {result.returncode}: {result.stderr[-2000:]}")
