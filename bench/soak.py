@@ -86,6 +86,7 @@ class Soak:
             self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree,
                                                                    os.environ.get("PYTHONPATH")]))
         self.tracemalloc, self.smaps = tracemalloc, smaps
+        self.census = False
         self.procs: dict[str, subprocess.Popen] = {}
         self.lives: dict[str, int] = {}  # how many processes each role has had
         self.samples: list[dict] = []
@@ -111,6 +112,8 @@ class Soak:
         env = {**self.env, **env}
         # What each malloc_trim took and gave back (rootstream/allocator.py).
         env.setdefault("ROOTSTREAM_MALLOC_TRIM_LOG", str(self.work / f"{role}.{life}.trim.jsonl"))
+        if self.census:
+            env["ROOTSTREAM_CENSUS"] = str(self.work / f"{role}.{life}.census.jsonl")
         if self.tracemalloc:
             env["ROOTSTREAM_TRACEMALLOC"] = str(self.work / f"{role}.{life}.tracemalloc.jsonl")
         log = open(self.work / f"{role}.{life}.log", "w")
@@ -330,6 +333,9 @@ def main() -> int:
                         help="JSON time series (default: soak-SCENARIO.json)")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="both processes log their heap's top growth by file:line")
+    parser.add_argument("--census", action="store_true",
+                        help="both processes log live blocks, pymalloc's arenas, object counts "
+                             "by type and the containers that grew (rootstream/census.py)")
     parser.add_argument("--smaps", action="store_true",
                         help="sample each process's resident memory by kind of mapping too")
     parser.add_argument("--restart-every", type=float, default=RESTART_EVERY_S, metavar="S",
@@ -350,6 +356,7 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         soak = Soak(scenario, args.minutes, work, args.tree, args.tracemalloc, args.smaps)
         soak.restart_every = args.restart_every
+        soak.census = args.census
         try:
             run_scenario(soak)
         finally:
