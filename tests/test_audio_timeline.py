@@ -1,9 +1,10 @@
 """The sound device's fill timeline: the recent past, in order, with no object per fill.
 
 Each fill used to leave a tuple and two ints alive for 20 to 40 s, some 600
-long-lived small objects a second among short-lived ones, and pymalloc kept
-more and more of its pools partly used (docs/SOAK.md, fourth pass).  What is
-asserted here is a count of objects, not memory: independent of the load.
+new long-lived small objects a second among short-lived ones, while the
+client's pymalloc memory crept with its live blocks flat (docs/SOAK.md,
+fourth pass).  What is asserted here is a count of objects, not memory:
+independent of the load.
 """
 
 from __future__ import annotations

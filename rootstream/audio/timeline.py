@@ -3,14 +3,13 @@
 The playback records a row at every device fill (100 to 200 a second) so
 tests and benchmarks can map any output sample back to when it was handed
 to the device.  Kept as a deque of tuples, each fill made three Python
-objects (a tuple and two large ints) that lived 20 to 40 s among the
-frames, datagrams and stamps that live milliseconds: about 600 blocks a
-second with long lives, scattered over pymalloc's pools.  A pool is handed
-back only when its every block is free, so those survivors kept more and
-more pools partly used: the client's pymalloc memory crept about one pool
-(16 kB) a minute with its live blocks flat (docs/SOAK.md, fourth pass).
-Here a fill is two int64 written into a preallocated ring: no object per
-fill, nothing for the allocator to scatter.
+objects (a tuple and two large ints) that lived 20 to 40 s among frames,
+datagrams and stamps that live milliseconds: 12,000 objects, 600 new a
+second.  pymalloc gives a pool back only when its every block is free, and
+the client's pymalloc memory crept with its live blocks flat; with this
+ring and RecentList's arrays it stopped creeping in the pair_input soak
+(docs/SOAK.md, fourth pass).  A fill is two int64 written into a
+preallocated ring: no object per fill.
 """
 
 from __future__ import annotations
