@@ -9,7 +9,9 @@ descriptors and threads (/proc) and the totals of its ``--stats-json``
 reports.  With ``--tracemalloc`` both processes also write their Python
 heap's top growth by file:line (rootstream.memtrace); with ``--smaps`` each
 sample also splits RSS by kind of mapping (heap, glibc's thread arenas,
-pymalloc, other anonymous maps, stacks, files) and each gets a slope.  Writes the time
+pymalloc, other anonymous maps, stacks, files) and each gets a slope; with ``--census``
+both log what is alive every 30 s (rootstream.census: live blocks, pymalloc's pools,
+cyclic garbage, counts by type, containers that grew).  Writes the time
 series as JSON (``--out``) and prints, per process, the growth per hour of
 each figure after the first minute: a least-squares slope with its 95 %
 confidence interval (bench/soak_probe.py), and every counter that moved.
