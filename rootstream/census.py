@@ -14,7 +14,9 @@ tracing every allocation: every ``ROOTSTREAM_CENSUS_EVERY`` seconds (default
 - ``types``: the object counts by type (``gc.get_objects``) that changed most
   since the reference census (the first one taken after
   ``ROOTSTREAM_CENSUS_AFTER`` seconds, default 60);
-- ``containers``: the lists, dicts, deques, sets and bytearrays reachable
+- ``reached``: the same for every object the walk below reaches, ints and
+  strings included (the collector does not track those);
+- ``containers``: the lists, dicts, deques and sets reachable
   from the loaded modules and the running threads' frames whose length grew
   most since the reference, each with the path that reaches it (``module
   rootstream.x > Client > _frames``), so a slow-growing record has a name.
@@ -38,7 +40,7 @@ import types
 
 ENV_PATH = "ROOTSTREAM_CENSUS"
 TOP = 15
-SIZED = (list, dict, set, frozenset, collections.deque, bytearray, collections.OrderedDict)
+SIZED = (list, dict, set, frozenset, collections.deque, collections.OrderedDict)
 # Below this a container cannot hide a growth worth reporting in one census.
 MIN_LEN = 8
 
@@ -71,9 +73,10 @@ def roots() -> list:
     return found
 
 
-def walk(start: list, skip: set[int] | None = None) -> tuple[dict, dict]:
+def walk(start: list, skip: set[int] | None = None) -> tuple[dict, dict, collections.Counter]:
     """Every container of ``MIN_LEN`` or more reachable from ``start``, as
-    id -> (len, parent id, type name), and the parent id of every object seen.
+    id -> (len, parent id, type name); the parent id of every object seen;
+    and how many objects of each type were reached.
 
     Breadth first, so the parent recorded is on a shortest path.  Types,
     code and the census's own objects are not followed (their referents are
@@ -82,9 +85,11 @@ def walk(start: list, skip: set[int] | None = None) -> tuple[dict, dict]:
     parent: dict[int, int | None] = {id(obj): None for obj in start}
     seen: set[int] = set(parent) | skip
     sized: dict[int, tuple] = {}
+    reached: collections.Counter = collections.Counter()
     queue = collections.deque(start)
     while queue:
         obj = queue.popleft()
+        reached[type(obj).__qualname__] += 1  # ints and strings too, which gc does not track
         if isinstance(obj, SIZED):
             try:
                 length = len(obj)
@@ -103,7 +108,7 @@ def walk(start: list, skip: set[int] | None = None) -> tuple[dict, dict]:
                 seen.add(id(child))
                 parent[id(child)] = id(obj)
                 queue.append(child)
-    return sized, parent
+    return sized, parent, reached
 
 
 def path_of(key: int, parents: dict[int, int | None], objects: dict[int, object]) -> str:
@@ -200,26 +205,32 @@ def census() -> dict:
     garbage = collect_garbage()
     blocks, pymalloc = sys.getallocatedblocks(), pymalloc_figures()
     start = roots()
-    sized, parents = walk(start)
-    return {"blocks": blocks, "pymalloc": pymalloc, "garbage": garbage,
-            "types": type_counts(), "sized": sized, "parents": parents, "roots": start}
+    sized, parents, reached = walk(start)
+    return {"blocks": blocks, "pymalloc": pymalloc, "garbage": garbage, "types": type_counts(),
+            "reached": reached, "sized": sized, "parents": parents, "roots": start}
 
 
 def compare(reference: dict, now: dict, top: int = TOP) -> dict:
     """What grew between two censuses: counts by type and container lengths."""
-    types_grown = sorted(((name, count - reference["types"].get(name, 0)) for name, count
-                          in now["types"].items()), key=lambda item: -abs(item[1]))
-    grown = []
+    grown, new = [], []
     for key, (length, _parent, label) in now["sized"].items():
         before = reference["sized"].get(key)
         if before is not None and before[2] == label:
             grown.append((length - before[0], key, length, label))
-        elif length >= MIN_LEN:
-            grown.append((length, key, length, label + " (new)"))
+        else:  # made since the reference (or its id reused): in flight, or a new record
+            new.append((length, key, length, label + " (new)"))
     grown.sort(reverse=True)
-    return {"types": [[name, diff] for name, diff in types_grown[:top] if diff],
+    new.sort(reverse=True)
+    return {"types": _changed(reference["types"], now["types"], top),
+            "reached": _changed(reference.get("reached", {}), now.get("reached", {}), top),
             "containers": [{"key": key, "len": length, "grew": diff, "kind": label}
-                           for diff, key, length, label in grown[:top] if diff > 0]}
+                           for diff, key, length, label in grown[:top] + new[:5] if diff > 0]}
+
+
+def _changed(before: dict, after: dict, top: int) -> list:
+    diffs = sorted(((name, count - before.get(name, 0)) for name, count in after.items()),
+                   key=lambda item: -abs(item[1]))
+    return [[name, diff] for name, diff in diffs[:top] if diff]
 
 
 def name_containers(keys: list[int], parents: dict, start: list) -> dict[int, str]:
