@@ -150,7 +150,9 @@ def _name_step(holder, obj) -> str:
 
 def pymalloc_figures() -> dict:
     """pymalloc's account of itself, parsed from ``sys._debugmallocstats`` (it
-    writes to the C stderr, so fd 2 is pointed at a temporary file for it)."""
+    writes to the C stderr, so fd 2 is pointed at a temporary file for it: a
+    line another thread writes to stderr in that millisecond goes there too,
+    which is why only the soak's logs call this, never a normal run)."""
     with tempfile.TemporaryFile(mode="w+") as sink:
         sys.stderr.flush()
         saved = os.dup(2)
