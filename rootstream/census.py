@@ -174,6 +174,11 @@ def pymalloc_figures() -> dict:
     empty = re.search(r"^(\d+) unused pools", text, re.MULTILINE)
     if empty:
         figures["empty_pools"] = int(empty.group(1))
+    # The interpreter's own free lists (tuples of each size up to 2,000 each,
+    # floats, lists, dicts...): blocks Python counts as allocated, kept for
+    # reuse and emptied only by a full collection.
+    figures["free_list_objects"] = sum(int(n) for n in re.findall(
+        r"^\s*(\d+) free [\w-]+ ?\w*Objects", text, re.MULTILINE))
     for line in text.splitlines():
         match = re.match(r"#?\s*(\d+\s+)?([a-z ]+?)\s*=\s*([\d,]+)", line.strip())
         if match and match.group(2).strip() in wanted:

@@ -61,3 +61,16 @@ def test_pymallocs_own_account_is_read():
     figures = census.pymalloc_figures()
     assert figures["arenas_now"] >= 1 and figures["live_bytes"] > 0
     assert {"arenas_highwater", "free_block_bytes", "empty_pools"} <= set(figures)
+
+
+def test_the_interpreters_free_lists_are_counted_and_a_full_collection_empties_them():
+    # Freed tuples wait in per-size free lists (up to 2,000 each) that only a
+    # full collection empties: blocks counted as live with nothing alive.
+    gc.collect()
+    tuples = [tuple(range(n % 5 + 1)) for n in range(5_000)]
+    before = census.pymalloc_figures()["free_list_objects"]
+    del tuples
+    kept = census.pymalloc_figures()["free_list_objects"]
+    gc.collect()
+    assert kept - before >= 4_000
+    assert census.pymalloc_figures()["free_list_objects"] < before + 100
