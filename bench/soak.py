@@ -9,7 +9,9 @@ descriptors and threads (/proc) and the totals of its ``--stats-json``
 reports.  With ``--tracemalloc`` both processes also write their Python
 heap's top growth by file:line (rootstream.memtrace); with ``--smaps`` each
 sample also splits RSS by kind of mapping (heap, glibc's thread arenas,
-pymalloc, other anonymous maps, stacks, files) and each gets a slope.  Writes the time
+pymalloc, other anonymous maps, stacks, files) and each gets a slope; with ``--census``
+both log what is alive every 30 s (rootstream.census: live blocks, pymalloc's pools,
+cyclic garbage, counts by type, containers that grew).  Writes the time
 series as JSON (``--out``) and prints, per process, the growth per hour of
 each figure after the first minute: a least-squares slope with its 95 %
 confidence interval (bench/soak_probe.py), and every counter that moved.
@@ -86,6 +88,7 @@ class Soak:
             self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [tree,
                                                                    os.environ.get("PYTHONPATH")]))
         self.tracemalloc, self.smaps = tracemalloc, smaps
+        self.census = False
         self.procs: dict[str, subprocess.Popen] = {}
         self.lives: dict[str, int] = {}  # how many processes each role has had
         self.samples: list[dict] = []
@@ -111,6 +114,8 @@ class Soak:
         env = {**self.env, **env}
         # What each malloc_trim took and gave back (rootstream/allocator.py).
         env.setdefault("ROOTSTREAM_MALLOC_TRIM_LOG", str(self.work / f"{role}.{life}.trim.jsonl"))
+        if self.census:
+            env["ROOTSTREAM_CENSUS"] = str(self.work / f"{role}.{life}.census.jsonl")
         if self.tracemalloc:
             env["ROOTSTREAM_TRACEMALLOC"] = str(self.work / f"{role}.{life}.tracemalloc.jsonl")
         log = open(self.work / f"{role}.{life}.log", "w")
@@ -330,6 +335,9 @@ def main() -> int:
                         help="JSON time series (default: soak-SCENARIO.json)")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="both processes log their heap's top growth by file:line")
+    parser.add_argument("--census", action="store_true",
+                        help="both processes log live blocks, pymalloc's arenas, object counts "
+                             "by type and the containers that grew (rootstream/census.py)")
     parser.add_argument("--smaps", action="store_true",
                         help="sample each process's resident memory by kind of mapping too")
     parser.add_argument("--restart-every", type=float, default=RESTART_EVERY_S, metavar="S",
@@ -350,6 +358,7 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         soak = Soak(scenario, args.minutes, work, args.tree, args.tracemalloc, args.smaps)
         soak.restart_every = args.restart_every
+        soak.census = args.census
         try:
             run_scenario(soak)
         finally:

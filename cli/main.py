@@ -51,10 +51,12 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    from rootstream import census
     from rootstream.allocator import start_trimming
     from rootstream.memtrace import start_from_environment
 
     start_from_environment()  # ROOTSTREAM_TRACEMALLOC=PATH: heap growth for bench/soak.py
+    census.start_from_environment()  # ROOTSTREAM_CENSUS=PATH: what grows, by type and container
     # Freed frame-sized and packet-sized blocks back to the system every 10 s:
     # without it glibc's arenas grow for hours (docs/SOAK.md).
     start_trimming()

@@ -25,7 +25,8 @@ host gave back a median 3 MB (some 800 pages) per trim, every 10 s, not per
 frame.  On a C library without ``malloc_trim``
 (musl) nothing runs.  ``ROOTSTREAM_MALLOC_TRIM_LOG=PATH`` appends one JSON
 line per trim (how long it took, RSS before and after, and glibc's
-malloc figures before it: ``malloc_figures``) for bench/soak.py.
+malloc figures before it: ``malloc_figures``, and pymalloc's own:
+``census.pymalloc_figures``) for bench/soak.py.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import json
 import os
 import threading
 import time
+
+from rootstream.census import pymalloc_figures
 
 ENV_EVERY = "ROOTSTREAM_MALLOC_TRIM"
 ENV_LOG = "ROOTSTREAM_MALLOC_TRIM_LOG"
@@ -138,6 +141,8 @@ def _trim_loop(every: float, log_path: str | None) -> None:
             trim()
             continue
         before, figures = _rss_kb(), malloc_figures()
+        # pymalloc's arenas against its live blocks: fragmentation or objects kept.
+        figures.update(pymalloc=pymalloc_figures())
         took = trim()
         record = {"t": round(time.monotonic() - started, 1), "took_us": round(took * 1e6),
                   "rss_before_kb": before, "rss_after_kb": _rss_kb(), **figures}

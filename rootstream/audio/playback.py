@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -27,11 +26,10 @@ from rootstream.audio.alsa_quiet import silence_alsa
 from rootstream.audio.chunk import CHANNELS, RATE
 from rootstream.audio.jitter import JitterBuffer
 from rootstream.audio.sync import AudioSync
+from rootstream.audio.timeline import FillTimeline
 from rootstream.backends import BackendProbe, BackendRegistry
 from rootstream.errors import AudioError, ProtocolError
 from rootstream.protocol.audio import AudioPayload
-
-TIMELINE_FILLS = 4096  # device fills remembered in the timeline: 20 s or more
 
 
 class SdlAudioPlayback:
@@ -52,10 +50,9 @@ class SdlAudioPlayback:
         self.played_samples = 0
         # (index of the first sample of a fill, client time of that fill): maps
         # any sample of the output back to when it was handed to the device.
-        # The recent past only: at 100 to 200 fills a second, 100,000 entries
-        # (13 MB of tuples) took a quarter of an hour to fill, the client's
-        # largest RSS growth in a soak with sound; tests read 10 s at most.
-        self.timeline: deque[tuple[int, int]] = deque(maxlen=TIMELINE_FILLS)
+        # The recent past only (100,000 tuples once took 13 MB), and in an
+        # array, not as objects that pymalloc scatters (audio/timeline.py).
+        self.timeline = FillTimeline()
         silence_alsa()  # its lookups' failures are ours to report, once
         if sdl2.SDL_InitSubSystem(sdl2.SDL_INIT_AUDIO) != 0:
             raise AudioError("SDL audio could not start", hint="try SDL_AUDIODRIVER=pulse or disk",
@@ -105,7 +102,7 @@ class SdlAudioPlayback:
                     self.jitter.set_extra_delay(
                         self.sync.extra_delay_ns(self.jitter.extra_delay_ns))
             ctypes.memmove(stream, np.ascontiguousarray(pcm).ctypes.data, samples * 2 * CHANNELS)
-            self.timeline.append((self.played_samples, now))
+            self.timeline.append(self.played_samples, now)
             self.played_samples += samples
         except Exception as exc:  # noqa: BLE001 - nothing may escape into SDL's thread
             ctypes.memset(stream, 0, length)
@@ -124,7 +121,7 @@ class SdlAudioPlayback:
         # The callback holds this object (a bound method): a reference cycle
         # that only the cyclic GC frees, and its full collections are rare in
         # a long-running client.  Each closed playback stayed alive with its
-        # timeline (4096 tuples), jitter buffer and Opus decoder: +435 kB per
+        # timeline, jitter buffer and Opus decoder: +435 kB per
         # host restart in the restart soak.  SDL is done with it now.
         self._callback = None
 

@@ -18,6 +18,7 @@ import numpy as np
 from rootstream.client.video import Decoded
 from rootstream.marker import read_marker_y
 from rootstream.protocol import PacketType, StatsReport
+from rootstream.recent import RecentList
 from rootstream.stats import format_report
 
 CLIENT_STAGES = ("assemble", "decode", "present", "client", "host", "glass")
@@ -29,7 +30,9 @@ class ClientFigures:
         # The client's parts this reads: options, stats, result, transport,
         # the receiver and decode stages, services, log, the JSON writer.
         self.client = client
-        self._present_ring: list[int] = []
+        # Each picture's latency for the host's once-a-second report: the
+        # last 1000 read, in an array (RecentList: no int kept per picture).
+        self._present_ring = RecentList(keep=1000)
         path = client.options.frame_trace
         self.trace = FrameTrace(path) if path and client.options.same_clock else None
 
@@ -86,7 +89,6 @@ class ClientFigures:
     def stats_message(self) -> StatsReport:
         client = self.client
         ring = np.array(self._present_ring[-1000:] or [0], dtype=np.int64)
-        self._present_ring = self._present_ring[-1000:]
         p50, p99 = np.percentile(ring, [50, 99]) / 1000
         r = client.receiver.session_stats
         counters = client.transport.counters
