@@ -110,7 +110,8 @@ CLIENTS = {"rootstream": ("auto", {}), "rootstream-sdl": ("sdl", {}),
            "rootstream-x264t1": ("auto", {}), "rootstream-dec1": ("auto", {}),
            "rootstream-dec-cpus": ("auto", {}), "rootstream-swscale": ("auto", {}),
            "rootstream-x264t3": ("auto", {}), "rootstream-x264t4": ("auto", {}),
-           "rootstream-chores-each": ("auto", {}),
+           "rootstream-chores-each": ("auto", {}), "rootstream-handoff-now": ("auto", {}),
+           "rootstream-lean1": ("auto", {}),
            **{f"rootstream-gil{name}": ("auto", {}) for name in ("5", "1", "05")}}
 # Experiments on the host's side (issue 15, "less waiting"): its --fps per variant.
 # cap120: capture may grab a change up to twice per 60 Hz frame, so a change that
@@ -153,6 +154,13 @@ CLIENT_PATCH = {"rootstream-dec1": "import rootstream.decode.pyav as d; d.DECODE
                 # before, instead of after a burst (client/control.py BURST_CHORES_S).
                 "rootstream-chores-each": "import rootstream.client.control as c; "
                                           "c.BURST_CHORES_S = 0",
+                # ... the receive thread going straight on after waking the decoder,
+                # as before (client/video.py HANDOFF_PAUSE_S); and both, as before.
+                "rootstream-handoff-now": "import rootstream.client.video as v; "
+                                          "v.HANDOFF_PAUSE_S = 0",
+                "rootstream-lean1": "import rootstream.client.control as c, "
+                                    "rootstream.client.video as v; "
+                                    "c.BURST_CHORES_S = 0; v.HANDOFF_PAUSE_S = 0",
                 **GIL_PATCH}
 # GStreamer per variant: the options on top of issue 3's pipeline.
 GSTREAMERS = {"gstreamer": STRONGEST, "gstreamer-issue3": (),
