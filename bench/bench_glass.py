@@ -109,6 +109,9 @@ CLIENTS = {"rootstream": ("auto", {}), "rootstream-sdl": ("sdl", {}),
            "rootstream-slack20": ("auto", {}), "rootstream-burst3": ("auto", {}),
            "rootstream-x264t1": ("auto", {}), "rootstream-dec1": ("auto", {}),
            "rootstream-dec-cpus": ("auto", {}), "rootstream-swscale": ("auto", {}),
+           "rootstream-x264t3": ("auto", {}), "rootstream-x264t4": ("auto", {}),
+           "rootstream-chores-each": ("auto", {}), "rootstream-handoff-now": ("auto", {}),
+           "rootstream-lean1": ("auto", {}),
            **{f"rootstream-gil{name}": ("auto", {}) for name in ("5", "1", "05")}}
 # Experiments on the host's side (issue 15, "less waiting"): its --fps per variant.
 # cap120: capture may grab a change up to twice per 60 Hz frame, so a change that
@@ -127,7 +130,11 @@ HOST_PATCH = {"rootstream-cap-before": f"{_CAP}BURST = 1.5; ChangeRateCap.RATE_S
               # ... and x264 on one thread: a sliced frame waits for its slowest
               # slice, and on a loaded machine one of two threads is often preempted.
               "rootstream-x264t1": "from rootstream.encode.x264 import X264Encoder; "
-                                   "X264Encoder.THREADS = 1"}
+                                   "X264Encoder.THREADS = 1",
+              # Issue 15's last miss, second pass: more slices than cores (x264's
+              # automatic count here is 2), so two shared vCPUs balance better.
+              **{f"rootstream-x264t{n}": "from rootstream.encode.x264 import X264Encoder; "
+                                         f"X264Encoder.THREADS = {n}" for n in (3, 4)}}
 # Issue 15's tail, the GIL: rootstream.switch_interval's setting on both sides
 # (5 ms is CPython's default, 1 and 0.5 ms hand the GIL to a woken stage sooner).
 _GIL = "import rootstream.switch_interval as s; s.STREAM_SWITCH_INTERVAL_S = "
@@ -143,6 +150,17 @@ CLIENT_PATCH = {"rootstream-dec1": "import rootstream.decode.pyav as d; d.DECODE
                 # at equal size, as before the native conversion (x11_image.py).
                 "rootstream-swscale": "import rootstream.present.x11_image as m; "
                                       "m.NATIVE_UNSCALED = False",
+                # ... second pass: the receive loop's chores after every datagram, as
+                # before, instead of after a burst (client/control.py BURST_CHORES_S).
+                "rootstream-chores-each": "import rootstream.client.control as c; "
+                                          "c.BURST_CHORES_S = 0",
+                # ... the receive thread going straight on after waking the decoder,
+                # as before (client/video.py HANDOFF_PAUSE_S); and both, as before.
+                "rootstream-handoff-now": "import rootstream.client.video as v; "
+                                          "v.HANDOFF_PAUSE_S = 0",
+                "rootstream-lean1": "import rootstream.client.control as c, "
+                                    "rootstream.client.video as v; "
+                                    "c.BURST_CHORES_S = 0; v.HANDOFF_PAUSE_S = 0",
                 **GIL_PATCH}
 # GStreamer per variant: the options on top of issue 3's pipeline.
 GSTREAMERS = {"gstreamer": STRONGEST, "gstreamer-issue3": (),

@@ -51,6 +51,11 @@ from rootstream.stage import StageError, describe, run_stage
 from rootstream.stats import JsonStatsWriter, StatsCollector
 
 HOST_FAILED = "the host stopped after an error"
+# The receive loop's chores (expiry, keyframe and repair requests, the services'
+# ticks, stats, keepalives) cost tens of µs a pass; run after every datagram they
+# made a 720p frame's 17 datagrams take 0.36 ms to arrive instead of ~0.1.  They
+# wait while datagrams are queued, but never longer than this under a flood.
+BURST_CHORES_S = 0.002
 # A bye before the config: why the host would not start a session.
 _REFUSALS = {
     ByeReason.BUSY: "the host is busy with another client",
@@ -233,9 +238,10 @@ class Client(Connecting):
 
     def _receive_loop(self) -> None:
         next_stats = time.monotonic() + STATS_REPORT_S
+        reading_since: float | None = None  # a burst is being read; its chores wait
         try:
             while not self._stop.is_set():
-                received = self.transport.receive(timeout=0.05)
+                received = self.transport.receive(timeout=0 if reading_since is not None else 0.05)
                 now = time.monotonic()
                 if received is not None:
                     header, payload, address, received_ns, sealed = received
@@ -249,6 +255,12 @@ class Client(Connecting):
                     else:
                         self._last_heard = now
                         self._on_datagram(header, payload, received_ns)
+                    # A frame's datagrams come in a burst: read them all before
+                    # the chores below, which ahead of its last one delay it.
+                    reading_since = now if reading_since is None else reading_since
+                    if now - reading_since < BURST_CHORES_S:
+                        continue
+                reading_since = None
                 if not self._configured.is_set():
                     continue
                 if self._reconnecting_since is not None or (
