@@ -70,5 +70,8 @@ setup(
         # The x11 presenter's yuv420p -> BGRX at equal size.
         conversion("_yuv2rgb", ["yuv2rgb_module", "yuv2rgb_scalar", "yuv2rgb_x86"],
                    "yuv2rgb.h"),
+        # A frame's datagrams in one sendmmsg(2), GIL released (issue 15).
+        Extension("rootstream._native._sendmany", ["rootstream/_native/sendmany.c"],
+                  extra_compile_args=["-O2", "-fvisibility=hidden"]),
     ],
 )

@@ -28,7 +28,8 @@ Pipelines (``--pipelines``):
 
 Issue 15's tail experiments: ``rootstream-gil5``/``-gil1``/``-gil05`` set
 rootstream.switch_interval (the GIL's switch interval while stages run) on
-both sides; ``rootstream-dec-cpus`` gives the decoder one slice thread per CPU.
+both sides; ``rootstream-dec-cpus`` gives the decoder one slice thread per CPU;
+``rootstream-send-each`` sends a frame's datagrams one sendto each, not batched.
 
 Every round runs each scene at each size with each pipeline once, on fresh
 displays, alternating which pipeline goes first, so the baseline and
@@ -111,7 +112,7 @@ CLIENTS = {"rootstream": ("auto", {}), "rootstream-sdl": ("sdl", {}),
            "rootstream-dec-cpus": ("auto", {}), "rootstream-swscale": ("auto", {}),
            "rootstream-x264t3": ("auto", {}), "rootstream-x264t4": ("auto", {}),
            "rootstream-chores-each": ("auto", {}), "rootstream-handoff-now": ("auto", {}),
-           "rootstream-lean1": ("auto", {}),
+           "rootstream-lean1": ("auto", {}), "rootstream-send-each": ("auto", {}),
            **{f"rootstream-gil{name}": ("auto", {}) for name in ("5", "1", "05")}}
 # Experiments on the host's side (issue 15, "less waiting"): its --fps per variant.
 # cap120: capture may grab a change up to twice per 60 Hz frame, so a change that
@@ -134,7 +135,10 @@ HOST_PATCH = {"rootstream-cap-before": f"{_CAP}BURST = 1.5; ChangeRateCap.RATE_S
               # Issue 15's last miss, second pass: more slices than cores (x264's
               # automatic count here is 2), so two shared vCPUs balance better.
               **{f"rootstream-x264t{n}": "from rootstream.encode.x264 import X264Encoder; "
-                                         f"X264Encoder.THREADS = {n}" for n in (3, 4)}}
+                                         f"X264Encoder.THREADS = {n}" for n in (3, 4)},
+              # ... third pass: one sendto per datagram, as before the batched
+              # sendmmsg (net/udp.py SEND_BATCHED).
+              "rootstream-send-each": "import rootstream.net.udp as u; u.SEND_BATCHED = False"}
 # Issue 15's tail, the GIL: rootstream.switch_interval's setting on both sides
 # (5 ms is CPython's default, 1 and 0.5 ms hand the GIL to a woken stage sooner).
 _GIL = "import rootstream.switch_interval as s; s.STREAM_SWITCH_INTERVAL_S = "
