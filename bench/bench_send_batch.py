@@ -25,11 +25,11 @@ from types import SimpleNamespace
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import rootstream.net.udp as udp  # noqa: E402
+from rootstream.crypto.handshake import SessionKeys  # noqa: E402
 from rootstream.crypto.seal import SEAL_OVERHEAD  # noqa: E402
 from rootstream.frame import HostStamps  # noqa: E402
 from rootstream.net.sender import VideoSender  # noqa: E402
 from rootstream.protocol import MAX_PAYLOAD, PacketType  # noqa: E402
-from tests.test_udp_transport import _keys  # noqa: E402
 
 BLOCK = 50
 
@@ -47,7 +47,10 @@ def receive_all(client: udp.UdpTransport, write_fd: int) -> None:
 def run(frames: int, size: int) -> dict[str, list[int]]:
     host = udp.UdpTransport(("127.0.0.1", 0), require_sealing=True)
     client = udp.UdpTransport(("127.0.0.1", 0), require_sealing=True)
-    host_keys, client_keys = _keys()
+    # Fixed keys, one per direction, as a handshake would leave them.
+    one, other, session = os.urandom(32), os.urandom(32), os.urandom(32)
+    host_keys = SessionKeys(one, other, session, bytes(32), True)
+    client_keys = SessionKeys(other, one, session, bytes(32), False)
     host.secure(client.address, host_keys)
     client.secure(host.address, client_keys)
     read_fd, write_fd = os.pipe()
